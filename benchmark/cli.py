@@ -1,0 +1,204 @@
+"""The ``bench`` command line: run sweeps, print tables, list methods and datasets."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .errors import BenchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_METHODS = "unet-f,unet-l,mt"
+DEFAULT_DATASET = "synthetic-cardiac"
+DEFAULT_RATIOS = "5"
+
+
+def _default_results() -> Path:
+    return Path(os.environ.get("SSLBENCH_RESULTS", "results"))
+
+
+def _csv(value: str, kind: str, cast: Callable[[str], Any] = str) -> list[Any]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise click.BadParameter(f"empty {kind} list")
+    try:
+        return [cast(v) for v in items]
+    except ValueError as exc:
+        raise click.BadParameter(f"not a list of {kind}: {value!r}") from exc
+
+
+def user_errors(fn: F) -> F:
+    """Turn BenchError into one line on stderr and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load_plugins(plugins: tuple[str, ...]) -> None:
+    from .method import METHODS
+
+    METHODS.load_env_plugins()
+    for module in plugins:
+        METHODS.load_plugin_module(module)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sslbench")
+def main() -> None:
+    """sslbench: semi-supervised medical image segmentation, benchmarked fairly.
+
+    \b
+    bench run                       the default sweep on the embedded synthetic phantom
+    bench run --methods mt,unet-l --dataset synthetic-cardiac --ratios 5,10 --seeds 0,1,2
+    bench table --format latex      the records as the paper's table
+    bench methods                   the registered method plugins
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+
+
+@main.command()
+@click.option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated method names.")
+@click.option("--dataset", "--datasets", "datasets", default=DEFAULT_DATASET, show_default=True,
+              help="Comma-separated dataset names.")
+@click.option("--ratios", default=DEFAULT_RATIOS, show_default=True, help="Label ratios in percent of training volumes.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (split and initialisation).")
+@click.option("--profile", default="quick", show_default=True, help="Schedule profile: quick, ssl4mis, paper.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set train.iterations=2000 --set method.ema_decay=0.999.")
+@click.option("--eval-split", type=click.Choice(["test", "val"]), default=None,
+              help="Report metrics on this split (default: test).")
+@click.option("--results", type=click.Path(path_type=Path), default=None,
+              help="Results root (default: ./results or $SSLBENCH_RESULTS).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None,
+              help="Prepared-data cache (default: $SSLBENCH_CACHE or ~/.cache/sslbench).")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1), help="Local worker processes.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
+              help="Import a module that registers extra methods (repeatable; also $BENCH_PLUGINS).")
+@click.option("--force", is_flag=True, help="Replace runs whose saved configuration differs.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--no-table", is_flag=True, help="Do not print the table at the end.")
+@user_errors
+def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, overrides: tuple[str, ...],
+        eval_split: str | None, results: Path | None, cache: Path | None, jobs: int, device: str,
+        plugins: tuple[str, ...], force: bool, quiet: bool, no_table: bool) -> None:
+    """Train and evaluate every method x dataset x ratio x seed; skip runs already done, resume
+    interrupted ones, then print the table."""
+    from .runner import RunOptions, execute, expand
+    from .tables import tables
+
+    _load_plugins(plugins)
+    method_list = _csv(methods, "methods")
+    dataset_list = _csv(datasets, "datasets")
+    overrides = tuple(overrides) + ((f"data.eval_split={eval_split}",) if eval_split else ())
+    specs = expand(method_list, dataset_list, _csv(ratios, "ratios", float), _csv(seeds, "seeds", int),
+                   profile, overrides)
+    root = results or _default_results()
+    opts = RunOptions(results=root, cache=cache, device=device, force=force, progress=not quiet,
+                      plugins=plugins)
+    click.echo(f"{len(specs)} run(s): {', '.join(method_list)} on {', '.join(dataset_list)}, "
+               f"profile {profile}; results in {root}", err=True)
+    outcomes = execute(specs, opts, jobs=jobs, log=lambda m: click.echo(m, err=True))
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    if skipped == len(outcomes):
+        click.echo(f"nothing to do: all {skipped} run(s) already done with the same configuration", err=True)
+    if not no_table:
+        for ds in dataset_list:
+            click.echo(tables(root, "markdown", dataset=ds, profile=profile,
+                              methods=[s.method for s in specs]))
+            click.echo()
+
+
+@main.command()
+@click.option("--results", type=click.Path(path_type=Path), default=None,
+              help="Results root (default: ./results or $SSLBENCH_RESULTS).")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown",
+              show_default=True)
+@click.option("--dataset", default=None, help="Only this dataset.")
+@click.option("--profile", default=None, help="Only this profile.")
+@click.option("--methods", default=None, help="Only these methods (comma-separated).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
+@user_errors
+def table(results: Path | None, fmt: str, dataset: str | None, profile: str | None, methods: str | None,
+          output: Path | None) -> None:
+    """Turn the run records into the paper's table: one row per method in the paper's order,
+    columns ratio x (DSC, ASD), mean ± std over seeds."""
+    from .atomic import write_text
+    from .tables import tables
+
+    text = tables(results or _default_results(), fmt, dataset, profile,
+                  _csv(methods, "methods") if methods else None)
+    if output:
+        write_text(output, text + "\n")
+    else:
+        click.echo(text)
+
+
+@main.command("methods")
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help="Import extra plugin modules.")
+@user_errors
+def methods_cmd(plugins: tuple[str, ...]) -> None:
+    """List the registered methods with their source (built-in, plugin package or module)."""
+    from tabulate import tabulate
+
+    from .method import METHODS
+
+    _load_plugins(plugins)
+    rows = [(e.name, e.obj.paper_name, "yes" if e.obj.uses_unlabeled else "no", "+".join(e.obj.stages),
+             e.source, e.class_path) for e in METHODS]
+    click.echo(tabulate(rows, headers=["name", "paper name", "unlabeled", "stages", "source", "class"],
+                        tablefmt="github"))
+
+
+@main.command("datasets")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared-data cache.")
+@user_errors
+def datasets_cmd(cache: Path | None) -> None:
+    """List the registered datasets, their classes and whether they are prepared."""
+    from tabulate import tabulate
+
+    from .data import DATASETS, dataset_folder
+
+    rows = []
+    for e in DATASETS:
+        prepared = (dataset_folder(e.name, cache) / "meta.json").exists()
+        state = "yes" if prepared else ("on first use" if e.obj.embedded else "no (bench prepare)")
+        rows.append((e.name, ", ".join(e.obj.classes[1:]), state, e.source, e.obj.description))
+    click.echo(tabulate(rows, headers=["name", "classes", "prepared", "source", "description"],
+                        tablefmt="github"))
+
+
+@main.command()
+@click.argument("dataset")
+@click.option("--raw", type=click.Path(path_type=Path), default=None, help="Raw data folder.")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared-data cache.")
+@click.option("--force", is_flag=True, help="Prepare again even if a cache exists.")
+@user_errors
+def prepare(dataset: str, raw: Path | None, cache: Path | None, force: bool) -> None:
+    """Prepare DATASET once into the slice cache (idempotent and atomic)."""
+    from .data import prepare as do_prepare
+
+    if raw is not None and not raw.exists():
+        raise BenchError(f"{raw}: no such folder")
+    ds = do_prepare(dataset, raw, cache, force)
+    counts = {s: len(ds.split_cases(s)) for s in ("train", "val", "test")}
+    click.echo(f"{dataset}: prepared in {ds.folder} ({counts['train']} train, {counts['val']} val, "
+               f"{counts['test']} test volumes)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

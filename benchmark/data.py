@@ -1,0 +1,259 @@
+"""The dataset contract and the prepared slice cache.
+
+A dataset plugin (``sslbench.datasets.<name>``) knows its class names and how to turn raw data into a
+prepared cache; everything after that is shared:
+
+    <cache>/<name>/meta.json                 classes, cases (id, patient, split, shape, spacing), source
+    <cache>/<name>/volumes/<case>.image.npy  float32 (D, H, W), normalised, native resolution
+    <cache>/<name>/volumes/<case>.label.npy  uint8   (D, H, W)
+    <cache>/<name>/slices-<S>/{image,label,case}.npy
+                                             every training slice resized to S x S, built on first
+                                             use, memory-mapped (N, S, S)
+
+Preparation writes into a temporary folder that is renamed into place at the end, so a crash or a
+bad input file never leaves a half-written cache. The ``train`` case order is the dataset's list order
+(the one ``paper`` splits take the first labeled cases from).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .atomic import write_json
+from .errors import DataError
+from .registry import Registry
+
+CACHE_FORMAT = 1
+
+
+def default_cache_root() -> Path:
+    """``$SSLBENCH_CACHE``, else ``$XDG_CACHE_HOME/sslbench``, else ``~/.cache/sslbench``."""
+    if os.environ.get("SSLBENCH_CACHE"):
+        return Path(os.environ["SSLBENCH_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sslbench"
+
+
+@dataclass
+class CaseInfo:
+    id: str
+    patient: str
+    split: str  # "train", "val" or "test"
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...] | None  # mm per axis (D, H, W), None when unknown
+
+
+class DatasetSpec:
+    """Base of dataset plugins. Subclasses set ``name``, ``classes`` and implement ``build``."""
+
+    name: ClassVar[str] = ""
+    classes: ClassVar[tuple[str, ...]] = ()
+    embedded: ClassVar[bool] = False  # True: generated, needs no raw data
+    description: ClassVar[str] = ""
+    interpolation: ClassVar[str] = "nearest"  # image resize to the training size (SSL4MIS: order 0)
+
+    def build(self, raw: Path | None, writer: "CacheWriter") -> None:
+        raise NotImplementedError
+
+
+DATASETS: Registry[type[DatasetSpec]] = Registry("dataset", "sslbench.datasets", "sslbench.datasets")
+
+
+def register_dataset(name: str) -> Callable[[type[DatasetSpec]], type[DatasetSpec]]:
+    def deco(cls: type[DatasetSpec]) -> type[DatasetSpec]:
+        cls.name = name
+        return DATASETS.register(name)(cls)
+
+    return deco
+
+
+class CacheWriter:
+    """Collects validated volumes into a temporary cache folder."""
+
+    def __init__(self, spec: DatasetSpec, folder: Path) -> None:
+        self.spec = spec
+        self.folder = folder
+        (folder / "volumes").mkdir(parents=True)
+        self.cases: list[CaseInfo] = []
+        self.source: dict[str, object] = {}
+
+    def add(self, case_id: str, image: np.ndarray, label: np.ndarray, split: str,
+            spacing: Sequence[float] | None, patient: str | None = None, origin: str = "") -> None:
+        where = origin or case_id
+        if image.shape != label.shape:
+            raise DataError(f"{where}: image shape {image.shape} != label shape {label.shape}")
+        if image.ndim != 3:
+            raise DataError(f"{where}: expected a 3-D volume (D, H, W), got shape {image.shape}")
+        if not np.isfinite(image).all():
+            raise DataError(f"{where}: image contains NaN or Inf")
+        n = len(self.spec.classes)
+        if label.size and (label.min() < 0 or label.max() >= n):
+            raise DataError(f"{where}: label values {sorted(np.unique(label).tolist())} outside 0..{n - 1}")
+        if any(c.id == case_id for c in self.cases):
+            raise DataError(f"{where}: duplicate case id '{case_id}'")
+        if split not in ("train", "val", "test"):
+            raise DataError(f"{where}: unknown split '{split}'")
+        np.save(self.folder / "volumes" / f"{case_id}.image.npy", image.astype(np.float32, copy=False))
+        np.save(self.folder / "volumes" / f"{case_id}.label.npy", label.astype(np.uint8, copy=False))
+        sp = tuple(float(s) for s in spacing) if spacing is not None else None
+        self.cases.append(CaseInfo(case_id, patient or case_id, split, tuple(image.shape), sp))
+
+    def finish(self) -> None:
+        for split in ("train", "val", "test"):
+            if not any(c.split == split for c in self.cases):
+                raise DataError(f"{self.spec.name}: the prepared dataset has no '{split}' cases")
+        write_json(self.folder / "meta.json", {
+            "format": CACHE_FORMAT, "name": self.spec.name, "classes": list(self.spec.classes),
+            "interpolation": self.spec.interpolation, "source": self.source,
+            "cases": [c.__dict__ for c in self.cases],
+        })
+
+
+class PreparedDataset:
+    """A prepared cache, read-only."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"{folder / 'meta.json'}: unreadable prepared dataset ({exc})") from exc
+        self.meta = meta
+        self.name: str = meta["name"]
+        self.classes: tuple[str, ...] = tuple(meta["classes"])
+        self.interpolation: str = meta.get("interpolation", "nearest")
+        self.cases = [CaseInfo(c["id"], c["patient"], c["split"], tuple(c["shape"]),
+                               tuple(c["spacing"]) if c["spacing"] is not None else None)
+                      for c in meta["cases"]]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split_cases(self, split: str) -> list[CaseInfo]:
+        return [c for c in self.cases if c.split == split]
+
+    def volume(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
+        vol = self.folder / "volumes"
+        return (np.load(vol / f"{case_id}.image.npy", mmap_mode="r"),
+                np.load(vol / f"{case_id}.label.npy", mmap_mode="r"))
+
+    def train_slices(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All training slices at ``size`` x ``size``: images (N,S,S) f32, labels (N,S,S) u8 and the
+        index of each slice's case in ``split_cases('train')``. Built once, memory-mapped."""
+        folder = self.folder / f"slices-{size}"
+        if not (folder / "case.npy").exists():
+            self._build_slices(size, folder)
+        return tuple(np.load(folder / f"{n}.npy", mmap_mode="r") for n in ("image", "label", "case"))  # type: ignore[return-value]
+
+    def _build_slices(self, size: int, folder: Path) -> None:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=self.folder))
+        try:
+            images, labels, owner = [], [], []
+            for i, case in enumerate(self.split_cases("train")):
+                img, lab = self.volume(case.id)
+                images.append(resize_slices(np.asarray(img), size, self.interpolation))
+                labels.append(resize_slices(np.asarray(lab), size, "nearest").astype(np.uint8))
+                owner.append(np.full(img.shape[0], i, dtype=np.int32))
+            np.save(tmp / "image.npy", np.concatenate(images).astype(np.float32))
+            np.save(tmp / "label.npy", np.concatenate(labels))
+            np.save(tmp / "case.npy", np.concatenate(owner))
+            try:
+                os.replace(tmp, folder)
+            except OSError:  # another process finished first: keep theirs
+                if not (folder / "case.npy").exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resize_slices(volume: np.ndarray | torch.Tensor, size: int | tuple[int, int],
+                  mode: str = "nearest") -> np.ndarray | torch.Tensor:
+    """Resize the in-plane axes of (D, H, W) to ``size``. The one resize used for training slices,
+    inference inputs and predictions going back to native size, so they always agree."""
+    out_hw = (size, size) if isinstance(size, int) else tuple(size)
+    is_numpy = isinstance(volume, np.ndarray)
+    t = torch.from_numpy(np.ascontiguousarray(volume)) if is_numpy else volume
+    if tuple(t.shape[-2:]) == out_hw:
+        return volume
+    dtype = t.dtype
+    x = t[:, None].float()
+    if mode == "nearest":
+        y = F.interpolate(x, size=out_hw, mode="nearest-exact")
+    else:
+        y = F.interpolate(x, size=out_hw, mode=mode, align_corners=False)
+    y = y[:, 0]
+    y = y.round().to(dtype) if not dtype.is_floating_point else y.to(dtype)
+    return y.numpy() if is_numpy else y
+
+
+def dataset_folder(name: str, cache_root: Path | None = None) -> Path:
+    return (cache_root or default_cache_root()) / name
+
+
+def prepare(name: str, raw: Path | None = None, cache_root: Path | None = None,
+            force: bool = False) -> PreparedDataset:
+    """Prepare dataset ``name`` into the cache (idempotent, atomic) and open it."""
+    spec = DATASETS.get(name)()
+    folder = dataset_folder(name, cache_root)
+    if (folder / "meta.json").exists() and not force:
+        return PreparedDataset(folder)
+    if raw is None and not spec.embedded:
+        raise DataError(f"dataset '{name}' is not prepared; run: bench prepare {name} --raw PATH")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
+    try:
+        writer = CacheWriter(spec, tmp / "ds")
+        spec.build(raw, writer)
+        writer.finish()
+        if folder.exists():
+            shutil.rmtree(folder)
+        try:
+            os.replace(tmp / "ds", folder)
+        except OSError:
+            if not (folder / "meta.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return PreparedDataset(folder)
+
+
+def labeled_count(ratio: float, n_patients: int) -> int:
+    """Number of labeled patients for a label ratio in percent: round(ratio * N / 100), at least 1.
+
+    Halves round up (so 1.5 -> 2, as MONA's MMWHS 10 % list). ``ratio >= 100`` means every patient.
+    """
+    if ratio <= 0:
+        raise DataError(f"label ratio must be positive, got {ratio}")
+    if ratio >= 100:
+        return n_patients
+    return max(1, min(n_patients, math.floor(ratio * n_patients / 100 + 0.5)))
+
+
+def split_labeled(ds: PreparedDataset, ratio: float, seed: int, mode: str) -> tuple[list[str], list[str]]:
+    """Labeled and unlabeled training case ids, chosen at the patient level.
+
+    ``paper``: the first patients in the dataset's list order (SSL4MIS / MONA lists).
+    ``random``: a permutation of patients seeded by the run seed.
+    """
+    train = ds.split_cases("train")
+    patients = list(dict.fromkeys(c.patient for c in train))
+    n = labeled_count(ratio, len(patients))
+    if mode == "random":
+        order = np.random.default_rng(seed).permutation(len(patients))
+        patients = [patients[i] for i in order]
+    chosen = set(patients[:n])
+    labeled = [c.id for c in train if c.patient in chosen]
+    unlabeled = [c.id for c in train if c.patient not in chosen]
+    return labeled, unlabeled

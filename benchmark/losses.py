@@ -1,0 +1,27 @@
+"""Losses shared by every method (SSL4MIS `utils/losses.py`)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def dice_loss(logits: Tensor, target: Tensor, eps: float = 1e-5) -> Tensor:
+    """SSL4MIS `DiceLoss(C)(softmax, target)`: batch-level V-Net Dice with squared denominators,
+    computed for every class including background and averaged over classes."""
+    probs = torch.softmax(logits.float(), dim=1)
+    onehot = F.one_hot(target.long(), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    dims = (0, 2, 3)
+    inter = (probs * onehot).sum(dims)
+    denom = (probs * probs).sum(dims) + (onehot * onehot).sum(dims)
+    return (1.0 - (2.0 * inter + eps) / (denom + eps)).mean()
+
+
+def ce_dice_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """The supervised loss of SSL4MIS: 0.5 * (CE + Dice)."""
+    return 0.5 * (F.cross_entropy(logits.float(), target.long()) + dice_loss(logits, target))
+
+
+def softmax_mse(student_logits: Tensor, teacher_probs: Tensor) -> Tensor:
+    """Mean squared error between the student's softmax and a (detached) target distribution."""
+    return torch.mean((torch.softmax(student_logits.float(), dim=1) - teacher_probs.float()) ** 2)

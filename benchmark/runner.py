@@ -1,0 +1,275 @@
+"""The runner: expand methods x datasets x ratios x seeds into run specs and execute them.
+
+Each run: resolve its configuration, skip it if a complete record with the same configuration hash
+exists, otherwise prepare the dataset, choose the labeled split, train (resuming from ``last.pt`` if a
+previous attempt was interrupted), evaluate the selected weights on the evaluation split and write
+the record. Records are the only shared state, so the in-process executor and ``--jobs N`` worker
+processes give the same tables (cluster executors plug in the same way).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .atomic import write_json, write_text
+from .config import ResolvedConfig, resolve_config
+from .data import DATASETS, PreparedDataset, prepare, split_labeled
+from .errors import BenchError
+from .evaluation import evaluate, validation_dice
+from .method import METHODS, MethodContext, SSLMethod
+from .metrics import EMPTY_POLICY
+from .results import is_done, read_json, run_dir
+from .trainer import TrainData, Trainer
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    method: str
+    ratio: float
+    seed: int
+    profile: str = "quick"
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.dataset} {self.ratio:g}% seed {self.seed}"
+
+
+@dataclass
+class RunOptions:
+    results: Path
+    cache: Path | None = None
+    device: str = "auto"
+    force: bool = False
+    progress: bool = True
+    plugins: tuple[str, ...] = ()
+    threads: int | None = None
+
+
+@dataclass
+class RunOutcome:
+    spec: RunSpec
+    status: str  # "done", "skipped"
+    folder: str
+    summary: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+def expand(methods: Sequence[str], datasets: Sequence[str], ratios: Sequence[float], seeds: Sequence[int],
+           profile: str, overrides: Sequence[str] = ()) -> list[RunSpec]:
+    """The sweep, validated up front (unknown names and keys fail before any run starts).
+    Methods that use every label (UNet-F) run once per seed, recorded as ratio 100."""
+    specs: list[RunSpec] = []
+    for ds in datasets:
+        DATASETS.entry(ds)
+        for m in methods:
+            cls = METHODS.get(m)
+            resolve_config(cls.Config, profile, ds, m, tuple(overrides))
+            for r in ([100.0] if cls.uses_all_labels else ratios):
+                if r <= 0 or r > 100:
+                    raise BenchError(f"label ratio must be in (0, 100], got {r:g}")
+                for s in seeds:
+                    spec = RunSpec(ds, m, float(r), int(s), profile, tuple(overrides))
+                    if spec not in specs:
+                        specs.append(spec)
+    return specs
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise BenchError(f"--device {name}: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def code_version() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain"], capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+        if out.returncode == 0:
+            return f"{__version__}+{out.stdout.strip()}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return __version__
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    return {
+        "sslbench": code_version(), "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__, "platform": platform.platform(), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def build_train_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[str], size: int,
+                     device: torch.device) -> TrainData:
+    images, labels, owner = ds.train_slices(size)
+    train_ids = [c.id for c in ds.split_cases("train")]
+    lab_set = {train_ids.index(c) for c in labeled}
+    unl_set = {train_ids.index(c) for c in unlabeled}
+    owner = np.asarray(owner)
+    lab_idx = np.flatnonzero(np.isin(owner, sorted(lab_set)))
+    unl_idx = np.flatnonzero(np.isin(owner, sorted(unl_set)))
+    return TrainData(
+        images=torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None].to(device),
+        labels=torch.from_numpy(np.asarray(labels)).to(device),
+        labeled=torch.from_numpy(lab_idx).long().to(device),
+        unlabeled=torch.from_numpy(unl_idx).long().to(device),
+    )
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+
+
+def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print) -> RunOutcome:
+    entry = METHODS.entry(spec.method)
+    cls: type[SSLMethod] = entry.obj
+    cfg: ResolvedConfig = resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides)
+    chash = cfg.hash()
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.method, spec.ratio, spec.seed)
+    config_path = folder / "config.json"
+    if config_path.exists():
+        old = read_json(config_path).get("hash")
+        if old != chash:
+            if not opts.force:
+                raise BenchError(f"{folder}: holds a run with another configuration (hash {old}, now {chash}); "
+                                 "use --force to replace it or --results for another folder")
+            shutil.rmtree(folder)
+        elif is_done(folder):
+            record = read_json(folder / "run.json")
+            return RunOutcome(spec, "skipped", str(folder), record.get("summary", {}), "already done")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(config_path, {"hash": chash, "spec": dataclasses.asdict(spec), "sources": cfg.sources,
+                             **cfg.to_dict()})
+
+    t0 = time.perf_counter()
+    device = pick_device(opts.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    ds = prepare(spec.dataset, cache_root=opts.cache)
+    labeled, unlabeled = split_labeled(ds, spec.ratio, spec.seed, cfg.data.split)
+    data = build_train_data(ds, labeled, unlabeled if cls.uses_unlabeled else [], cfg.train.image_size, device)
+    seed_everything(spec.seed)
+    ctx = MethodContext(in_channels=1, num_classes=ds.num_classes, image_size=cfg.train.image_size,
+                        device=device, base_width=cfg.train.base_width,
+                        stage_iterations={"train": cfg.train.iterations, "pretrain": cfg.train.pretrain_iterations})
+    method = cls(cfg.method, ctx)
+    val_ids = [c.id for c in ds.split_cases("val")]
+    trainer = Trainer(
+        method, data, cfg.train, spec.seed,
+        validate=lambda: validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp),
+        run_dir=folder, progress=opts.progress, desc=spec.label,
+    )
+    if (folder / "ckpt" / "last.pt").exists():
+        log(f"resuming {spec.label} from its checkpoint")
+    fit = trainer.fit()
+    if fit.resumed_from is not None:
+        log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{trainer.stages[0]}'")
+
+    t_eval = time.perf_counter()
+    eval_ids = [c.id for c in ds.split_cases(cfg.data.eval_split)]
+    metrics = evaluate(method, ds, eval_ids, cfg.train.image_size, device, cfg.train.amp)
+    eval_seconds = time.perf_counter() - t_eval
+    policy = {**EMPTY_POLICY, "spacing": "mm from the dataset" if all(c.spacing for c in ds.cases) else "voxels",
+              "connectivity": 1}
+    write_json(folder / "metrics.json", {**metrics, "policy": policy})
+
+    train_seconds = sum(fit.stage_seconds.values())
+    record = {
+        "id": f"{spec.dataset}/{spec.profile}/{spec.method}/ratio-{spec.ratio:g}/seed-{spec.seed}",
+        "dataset": spec.dataset, "profile": spec.profile, "method": spec.method,
+        "paper_name": cls.paper_name, "method_source": entry.source, "method_class": entry.class_path,
+        "ratio": spec.ratio, "seed": spec.seed, "overrides": list(spec.overrides), "config_hash": chash,
+        "classes": list(ds.classes[1:]), "eval_split": cfg.data.eval_split, "n_eval_volumes": len(eval_ids),
+        "split": cfg.data.split, "labeled_cases": labeled, "n_labeled_slices": int(data.labeled.numel()),
+        "n_unlabeled_slices": int(data.unlabeled.numel()), "inference_net": cls.inference_net_name,
+        "selection": {"rule": fit.selected, "iteration": fit.best_iteration,
+                      "val_dice": None if fit.best_score != fit.best_score else fit.best_score},
+        "summary": metrics["foreground_mean"], "per_class": metrics["mean"],
+        "timing": {"wall_s": time.perf_counter() - t0, "train_s": train_seconds, "eval_s": eval_seconds,
+                   "stage_s": fit.stage_seconds, "iters_per_s": fit.iterations_per_second,
+                   "peak_mem_mb": peak_memory_mb(device),
+                   "resumed_from": fit.resumed_from},
+        "metric_policy": policy,
+        "env": environment(device),
+    }
+    write_json(folder / "run.json", record)
+    write_text(folder / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    return RunOutcome(spec, "done", str(folder), record["summary"])
+
+
+def _worker(spec: RunSpec, opts: RunOptions) -> RunOutcome:
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    for module in opts.plugins:
+        METHODS.load_plugin_module(module)
+    return run_one(spec, opts, log=lambda msg: None)
+
+
+def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
+            log: Callable[[str], None] = print) -> list[RunOutcome]:
+    """Run every spec: in this process (``jobs == 1``) or in ``jobs`` spawned worker processes."""
+    for name in dict.fromkeys(s.dataset for s in specs):
+        prepare(name, cache_root=opts.cache)  # once, before any worker starts
+    outcomes: list[RunOutcome] = []
+    if jobs <= 1:
+        for i, spec in enumerate(specs, 1):
+            outcome = run_one(spec, opts, log)
+            outcomes.append(outcome)
+            log(_describe(i, len(specs), outcome))
+        return outcomes
+    import multiprocessing as mp
+
+    threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
+    wopts = dataclasses.replace(opts, progress=False, threads=threads)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_worker, spec, wopts): spec for spec in specs}
+        for i, fut in enumerate(as_completed(futures), 1):
+            outcome = fut.result()
+            outcomes.append(outcome)
+            log(_describe(i, len(specs), outcome))
+    return outcomes
+
+
+def _describe(i: int, n: int, outcome: RunOutcome) -> str:
+    s = outcome.summary
+    score = f"Dice {100 * s['dice']:.1f}  ASSD {s['assd']:.2f}" if s else ""
+    what = "already done, skipped" if outcome.status == "skipped" else "done"
+    return f"[{i}/{n}] {outcome.spec.label}: {what}  {score}"

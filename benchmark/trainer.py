@@ -1,0 +1,281 @@
+"""The one trainer: every method gets the same schedule, sampling, optimiser, selection and resume.
+
+Per stage (most methods have one, ``train``; MONA-like methods add ``pretrain``) it runs an
+iteration-based loop: sample a labeled + unlabeled batch from slices kept on the device, augment it on
+the device, call ``method.training_step``, sum the ``*loss*`` terms, step SGD (poly or step decay),
+call ``method.after_step`` (EMA, banks). Every ``val_every`` iterations of the last stage it scores
+the validation volumes, keeps the best weights (``best.pt``) and writes a resumable checkpoint
+(``last.pt``: method, optimiser, samplers, RNG states, counters). Losses are accumulated on the
+device and read back only at log points, where NaN/Inf is caught; nothing in the step waits for the
+host. AMP (bf16) runs on CUDA only.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .atomic import atomic_path
+from .augment import ssl4mis_weak
+from .config import TrainConfig
+from .errors import BenchError, TrainingDiverged
+from .evaluation import autocast
+from .method import Batch, SSLMethod, StepInfo
+from .sampling import CyclicSampler
+
+
+@dataclass
+class TrainData:
+    """Training slices on the device: images (N, C, S, S) float, labels (N, S, S) uint8, and the
+    indices of the labeled and unlabeled slices."""
+
+    images: Tensor
+    labels: Tensor
+    labeled: Tensor
+    unlabeled: Tensor
+
+
+@dataclass
+class FitResult:
+    selected: str                   # "best" or "last"
+    best_iteration: int
+    best_score: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    iterations_per_second: dict[str, float] = field(default_factory=dict)
+    resumed_from: int | None = None
+
+
+def stage_iterations(method: SSLMethod, cfg: TrainConfig) -> dict[str, int]:
+    lengths = {"train": cfg.iterations, "pretrain": cfg.pretrain_iterations}
+    out = {}
+    for stage in method.stages:
+        if stage not in lengths:
+            raise BenchError(f"method '{method.name}' declares unknown stage '{stage}'")
+        if lengths[stage] <= 0:
+            raise BenchError(f"method '{method.name}' needs train.{stage}_iterations > 0")
+        out[stage] = lengths[stage]
+    return out
+
+
+class Trainer:
+    def __init__(self, method: SSLMethod, data: TrainData, cfg: TrainConfig, seed: int,
+                 validate: Callable[[], float] | None = None, run_dir: Path | None = None,
+                 progress: bool = True, desc: str = "") -> None:
+        self.method = method
+        self.data = data
+        self.cfg = cfg
+        self.device = data.images.device
+        self.validate = validate
+        self.run_dir = run_dir
+        self.progress = progress
+        self.desc = desc
+        self.lengths = stage_iterations(method, cfg)
+        self.stages = list(self.lengths)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.lab_sampler = CyclicSampler(data.labeled, self.generator)
+        self.unl_sampler = CyclicSampler(data.unlabeled, self.generator) if method.uses_unlabeled else None
+        if method.uses_unlabeled and data.unlabeled.numel() == 0:
+            raise BenchError(f"method '{method.name}' needs unlabeled data but the split has none")
+        self.stage_index = 0
+        self.iteration = 0
+        self.best_score = -math.inf
+        self.best_iteration = -1
+        self.optimizer = self._make_optimizer()
+        self.force_ramps = False
+        self.elapsed: dict[str, float] = {}  # seconds per stage, summed over resumed sessions
+        self._acc: dict[str, Tensor] = {}
+        self._acc_n = 0
+        self._log_start = 0
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def stage(self) -> str:
+        return self.stages[self.stage_index]
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(list(self.method.optim_parameters()), lr=self.cfg.lr,
+                               momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
+
+    def lr_at(self, iteration: int) -> float:
+        total = self.lengths[self.stage]
+        if self.cfg.lr_schedule == "poly":
+            return self.cfg.lr * (1.0 - iteration / total) ** self.cfg.poly_power
+        return self.cfg.lr * self.cfg.lr_gamma ** (iteration // self.cfg.lr_step)
+
+    def step_info(self) -> StepInfo:
+        return StepInfo(self.stage, self.iteration, self.lengths[self.stage], self.force_ramps)
+
+    def next_batch(self) -> Batch:
+        cfg, d = self.cfg, self.data
+        n_lab = cfg.labeled_bs if self.unl_sampler is not None else cfg.batch_size
+        idx_l = self.lab_sampler.next(n_lab)
+        x_l, y_l = d.images[idx_l], d.labels[idx_l].long()
+        x_u = None
+        if self.unl_sampler is not None:
+            x_u = d.images[self.unl_sampler.next(cfg.batch_size - cfg.labeled_bs)]
+        if cfg.augment == "ssl4mis":
+            x_l, y_l = ssl4mis_weak(x_l, y_l, self.generator)
+            if x_u is not None:
+                x_u, _ = ssl4mis_weak(x_u, None, self.generator)
+        return Batch(x_l, y_l, x_u)  # type: ignore[arg-type]
+
+    def train_step(self) -> dict[str, Tensor]:
+        """One iteration; returns the detached named losses (still on the device)."""
+        info = self.step_info()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.iteration)
+        batch = self.next_batch()
+        self.method.train()
+        with autocast(self.device, self.cfg.amp):
+            out = self.method.training_step(batch, info)
+        terms = [v for k, v in out.items() if "loss" in k]
+        if not terms:
+            raise BenchError(f"method '{self.method.name}' returned no '*loss*' term")
+        total = torch.stack([t.float() for t in terms]).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.method.after_step(info)
+        self.iteration += 1
+        logged = {k: (v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v), device=self.device))
+                  for k, v in out.items()}
+        logged["loss"] = total.detach()
+        for k, v in logged.items():
+            self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
+        self._acc_n += 1
+        return logged
+
+    # ------------------------------------------------------------------ logging
+    def _flush_log(self, bar: Any = None) -> dict[str, float]:
+        """Read the accumulated losses back (the only sync besides validation) and check them."""
+        if not self._acc_n:
+            return {}
+        means = {k: float(v) / self._acc_n for k, v in self._acc.items()}
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        start, self._log_start = self._log_start, self.iteration
+        self._acc, self._acc_n = {}, 0
+        if bad:
+            raise TrainingDiverged(
+                f"{self.desc}: {', '.join(bad)} became NaN/Inf between iterations {start} and "
+                f"{self.iteration} of stage '{self.stage}'; the last checkpoint is kept"
+            )
+        record = {"stage": self.stage, "iteration": self.iteration, "lr": self.lr_at(self.iteration - 1),
+                  **{k: round(v, 6) for k, v in means.items()}}
+        self._write_log(record)
+        if bar is not None:
+            bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
+        return means
+
+    def _write_log(self, record: dict[str, Any]) -> None:
+        if self.run_dir is not None:
+            with (self.run_dir / "train_log.jsonl").open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "stage_index": self.stage_index, "iteration": self.iteration,
+            "best_score": self.best_score, "best_iteration": self.best_iteration,
+            "elapsed": dict(self.elapsed), "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "lab_sampler": self.lab_sampler.state_dict(),
+            "unl_sampler": self.unl_sampler.state_dict() if self.unl_sampler else None,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stage_index = state["stage_index"]
+        self.iteration = state["iteration"]
+        self.best_score, self.best_iteration = state["best_score"], state["best_iteration"]
+        self.elapsed = dict(state.get("elapsed", {}))
+        self.method.load_state_dict(state["method"])
+        self.optimizer = self._make_optimizer()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lab_sampler.load_state_dict(state["lab_sampler"])
+        if self.unl_sampler is not None and state["unl_sampler"] is not None:
+            self.unl_sampler.load_state_dict(state["unl_sampler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self._log_start = self.iteration
+
+    def _save(self, name: str, obj: Any) -> None:
+        if self.run_dir is None:
+            return
+        with atomic_path(self.run_dir / "ckpt" / name) as tmp:
+            torch.save(obj, tmp)
+
+    def checkpoint(self) -> None:
+        self._save("last.pt", self.state_dict())
+
+    def try_resume(self) -> int | None:
+        path = None if self.run_dir is None else self.run_dir / "ckpt" / "last.pt"
+        if path is None or not path.exists():
+            return None
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:
+            raise BenchError(f"{path}: unreadable checkpoint ({exc}); delete it or use --force") from exc
+        self.load_state_dict(state)
+        return self.iteration
+
+    # ------------------------------------------------------------------ loop
+    def _validate(self) -> float:
+        score = self.validate() if self.validate is not None else float("nan")
+        self._write_log({"stage": self.stage, "iteration": self.iteration, "val_dice": round(score, 6)})
+        if self.cfg.select == "best" and score > self.best_score:
+            self.best_score, self.best_iteration = score, self.iteration
+            self._save("best.pt", self.method.state_dict())
+        return score
+
+    def fit(self) -> FitResult:
+        resumed = self.try_resume()
+        result = FitResult(self.cfg.select, -1, float("nan"), resumed_from=resumed)
+        while self.stage_index < len(self.stages):
+            stage, total = self.stage, self.lengths[self.stage]
+            is_last = self.stage_index == len(self.stages) - 1
+            bar = tqdm(total=total, initial=self.iteration, disable=not self.progress, dynamic_ncols=True,
+                       desc=f"{self.desc} [{stage}]" if len(self.stages) > 1 else self.desc, leave=False)
+            start = time.perf_counter()
+            while self.iteration < total:
+                self.train_step()
+                bar.update(1)
+                at_val = self.iteration % self.cfg.val_every == 0 or self.iteration == total
+                if self.iteration % self.cfg.log_every == 0 or at_val:
+                    self._flush_log(bar)
+                if at_val:
+                    if is_last:
+                        score = self._validate()
+                        bar.set_postfix(val_dice=f"{score:.4f}", best=f"{max(self.best_score, score):.4f}")
+                    self.elapsed[stage] = self.elapsed.get(stage, 0.0) + time.perf_counter() - start
+                    start = time.perf_counter()
+                    self.checkpoint()
+            bar.close()
+            self.elapsed[stage] = self.elapsed.get(stage, 0.0) + time.perf_counter() - start
+            result.stage_seconds[stage] = self.elapsed[stage]
+            result.iterations_per_second[stage] = total / self.elapsed[stage] if self.elapsed[stage] > 0 else 0.0
+            if not is_last:
+                self.stage_index += 1
+                self.iteration = 0
+                self._log_start = 0
+                self.optimizer = self._make_optimizer()
+                self.checkpoint()
+            else:
+                break
+        if self.cfg.select == "best" and self.run_dir is not None and (self.run_dir / "ckpt" / "best.pt").exists():
+            self.method.load_state_dict(torch.load(self.run_dir / "ckpt" / "best.pt", map_location=self.device))
+            result.best_iteration, result.best_score = self.best_iteration, self.best_score
+        else:
+            result.selected = "last"
+            result.best_iteration = self.iteration
+        return result

@@ -1,0 +1,61 @@
+"""MT: Mean Teacher (Tarvainen & Valpola, NeurIPS 2017) as SSL4MIS runs it (`train_mean_teacher_2D.py`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sslbench.ema import EMATeacher
+from sslbench.losses import ce_dice_loss, softmax_mse
+from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
+
+
+@dataclass
+class MTConfig(MethodConfig):
+    consistency: float = 0.1        # maximum consistency weight (SSL4MIS sigmoid ramp over the run)
+    ema_decay: float = 0.99
+    noise_std: float = 0.1          # teacher input noise N(0, std^2) ...
+    noise_clip: float = 0.2         # ... clamped to [-clip, clip]
+    warmup_fraction: float = 1 / 30  # consistency forced to 0 before this fraction of the run
+
+
+@register_method("mt")
+class MeanTeacher(SSLMethod):
+    """Student trained with 0.5 (CE + Dice) on labeled slices plus ``w(t)`` times the MSE between its
+    softmax and an EMA teacher's softmax on noisy unlabeled slices.
+
+    Follows SSL4MIS: the student sees labeled and unlabeled slices in one forward pass (shared BN
+    statistics); the teacher runs in train mode (dropout on, batch statistics, as SSL4MIS never calls
+    ``eval()`` on it) on the unlabeled slices plus clamped Gaussian noise; EMA ``min(1 - 1/(t+1), 0.99)``
+    of the parameters only; the student is evaluated. SSL4MIS zeroes the consistency for the first 1000
+    of 30000 iterations; here that warm-up is ``warmup_fraction`` of the run (1/30, identical on the
+    ``ssl4mis`` profile) so shorter profiles keep the same shape. Differs from the paper's MT in using
+    SSL4MIS's weight (0.1, sigmoid ramp over the whole run) rather than the paper's schedule.
+    """
+
+    paper_name = "MT"
+    Config = MTConfig
+
+    def __init__(self, cfg: MTConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        self.cfg: MTConfig = cfg
+        self.teacher = EMATeacher(self.student, cfg.ema_decay)
+
+    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+        assert batch.x_u is not None
+        n_l = batch.x_l.shape[0]
+        logits = self.student(torch.cat([batch.x_l, batch.x_u]))
+        noise = torch.clamp(torch.randn_like(batch.x_u) * self.cfg.noise_std, -self.cfg.noise_clip, self.cfg.noise_clip)
+        with torch.no_grad():
+            teacher_probs = torch.softmax(self.teacher(batch.x_u + noise).float(), dim=1)
+        mse = softmax_mse(logits[n_l:], teacher_probs)
+        weight = step.consistency_weight(self.cfg.consistency, self.cfg.warmup_fraction)
+        return {
+            "loss_sup": ce_dice_loss(logits[:n_l], batch.y_l),
+            "loss_cons": weight * mse,
+            "cons_mse": mse.detach(),
+            "cons_weight": weight,
+        }
+
+    def after_step(self, step: StepInfo) -> None:
+        self.teacher.update(self.student, step.iteration)
