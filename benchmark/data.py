@@ -184,7 +184,7 @@ def resize_slices(volume: np.ndarray | torch.Tensor, size: int | tuple[int, int]
     inference inputs and predictions going back to native size, so they always agree."""
     out_hw = (size, size) if isinstance(size, int) else tuple(size)
     is_numpy = isinstance(volume, np.ndarray)
-    t = torch.from_numpy(np.ascontiguousarray(volume)) if is_numpy else volume
+    t = torch.from_numpy(np.array(volume)) if is_numpy else volume
     if tuple(t.shape[-2:]) == out_hw:
         return volume
     dtype = t.dtype

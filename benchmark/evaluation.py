@@ -28,7 +28,7 @@ def predict_volume(method: SSLMethod, image: np.ndarray, size: int, device: torc
                    interpolation: str = "nearest", batch: int = 32, amp: bool = True) -> np.ndarray:
     """Label map (D, H, W) uint8 for one volume."""
     depth, h, w = image.shape
-    x = resize_slices(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device), size,
+    x = resize_slices(torch.from_numpy(np.array(image, dtype=np.float32)).to(device), size,
                       interpolation)
     labels = []
     with autocast(device, amp):

@@ -144,8 +144,8 @@ def build_train_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[st
     lab_idx = np.flatnonzero(np.isin(owner, sorted(lab_set)))
     unl_idx = np.flatnonzero(np.isin(owner, sorted(unl_set)))
     return TrainData(
-        images=torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None].to(device),
-        labels=torch.from_numpy(np.asarray(labels)).to(device),
+        images=torch.from_numpy(np.array(images, dtype=np.float32))[:, None].to(device),
+        labels=torch.from_numpy(np.array(labels)).to(device),
         labeled=torch.from_numpy(lab_idx).long().to(device),
         unlabeled=torch.from_numpy(unl_idx).long().to(device),
     )
@@ -219,7 +219,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
         "ratio": spec.ratio, "seed": spec.seed, "overrides": list(spec.overrides), "config_hash": chash,
         "classes": list(ds.classes[1:]), "eval_split": cfg.data.eval_split, "n_eval_volumes": len(eval_ids),
         "split": cfg.data.split, "labeled_cases": labeled, "n_labeled_slices": int(data.labeled.numel()),
-        "n_unlabeled_slices": int(data.unlabeled.numel()), "inference_net": cls.inference_net_name,
+        "n_unlabeled_slices": int(data.unlabeled.numel()), "inference_net": method.inference_net_name,
         "selection": {"rule": fit.selected, "iteration": fit.best_iteration,
                       "val_dice": None if fit.best_score != fit.best_score else fit.best_score},
         "summary": metrics["foreground_mean"], "per_class": metrics["mean"],

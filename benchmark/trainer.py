@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,7 +93,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.force_ramps = False
         self.elapsed: dict[str, float] = {}  # seconds per stage, summed over resumed sessions
-        self._acc: dict[str, Tensor] = {}
+        self._acc: dict[str, Tensor | float] = {}
         self._acc_n = 0
         self._log_start = 0
 
@@ -128,8 +129,8 @@ class Trainer:
                 x_u, _ = ssl4mis_weak(x_u, None, self.generator)
         return Batch(x_l, y_l, x_u)  # type: ignore[arg-type]
 
-    def train_step(self) -> dict[str, Tensor]:
-        """One iteration; returns the detached named losses (still on the device)."""
+    def train_step(self) -> dict[str, Tensor | float]:
+        """One iteration; returns the detached named losses (tensors still on the device)."""
         info = self.step_info()
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.iteration)
@@ -146,13 +147,13 @@ class Trainer:
         self.optimizer.step()
         self.method.after_step(info)
         self.iteration += 1
-        logged = {k: (v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v), device=self.device))
-                  for k, v in out.items()}
+        logged: dict[str, Tensor | float] = {
+            k: (v.detach().float() if torch.is_tensor(v) else float(v)) for k, v in out.items()}
         logged["loss"] = total.detach()
-        for k, v in logged.items():
-            self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
+        for k, v in logged.items():  # device tensors stay on the device; plain floats stay on the host
+            self._acc[k] = self._acc[k] + v if k in self._acc else (v.clone() if torch.is_tensor(v) else v)
         self._acc_n += 1
-        return logged
+        return logged  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ logging
     def _flush_log(self, bar: Any = None) -> dict[str, float]:
@@ -245,7 +246,8 @@ class Trainer:
             stage, total = self.stage, self.lengths[self.stage]
             is_last = self.stage_index == len(self.stages) - 1
             bar = tqdm(total=total, initial=self.iteration, disable=not self.progress, dynamic_ncols=True,
-                       desc=f"{self.desc} [{stage}]" if len(self.stages) > 1 else self.desc, leave=False)
+                       desc=f"{self.desc} [{stage}]" if len(self.stages) > 1 else self.desc, leave=False,
+                       mininterval=0.2 if sys.stderr.isatty() else 30.0)
             start = time.perf_counter()
             while self.iteration < total:
                 self.train_step()

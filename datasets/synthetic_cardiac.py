@@ -19,7 +19,7 @@ from sslbench.data import CacheWriter, DatasetSpec, register_dataset
 
 from .phantom import bias_field, ellipse, grid, minmax, smooth_noise
 
-SPLITS = {"train": 40, "val": 6, "test": 10}
+SPLITS = {"train": 40, "val": 8, "test": 20}
 GENERATOR_SEED = 20240101
 
 
@@ -40,7 +40,7 @@ def cardiac_volume(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tu
     rv_len = rng.uniform(0.55, 0.85)        # fraction of slices (from the base) with an RV
     drift = rng.normal(0, 0.6, size=(depth, 2)).cumsum(0)
 
-    blood, myo_i, tissue = rng.uniform(0.7, 0.95), rng.uniform(0.15, 0.35), rng.uniform(0.3, 0.5)
+    blood, myo_i, tissue = rng.uniform(0.65, 0.95), rng.uniform(0.1, 0.35), rng.uniform(0.25, 0.55)
     body = ellipse(yy, xx, h / 2, w / 2, 0.46 * h, 0.48 * w, rng.uniform(-0.2, 0.2))
     blobs = []
     for _ in range(int(rng.integers(3, 7))):
@@ -79,9 +79,9 @@ def cardiac_volume(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tu
         label[z][lv] = 3
 
     image = ndimage.gaussian_filter(image, sigma=(0, rng.uniform(0.5, 1.2), rng.uniform(0.5, 1.2)))
-    image = np.clip(image, 0.0, None) ** rng.uniform(0.7, 1.4)
-    image *= bias_field(rng, h, w, rng.uniform(0.0, 0.4))[None]
-    image += rng.normal(0, rng.uniform(0.02, 0.07), image.shape).astype(np.float32)
+    image = np.clip(image, 0.0, None) ** np.exp(rng.uniform(-0.7, 0.7))
+    image *= bias_field(rng, h, w, rng.uniform(0.0, 0.6))[None]
+    image += rng.normal(0, rng.uniform(0.02, 0.12), image.shape).astype(np.float32)
     return minmax(np.abs(image)), label, spacing
 
 
@@ -89,7 +89,7 @@ def cardiac_volume(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tu
 class SyntheticCardiac(DatasetSpec):
     classes = ("background", "RV", "Myo", "LV")
     embedded = True
-    description = "procedural ACDC-like short-axis phantom (40 train / 6 val / 10 test volumes)"
+    description = "procedural ACDC-like short-axis phantom (40 train / 8 val / 20 test volumes)"
 
     def build(self, raw: Path | None, writer: CacheWriter) -> None:
         writer.source = {"generator": "synthetic-cardiac", "seed": GENERATOR_SEED, "splits": SPLITS}

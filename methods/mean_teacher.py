@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from sslbench.ema import EMATeacher
+from sslbench.errors import ConfigError
 from sslbench.losses import ce_dice_loss, softmax_mse
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
 
@@ -17,6 +18,7 @@ class MTConfig(MethodConfig):
     noise_std: float = 0.1          # teacher input noise N(0, std^2) ...
     noise_clip: float = 0.2         # ... clamped to [-clip, clip]
     warmup_fraction: float = 1 / 30  # consistency forced to 0 before this fraction of the run
+    eval_net: str = "student"        # network evaluated: "student" (SSL4MIS) or "teacher"
 
 
 @register_method("mt")
@@ -39,7 +41,13 @@ class MeanTeacher(SSLMethod):
     def __init__(self, cfg: MTConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.cfg: MTConfig = cfg
+        if cfg.eval_net not in ("student", "teacher"):
+            raise ConfigError(f"method.eval_net must be 'student' or 'teacher', got '{cfg.eval_net}'")
         self.teacher = EMATeacher(self.student, cfg.ema_decay)
+        self.inference_net_name = cfg.eval_net
+
+    def inference_net(self) -> torch.nn.Module:
+        return self.teacher.module if self.cfg.eval_net == "teacher" else self.student
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
         assert batch.x_u is not None

@@ -1,0 +1,38 @@
+"""Shared fixtures: a session-wide prepared-data cache, GPU-marker handling, CLI helpers."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_RUN = (
+    "--set", "train.iterations=12", "--set", "train.image_size=32", "--set", "train.batch_size=4",
+    "--set", "train.labeled_bs=2", "--set", "train.val_every=6", "--set", "train.log_every=3",
+    "--set", "train.base_width=4",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One prepared-data cache for the whole session (the phantom is generated once)."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["SSLBENCH_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cardiac(cache_dir: Path):  # noqa: ANN201
+    from sslbench.data import prepare
+
+    return prepare("synthetic-cardiac", cache_root=cache_dir)

@@ -1,0 +1,163 @@
+"""End to end through the `bench` CLI on the embedded phantom with a tiny schedule."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from sslbench.cli import main
+
+from .conftest import TINY_RUN
+
+pytestmark = pytest.mark.slow
+
+
+def bench(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> tuple[Path, str, str]:
+    root = tmp_path_factory.mktemp("results")
+    code, out, err = bench("run", "--methods", "unet-f,unet-l,mt", "--ratios", "5,10", "--seeds", "0,1",
+                           "--results", str(root), "--quiet", *TINY_RUN)
+    assert code == 0, err
+    return root, out, err
+
+
+def test_run_writes_records_and_prints_the_table(sweep: tuple[Path, str, str]) -> None:
+    root, out, err = sweep
+    assert "[10/10]" in err                      # unet-f once per seed, the others per ratio and seed
+    for name in ("UNet-F", "UNet-L", "MT"):
+        assert f"| {name}" in out
+    records = [json.loads(p.read_text()) for p in root.rglob("run.json")]
+    assert len(records) == 10
+    rec = next(r for r in records if r["method"] == "mt")
+    for key in ("summary", "per_class", "selection", "timing", "env", "metric_policy", "config_hash",
+                "labeled_cases", "inference_net", "method_source"):
+        assert key in rec
+    assert 0.0 <= rec["summary"]["dice"] <= 1.0 and rec["summary"]["assd"] >= 0.0
+    assert rec["env"]["torch"] == torch.__version__
+    folder = Path(rec["_dir"]) if "_dir" in rec else next(root.rglob("mt/ratio-5/seed-0"))
+    for name in ("config.json", "metrics.json", "train_log.jsonl", "DONE", "ckpt/last.pt"):
+        assert (folder / name).exists(), name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert len(metrics["metric_per_case"]) == rec["n_eval_volumes"]
+    assert "both_empty" in metrics["policy"]
+
+
+def test_second_run_is_a_no_op(sweep: tuple[Path, str, str]) -> None:
+    root, _, _ = sweep
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("run.json")}
+    code, out, err = bench("run", "--methods", "unet-f,unet-l,mt", "--ratios", "5,10", "--seeds", "0,1",
+                           "--results", str(root), "--quiet", *TINY_RUN)
+    assert code == 0
+    assert "nothing to do: all 10 run(s) already done" in err
+    assert stamps == {p: p.stat().st_mtime_ns for p in root.rglob("run.json")}
+
+
+def test_changed_config_needs_force(sweep: tuple[Path, str, str]) -> None:
+    root, _, _ = sweep
+    code, _, err = bench("run", "--methods", "unet-l", "--ratios", "5", "--results", str(root), "--quiet",
+                         *TINY_RUN, "--set", "train.lr=0.02")
+    assert code == 2 and "another configuration" in err and "--force" in err
+
+
+def test_table_formats(sweep: tuple[Path, str, str]) -> None:
+    root, _, _ = sweep
+    code, latex, _ = bench("table", "--results", str(root), "--format", "latex")
+    assert code == 0 and "\\begin{tabular}" in latex and "UNet-L" in latex and "$\\pm$" in latex
+    code, text, _ = bench("table", "--results", str(root), "--format", "csv")
+    assert code == 0
+    df = pd.read_csv(io.StringIO(text))
+    assert list(df.Method) == ["UNet-F", "UNet-L", "MT"]         # the paper's row order
+    assert list(df.columns[3:]) == ["5% DSC", "5% ASD", "10% DSC", "10% ASD"]
+    assert df.loc[0, "5% DSC"] == df.loc[0, "10% DSC"]           # UNet-F fills every ratio column
+    mean, std = (float(v) for v in df.loc[1, "5% DSC"].split("±"))
+    records = [json.loads(p.read_text()) for p in root.rglob("unet-l/ratio-5/*/run.json")]
+    dsc = [100 * r["summary"]["dice"] for r in records]
+    assert mean == pytest.approx(sum(dsc) / 2, abs=0.051)
+    assert std == pytest.approx(abs(dsc[0] - dsc[1]) / 2**0.5, abs=0.051)
+    out = root / "t.md"
+    assert bench("table", "--results", str(root), "-o", str(out))[0] == 0 and "| MT" in out.read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("run", "--methods", "nope"), "unknown method 'nope'"),
+    (("run", "--dataset", "nope"), "unknown dataset 'nope'"),
+    (("run", "--set", "train.nope=1"), "--set train.nope: unknown key"),
+    (("run", "--profile", "nope"), "unknown profile 'nope'"),
+    (("run", "--ratios", "0"), "label ratio"),
+    (("run", "--plugin", "no_such_plugin_module"), "cannot import plugin module"),
+    (("table", "--results", "/nonexistent/sslbench"), "no results folder"),
+])
+def test_bad_input_exits_2_with_one_line(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    code, out, err = bench(*args, "--results", str(tmp_path / "r")) if args[0] == "run" else bench(*args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert not (tmp_path / "r").exists()                            # nothing half written
+
+
+def test_methods_and_datasets_listing() -> None:
+    code, out, _ = bench("methods")
+    assert code == 0
+    for name in ("unet-f", "unet-l", "mt", "built-in", "sslbench.methods.mean_teacher.MeanTeacher"):
+        assert name in out
+    code, out, _ = bench("datasets")
+    assert code == 0 and "synthetic-cardiac" in out and "RV, Myo, LV" in out
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path, cache_dir: Path) -> None:
+    args = [sys.executable, "-m", "sslbench.cli", "run", "--methods", "unet-l", "--results", str(tmp_path),
+            "--quiet", "--no-table", *TINY_RUN, "--set", "train.iterations=600", "--set", "train.val_every=10"]
+    env = {**os.environ, "SSLBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = tmp_path / "synthetic-cardiac/quick/unet-l/ratio-5/seed-0/ckpt/last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and ckpt.stat().st_size > 0:
+            state = torch.load(ckpt, weights_only=False)
+            if state["iteration"] >= 20:
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=False)["iteration"]
+    assert 20 <= killed_at < 600
+    assert not (ckpt.parent.parent / "DONE").exists()
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert f"resumed unet-l synthetic-cardiac 5% seed 0 at iteration {killed_at}" in result.stderr
+    record = json.loads((ckpt.parent.parent / "run.json").read_text())
+    assert record["timing"]["resumed_from"] == killed_at
+    logged = [json.loads(x)["iteration"] for x in (ckpt.parent.parent / "train_log.jsonl").read_text().splitlines()]
+    assert logged[-1] == 600
+
+
+def test_jobs_run_in_worker_processes(tmp_path: Path, cache_dir: Path) -> None:
+    code, out, err = bench("run", "--methods", "unet-l,mt", "--ratios", "5", "--results", str(tmp_path),
+                           "--jobs", "2", "--no-table", *TINY_RUN)
+    assert code == 0, err
+    assert len(list(tmp_path.rglob("DONE"))) == 2
+    assert "[2/2]" in err
+
+
+def test_prepare_command(cache_dir: Path) -> None:
+    code, out, _ = bench("prepare", "synthetic-cardiac", "--cache", str(cache_dir))
+    assert code == 0 and "40 train, 8 val, 20 test volumes" in out
+    code, _, err = bench("prepare", "synthetic-cardiac", "--raw", "/nonexistent/raw")
+    assert code == 2 and "no such folder" in err

@@ -1,0 +1,78 @@
+"""Config layering: dataclass defaults < profile TOML < dataset/method TOML < --set; unknown keys fail."""
+from __future__ import annotations
+
+import pytest
+
+from sslbench.config import TrainConfig, list_profiles, resolve_config
+from sslbench.errors import ConfigError
+from sslbench.method import METHODS
+
+
+def mt_config(*overrides: str, profile: str = "quick"):  # noqa: ANN201
+    return resolve_config(METHODS.get("mt").Config, profile, "synthetic-cardiac", "mt", overrides)
+
+
+def test_profiles_shipped() -> None:
+    assert {"quick", "ssl4mis", "paper"} <= set(list_profiles())
+
+
+def test_layers_in_order() -> None:
+    default = TrainConfig()
+    quick = mt_config()
+    assert quick.train.iterations != default.iterations          # the profile overrides the dataclass
+    assert quick.train.lr == default.lr                          # untouched keys keep their default
+    cfg = mt_config("train.iterations=77", "ema_decay=0.5", "method.consistency=1")
+    assert cfg.train.iterations == 77
+    assert cfg.method.ema_decay == 0.5 and cfg.method.consistency == 1.0  # int coerced to float
+    assert "--set train.iterations" in cfg.sources
+    assert cfg.hash() != quick.hash()
+    assert mt_config().hash() == quick.hash()
+
+
+def test_paper_and_ssl4mis_profiles() -> None:
+    paper = mt_config(profile="paper")
+    assert (paper.train.batch_size, paper.train.lr_schedule, paper.train.lr_step) == (6, "step", 2500)
+    ssl4mis = mt_config(profile="ssl4mis")
+    assert (ssl4mis.train.iterations, ssl4mis.train.batch_size, ssl4mis.train.labeled_bs) == (30000, 24, 12)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("nope=1", "unknown key"),
+    ("train.nope=1", "unknown key"),
+    ("method.nope=1", "unknown key"),
+    ("train.iterations=abc", "expected int"),
+    ("train.iterations=1.5", "expected int"),
+    ("train.amp=1", "expected bool"),
+    ("train.lr_schedule=cosine", "must be one of"),
+    ("train.labeled_bs=99", "labeled_bs"),
+    ("noequals", "key=value"),
+])
+def test_bad_overrides(item: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        mt_config(item)
+
+
+def test_unknown_profile() -> None:
+    with pytest.raises(ConfigError, match="unknown profile"):
+        mt_config(profile="fast")
+
+
+def test_toml_layer_errors_name_the_file(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import sslbench.config as config
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "quick.toml").write_text("[train]\niterations = 5\nbogus = 1\n")
+    monkeypatch.setattr(config, "configs_dir", lambda: tmp_path)
+    with pytest.raises(ConfigError, match=r"quick.toml: unknown key train.bogus"):
+        mt_config()
+    (tmp_path / "profiles" / "quick.toml").write_text("[trian]\niterations = 5\n")
+    with pytest.raises(ConfigError, match=r"quick.toml: unknown section \[trian\]"):
+        mt_config()
+    (tmp_path / "profiles" / "quick.toml").write_text("[train\n")
+    with pytest.raises(ConfigError, match=r"quick.toml: invalid TOML"):
+        mt_config()
+    (tmp_path / "profiles" / "quick.toml").write_text("[train]\niterations = 5\n")
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "mt.toml").write_text("[method]\nema_decay = 0.9\n[train]\nlr = 0.5\n")
+    cfg = mt_config("train.lr=0.25")
+    assert (cfg.train.iterations, cfg.method.ema_decay, cfg.train.lr) == (5, 0.9, 0.25)

@@ -1,0 +1,120 @@
+"""Dataset layer: the synthetic phantom, atomic preparation, the slice cache, splits and resizing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sslbench.data import (DATASETS, CacheWriter, DatasetSpec, PreparedDataset, labeled_count, prepare,
+                           resize_slices, split_labeled)
+from sslbench.datasets.synthetic_cardiac import SPLITS, cardiac_volume
+from sslbench.errors import DataError
+
+
+def test_phantom_is_deterministic_and_acdc_like() -> None:
+    img1, lab1, sp1 = cardiac_volume(np.random.default_rng([1, 2]))
+    img2, lab2, sp2 = cardiac_volume(np.random.default_rng([1, 2]))
+    assert np.array_equal(img1, img2) and np.array_equal(lab1, lab2) and sp1 == sp2
+    assert img1.dtype == np.float32 and 0.0 <= img1.min() and img1.max() <= 1.0
+    assert set(np.unique(lab1)) == {0, 1, 2, 3}
+    frac = np.bincount(lab1.ravel(), minlength=4) / lab1.size
+    assert frac[0] > 0.85 and all(frac[1:] > 0.002)          # background dominates
+    lv_area = (lab1 == 3).sum(axis=(1, 2))
+    assert lv_area[0] > lv_area[-1]                           # tapers from base to apex
+    assert (lab1[-1] == 1).sum() == 0                          # no RV at the apex
+    assert sp1[0] > sp1[1] == sp1[2]                           # anisotropic, thick slices
+
+
+def test_prepared_cache(cardiac: PreparedDataset) -> None:
+    assert cardiac.classes == ("background", "RV", "Myo", "LV")
+    assert {s: len(cardiac.split_cases(s)) for s in SPLITS} == SPLITS
+    meta = json.loads((cardiac.folder / "meta.json").read_text())
+    assert meta["source"]["generator"] == "synthetic-cardiac"
+    images, labels, owner = cardiac.train_slices(32)
+    assert images.shape[1:] == (32, 32) and labels.shape == images.shape and len(owner) == len(images)
+    assert isinstance(images, np.memmap)
+    assert owner.max() == len(cardiac.split_cases("train")) - 1
+    again = prepare("synthetic-cardiac", cache_root=cardiac.folder.parent)   # idempotent
+    assert again.meta == cardiac.meta
+
+
+def test_split_rule() -> None:
+    assert [labeled_count(r, 70) for r in (1, 5, 10)] == [1, 4, 7]
+    assert [labeled_count(r, 100) for r in (1, 5, 10)] == [1, 5, 10]
+    assert [labeled_count(r, 15) for r in (5, 10)] == [1, 2]
+    assert labeled_count(100, 40) == 40
+    with pytest.raises(DataError):
+        labeled_count(0, 10)
+
+
+def test_splits_patient_level(cardiac: PreparedDataset) -> None:
+    lab, unl = split_labeled(cardiac, 5, seed=0, mode="paper")
+    train_ids = [c.id for c in cardiac.split_cases("train")]
+    assert lab == train_ids[:2] and unl == train_ids[2:]
+    r0, _ = split_labeled(cardiac, 5, seed=0, mode="random")
+    r1, _ = split_labeled(cardiac, 5, seed=1, mode="random")
+    assert r0 != r1 and len(r0) == len(r1) == 2
+    assert split_labeled(cardiac, 5, seed=0, mode="random")[0] == r0
+    assert not set(r0) & set(c.id for c in cardiac.split_cases("test"))
+
+
+class BrokenSpec(DatasetSpec):
+    name = "broken-test"
+    classes = ("background", "a")
+    embedded = True
+    problem = "labels"
+
+    def build(self, raw: Path | None, writer: CacheWriter) -> None:
+        img = np.zeros((2, 8, 8), np.float32)
+        writer.add("ok", img, np.zeros((2, 8, 8), np.uint8), "train", (1, 1, 1))
+        if self.problem == "labels":
+            writer.add("bad", img, np.full((2, 8, 8), 5, np.uint8), "val", None, origin="raw/bad.nii.gz")
+        elif self.problem == "shape":
+            writer.add("bad", img, np.zeros((2, 8, 9), np.uint8), "val", None, origin="raw/bad.nii.gz")
+        elif self.problem == "nan":
+            writer.add("bad", img * np.nan, np.zeros((2, 8, 8), np.uint8), "val", None, origin="raw/bad.nii.gz")
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("labels", r"raw/bad.nii.gz: label values \[5\] outside 0..1"),
+    ("shape", r"raw/bad.nii.gz: image shape"),
+    ("nan", r"raw/bad.nii.gz: image contains NaN"),
+    ("none", r"no 'val' cases"),
+])
+def test_bad_input_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str,
+                                   message: str) -> None:
+    monkeypatch.setattr(BrokenSpec, "problem", problem)
+    DATASETS.add("broken-test", BrokenSpec, "test")
+    try:
+        with pytest.raises(DataError, match=message):
+            prepare("broken-test", cache_root=tmp_path)
+        assert list(tmp_path.iterdir()) == []          # nothing half written
+    finally:
+        DATASETS._entries.pop("broken-test")
+
+
+def test_not_prepared_dataset_is_a_clear_error(tmp_path: Path) -> None:
+    class Raw(DatasetSpec):
+        classes = ("background", "x")
+
+    DATASETS.add("raw-test", Raw, "test")
+    try:
+        with pytest.raises(DataError, match="bench prepare raw-test --raw PATH"):
+            prepare("raw-test", cache_root=tmp_path)
+    finally:
+        DATASETS._entries.pop("raw-test")
+
+
+def test_resize_round_trip_and_types() -> None:
+    lab = np.zeros((3, 40, 50), np.uint8)
+    lab[:, 10:30, 20:40] = 2
+    small = resize_slices(lab, 32)
+    assert small.shape == (3, 32, 32) and small.dtype == np.uint8 and set(np.unique(small)) == {0, 2}
+    back = resize_slices(small, (40, 50))
+    assert back.shape == lab.shape and (back == lab).mean() > 0.97
+    t = torch.rand(2, 16, 16)
+    assert resize_slices(t, 16) is t
+    assert resize_slices(t, 32, "bilinear").shape == (2, 32, 32)

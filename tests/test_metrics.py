@@ -1,0 +1,115 @@
+"""Metrics equal medpy 0.5.2 exactly (tolerance 1e-9) and follow the documented empty-mask policy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from sslbench.metrics import binary_metrics, diagonal, surface_distances, volume_metrics
+
+medpy_binary = pytest.importorskip("medpy.metric.binary")
+
+
+def blobs(rng: np.random.Generator, shape: tuple[int, ...], threshold: float) -> np.ndarray:
+    return ndimage.gaussian_filter(rng.random(shape), 2.5) > threshold
+
+
+def random_case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shape = (96, 80) if seed % 2 == 0 else (24, 64, 56)
+    while True:
+        a, b = blobs(rng, shape, rng.uniform(0.5, 0.53)), blobs(rng, shape, rng.uniform(0.5, 0.53))
+        if a.any() and b.any():
+            return a, b, rng.uniform(0.5, 3.0, size=len(shape))
+
+
+def assert_same(ours: float, theirs: float) -> None:
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("connectivity", [1, 2])
+@pytest.mark.parametrize("seed", range(12))
+def test_random_cases_equal_medpy(seed: int, connectivity: int) -> None:
+    a, b, spacing = random_case(seed)
+    m = binary_metrics(a, b, spacing, connectivity)
+    assert_same(m["dice"], medpy_binary.dc(a, b))
+    assert_same(m["asd"], medpy_binary.asd(a, b, spacing, connectivity))
+    assert_same(m["assd"], medpy_binary.assd(a, b, spacing, connectivity))
+    assert_same(m["hd95"], medpy_binary.hd95(a, b, spacing, connectivity))
+    assert_same(m["asd_legacy"], medpy_binary.asd(a, b, None, connectivity))
+    d_ab, d_ba = surface_distances(a, b, spacing, connectivity)
+    assert_same(max(d_ab.max(), d_ba.max()), medpy_binary.hd(a, b, spacing, connectivity))
+
+
+def test_border_touching_single_voxel_and_nested() -> None:
+    a = np.zeros((20, 30, 25), bool)
+    b = np.zeros_like(a)
+    a[0:5, 0:30, 3:9] = True          # touches three array faces
+    a[15, 20, 20] = True              # a single voxel, second component
+    b[2:12, 5:25, 4:20] = True
+    b[4:8, 10:15, 8:12] = False       # a hole: nested surfaces
+    sp = (3.0, 0.7, 1.1)
+    m = binary_metrics(a, b, sp)
+    assert_same(m["asd"], medpy_binary.asd(a, b, sp))
+    assert_same(m["assd"], medpy_binary.assd(a, b, sp))
+    assert_same(m["hd95"], medpy_binary.hd95(a, b, sp))
+
+
+def test_symmetry() -> None:
+    a, b, sp = random_case(3)
+    ab, ba = binary_metrics(a, b, sp), binary_metrics(b, a, sp)
+    assert_same(ab["assd"], ba["assd"])
+    assert_same(ab["hd95"], ba["hd95"])
+    assert abs(ab["asd"] - ba["asd"]) > 1e-6  # the directed ASD is not symmetric
+
+
+def test_big_versus_small_square_regression() -> None:
+    """The numbers that separate the ASD definitions in circulation (ANCHORS.md 2.8)."""
+    big, small = np.zeros((40, 40), bool), np.zeros((40, 40), bool)
+    big[:, :] = True
+    small[10:20, 10:20] = True
+    m = binary_metrics(small, big)
+    d_sb, d_bs = surface_distances(small, big)
+    assert m["assd"] == pytest.approx(16.3381, abs=1e-4)               # pooled (medpy 0.5.2)
+    assert np.mean([d_sb.mean(), d_bs.mean()]) == pytest.approx(14.7658, abs=1e-4)  # medpy <= 0.4.0
+    assert m["asd"] == pytest.approx(12.25, abs=1e-4)
+    assert binary_metrics(big, small)["asd"] == pytest.approx(17.2815, abs=1e-4)
+    assert m["hd95"] == pytest.approx(25.0)
+    monai_style = max(np.percentile(d_sb, 95), np.percentile(d_bs, 95))
+    assert monai_style == pytest.approx(25.6125, abs=1e-4)
+
+
+def test_identical_masks_score_perfectly() -> None:
+    a, _, sp = random_case(5)
+    m = binary_metrics(a, a, sp)
+    assert m["dice"] == 1.0 and m["assd"] == 0.0 and m["hd95"] == 0.0
+
+
+def test_empty_policy() -> None:
+    shape, sp = (10, 20, 30), (2.0, 1.0, 1.0)
+    empty = np.zeros(shape, bool)
+    obj = empty.copy()
+    obj[3:6, 5:9, 5:9] = True
+    with pytest.raises(RuntimeError):
+        medpy_binary.assd(empty, obj)  # medpy raises; we never score a perfect distance
+    both = binary_metrics(empty, empty, sp)
+    assert both["dice"] == 1.0 and both["assd"] == 0.0 and both["empty_pred"] and both["empty_ref"]
+    for pred, ref in ((empty, obj), (obj, empty)):
+        one = binary_metrics(pred, ref, sp)
+        assert one["dice"] == 0.0
+        assert one["assd"] == one["hd95"] == pytest.approx(diagonal(shape, sp))
+        assert one["asd_legacy"] == pytest.approx(diagonal(shape, None))
+
+
+def test_volume_metrics_per_class() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 3, (6, 20, 20)).astype(np.uint8)
+    pred = ref.copy()
+    pred[0] = 0
+    out = volume_metrics(pred, ref, ("background", "a", "b"), (5.0, 1.0, 1.0))
+    assert set(out) == {"a", "b"}
+    for c, name in ((1, "a"), (2, "b")):
+        assert_same(out[name]["dice"], medpy_binary.dc(pred == c, ref == c))
+        assert_same(out[name]["assd"], medpy_binary.assd(pred == c, ref == c, (5.0, 1.0, 1.0)))
+    with pytest.raises(ValueError):
+        volume_metrics(pred[:3], ref, ("background", "a", "b"))

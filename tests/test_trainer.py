@@ -1,0 +1,83 @@
+"""Trainer mechanics: schedules, NaN guard, checkpoint files, best-model selection."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sslbench.errors import TrainingDiverged
+from sslbench.losses import ce_dice_loss
+from sslbench.method import Batch, Losses, SSLMethod, StepInfo
+from sslbench.methods.supervised import UNetL
+from sslbench.testing import TINY, build
+
+
+def test_poly_and_step_schedules() -> None:
+    t = build("unet-l", cfg=dataclasses.replace(TINY, iterations=100, lr=0.01))
+    assert t.lr_at(0) == pytest.approx(0.01)
+    assert t.lr_at(50) == pytest.approx(0.01 * 0.5**0.9)
+    t = build("unet-l", cfg=dataclasses.replace(TINY, iterations=100, lr_schedule="step", lr_step=30))
+    assert [t.lr_at(i) for i in (0, 29, 30, 61)] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
+
+
+class ExplodingUNet(UNetL):
+    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+        loss = ce_dice_loss(self.student(batch.x_l), batch.y_l)
+        return {"loss_sup": loss * (float("nan") if step.iteration == 5 else 1.0)}
+
+
+def test_nan_guard_names_the_loss(tmp_path: Path) -> None:
+    t = build(ExplodingUNet, cfg=dataclasses.replace(TINY, iterations=12, val_every=4, log_every=2))
+    t.run_dir = tmp_path
+    t.validate = lambda: 0.5
+    with pytest.raises(TrainingDiverged, match=r"loss_sup.*NaN/Inf between iterations 4 and 6"):
+        t.fit()
+    state = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=False)
+    assert state["iteration"] == 4                     # the last good checkpoint is kept
+
+
+def test_fit_selects_best_and_logs(tmp_path: Path) -> None:
+    scores = iter([0.2, 0.9, 0.4])
+    t = build("unet-l", cfg=dataclasses.replace(TINY, iterations=12, val_every=4, log_every=4))
+    t.run_dir = tmp_path
+    t.validate = lambda: next(scores)
+    result = t.fit()
+    assert (result.selected, result.best_iteration, result.best_score) == ("best", 8, 0.9)
+    best = torch.load(tmp_path / "ckpt" / "best.pt")
+    assert all(torch.equal(v, best[k]) for k, v in t.method.state_dict().items())  # best weights loaded
+    lines = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [x["val_dice"] for x in lines if "val_dice" in x] == [0.2, 0.9, 0.4]
+    assert all("loss_sup" in x for x in lines if "val_dice" not in x)
+
+
+def test_resume_from_file_continues_identically(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(TINY, iterations=8, val_every=4, log_every=4)
+    full = build("mt", cfg=cfg)
+    full.validate = lambda: 0.0
+    reference = [ {k: float(v) for k, v in full.train_step().items()} for _ in range(8)]
+
+    first = build("mt", cfg=cfg)
+    first.run_dir = tmp_path
+    for _ in range(4):
+        first.train_step()
+    first.checkpoint()
+    second = build("mt", seed=99, cfg=cfg)
+    second.run_dir = tmp_path
+    assert second.try_resume() == 4
+    rest = [{k: float(v) for k, v in second.train_step().items()} for _ in range(4)]
+    assert rest == reference[4:]
+
+
+class NoLoss(SSLMethod):
+    uses_unlabeled = False
+
+    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+        return {"dice": self.student(batch.x_l).mean()}
+
+
+def test_a_method_without_loss_terms_is_rejected() -> None:
+    with pytest.raises(Exception, match="no '\\*loss\\*' term"):
+        build(NoLoss).train_step()
