@@ -44,6 +44,9 @@ def user_errors(fn: F) -> F:
         except BenchError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished runs are kept; `bench run` again resumes the others", err=True)
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 

@@ -136,7 +136,7 @@ def register_method(name: str) -> Callable[[type[SSLMethod]], type[SSLMethod]]:
 
     def deco(cls: type[SSLMethod]) -> type[SSLMethod]:
         cls.name = name
-        if not cls.paper_name:
+        if "paper_name" not in cls.__dict__:  # never inherit another method's row name
             cls.paper_name = name
         return METHODS.register(name)(cls)
 

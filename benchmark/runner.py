@@ -226,6 +226,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
         "timing": {"wall_s": time.perf_counter() - t0, "train_s": train_seconds, "eval_s": eval_seconds,
                    "stage_s": fit.stage_seconds, "iters_per_s": fit.iterations_per_second,
                    "peak_mem_mb": peak_memory_mb(device),
+                   "peak_mem_kind": "cuda max allocated" if device.type == "cuda" else "process max RSS",
                    "resumed_from": fit.resumed_from},
         "metric_policy": policy,
         "env": environment(device),

@@ -45,15 +45,17 @@ def tiny_data(seed: int = 0, n: int = 12, size: int = 32) -> TrainData:
 MethodRef = str | type[SSLMethod]
 
 
-def build(name: MethodRef, seed: int = 0, cfg: TrainConfig = TINY) -> Trainer:
+def build(name: MethodRef, seed: int = 0, cfg: TrainConfig = TINY, device: str = "cpu") -> Trainer:
     """A tiny trainer for a registered method name or a method class."""
     cls = METHODS.get(name) if isinstance(name, str) else name
     torch.manual_seed(seed)
     ctx = MethodContext(in_channels=1, num_classes=NUM_CLASSES, image_size=cfg.image_size,
-                        device=torch.device("cpu"), base_width=cfg.base_width,
+                        device=torch.device(device), base_width=cfg.base_width,
                         stage_iterations={"train": cfg.iterations, "pretrain": cfg.pretrain_iterations})
     method = cls(cls.Config(), ctx)
-    return Trainer(method, tiny_data(), cfg, seed, progress=False, desc=cls.name or cls.__name__)
+    data = tiny_data()
+    data = TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled)))
+    return Trainer(method, data, cfg, seed, progress=False, desc=cls.name or cls.__name__)
 
 
 def _values(losses: dict[str, torch.Tensor | float]) -> dict[str, float]:

@@ -228,7 +228,25 @@ class Trainer:
         except Exception as exc:
             raise BenchError(f"{path}: unreadable checkpoint ({exc}); delete it or use --force") from exc
         self.load_state_dict(state)
+        self._trim_log()
         return self.iteration
+
+    def _trim_log(self) -> None:
+        """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+        log = None if self.run_dir is None else self.run_dir / "train_log.jsonl"
+        if log is None or not log.exists():
+            return
+        keep = []
+        for line in log.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                index = self.stages.index(rec["stage"])
+            except (ValueError, KeyError):
+                continue  # a torn last line from the interrupted process
+            if index < self.stage_index or (index == self.stage_index and rec["iteration"] <= self.iteration):
+                keep.append(line)
+        with atomic_path(log) as tmp:
+            tmp.write_text("".join(f"{line}\n" for line in keep))
 
     # ------------------------------------------------------------------ loop
     def _validate(self) -> float:
