@@ -53,3 +53,8 @@ def ssl4mis_weak(x: Tensor, y: Tensor | None, generator: torch.Generator) -> tup
     if y is not None:
         ya = warp(y[:, None].float(), mat)[:, 0].round().to(y.dtype)
     return xa, ya
+
+
+def gaussian_noise(x: Tensor, std: float = 0.1, clip: float = 0.2) -> Tensor:
+    """``x + clamp(N(0, std^2), -clip, clip)``: the teacher-input noise of SSL4MIS's MT, UAMT."""
+    return x + torch.clamp(torch.randn_like(x) * std, -clip, clip)

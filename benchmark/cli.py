@@ -160,9 +160,12 @@ def methods_cmd(plugins: tuple[str, ...]) -> None:
 
     from .method import METHODS
 
+    from .tables import paper_order
+
     _load_plugins(plugins)
+    entries = sorted(METHODS, key=lambda e: paper_order(e.obj.paper_name))
     rows = [(e.name, e.obj.paper_name, "yes" if e.obj.uses_unlabeled else "no", "+".join(e.obj.stages),
-             e.source, e.class_path) for e in METHODS]
+             e.source, e.class_path) for e in entries]
     click.echo(tabulate(rows, headers=["name", "paper name", "unlabeled", "stages", "source", "class"],
                         tablefmt="github"))
 

@@ -16,7 +16,7 @@ class EMATeacher(nn.Module):
     """
 
     def __init__(self, student: nn.Module, momentum: float = 0.99, warmup: bool = True,
-                 copy_buffers: bool = False) -> None:
+                 copy_buffers: bool = False, train_mode: bool = True) -> None:
         super().__init__()
         self.module = copy.deepcopy(student)
         for p in self.module.parameters():
@@ -24,6 +24,12 @@ class EMATeacher(nn.Module):
         self.momentum = momentum
         self.warmup = warmup
         self.copy_buffers = copy_buffers
+        self.train_mode = train_mode
+
+    def train(self, mode: bool = True) -> "EMATeacher":
+        """With ``train_mode=False`` the teacher stays in eval mode (no dropout, running BN
+        statistics) even while the method trains; SSL4MIS keeps it in train mode."""
+        return super().train(mode and self.train_mode)
 
     def alpha(self, step: int) -> float:
         return min(1.0 - 1.0 / (step + 1), self.momentum) if self.warmup else self.momentum

@@ -1,6 +1,8 @@
 """Losses shared by every method (SSL4MIS `utils/losses.py`)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -24,4 +26,15 @@ def ce_dice_loss(logits: Tensor, target: Tensor) -> Tensor:
 
 def softmax_mse(student_logits: Tensor, teacher_probs: Tensor) -> Tensor:
     """Mean squared error between the student's softmax and a (detached) target distribution."""
-    return torch.mean((torch.softmax(student_logits.float(), dim=1) - teacher_probs.float()) ** 2)
+    return softmax_mse_map(student_logits, teacher_probs).mean()
+
+
+def entropy_map(probs: Tensor, eps: float = 1e-6) -> Tensor:
+    """Per-pixel entropy normalised by log C (SSL4MIS ``entropy_loss`` before the mean), (B, H, W)."""
+    c = probs.shape[1]
+    return -(probs * torch.log(probs + eps)).sum(dim=1) / math.log(c)
+
+
+def softmax_mse_map(student_logits: Tensor, teacher_probs: Tensor) -> Tensor:
+    """Element-wise squared difference of softmax outputs (SSL4MIS ``softmax_mse_loss``), (B, C, H, W)."""
+    return (torch.softmax(student_logits.float(), dim=1) - teacher_probs.float()) ** 2

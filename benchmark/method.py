@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from .ema import EMATeacher
 from .ramps import ssl4mis_consistency_weight
 from .registry import Registry
 from .unet import UNet, build_unet
@@ -29,6 +30,21 @@ class MethodConfig:
 
 
 @dataclass
+class ConsistencyConfig(MethodConfig):
+    """Methods with an unsupervised term: its maximum weight on SSL4MIS's sigmoid ramp."""
+
+    consistency: float = 0.1
+
+
+@dataclass
+class TeacherConfig(ConsistencyConfig):
+    """Methods with an EMA teacher."""
+
+    ema_decay: float = 0.99
+    teacher_train_mode: bool = True  # SSL4MIS: the teacher runs with dropout on and batch statistics
+
+
+@dataclass
 class Batch:
     """One training batch, already on the device and augmented.
 
@@ -39,6 +55,28 @@ class Batch:
     x_l: Tensor
     y_l: Tensor
     x_u: Tensor | None = None
+
+    @property
+    def n_l(self) -> int:
+        return self.x_l.shape[0]
+
+    def joint(self) -> Tensor:
+        """Labeled then unlabeled images in one tensor (one forward pass, shared BN statistics)."""
+        return self.x_l if self.x_u is None else torch.cat([self.x_l, self.x_u])
+
+
+@dataclass
+class ExtraOptimizer:
+    """A further optimiser a method asks the trainer for (DAN's discriminator). The trainer steps it
+    after the main step on the losses of ``method.extra_step(name, ...)``; its parameters are left out
+    of the main optimiser."""
+
+    params: list[nn.Parameter]
+    kind: str = "adam"  # "adam" or "sgd"
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    weight_decay: float = 0.0
 
 
 @dataclass
@@ -91,12 +129,25 @@ class SSLMethod(nn.Module):
     uses_unlabeled: ClassVar[bool] = True
     uses_all_labels: ClassVar[bool] = False  # UNet-F: trains on every training label, ratio ignored
     inference_net_name: ClassVar[str] = "student"
+    # config overrides the conformance kit applies: settings under which every loss term is active on
+    # an untrained tiny network (for example a confidence threshold that would mask everything)
+    conformance_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: MethodConfig, ctx: MethodContext) -> None:
         super().__init__()
         self.cfg = cfg
         self.ctx = ctx
-        self.student = ctx.build_unet()
+        self.student = self.build_student(ctx)
+
+    def build_student(self, ctx: MethodContext) -> nn.Module:
+        """The trained network (default: the shared UNet); its ``forward`` returns logits."""
+        return ctx.build_unet()
+
+    def make_teacher(self) -> EMATeacher:
+        """An EMA teacher of the student configured from a ``TeacherConfig``."""
+        cfg = self.cfg
+        assert isinstance(cfg, TeacherConfig), f"{type(self).__name__}.Config must derive from TeacherConfig"
+        return EMATeacher(self.student, cfg.ema_decay, train_mode=cfg.teacher_train_mode)
 
     # -------------------------------------------------------------- required
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
@@ -106,9 +157,19 @@ class SSLMethod(nn.Module):
     def after_step(self, step: StepInfo) -> None:
         """Called after each optimiser step (EMA teachers, memory banks)."""
 
+    def extra_optimizers(self) -> dict[str, ExtraOptimizer]:
+        """Further optimisers, stepped in this order after the main one (default: none)."""
+        return {}
+
+    def extra_step(self, name: str, batch: Batch, step: StepInfo) -> Losses:
+        """The named losses of extra optimiser ``name`` for this batch (same ``*loss*`` rule)."""
+        raise NotImplementedError(f"{type(self).__name__} declares optimiser '{name}' but no extra_step")
+
     def optim_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters the trainer's optimiser updates (frozen teachers are excluded)."""
-        return (p for p in self.parameters() if p.requires_grad)
+        """Parameters the main optimiser updates: everything trainable that no extra optimiser owns
+        (frozen EMA teachers are excluded by requires_grad=False)."""
+        owned = {id(p) for spec in self.extra_optimizers().values() for p in spec.params}
+        return (p for p in self.parameters() if p.requires_grad and id(p) not in owned)
 
     def inference_net(self) -> nn.Module:
         """The network evaluated on validation and test volumes (recorded in the run record)."""

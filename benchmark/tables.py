@@ -32,7 +32,8 @@ def load_records(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _row_order(name: str) -> tuple[int, str]:
+def paper_order(name: str) -> tuple[int, str]:
+    """Sort key: the paper's row order, then unknown (plugin) methods alphabetically."""
     return (PAPER_ORDER.index(name), name) if name in PAPER_ORDER else (len(PAPER_ORDER), name)
 
 
@@ -52,7 +53,7 @@ def build_table(df: pd.DataFrame, metrics: Sequence[tuple[str, str, int]] = (("d
     ratios = sorted(df.loc[~df.all_labels, "ratio"].unique()) or sorted(df.ratio.unique())
     headers = ["Method"] + [f"{r:g}% {label}" for r in ratios for _, label, _ in metrics]
     rows = []
-    for name in sorted(df.paper_name.unique(), key=_row_order):
+    for name in sorted(df.paper_name.unique(), key=paper_order):
         sub = df[df.paper_name == name]
         row = [name]
         for r in ratios:

@@ -16,6 +16,7 @@ Runs on the CPU with a tiny UNet (base width 4, 32 x 32 slices, 3 classes, batch
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -52,7 +53,7 @@ def build(name: MethodRef, seed: int = 0, cfg: TrainConfig = TINY, device: str =
     ctx = MethodContext(in_channels=1, num_classes=NUM_CLASSES, image_size=cfg.image_size,
                         device=torch.device(device), base_width=cfg.base_width,
                         stage_iterations={"train": cfg.iterations, "pretrain": cfg.pretrain_iterations})
-    method = cls(cls.Config(), ctx)
+    method = cls(dataclasses.replace(cls.Config(), **cls.conformance_config), ctx)
     data = tiny_data()
     data = TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled)))
     return Trainer(method, data, cfg, seed, progress=False, desc=cls.name or cls.__name__)
@@ -85,11 +86,21 @@ def check_gradients(name: MethodRef) -> None:
         params = [p for p in method.optim_parameters()]
         terms = {k: v for k, v in out.items() if "loss" in k}
         assert terms, f"{name} [{stage}]: no '*loss*' term returned"
-        for key, term in terms.items():
-            assert torch.is_tensor(term) and term.requires_grad, f"{name} [{stage}]: '{key}' carries no gradient"
-            grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-            total = sum(float(g.abs().sum()) for g in grads if g is not None)
-            assert total > 0, f"{name} [{stage}]: '{key}' sends zero gradient to the trained networks"
+        _assert_gradients(name, stage, terms, params)
+        batch = trainer.next_batch()
+        for opt_name, spec in method.extra_optimizers().items():
+            out = method.extra_step(opt_name, batch, trainer.step_info())
+            terms = {f"{opt_name}/{k}": v for k, v in out.items() if "loss" in k}
+            assert terms, f"{name} [{stage}]: optimiser '{opt_name}' got no '*loss*' term"
+            _assert_gradients(name, stage, terms, list(spec.params))
+
+
+def _assert_gradients(name: MethodRef, stage: str, terms: dict, params: list) -> None:  # type: ignore[type-arg]
+    for key, term in terms.items():
+        assert torch.is_tensor(term) and term.requires_grad, f"{name} [{stage}]: '{key}' carries no gradient"
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        total = sum(float(g.abs().sum()) for g in grads if g is not None)
+        assert total > 0, f"{name} [{stage}]: '{key}' sends zero gradient to the trained networks"
 
 
 def check_predict(name: MethodRef) -> None:

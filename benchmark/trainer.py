@@ -29,7 +29,7 @@ from .augment import ssl4mis_weak
 from .config import TrainConfig
 from .errors import BenchError, TrainingDiverged
 from .evaluation import autocast
-from .method import Batch, SSLMethod, StepInfo
+from .method import Batch, ExtraOptimizer, SSLMethod, StepInfo
 from .sampling import CyclicSampler
 
 
@@ -103,8 +103,28 @@ class Trainer:
         return self.stages[self.stage_index]
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
+        self.extra = {name: self._make_extra(spec) for name, spec in self.method.extra_optimizers().items()}
         return torch.optim.SGD(list(self.method.optim_parameters()), lr=self.cfg.lr,
                                momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
+
+    @staticmethod
+    def _make_extra(spec: ExtraOptimizer) -> torch.optim.Optimizer:
+        if spec.kind == "adam":
+            return torch.optim.Adam(spec.params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
+        if spec.kind == "sgd":
+            return torch.optim.SGD(spec.params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+        raise BenchError(f"unknown optimiser kind '{spec.kind}' (known: adam, sgd)")
+
+    def _optimise(self, out: dict[str, Tensor | float], optimizer: torch.optim.Optimizer, what: str) -> Tensor:
+        """Sum the ``*loss*`` terms, backpropagate, step; returns the (detached) total."""
+        terms = [v for k, v in out.items() if "loss" in k]
+        if not terms or not all(torch.is_tensor(t) for t in terms):
+            raise BenchError(f"method '{self.method.name}' returned no '*loss*' tensor term{what}")
+        total = torch.stack([t.float() for t in terms]).sum()  # type: ignore[union-attr]
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        return total.detach()
 
     def lr_at(self, iteration: int) -> float:
         total = self.lengths[self.stage]
@@ -138,18 +158,17 @@ class Trainer:
         self.method.train()
         with autocast(self.device, self.cfg.amp):
             out = self.method.training_step(batch, info)
-        terms = [v for k, v in out.items() if "loss" in k]
-        if not terms:
-            raise BenchError(f"method '{self.method.name}' returned no '*loss*' term")
-        total = torch.stack([t.float() for t in terms]).sum()
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        total = self._optimise(out, self.optimizer, "")
+        for name, optimizer in self.extra.items():
+            with autocast(self.device, self.cfg.amp):
+                extra_out = self.method.extra_step(name, batch, info)
+            self._optimise(extra_out, optimizer, f" for optimiser '{name}'")
+            out.update({f"{name}/{k}": v for k, v in extra_out.items()})
         self.method.after_step(info)
         self.iteration += 1
         logged: dict[str, Tensor | float] = {
             k: (v.detach().float() if torch.is_tensor(v) else float(v)) for k, v in out.items()}
-        logged["loss"] = total.detach()
+        logged["loss"] = total
         for k, v in logged.items():  # device tensors stay on the device; plain floats stay on the host
             self._acc[k] = self._acc[k] + v if k in self._acc else (v.clone() if torch.is_tensor(v) else v)
         self._acc_n += 1
@@ -187,6 +206,7 @@ class Trainer:
             "stage_index": self.stage_index, "iteration": self.iteration,
             "best_score": self.best_score, "best_iteration": self.best_iteration,
             "elapsed": dict(self.elapsed), "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "extra_optimizers": {name: opt.state_dict() for name, opt in self.extra.items()},
             "lab_sampler": self.lab_sampler.state_dict(),
             "unl_sampler": self.unl_sampler.state_dict() if self.unl_sampler else None,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
@@ -201,6 +221,8 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         self.optimizer = self._make_optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
+        for name, opt_state in state.get("extra_optimizers", {}).items():
+            self.extra[name].load_state_dict(opt_state)
         self.lab_sampler.load_state_dict(state["lab_sampler"])
         if self.unl_sampler is not None and state["unl_sampler"] is not None:
             self.unl_sampler.load_state_dict(state["unl_sampler"])

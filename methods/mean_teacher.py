@@ -5,16 +5,14 @@ from dataclasses import dataclass
 
 import torch
 
-from sslbench.ema import EMATeacher
+from sslbench.augment import gaussian_noise
 from sslbench.errors import ConfigError
 from sslbench.losses import ce_dice_loss, softmax_mse
-from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
+from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, TeacherConfig, register_method
 
 
 @dataclass
-class MTConfig(MethodConfig):
-    consistency: float = 0.1        # maximum consistency weight (SSL4MIS sigmoid ramp over the run)
-    ema_decay: float = 0.99
+class MTConfig(TeacherConfig):
     noise_std: float = 0.1          # teacher input noise N(0, std^2) ...
     noise_clip: float = 0.2         # ... clamped to [-clip, clip]
     warmup_fraction: float = 1 / 30  # consistency forced to 0 before this fraction of the run
@@ -43,7 +41,7 @@ class MeanTeacher(SSLMethod):
         self.cfg: MTConfig = cfg
         if cfg.eval_net not in ("student", "teacher"):
             raise ConfigError(f"method.eval_net must be 'student' or 'teacher', got '{cfg.eval_net}'")
-        self.teacher = EMATeacher(self.student, cfg.ema_decay)
+        self.teacher = self.make_teacher()
         self.inference_net_name = cfg.eval_net
 
     def inference_net(self) -> torch.nn.Module:
@@ -51,11 +49,11 @@ class MeanTeacher(SSLMethod):
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
         assert batch.x_u is not None
-        n_l = batch.x_l.shape[0]
-        logits = self.student(torch.cat([batch.x_l, batch.x_u]))
-        noise = torch.clamp(torch.randn_like(batch.x_u) * self.cfg.noise_std, -self.cfg.noise_clip, self.cfg.noise_clip)
+        n_l = batch.n_l
+        logits = self.student(batch.joint())
+        noisy = gaussian_noise(batch.x_u, self.cfg.noise_std, self.cfg.noise_clip)
         with torch.no_grad():
-            teacher_probs = torch.softmax(self.teacher(batch.x_u + noise).float(), dim=1)
+            teacher_probs = torch.softmax(self.teacher(noisy).float(), dim=1)
         mse = softmax_mse(logits[n_l:], teacher_probs)
         weight = step.consistency_weight(self.cfg.consistency, self.cfg.warmup_fraction)
         return {

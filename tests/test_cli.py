@@ -162,3 +162,15 @@ def test_prepare_command(cache_dir: Path) -> None:
     assert code == 0 and "40 train, 8 val, 20 test volumes" in out
     code, _, err = bench("prepare", "synthetic-cardiac", "--raw", "/nonexistent/raw")
     assert code == 2 and "no such folder" in err
+
+
+def test_every_baseline_runs_and_shows_in_the_table(tmp_path: Path, cache_dir: Path) -> None:
+    names = "em,cct,dan,urpc,dct,ict,uamt,cps"
+    code, out, err = bench("run", "--methods", names, "--results", str(tmp_path), "--quiet", *TINY_RUN)
+    assert code == 0, err
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")][1:]
+    assert rows == ["EM", "CCT", "DAN", "URPC", "DCT", "ICT", "UAMT", "CPS"]      # the paper's order
+    cps = json.loads(next(tmp_path.rglob("cps/*/*/run.json")).read_text())
+    assert cps["inference_net"] == "model1"
+    log = (next(tmp_path.rglob("dan/*/*/train_log.jsonl"))).read_text()
+    assert "disc/loss_disc" in log                                      # the extra optimiser's loss is logged

@@ -81,3 +81,10 @@ def test_cyclic_sampler_covers_every_index_each_epoch() -> None:
     s.load_state_dict(state)
     g.set_state(g_state)
     assert torch.equal(s.next(7), a)
+
+
+def test_teacher_mode_switch() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    assert EMATeacher(net).train().module.training                      # SSL4MIS: train mode
+    frozen = EMATeacher(net, train_mode=False).train()
+    assert not frozen.training and not frozen.module[1].training

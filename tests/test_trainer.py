@@ -79,5 +79,5 @@ class NoLoss(SSLMethod):
 
 
 def test_a_method_without_loss_terms_is_rejected() -> None:
-    with pytest.raises(Exception, match="no '\\*loss\\*' term"):
+    with pytest.raises(Exception, match="no '\\*loss\\*' tensor term"):
         build(NoLoss).train_step()

@@ -1,0 +1,56 @@
+"""CPS: cross pseudo supervision (Chen et al., CVPR 2021) as SSL4MIS runs it
+(`train_cross_pseudo_supervision_2D.py`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sslbench.errors import ConfigError
+from sslbench.losses import ce_dice_loss
+from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
+
+
+@dataclass
+class CPSConfig(ConsistencyConfig):
+    eval_net: str = "model1"   # network evaluated and selected: "model1" or "model2"
+
+
+def cross_pseudo_losses(logits1: Tensor, logits2: Tensor) -> tuple[Tensor, Tensor]:
+    """CE of each network against the other's hard (argmax, detached) pseudo labels."""
+    return (F.cross_entropy(logits1.float(), logits2.detach().argmax(1)),
+            F.cross_entropy(logits2.float(), logits1.detach().argmax(1)))
+
+
+@register_method("cps")
+class CPS(SSLMethod):
+    """Two UNets with independent initialisations, each trained with 0.5 (CE + Dice) on labeled slices
+    and ``w(t)`` times the CE against the other network's argmax on unlabeled slices (no confidence
+    threshold, as SSL4MIS). Both losses are summed and optimised together.
+
+    SSL4MIS uses two SGD optimisers with identical settings; SGD is per-parameter, so the trainer's
+    single SGD over both networks takes exactly the same steps. SSL4MIS keeps a best checkpoint per
+    network; the suite evaluates ``eval_net`` (model1 by default) and records which in the run record.
+    """
+
+    paper_name = "CPS"
+    Config = CPSConfig
+
+    def __init__(self, cfg: CPSConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        if cfg.eval_net not in ("model1", "model2"):
+            raise ConfigError(f"method.eval_net must be 'model1' or 'model2', got '{cfg.eval_net}'")
+        self.model2 = ctx.build_unet()
+        self.inference_net_name = cfg.eval_net
+
+    def inference_net(self) -> nn.Module:
+        return self.model2 if self.cfg.eval_net == "model2" else self.student
+
+    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+        x, n = batch.joint(), batch.n_l
+        l1, l2 = self.student(x), self.model2(x)
+        ps1, ps2 = cross_pseudo_losses(l1[n:], l2[n:])
+        weight = step.consistency_weight(self.cfg.consistency)
+        return {"loss_sup1": ce_dice_loss(l1[:n], batch.y_l), "loss_sup2": ce_dice_loss(l2[:n], batch.y_l),
+                "loss_cps1": weight * ps1, "loss_cps2": weight * ps2, "cons_weight": weight}
