@@ -93,12 +93,15 @@ def main() -> None:
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
               help="Import a module that registers extra methods (repeatable; also $BENCH_PLUGINS).")
 @click.option("--force", is_flag=True, help="Replace runs whose saved configuration differs.")
+@click.option("--save-predictions", is_flag=True,
+              help="Write each evaluated volume's prediction under <run>/predictions (NIfTI in the source "
+                   "geometry for NIfTI datasets).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--no-table", is_flag=True, help="Do not print the table at the end.")
 @user_errors
 def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, overrides: tuple[str, ...],
         eval_split: str | None, results: Path | None, cache: Path | None, jobs: int, device: str,
-        plugins: tuple[str, ...], force: bool, quiet: bool, no_table: bool) -> None:
+        plugins: tuple[str, ...], force: bool, save_predictions: bool, quiet: bool, no_table: bool) -> None:
     """Train and evaluate every method x dataset x ratio x seed; skip runs already done, resume
     interrupted ones, then print the table."""
     from .runner import RunOptions, execute, expand
@@ -109,21 +112,27 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
     dataset_list = _csv(datasets, "datasets")
     overrides = tuple(overrides) + ((f"data.eval_split={eval_split}",) if eval_split else ())
     specs = expand(method_list, dataset_list, _csv(ratios, "ratios", float), _csv(seeds, "seeds", int),
-                   profile, overrides)
+                   profile, overrides, cache)
     root = results or _default_results()
     opts = RunOptions(results=root, cache=cache, device=device, force=force, progress=not quiet,
-                      plugins=plugins)
+                      plugins=plugins, save_predictions=save_predictions)
     click.echo(f"{len(specs)} run(s): {', '.join(method_list)} on {', '.join(dataset_list)}, "
                f"profile {profile}; results in {root}", err=True)
     outcomes = execute(specs, opts, jobs=jobs, log=lambda m: click.echo(m, err=True))
     skipped = sum(o.status == "skipped" for o in outcomes)
+    failed = [o for o in outcomes if o.status == "failed"]
     if skipped == len(outcomes):
         click.echo(f"nothing to do: all {skipped} run(s) already done with the same configuration", err=True)
-    if not no_table:
+    if not no_table and len(failed) < len(outcomes):
         for ds in dataset_list:
             click.echo(tables(root, "markdown", dataset=ds, profile=profile,
                               methods=[s.method for s in specs]))
             click.echo()
+    if failed:
+        click.echo(f"{len(failed)} run(s) failed (rerun `bench run` to resume them):", err=True)
+        for o in failed:
+            click.echo(f"  {o.spec.label}: {o.message}", err=True)
+        sys.exit(1)
 
 
 @main.command()
@@ -177,13 +186,20 @@ def datasets_cmd(cache: Path | None) -> None:
     """List the registered datasets, their classes and whether they are prepared."""
     from tabulate import tabulate
 
-    from .data import DATASETS, dataset_folder
+    from .data import DATASETS, PreparedDataset, dataset_folder, prepared_names
 
     rows = []
     for e in DATASETS:
         prepared = (dataset_folder(e.name, cache) / "meta.json").exists()
         state = "yes" if prepared else ("on first use" if e.obj.embedded else "no (bench prepare)")
-        rows.append((e.name, ", ".join(e.obj.classes[1:]), state, e.source, e.obj.description))
+        rows.append((e.name, ", ".join(e.obj.classes[1:]) or "from dataset.json", state, e.source,
+                     e.obj.description))
+    for name in prepared_names(cache):
+        if name not in DATASETS:
+            ds = PreparedDataset(dataset_folder(name, cache))
+            rows.append((name, ", ".join(ds.classes[1:]), "yes", f"prepared ({ds.meta.get('kind', '?')})",
+                         f"{len(ds.split_cases('train'))} train / {len(ds.split_cases('val'))} val / "
+                         f"{len(ds.split_cases('test'))} test volumes"))
     click.echo(tabulate(rows, headers=["name", "classes", "prepared", "source", "description"],
                         tablefmt="github"))
 
@@ -191,16 +207,23 @@ def datasets_cmd(cache: Path | None) -> None:
 @main.command()
 @click.argument("dataset")
 @click.option("--raw", type=click.Path(path_type=Path), default=None, help="Raw data folder.")
+@click.option("--format", "kind", default=None,
+              help="Reader for a dataset prepared under its own name, e.g. --format nnunet.")
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared-data cache.")
 @click.option("--force", is_flag=True, help="Prepare again even if a cache exists.")
 @user_errors
-def prepare(dataset: str, raw: Path | None, cache: Path | None, force: bool) -> None:
-    """Prepare DATASET once into the slice cache (idempotent and atomic)."""
+def prepare(dataset: str, raw: Path | None, kind: str | None, cache: Path | None, force: bool) -> None:
+    """Prepare DATASET once into the slice cache (idempotent and atomic).
+
+    \b
+    bench prepare acdc --raw /data/ACDC_ssl4mis
+    bench prepare mydata --raw /data/Dataset042_Thing --format nnunet
+    """
     from .data import prepare as do_prepare
 
     if raw is not None and not raw.exists():
         raise BenchError(f"{raw}: no such folder")
-    ds = do_prepare(dataset, raw, cache, force)
+    ds = do_prepare(dataset, raw, cache, force, kind)
     counts = {s: len(ds.split_cases(s)) for s in ("train", "val", "test")}
     click.echo(f"{dataset}: prepared in {ds.folder} ({counts['train']} train, {counts['val']} val, "
                f"{counts['test']} test volumes)")

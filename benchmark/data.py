@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ class CaseInfo:
     split: str  # "train", "val" or "test"
     shape: tuple[int, ...]
     spacing: tuple[float, ...] | None  # mm per axis (D, H, W), None when unknown
+    geometry: dict[str, Any] | None = None  # NIfTI sources: affine, axes, source file (prediction export)
 
 
 class DatasetSpec:
@@ -81,15 +82,19 @@ def register_dataset(name: str) -> Callable[[type[DatasetSpec]], type[DatasetSpe
 class CacheWriter:
     """Collects validated volumes into a temporary cache folder."""
 
-    def __init__(self, spec: DatasetSpec, folder: Path) -> None:
+    def __init__(self, spec: DatasetSpec, folder: Path, name: str | None = None) -> None:
         self.spec = spec
+        self.folder_name = name or spec.name
         self.folder = folder
         (folder / "volumes").mkdir(parents=True)
         self.cases: list[CaseInfo] = []
         self.source: dict[str, object] = {}
+        self.missing: dict[str, str] = {}  # split -> why it is absent (e.g. "test.list not found in ...")
+        self.classes: tuple[str, ...] = tuple(spec.classes)  # readers of generic formats set their own
 
     def add(self, case_id: str, image: np.ndarray, label: np.ndarray, split: str,
-            spacing: Sequence[float] | None, patient: str | None = None, origin: str = "") -> None:
+            spacing: Sequence[float] | None, patient: str | None = None, origin: str = "",
+            geometry: dict[str, Any] | None = None) -> None:
         where = origin or case_id
         if image.shape != label.shape:
             raise DataError(f"{where}: image shape {image.shape} != label shape {label.shape}")
@@ -97,7 +102,7 @@ class CacheWriter:
             raise DataError(f"{where}: expected a 3-D volume (D, H, W), got shape {image.shape}")
         if not np.isfinite(image).all():
             raise DataError(f"{where}: image contains NaN or Inf")
-        n = len(self.spec.classes)
+        n = len(self.classes)
         if label.size and (label.min() < 0 or label.max() >= n):
             raise DataError(f"{where}: label values {sorted(np.unique(label).tolist())} outside 0..{n - 1}")
         if any(c.id == case_id for c in self.cases):
@@ -107,15 +112,15 @@ class CacheWriter:
         np.save(self.folder / "volumes" / f"{case_id}.image.npy", image.astype(np.float32, copy=False))
         np.save(self.folder / "volumes" / f"{case_id}.label.npy", label.astype(np.uint8, copy=False))
         sp = tuple(float(s) for s in spacing) if spacing is not None else None
-        self.cases.append(CaseInfo(case_id, patient or case_id, split, tuple(image.shape), sp))
+        self.cases.append(CaseInfo(case_id, patient or case_id, split, tuple(image.shape), sp, geometry))
 
     def finish(self) -> None:
         for split in ("train", "val", "test"):
-            if not any(c.split == split for c in self.cases):
+            if split not in self.missing and not any(c.split == split for c in self.cases):
                 raise DataError(f"{self.spec.name}: the prepared dataset has no '{split}' cases")
         write_json(self.folder / "meta.json", {
-            "format": CACHE_FORMAT, "name": self.spec.name, "classes": list(self.spec.classes),
-            "interpolation": self.spec.interpolation, "source": self.source,
+            "format": CACHE_FORMAT, "name": self.folder_name, "kind": self.spec.name, "classes": list(self.classes),
+            "interpolation": self.spec.interpolation, "source": self.source, "missing": self.missing,
             "cases": [c.__dict__ for c in self.cases],
         })
 
@@ -134,7 +139,7 @@ class PreparedDataset:
         self.classes: tuple[str, ...] = tuple(meta["classes"])
         self.interpolation: str = meta.get("interpolation", "nearest")
         self.cases = [CaseInfo(c["id"], c["patient"], c["split"], tuple(c["shape"]),
-                               tuple(c["spacing"]) if c["spacing"] is not None else None)
+                               tuple(c["spacing"]) if c["spacing"] is not None else None, c.get("geometry"))
                       for c in meta["cases"]]
 
     @property
@@ -143,6 +148,15 @@ class PreparedDataset:
 
     def split_cases(self, split: str) -> list[CaseInfo]:
         return [c for c in self.cases if c.split == split]
+
+    def eval_cases(self, split: str) -> list[CaseInfo]:
+        """The cases of an evaluation split; a clear error when the raw data had none."""
+        cases = self.split_cases(split)
+        if not cases:
+            why = self.meta.get("missing", {}).get(split, "it has no cases")
+            hint = " (use --eval-split val)" if split == "test" else ""
+            raise DataError(f"{self.name}: no '{split}' volumes: {why}{hint}")
+        return cases
 
     def volume(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
         vol = self.folder / "volumes"
@@ -202,19 +216,39 @@ def dataset_folder(name: str, cache_root: Path | None = None) -> Path:
     return (cache_root or default_cache_root()) / name
 
 
+def prepared_names(cache_root: Path | None = None) -> list[str]:
+    """Datasets prepared in the cache, including user datasets prepared under their own name."""
+    root = cache_root or default_cache_root()
+    return sorted(p.parent.name for p in root.glob("*/meta.json")) if root.exists() else []
+
+
+def check_dataset_name(name: str, cache_root: Path | None = None) -> None:
+    """A registered dataset or one prepared under its own name (``bench prepare NAME --format ...``)."""
+    if name in DATASETS or (dataset_folder(name, cache_root) / "meta.json").exists():
+        return
+    DATASETS.entry(name)  # raises the "unknown dataset" error listing the known names
+
+
 def prepare(name: str, raw: Path | None = None, cache_root: Path | None = None,
-            force: bool = False) -> PreparedDataset:
-    """Prepare dataset ``name`` into the cache (idempotent, atomic) and open it."""
-    spec = DATASETS.get(name)()
+            force: bool = False, kind: str | None = None) -> PreparedDataset:
+    """Prepare dataset ``name`` into the cache (idempotent, atomic) and open it.
+
+    ``kind`` names the reader when it differs from ``name`` (a user's nnU-Net-format dataset is
+    prepared with ``kind="nnunet"`` under its own name)."""
     folder = dataset_folder(name, cache_root)
+    if (folder / "meta.json").exists() and not force and raw is None:
+        return PreparedDataset(folder)
+    spec = DATASETS.get(kind or name)()
     if (folder / "meta.json").exists() and not force:
         return PreparedDataset(folder)
     if raw is None and not spec.embedded:
         raise DataError(f"dataset '{name}' is not prepared; run: bench prepare {name} --raw PATH")
+    if raw is not None and not raw.exists():
+        raise DataError(f"{raw}: no such folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
     try:
-        writer = CacheWriter(spec, tmp / "ds")
+        writer = CacheWriter(spec, tmp / "ds", name)
         spec.build(raw, writer)
         writer.finish()
         if folder.exists():
@@ -241,13 +275,34 @@ def labeled_count(ratio: float, n_patients: int) -> int:
     return max(1, min(n_patients, math.floor(ratio * n_patients / 100 + 0.5)))
 
 
+def paper_list(kind: str, name: str) -> list[str] | None:
+    """A shipped fixed list (``configs/splits/<kind>/<name>.txt``), or None."""
+    from .config import configs_dir
+
+    path = configs_dir() / "splits" / kind / f"{name}.txt"
+    if not path.is_file():
+        return None
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
 def split_labeled(ds: PreparedDataset, ratio: float, seed: int, mode: str) -> tuple[list[str], list[str]]:
     """Labeled and unlabeled training case ids, chosen at the patient level.
 
-    ``paper``: the first patients in the dataset's list order (SSL4MIS / MONA lists).
+    ``paper``: the shipped MONA list ``configs/splits/<dataset>/labeled_<ratio>.txt`` when there is
+    one, else the first patients in the dataset's list order (SSL4MIS's ACDC order).
     ``random``: a permutation of patients seeded by the run seed.
     """
     train = ds.split_cases("train")
+    fixed = paper_list(ds.meta.get("kind", ds.name), f"labeled_{ratio:g}") if mode == "paper" and ratio < 100 else None
+    if fixed is not None:
+        ids = {c.id for c in train}
+        unknown = [c for c in fixed if c not in ids]
+        if unknown:
+            raise DataError(f"configs/splits/{ds.meta.get('kind', ds.name)}/labeled_{ratio:g}.txt: "
+                            f"{unknown[0]} is not a training case of {ds.name}")
+        chosen_patients = {c.patient for c in train if c.id in set(fixed)}
+        return ([c.id for c in train if c.patient in chosen_patients],
+                [c.id for c in train if c.patient not in chosen_patients])
     patients = list(dict.fromkeys(c.patient for c in train))
     n = labeled_count(ratio, len(patients))
     if mode == "random":

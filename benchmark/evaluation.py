@@ -3,7 +3,7 @@ size with nearest neighbour, metrics on the reassembled 3-D volume (mm when spac
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,17 +56,19 @@ def validation_dice(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[s
 
 
 def evaluate(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[str], size: int,
-             device: torch.device, amp: bool = True, progress: Any = None) -> dict[str, Any]:
-    """Every metric per case and class, plus the case-averaged per-class and foreground means."""
+             device: torch.device, amp: bool = True,
+             on_prediction: Callable[[str, np.ndarray], None] | None = None) -> dict[str, Any]:
+    """Every metric per case and class, plus the case-averaged per-class and foreground means.
+    ``on_prediction(case, labels)`` receives each predicted label volume (to save it)."""
     per_case = []
     spacings = {c.id: c.spacing for c in ds.cases}
     for cid in case_ids:
         image, label = ds.volume(cid)
         pred = predict_volume(method, np.asarray(image), size, device, ds.interpolation, amp=amp)
+        if on_prediction is not None:
+            on_prediction(cid, pred)
         per_case.append({"case": cid, "spacing": spacings[cid],
                          "metrics": volume_metrics(pred, np.asarray(label), ds.classes, spacings[cid])})
-        if progress is not None:
-            progress(cid)
     return {"metric_per_case": per_case, **summarise(per_case, ds.classes[1:])}
 
 

@@ -28,7 +28,7 @@ import torch
 from . import __version__
 from .atomic import write_json, write_text
 from .config import ResolvedConfig, resolve_config
-from .data import DATASETS, PreparedDataset, prepare, split_labeled
+from .data import PreparedDataset, check_dataset_name, prepare, split_labeled
 from .errors import BenchError
 from .evaluation import evaluate, validation_dice
 from .method import METHODS, MethodContext, SSLMethod
@@ -60,24 +60,25 @@ class RunOptions:
     progress: bool = True
     plugins: tuple[str, ...] = ()
     threads: int | None = None
+    save_predictions: bool = False
 
 
 @dataclass
 class RunOutcome:
     spec: RunSpec
-    status: str  # "done", "skipped"
+    status: str  # "done", "skipped" or "failed"
     folder: str
     summary: dict[str, float] = field(default_factory=dict)
     message: str = ""
 
 
 def expand(methods: Sequence[str], datasets: Sequence[str], ratios: Sequence[float], seeds: Sequence[int],
-           profile: str, overrides: Sequence[str] = ()) -> list[RunSpec]:
+           profile: str, overrides: Sequence[str] = (), cache: Path | None = None) -> list[RunSpec]:
     """The sweep, validated up front (unknown names and keys fail before any run starts).
     Methods that use every label (UNet-F) run once per seed, recorded as ratio 100."""
     specs: list[RunSpec] = []
     for ds in datasets:
-        DATASETS.entry(ds)
+        check_dataset_name(ds, cache)
         for m in methods:
             cls = METHODS.get(m)
             resolve_config(cls.Config, profile, ds, m, tuple(overrides))
@@ -151,11 +152,50 @@ def build_train_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[st
     )
 
 
+def prediction_saver(ds: PreparedDataset, out: Path) -> Callable[[str, np.ndarray], None]:
+    """Write each predicted label volume: NIfTI in the source geometry when the dataset came from
+    NIfTI (opens over the original image in 3D Slicer / ITK-SNAP), else a (D, H, W) .npy."""
+    from .atomic import atomic_path
+
+    cases = {c.id: c for c in ds.cases}
+
+    def save(cid: str, pred: np.ndarray) -> None:
+        geometry = cases[cid].geometry
+        if geometry is not None:
+            from sslbench.datasets.nifti import geometry_from_json, save_volume
+
+            save_volume(pred, geometry_from_json(geometry), out / f"{cid}.nii.gz")
+        else:
+            with atomic_path(out / f"{cid}.npy") as tmp:
+                with tmp.open("wb") as fh:
+                    np.save(fh, pred)
+
+    return save
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+
+
+def check_folder(spec: RunSpec, opts: RunOptions) -> str:
+    """State of a run's folder: "new", "resume", "done" or "replace" (with --force). A folder that
+    holds another configuration is an error unless --force: nothing is overwritten by accident."""
+    cls = METHODS.get(spec.method)
+    chash = resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides).hash()
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.method, spec.ratio, spec.seed)
+    config_path = folder / "config.json"
+    if not config_path.exists():
+        return "new"
+    old = read_json(config_path).get("hash")
+    if old != chash:
+        if not opts.force:
+            raise BenchError(f"{folder}: holds a run with another configuration (hash {old}, now {chash}); "
+                             "use --force to replace it or --results for another folder")
+        return "replace"
+    return "done" if is_done(folder) else "resume"
 
 
 def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print) -> RunOutcome:
@@ -164,20 +204,15 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
     cfg: ResolvedConfig = resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides)
     chash = cfg.hash()
     folder = run_dir(opts.results, spec.dataset, spec.profile, spec.method, spec.ratio, spec.seed)
-    config_path = folder / "config.json"
-    if config_path.exists():
-        old = read_json(config_path).get("hash")
-        if old != chash:
-            if not opts.force:
-                raise BenchError(f"{folder}: holds a run with another configuration (hash {old}, now {chash}); "
-                                 "use --force to replace it or --results for another folder")
-            shutil.rmtree(folder)
-        elif is_done(folder):
-            record = read_json(folder / "run.json")
-            return RunOutcome(spec, "skipped", str(folder), record.get("summary", {}), "already done")
+    state = check_folder(spec, opts)
+    if state == "done":
+        record = read_json(folder / "run.json")
+        return RunOutcome(spec, "skipped", str(folder), record.get("summary", {}), "already done")
+    if state == "replace":
+        shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, {"hash": chash, "spec": dataclasses.asdict(spec), "sources": cfg.sources,
-                             **cfg.to_dict()})
+    write_json(folder / "config.json", {"hash": chash, "spec": dataclasses.asdict(spec), "sources": cfg.sources,
+                                        **cfg.to_dict()})
 
     t0 = time.perf_counter()
     device = pick_device(opts.device)
@@ -191,7 +226,8 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
                         device=device, base_width=cfg.train.base_width,
                         stage_iterations={"train": cfg.train.iterations, "pretrain": cfg.train.pretrain_iterations})
     method = cls(cfg.method, ctx)
-    val_ids = [c.id for c in ds.split_cases("val")]
+    val_ids = [c.id for c in ds.eval_cases("val")]
+    ds.eval_cases(cfg.data.eval_split)  # fail before training, not after it
     trainer = Trainer(
         method, data, cfg.train, spec.seed,
         validate=lambda: validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp),
@@ -204,8 +240,9 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
         log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{trainer.stages[0]}'")
 
     t_eval = time.perf_counter()
-    eval_ids = [c.id for c in ds.split_cases(cfg.data.eval_split)]
-    metrics = evaluate(method, ds, eval_ids, cfg.train.image_size, device, cfg.train.amp)
+    eval_ids = [c.id for c in ds.eval_cases(cfg.data.eval_split)]
+    saver = prediction_saver(ds, folder / "predictions") if opts.save_predictions else None
+    metrics = evaluate(method, ds, eval_ids, cfg.train.image_size, device, cfg.train.amp, saver)
     eval_seconds = time.perf_counter() - t_eval
     policy = {**EMPTY_POLICY, "spacing": "mm from the dataset" if all(c.spacing for c in ds.cases) else "voxels",
               "connectivity": 1}
@@ -246,13 +283,26 @@ def _worker(spec: RunSpec, opts: RunOptions) -> RunOutcome:
 
 def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
             log: Callable[[str], None] = print) -> list[RunOutcome]:
-    """Run every spec: in this process (``jobs == 1``) or in ``jobs`` spawned worker processes."""
-    for name in dict.fromkeys(s.dataset for s in specs):
-        prepare(name, cache_root=opts.cache)  # once, before any worker starts
+    """Run every spec: in this process (``jobs == 1``) or in ``jobs`` spawned worker processes.
+
+    Folder conflicts are checked for every run before any starts. A run that fails (a diverged loss,
+    a bug in a plugin) is reported and the sweep goes on; its checkpoint stays for a later resume.
+    """
+    prepared = {name: prepare(name, cache_root=opts.cache)  # once, before any worker starts
+                for name in dict.fromkeys(s.dataset for s in specs)}
+    for spec in specs:  # every input problem surfaces before the first run starts
+        check_folder(spec, opts)
+        cfg = resolve_config(METHODS.get(spec.method).Config, spec.profile, spec.dataset, spec.method,
+                             spec.overrides)
+        prepared[spec.dataset].eval_cases("val")
+        prepared[spec.dataset].eval_cases(cfg.data.eval_split)
     outcomes: list[RunOutcome] = []
     if jobs <= 1:
         for i, spec in enumerate(specs, 1):
-            outcome = run_one(spec, opts, log)
+            try:
+                outcome = run_one(spec, opts, log)
+            except Exception as exc:  # noqa: BLE001 - one failed run must not end the sweep
+                outcome = _failed(spec, opts, exc)
             outcomes.append(outcome)
             log(_describe(i, len(specs), outcome))
         return outcomes
@@ -263,13 +313,24 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(_worker, spec, wopts): spec for spec in specs}
         for i, fut in enumerate(as_completed(futures), 1):
-            outcome = fut.result()
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # noqa: BLE001
+                outcome = _failed(futures[fut], opts, exc)
             outcomes.append(outcome)
             log(_describe(i, len(specs), outcome))
     return outcomes
 
 
+def _failed(spec: RunSpec, opts: RunOptions, exc: BaseException) -> RunOutcome:
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.method, spec.ratio, spec.seed)
+    kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
+    return RunOutcome(spec, "failed", str(folder), message=f"{kind}{exc}")
+
+
 def _describe(i: int, n: int, outcome: RunOutcome) -> str:
+    if outcome.status == "failed":
+        return f"[{i}/{n}] {outcome.spec.label}: FAILED: {outcome.message}"
     s = outcome.summary
     score = f"Dice {100 * s['dice']:.1f}  ASSD {s['assd']:.2f}" if s else ""
     what = "already done, skipped" if outcome.status == "skipped" else "done"

@@ -1,4 +1,4 @@
 """Dataset plugins. Importing this package registers the built-in datasets."""
 from __future__ import annotations
 
-from . import synthetic_cardiac  # noqa: F401
+from . import acdc, lits, mmwhs, nnunet, synthetic_cardiac, synthetic_liver, synthetic_whs  # noqa: F401

@@ -174,3 +174,17 @@ def test_every_baseline_runs_and_shows_in_the_table(tmp_path: Path, cache_dir: P
     assert cps["inference_net"] == "model1"
     log = (next(tmp_path.rglob("dan/*/*/train_log.jsonl"))).read_text()
     assert "disc/loss_disc" in log                                      # the extra optimiser's loss is logged
+
+
+def test_a_failing_run_does_not_stop_the_sweep(tmp_path: Path, cache_dir: Path, monkeypatch) -> None:  # noqa: ANN001
+    from sslbench.errors import TrainingDiverged
+    from sslbench.methods.supervised import UNetL
+
+    def explode(self, batch, step):  # noqa: ANN001, ANN202
+        raise TrainingDiverged("loss_sup became NaN/Inf")
+
+    monkeypatch.setattr(UNetL, "training_step", explode)     # unet-f inherits it too; mt does not
+    code, out, err = bench("run", "--methods", "unet-l,mt", "--results", str(tmp_path), "--quiet", *TINY_RUN)
+    assert code == 1
+    assert "unet-l synthetic-cardiac 5% seed 0: FAILED: loss_sup became NaN/Inf" in err
+    assert "| MT" in out and len(list(tmp_path.rglob("DONE"))) == 1

@@ -118,3 +118,21 @@ def test_resize_round_trip_and_types() -> None:
     t = torch.rand(2, 16, 16)
     assert resize_slices(t, 16) is t
     assert resize_slices(t, 32, "bilinear").shape == (2, 32, 32)
+
+
+def test_liver_and_whs_phantoms() -> None:
+    from sslbench.datasets.synthetic_liver import liver_volume
+    from sslbench.datasets.synthetic_whs import whs_volume
+
+    with_tumour = []
+    for i in range(12):
+        img, lab, sp = liver_volume(np.random.default_rng([7, i]))
+        assert set(np.unique(lab)) <= {0, 1, 2} and (lab == 1).any() and sp[0] > sp[1]
+        with_tumour.append(bool((lab == 2).any()))
+        if with_tumour[-1]:
+            assert (lab == 2).sum() < 0.1 * (lab == 1).sum()            # tumours are small: the long tail
+    assert 0 < sum(with_tumour) < len(with_tumour)                     # and often absent
+    img, lab, _ = whs_volume(np.random.default_rng([7, 0]))
+    assert set(np.unique(lab)) == set(range(8))
+    assert np.array_equal(whs_volume(np.random.default_rng([7, 0]))[1], lab)
+    assert (lab[0] == 3).any() and not (lab[0] == 6).any()             # ventricles low, aorta high

@@ -1,0 +1,46 @@
+"""MM-WHS (Zhuang, MedIA 2019), CT: seven cardiac structures.
+
+Raw files as distributed: ``ct_train_10NN_image.nii.gz`` and ``ct_train_10NN_label.nii.gz``. Label
+values 205, 420, 500, 550, 600, 820, 850 become Myo, LA, LV, RA, RV, AAo, PA (421, which occurs in
+some label files, is read as LA). Intensities clipped to the 0.5-99.5 percentiles and min-max scaled;
+slices along the coarsest axis; bicubic image resizing. Splits: MONA's test volumes
+(1001, 1002, 1008, 1014, 1015), validation 1019 and 1020 held out (MONA has none), the rest train,
+with MONA's labeled volumes first (configs/splits/mmwhs).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sslbench.data import CacheWriter, DatasetSpec, paper_list, register_dataset
+from sslbench.errors import DataError
+
+from .lits import find_pairs
+from .nifti import add_nifti_cases
+from .readers import manifest
+
+IMAGE = re.compile(r"^ct_train_(\d+)_image\.nii(\.gz)?$")
+LABELS = {0: 0, 205: 1, 420: 2, 421: 2, 500: 3, 550: 4, 600: 5, 820: 6, 850: 7}
+
+
+@register_dataset("mmwhs")
+class MMWHS(DatasetSpec):
+    classes = ("background", "Myo", "LA", "LV", "RA", "RV", "AAo", "PA")
+    description = "MM-WHS cardiac CT: bench prepare mmwhs --raw PATH (ct_train_10NN_image/label.nii.gz)"
+    interpolation = "bicubic"
+
+    def build(self, raw: Path | None, writer: CacheWriter) -> None:
+        assert raw is not None
+        pairs = find_pairs(raw, IMAGE, "ct_train_{index}_label")
+        if not pairs:
+            raise DataError(f"{raw}: no MM-WHS CT volumes (ct_train_10NN_image.nii.gz)")
+        test, val = set(paper_list("mmwhs", "test") or []), set(paper_list("mmwhs", "val") or [])
+        first = paper_list("mmwhs", "labeled_10") or []
+        cases = {f"ct_train_{i}": p for i, p in pairs.items()}
+        order = [c for c in first if c in cases] + sorted(c for c in cases if c not in first)
+        rows = [(cid, *cases[cid], "test" if cid in test else "val" if cid in val else "train") for cid in order]
+        read = add_nifti_cases(writer, raw, rows, LABELS, percentiles=(0.5, 99.5))
+        writer.source = {"layout": "mmwhs", "root": raw.name, "files": manifest(raw, read)}
+        for split, ids in (("test", test), ("val", val)):
+            if not any(r[3] == split for r in rows):
+                writer.missing[split] = f"none of {', '.join(sorted(ids))} under {raw}"

@@ -1,0 +1,158 @@
+"""NIfTI volumes in and out: reorientation, slice axis, spacing, and predictions saved back in the
+source geometry so they open in 3D Slicer or ITK-SNAP over the original image.
+
+Reading: the image is reoriented to the closest canonical (RAS+) orientation with nibabel, the slice
+axis is the axis of coarsest spacing, and the array is transposed to (D, H, W) with the spacing
+permuted the same way (nibabel's zooms are in array-axis order, so they must follow the transpose).
+Writing inverts both steps and reuses the source affine and header.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sslbench.errors import DataError
+
+if TYPE_CHECKING:
+    from sslbench.data import CacheWriter
+
+
+@dataclass
+class Geometry:
+    """How a (D, H, W) array maps back onto its source NIfTI file."""
+
+    affine: np.ndarray
+    shape: tuple[int, ...]           # source array shape
+    axes: tuple[int, int, int]       # canonical axes placed at (D, H, W)
+    spacing: tuple[float, float, float]
+
+
+def _nib():
+    import nibabel as nib
+
+    return nib
+
+
+def load_volume(path: Path, dtype: type = np.float32) -> tuple[np.ndarray, Geometry]:
+    """(D, H, W) array and its geometry; errors name the file."""
+    nib = _nib()
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        img = nib.load(str(path))
+        canon = nib.as_closest_canonical(img)
+        data = np.asarray(canon.dataobj)
+    except Exception as exc:
+        raise DataError(f"{path}: unreadable NIfTI file ({exc})") from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"{path}: expected a 3-D volume, got shape {data.shape}")
+    zooms = tuple(float(z) for z in canon.header.get_zooms()[:3])
+    slice_axis = int(np.argmax(zooms))
+    axes = (slice_axis, *[a for a in range(3) if a != slice_axis])
+    array = np.transpose(data, axes).astype(dtype)
+    return array, Geometry(img.affine, tuple(img.shape[:3]), axes, tuple(zooms[a] for a in axes))  # type: ignore[arg-type]
+
+
+def same_geometry(a: Geometry, b: Geometry, atol: float = 1e-3) -> bool:
+    return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=atol)
+
+
+def save_volume(array: np.ndarray, geometry: Geometry, path: Path, source: Path | None = None) -> None:
+    """Write a (D, H, W) array (a prediction) back in the source orientation and affine."""
+    nib = _nib()
+    from nibabel import orientations as ornt
+
+    canonical = np.transpose(array, np.argsort(geometry.axes))
+    source_ornt = ornt.io_orientation(geometry.affine)
+    to_source = ornt.ornt_transform(ornt.axcodes2ornt(("R", "A", "S")), source_ornt)
+    data = ornt.apply_orientation(canonical, to_source)
+    if tuple(data.shape) != tuple(geometry.shape):
+        raise DataError(f"{path}: prediction shape {data.shape} does not match the source {geometry.shape}")
+    header = nib.load(str(source)).header.copy() if source is not None else None
+    img = nib.Nifti1Image(np.ascontiguousarray(data).astype(np.uint8), geometry.affine, header)
+    img.set_data_dtype(np.uint8)
+    img.header.set_slope_inter(1, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the .nii(.gz) ending nibabel needs
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def geometry_to_json(g: Geometry) -> dict[str, object]:
+    return {"affine": np.asarray(g.affine).tolist(), "shape": list(g.shape), "axes": list(g.axes),
+            "spacing": list(g.spacing)}
+
+
+def geometry_from_json(d: dict[str, object]) -> Geometry:
+    return Geometry(np.asarray(d["affine"]), tuple(d["shape"]), tuple(d["axes"]), tuple(d["spacing"]))  # type: ignore[arg-type]
+
+
+def read_case(image_path: Path, label_path: Path, label_map: dict[int, int] | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """Image, label (mapped to class indices) and geometry of one case, checked for consistency."""
+    image, g_img = load_volume(image_path)
+    label, g_lab = load_volume(label_path, dtype=np.float64)
+    if g_img.shape != g_lab.shape:
+        raise DataError(f"{label_path}: label shape {g_lab.shape} != image shape {g_img.shape} ({image_path.name})")
+    if not same_geometry(g_img, g_lab):
+        raise DataError(f"{label_path}: label affine differs from the image's ({image_path.name})")
+    if not np.all(np.isfinite(label)) or np.any(label != np.round(label)):
+        raise DataError(f"{label_path}: label values are not integers")
+    values = np.unique(label).astype(np.int64)
+    if label_map is not None:
+        unknown = [int(v) for v in values if int(v) not in label_map]
+        if unknown:
+            raise DataError(f"{label_path}: label values {unknown} not in the dataset's set {sorted(label_map)}")
+        lut = np.zeros(int(values.max()) + 1, dtype=np.uint8)
+        for raw_value, cls in label_map.items():
+            if raw_value <= values.max():
+                lut[raw_value] = cls
+        label = lut[label.astype(np.int64)]
+    elif values.min() < 0 or values.max() > 255:
+        raise DataError(f"{label_path}: label values {values.tolist()[:8]} outside 0..255")
+    return image, label.astype(np.uint8), g_img
+
+
+def normalize(image: np.ndarray, where: str, clip: tuple[float, float] | None = None,
+              percentiles: tuple[float, float] | None = None) -> np.ndarray:
+    """Clip (fixed window such as CT HU, or percentiles for MR), then min-max to [0, 1]."""
+    if not np.isfinite(image).all():
+        raise DataError(f"{where}: image contains NaN or Inf")
+    if clip is not None:
+        image = np.clip(image, *clip)
+    elif percentiles is not None:
+        image = np.clip(image, *np.percentile(image, percentiles))
+    lo, hi = float(image.min()), float(image.max())
+    if hi <= lo:
+        raise DataError(f"{where}: image is constant ({lo})")
+    return ((image - lo) / (hi - lo)).astype(np.float32)
+
+
+def add_nifti_cases(writer: "CacheWriter", raw: Path, cases: list[tuple[str, Path, Path, str]],
+                    label_map: dict[int, int], patient_of: Callable[[str], str] | None = None,
+                    **norm: object) -> list[Path]:
+    """Read, check, normalise and add (case id, image, label, split) NIfTI pairs; returns the files
+    read (for the cache's manifest). ``patient_of`` maps a case to its patient (splits never separate
+    a patient's volumes; default: one patient per case). ``norm`` goes to ``normalize``."""
+    read: list[Path] = []
+    for cid, image_path, label_path, split in cases:
+        if not label_path.is_file():
+            raise DataError(f"{image_path}: image without label (expected {label_path})")
+        image, label, geom = read_case(image_path, label_path, label_map)
+        image = normalize(image, str(image_path), **norm)  # type: ignore[arg-type]
+        writer.add(cid, image, label, split, geom.spacing, patient_of(cid) if patient_of else cid,
+                   origin=str(image_path),
+                   geometry={**geometry_to_json(geom), "image": str(image_path.relative_to(raw))})
+        read += [image_path, label_path]
+    return read
