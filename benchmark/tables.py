@@ -28,6 +28,7 @@ def load_records(root: Path) -> pd.DataFrame:
             "seed": rec["seed"], "dsc": 100.0 * s["dice"], "asd": s["assd"], "hd95": s["hd95"],
             "asd_legacy": s["asd_legacy"], "all_labels": float(rec["ratio"]) >= 100.0,
             "wall_s": rec["timing"]["wall_s"],
+            "units": "voxels" if rec.get("metric_policy", {}).get("spacing") == "voxels" else "mm",
         })
     return pd.DataFrame(rows)
 
@@ -100,8 +101,9 @@ def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profil
     for (ds, prof), sub in df.groupby(["dataset", "profile"], sort=True):
         n_seeds = sub.groupby("paper_name").seed.nunique()
         seeds = f"{n_seeds.max()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()}-{n_seeds.max()}"
-        caption = (f"{ds} (profile {prof}): DSC [%] and ASD (ASSD, medpy 0.5.2 definition; mm where the "
-                   f"spacing is known), case-averaged then class-averaged; mean ± std over {seeds} seed(s)")
+        units = "voxels, the source files carry no spacing" if (sub.units == "voxels").any() else "mm"
+        caption = (f"{ds} (profile {prof}): DSC [%] and ASD (ASSD as medpy 0.5.2 defines it; {units}), "
+                   f"case-averaged then class-averaged; mean ± std over {seeds} seed(s)")
         headers, rows, _ = build_table(sub)
         if fmt == "csv":
             frame = pd.DataFrame(rows, columns=headers)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sslbench.data import CacheWriter, DatasetSpec, paper_list, register_dataset
+from sslbench.data import CacheWriter, DatasetSpec, register_dataset
 from sslbench.errors import DataError
 
 from .nifti import add_nifti_cases
 from .readers import manifest
+from .splits import note_missing, paper_rows
 
 VOLUME = re.compile(r"^volume-(\d+)\.nii(\.gz)?$")
 
@@ -51,14 +52,7 @@ class LiTS(DatasetSpec):
         pairs = find_pairs(raw, VOLUME, "segmentation-{index}")
         if not pairs:
             raise DataError(f"{raw}: no LiTS volumes (volume-N.nii or volume-N.nii.gz)")
-        test, val = set(paper_list("lits", "test") or []), set(paper_list("lits", "val") or [])
-        first = paper_list("lits", "labeled_10") or []
-        cases = {f"case{i + 1:04d}": p for i, p in pairs.items()}
-        order = [c for c in first if c in cases] + sorted(c for c in cases if c not in first)
-        rows = [(cid, *cases[cid], "test" if cid in test else "val" if cid in val else "train") for cid in order]
+        rows = paper_rows("lits", {f"case{i + 1:04d}": p for i, p in pairs.items()})
         read = add_nifti_cases(writer, raw, rows, {0: 0, 1: 1, 2: 2}, clip=(-200.0, 250.0))
         writer.source = {"layout": "lits", "root": raw.name, "files": manifest(raw, read)}
-        if not any(r[3] == "test" for r in rows):
-            writer.missing["test"] = f"no LiTS volume of the test range case0101-0131 under {raw}"
-        if not any(r[3] == "val" for r in rows):
-            writer.missing["val"] = f"no LiTS volume of the validation range case0081-0090 under {raw}"
+        note_missing(writer, rows, "lits", raw)

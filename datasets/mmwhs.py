@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sslbench.data import CacheWriter, DatasetSpec, paper_list, register_dataset
+from sslbench.data import CacheWriter, DatasetSpec, register_dataset
 from sslbench.errors import DataError
 
 from .lits import find_pairs
 from .nifti import add_nifti_cases
 from .readers import manifest
+from .splits import note_missing, paper_rows
 
 IMAGE = re.compile(r"^ct_train_(\d+)_image\.nii(\.gz)?$")
 LABELS = {0: 0, 205: 1, 420: 2, 421: 2, 500: 3, 550: 4, 600: 5, 820: 6, 850: 7}
@@ -34,13 +35,7 @@ class MMWHS(DatasetSpec):
         pairs = find_pairs(raw, IMAGE, "ct_train_{index}_label")
         if not pairs:
             raise DataError(f"{raw}: no MM-WHS CT volumes (ct_train_10NN_image.nii.gz)")
-        test, val = set(paper_list("mmwhs", "test") or []), set(paper_list("mmwhs", "val") or [])
-        first = paper_list("mmwhs", "labeled_10") or []
-        cases = {f"ct_train_{i}": p for i, p in pairs.items()}
-        order = [c for c in first if c in cases] + sorted(c for c in cases if c not in first)
-        rows = [(cid, *cases[cid], "test" if cid in test else "val" if cid in val else "train") for cid in order]
+        rows = paper_rows("mmwhs", {f"ct_train_{i}": p for i, p in pairs.items()})
         read = add_nifti_cases(writer, raw, rows, LABELS, percentiles=(0.5, 99.5))
         writer.source = {"layout": "mmwhs", "root": raw.name, "files": manifest(raw, read)}
-        for split, ids in (("test", test), ("val", val)):
-            if not any(r[3] == split for r in rows):
-                writer.missing[split] = f"none of {', '.join(sorted(ids))} under {raw}"
+        note_missing(writer, rows, "mmwhs", raw)

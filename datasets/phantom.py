@@ -1,8 +1,16 @@
 """Drawing helpers for the procedural phantoms: shapes on a grid, smooth noise, bias fields."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
 import numpy as np
 from scipy import ndimage
+
+from sslbench.data import CacheWriter, DatasetSpec
+
+Volume = tuple[np.ndarray, np.ndarray, tuple[float, float, float]]
 
 
 def grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,3 +45,29 @@ def bias_field(rng: np.random.Generator, h: int, w: int, strength: float) -> np.
 def minmax(volume: np.ndarray) -> np.ndarray:
     lo, hi = float(volume.min()), float(volume.max())
     return ((volume - lo) / (hi - lo + 1e-8)).astype(np.float32)
+
+
+def finish_ct_like(image: np.ndarray, rng: np.random.Generator, blur: float = 0.8,
+                   noise: tuple[float, float] = (0.02, 0.06)) -> np.ndarray:
+    """In-plane blur (partial volume), Gaussian noise, min-max to [0, 1]."""
+    image = ndimage.gaussian_filter(image, sigma=(0, blur, blur))
+    image = image + rng.normal(0, rng.uniform(*noise), image.shape).astype(np.float32)
+    return minmax(image)
+
+
+class PhantomDataset(DatasetSpec):
+    """An embedded dataset generated case by case from ``volume(rng)`` (deterministic per case)."""
+
+    embedded = True
+    splits: ClassVar[dict[str, int]] = {}
+    seed: ClassVar[int] = 0
+    volume: ClassVar[Callable[[np.random.Generator], Volume]]
+
+    def build(self, raw: Path | None, writer: CacheWriter) -> None:
+        writer.source = {"generator": self.name, "seed": self.seed, "splits": self.splits}
+        index = 0
+        for split, count in self.splits.items():
+            for _ in range(count):
+                image, label, spacing = type(self).volume(np.random.default_rng([self.seed, index]))
+                writer.add(f"case{index:03d}", image, label, split, spacing)
+                index += 1

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sslbench.errors import DataError
+
+if TYPE_CHECKING:
+    from sslbench.data import CacheWriter
 
 SPLIT_SEED = 12345
 
@@ -42,3 +46,21 @@ def read_split_file(path: Path, case_ids: list[str]) -> dict[str, str]:
                 raise DataError(f"{path}: case '{cid}' is in both '{out[cid]}' and '{split}'")
             out[cid] = split
     return out
+
+
+def paper_rows(kind: str, cases: dict[str, tuple[Path, Path]]) -> list[tuple[str, Path, Path, str]]:
+    """(case, image, label, split) with the shipped val/test lists of ``configs/splits/<kind>``, the
+    training cases ordered with the largest labeled list first (so ``paper`` splits find them)."""
+    from sslbench.data import paper_list
+
+    test, val = set(paper_list(kind, "test") or []), set(paper_list(kind, "val") or [])
+    first = paper_list(kind, "labeled_10") or []
+    order = [c for c in first if c in cases] + sorted(c for c in cases if c not in first)
+    return [(cid, *cases[cid], "test" if cid in test else "val" if cid in val else "train") for cid in order]
+
+
+def note_missing(writer: "CacheWriter", rows: list[tuple[str, Path, Path, str]], kind: str, raw: Path) -> None:
+    """Record evaluation splits the raw folder has no volume of (evaluating on them then says why)."""
+    for split in ("val", "test"):
+        if not any(r[3] == split for r in rows):
+            writer.missing[split] = f"none of the volumes of configs/splits/{kind}/{split}.txt under {raw}"

@@ -10,14 +10,12 @@ use, so no data ships with the project.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from scipy import ndimage
 
-from sslbench.data import CacheWriter, DatasetSpec, register_dataset
+from sslbench.data import register_dataset
 
-from .phantom import bias_field, ellipse, grid, minmax, smooth_noise
+from .phantom import PhantomDataset, bias_field, ellipse, grid, minmax, smooth_noise
 
 SPLITS = {"train": 40, "val": 8, "test": 20}
 GENERATOR_SEED = 20240101
@@ -86,17 +84,9 @@ def cardiac_volume(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tu
 
 
 @register_dataset("synthetic-cardiac")
-class SyntheticCardiac(DatasetSpec):
+class SyntheticCardiac(PhantomDataset):
     classes = ("background", "RV", "Myo", "LV")
-    embedded = True
     description = "procedural ACDC-like short-axis phantom (40 train / 8 val / 20 test volumes)"
-
-    def build(self, raw: Path | None, writer: CacheWriter) -> None:
-        writer.source = {"generator": "synthetic-cardiac", "seed": GENERATOR_SEED, "splits": SPLITS}
-        index = 0
-        for split, count in SPLITS.items():
-            for _ in range(count):
-                rng = np.random.default_rng([GENERATOR_SEED, index])
-                image, label, spacing = cardiac_volume(rng)
-                writer.add(f"case{index:03d}", image, label, split, spacing)
-                index += 1
+    splits = SPLITS
+    seed = GENERATOR_SEED
+    volume = staticmethod(cardiac_volume)

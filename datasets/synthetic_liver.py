@@ -6,14 +6,11 @@ volumes and only a few slices of those. Classes: background, liver, tumor. Deter
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from scipy import ndimage
 
-from sslbench.data import CacheWriter, DatasetSpec, register_dataset
+from sslbench.data import register_dataset
 
-from .phantom import ellipse, grid, minmax, smooth_noise
+from .phantom import PhantomDataset, ellipse, finish_ct_like, grid, smooth_noise
 
 SPLITS = {"train": 40, "val": 8, "test": 16}
 GENERATOR_SEED = 20240202
@@ -56,22 +53,13 @@ def liver_volume(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tupl
                 sl[tum] = tumour_i
                 lab[tum] = 2
         image[z], label[z] = sl, lab
-    image = ndimage.gaussian_filter(image, sigma=(0, 0.8, 0.8))
-    image += rng.normal(0, rng.uniform(0.02, 0.06), image.shape).astype(np.float32)
-    return minmax(image), label, spacing
+    return finish_ct_like(image, rng), label, spacing
 
 
 @register_dataset("synthetic-liver")
-class SyntheticLiver(DatasetSpec):
+class SyntheticLiver(PhantomDataset):
     classes = ("background", "liver", "tumor")
-    embedded = True
     description = "procedural LiTS-like CT phantom, rare small tumours (40 train / 8 val / 16 test)"
-
-    def build(self, raw: Path | None, writer: CacheWriter) -> None:
-        writer.source = {"generator": "synthetic-liver", "seed": GENERATOR_SEED, "splits": SPLITS}
-        index = 0
-        for split, count in SPLITS.items():
-            for _ in range(count):
-                image, label, spacing = liver_volume(np.random.default_rng([GENERATOR_SEED, index]))
-                writer.add(f"case{index:03d}", image, label, split, spacing)
-                index += 1
+    splits = SPLITS
+    seed = GENERATOR_SEED
+    volume = staticmethod(liver_volume)

@@ -7,14 +7,11 @@ MM-WHS's order: 1 Myo, 2 LA, 3 LV, 4 RA, 5 RV, 6 AAo, 7 PA.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from scipy import ndimage
 
-from sslbench.data import CacheWriter, DatasetSpec, register_dataset
+from sslbench.data import register_dataset
 
-from .phantom import ellipse, grid, minmax, smooth_noise
+from .phantom import PhantomDataset, ellipse, finish_ct_like, grid, smooth_noise
 
 SPLITS = {"train": 30, "val": 6, "test": 10}
 GENERATOR_SEED = 20240303
@@ -55,22 +52,13 @@ def whs_volume(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[
             sl[mask] = myo_i if cls == MYO else blood
             lab[mask] = cls
         image[z], label[z] = sl, lab
-    image = ndimage.gaussian_filter(image, sigma=(0, 0.8, 0.8))
-    image += rng.normal(0, rng.uniform(0.02, 0.06), image.shape).astype(np.float32)
-    return minmax(image), label, spacing
+    return finish_ct_like(image, rng), label, spacing
 
 
 @register_dataset("synthetic-whs")
-class SyntheticWHS(DatasetSpec):
+class SyntheticWHS(PhantomDataset):
     classes = ("background", "Myo", "LA", "LV", "RA", "RV", "AAo", "PA")
-    embedded = True
     description = "procedural MM-WHS-like cardiac CT phantom, 7 structures (30 train / 6 val / 10 test)"
-
-    def build(self, raw: Path | None, writer: CacheWriter) -> None:
-        writer.source = {"generator": "synthetic-whs", "seed": GENERATOR_SEED, "splits": SPLITS}
-        index = 0
-        for split, count in SPLITS.items():
-            for _ in range(count):
-                image, label, spacing = whs_volume(np.random.default_rng([GENERATOR_SEED, index]))
-                writer.add(f"case{index:03d}", image, label, split, spacing)
-                index += 1
+    splits = SPLITS
+    seed = GENERATOR_SEED
+    volume = staticmethod(whs_volume)

@@ -134,3 +134,52 @@ def test_acdc_missing_info_cfg(tmp_path: Path) -> None:
     (raw / "training" / "patient099" / "Info.cfg").unlink()
     with pytest.raises(DataError, match=r"patient099/Info.cfg: not found"):
         prepare("acdc", raw, cache_root=tmp_path / "cache")
+
+
+def write_ssl4mis(root: Path) -> Path:
+    import h5py
+
+    rng = np.random.default_rng(3)
+    (root / "data" / "slices").mkdir(parents=True)
+    ids = []
+    for vol in ("patient099_frame01", "patient099_frame02", "patient038_frame01"):
+        for k in range(1, 4):
+            sid = f"{vol}_slice_{k}"
+            ids.append(sid)
+            with h5py.File(root / "data" / "slices" / f"{sid}.h5", "w") as fh:
+                fh["image"] = rng.random((12, 10)).astype(np.float32)
+                fh["label"] = rng.integers(0, 4, (12, 10)).astype(np.uint8)
+    (root / "train_slices.list").write_text("\n".join(ids) + "\n")
+    (root / "val.list").write_text("patient002_frame01\n")
+    with h5py.File(root / "data" / "patient002_frame01.h5", "w") as fh:
+        fh["image"] = rng.random((3, 12, 10)).astype(np.float32)
+        fh["label"] = rng.integers(0, 4, (3, 12, 10)).astype(np.uint8)
+    return root
+
+
+def test_ssl4mis_layout_and_its_errors(tmp_path: Path) -> None:
+    raw = write_ssl4mis(tmp_path / "raw")
+    ds = prepare("acdc", raw, cache_root=tmp_path / "c1")
+    assert [c.id for c in ds.split_cases("train")] == ["patient099_frame01", "patient099_frame02",
+                                                        "patient038_frame01"]
+    assert ds.volume("patient099_frame01")[0].shape == (3, 12, 10)
+    (raw / "data" / "slices" / "patient038_frame01_slice_2.h5").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"patient038_frame01_slice_2.h5: unreadable HDF5"):
+        prepare("acdc", raw, cache_root=tmp_path / "c2")
+    (raw / "data" / "slices" / "patient038_frame01_slice_2.h5").unlink()
+    with pytest.raises(DataError, match=r"patient038_frame01_slice_2.h5: file not found"):
+        prepare("acdc", raw, cache_root=tmp_path / "c3")
+    raw = write_ssl4mis(tmp_path / "raw2")
+    (raw / "val.list").unlink()
+    with pytest.raises(DataError, match=r"val.list: split list not found"):
+        prepare("acdc", raw, cache_root=tmp_path / "c4")
+    for cache in ("c2", "c3", "c4"):
+        assert not any((tmp_path / cache).iterdir())
+
+
+def test_duplicate_case_is_an_error(tmp_path: Path) -> None:
+    raw = write_lits(tmp_path / "raw", [0, 1, 80, 100])
+    src = next(raw.rglob("volume-1.nii"))
+    (src.parent / "volume-1.nii.gz").write_bytes(src.read_bytes())
+    with pytest.raises(DataError, match="duplicate case 1"):
+        prepare("lits", raw, cache_root=tmp_path / "cache")
