@@ -38,15 +38,14 @@ def test_prepared_like_ssl4mis(acdc) -> None:  # noqa: ANN001
     assert "test.list" in acdc.meta["missing"]["test"]
 
 
-@pytest.mark.parametrize("ratio, patients, slices", [(5, 4, None), (10, 7, 136)])
-def test_paper_split_matches_patients_to_slices(acdc, ratio: float, patients: int, slices: int | None) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("ratio, patients, slices", [(1, 1, 32), (5, 3, 68), (10, 7, 136), (20, 14, 256)])
+def test_paper_split_matches_patients_to_slices(acdc, ratio: float, patients: int, slices: int) -> None:  # noqa: ANN001
     labeled, unlabeled = split_labeled(acdc, ratio, seed=0, mode="paper")
     assert len({c.split("_")[0] for c in labeled}) == patients
     _, _, owner = acdc.train_slices(64)
     ids = [c.id for c in acdc.split_cases("train")]
     n_slices = int(np.isin(owner, [ids.index(c) for c in labeled]).sum())
-    if slices is not None:
-        assert n_slices == slices                 # SSL4MIS patients_to_slices: 7 patients -> 136 slices
+    assert n_slices == slices                     # SSL4MIS patients_to_slices: 3 -> 68, 7 -> 136, 14 -> 256
     assert not {c.split("_")[0] for c in labeled} & {c.split("_")[0] for c in unlabeled}
 
 
