@@ -82,6 +82,10 @@ def main() -> None:
 @click.option("--profile", default="quick", show_default=True, help="Schedule profile: quick, ssl4mis, paper.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set train.iterations=2000 --set method.ema_decay=0.999.")
+@click.option("--sweep", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Run a sweep file (configs/sweeps/table1.toml ...) instead of --methods/--dataset/--ratios/--seeds.")
+@click.option("--tag", default="", help="Name this variant (an ablation, a hyper-parameter value): its runs get "
+              "their own folders and their own table rows, e.g. --tag 'w/ tailness'.")
 @click.option("--eval-split", type=click.Choice(["test", "val"]), default=None,
               help="Report metrics on this split (default: test).")
 @click.option("--results", type=click.Path(path_type=Path), default=None,
@@ -100,19 +104,29 @@ def main() -> None:
 @click.option("--no-table", is_flag=True, help="Do not print the table at the end.")
 @user_errors
 def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, overrides: tuple[str, ...],
-        eval_split: str | None, results: Path | None, cache: Path | None, jobs: int, device: str,
+        sweep: Path | None, tag: str, eval_split: str | None, results: Path | None, cache: Path | None, jobs: int, device: str,
         plugins: tuple[str, ...], force: bool, save_predictions: bool, quiet: bool, no_table: bool) -> None:
     """Train and evaluate every method x dataset x ratio x seed; skip runs already done, resume
     interrupted ones, then print the table."""
-    from .runner import RunOptions, execute, expand
+    from .runner import RunOptions, execute, expand, load_sweep
     from .tables import tables
 
     _load_plugins(plugins)
-    method_list = _csv(methods, "methods")
-    dataset_list = _csv(datasets, "datasets")
     overrides = tuple(overrides) + ((f"data.eval_split={eval_split}",) if eval_split else ())
-    specs = expand(method_list, dataset_list, _csv(ratios, "ratios", float), _csv(seeds, "seeds", int),
-                   profile, overrides, cache)
+    if sweep is not None:
+        explicit = click.get_current_context().get_parameter_source("profile") == click.core.ParameterSource.COMMANDLINE
+        specs = load_sweep(sweep, profile if explicit else None, overrides, cache,
+                           warn=lambda m: click.echo(m, err=True))
+        if not specs:
+            raise BenchError(f"{sweep}: no runs (none of its methods is registered)")
+        method_list = list(dict.fromkeys(s.method for s in specs))
+        dataset_list = list(dict.fromkeys(s.dataset for s in specs))
+        profile = specs[0].profile
+    else:
+        method_list = _csv(methods, "methods")
+        dataset_list = _csv(datasets, "datasets")
+        specs = expand(method_list, dataset_list, _csv(ratios, "ratios", float), _csv(seeds, "seeds", int),
+                       profile, overrides, cache, tag)
     root = results or _default_results()
     opts = RunOptions(results=root, cache=cache, device=device, force=force, progress=not quiet,
                       plugins=plugins, save_predictions=save_predictions)
@@ -143,21 +157,84 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
 @click.option("--dataset", default=None, help="Only this dataset.")
 @click.option("--profile", default=None, help="Only this profile.")
 @click.option("--methods", default=None, help="Only these methods (comma-separated).")
+@click.option("--table", "table_no", type=int, default=None,
+              help="Lay out as the paper's Table 1-5: its rows and order, best in bold, significance marks.")
+@click.option("--vs-paper", is_flag=True, help="With --table: add the published value and the difference.")
+@click.option("--paper-dataset", default=None,
+              help="With --vs-paper: which paper dataset to compare with (default: the same name, else the "
+                   "table's first), e.g. to set a synthetic run beside ACDC's numbers.")
+@click.option("--cost", is_flag=True, help="Cost per method instead: wall time, it/s, device-hours, memory, params.")
+@click.option("--per-class", is_flag=True, help="DSC and ASD per class instead of the class mean.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
 @user_errors
 def table(results: Path | None, fmt: str, dataset: str | None, profile: str | None, methods: str | None,
+          table_no: int | None, vs_paper: bool, paper_dataset: str | None, cost: bool, per_class: bool,
           output: Path | None) -> None:
-    """Turn the run records into the paper's table: one row per method in the paper's order,
-    columns ratio x (DSC, ASD), mean ± std over seeds."""
+    """Turn the run records into tables: by default one per dataset and profile (one row per method
+    in the paper's order, columns ratio x (DSC, ASD), mean ± std over seeds); with --table N the
+    layout of the paper's Table N; with --cost what each method costs."""
     from .atomic import write_text
-    from .tables import tables
+    from .tables import cost_table, paper_table, tables
 
-    text = tables(results or _default_results(), fmt, dataset, profile,
-                  _csv(methods, "methods") if methods else None)
+    root = results or _default_results()
+    if vs_paper and table_no is None:
+        raise BenchError("--vs-paper needs --table N (the paper table to compare with)")
+    if cost:
+        text = cost_table(root, fmt, dataset)
+    elif table_no is not None:
+        text = paper_table(root, table_no, fmt, dataset, profile, vs_paper, paper_dataset,
+                           warn=lambda m: click.echo(f"warning: {m}", err=True))
+    else:
+        text = tables(root, fmt, dataset, profile, _csv(methods, "methods") if methods else None, per_class)
     if output:
         write_text(output, text + "\n")
     else:
         click.echo(text)
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["ratio", "classes", "qualitative", "param"]))
+@click.option("--results", type=click.Path(path_type=Path), default=None,
+              help="Results root (default: ./results or $SSLBENCH_RESULTS).")
+@click.option("--dataset", default=None, help="Only this dataset (required for qualitative).")
+@click.option("--profile", default=None, help="Only this profile.")
+@click.option("--ratio", type=float, default=None, help="Label ratio (classes, qualitative).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed whose predictions to show (qualitative).")
+@click.option("--param", "param_key", default=None, help="Config key varied across runs (param), e.g. method.consistency.")
+@click.option("--methods", default=None, help="Only these methods (param).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared-data cache (qualitative).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output path without extension (default: figures/<kind>); writes .png and .pdf.")
+@user_errors
+def plot(kind: str, results: Path | None, dataset: str | None, profile: str | None, ratio: float | None,
+         seed: int, param_key: str | None, methods: str | None, cache: Path | None, output: Path | None) -> None:
+    """Figures from the run records (PNG and PDF at paper column width).
+
+    \b
+    ratio        Dice and ASD against the label ratio per method (spread over seeds)
+    classes      per-class Dice box plots over test volumes for one ratio
+    qualitative  image, ground truth and each method's prediction (runs with --save-predictions)
+    param        Dice against one config key across runs (runs tagged with --tag, e.g. a sweep)
+    """
+    from . import plots
+
+    root = results or _default_results()
+    out = output or Path("figures") / (kind if not dataset else f"{kind}-{dataset}")
+    if kind == "ratio":
+        paths = plots.plot_ratio(root, out, dataset, profile)
+    elif kind == "classes":
+        paths = plots.plot_classes(root, out, dataset, profile, ratio)
+    elif kind == "qualitative":
+        if not dataset:
+            raise BenchError("bench plot qualitative needs --dataset")
+        paths = plots.plot_qualitative(root, out, dataset, profile, ratio, seed, cache=cache)
+    else:
+        if not param_key:
+            raise BenchError("bench plot param needs --param section.key")
+        paths = plots.plot_param(root, out, param_key, dataset, profile,
+                                 _csv(methods, "methods") if methods else None)
+    for path in paths:
+        click.echo(str(path))
 
 
 @main.command("methods")

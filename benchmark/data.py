@@ -64,7 +64,7 @@ class DatasetSpec:
     description: ClassVar[str] = ""
     interpolation: ClassVar[str] = "nearest"  # image resize to the training size (SSL4MIS: order 0)
 
-    def build(self, raw: Path | None, writer: "CacheWriter") -> None:
+    def build(self, raw: Path | None, writer: CacheWriter) -> None:
         raise NotImplementedError
 
 

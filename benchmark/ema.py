@@ -26,7 +26,7 @@ class EMATeacher(nn.Module):
         self.copy_buffers = copy_buffers
         self.train_mode = train_mode
 
-    def train(self, mode: bool = True) -> "EMATeacher":
+    def train(self, mode: bool = True) -> EMATeacher:
         """With ``train_mode=False`` the teacher stays in eval mode (no dropout, running BN
         statistics) even while the method trains; SSL4MIS keeps it in train mode."""
         return super().train(mode and self.train_mode)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import platform
 import resource
 import shutil
@@ -45,10 +46,24 @@ class RunSpec:
     seed: int
     profile: str = "quick"
     overrides: tuple[str, ...] = ()
+    tag: str = ""  # a variant name (ablation, hyper-parameter value): its own folder and table row
 
     @property
     def label(self) -> str:
-        return f"{self.method} {self.dataset} {self.ratio:g}% seed {self.seed}"
+        name = f"{self.method} [{self.tag}]" if self.tag else self.method
+        return f"{name} {self.dataset} {self.ratio:g}% seed {self.seed}"
+
+    @property
+    def folder_method(self) -> str:
+        return f"{self.method}@{slug(self.tag)}" if self.tag else self.method
+
+
+def slug(text: str) -> str:
+    """A folder-safe form of a tag ("w/ tailness" -> "w-tailness")."""
+    out = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")
+    if not out:
+        raise BenchError(f"--tag {text!r}: needs at least one letter or digit")
+    return out
 
 
 @dataclass
@@ -73,7 +88,7 @@ class RunOutcome:
 
 
 def expand(methods: Sequence[str], datasets: Sequence[str], ratios: Sequence[float], seeds: Sequence[int],
-           profile: str, overrides: Sequence[str] = (), cache: Path | None = None) -> list[RunSpec]:
+           profile: str, overrides: Sequence[str] = (), cache: Path | None = None, tag: str = "") -> list[RunSpec]:
     """The sweep, validated up front (unknown names and keys fail before any run starts).
     Methods that use every label (UNet-F) run once per seed, recorded as ratio 100."""
     specs: list[RunSpec] = []
@@ -86,9 +101,46 @@ def expand(methods: Sequence[str], datasets: Sequence[str], ratios: Sequence[flo
                 if r <= 0 or r > 100:
                     raise BenchError(f"label ratio must be in (0, 100], got {r:g}")
                 for s in seeds:
-                    spec = RunSpec(ds, m, float(r), int(s), profile, tuple(overrides))
+                    spec = RunSpec(ds, m, float(r), int(s), profile, tuple(overrides), tag)
                     if spec not in specs:
                         specs.append(spec)
+    return specs
+
+
+def load_sweep(path: Path, profile: str | None = None, extra: Sequence[str] = (), cache: Path | None = None,
+               warn: Callable[[str], None] = print) -> list[RunSpec]:
+    """Run specs of a sweep file (``configs/sweeps/*.toml``): a ``[sweep]`` table with methods,
+    datasets, ratios, seeds, profile and ``set`` overrides, and optional ``[[variant]]`` tables
+    (``tag`` + ``set``), each a tagged group of runs. Methods not registered are skipped with a
+    warning, so one file can describe a whole paper table while methods are still being added.
+    ``profile`` and ``extra`` (from the command line) override the file."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BenchError(f"{path}: unreadable sweep file ({exc})") from exc
+    sweep = data.get("sweep")
+    allowed = {"methods", "datasets", "ratios", "seeds", "profile", "set"}
+    if not isinstance(sweep, dict) or set(data) - {"sweep", "variant"} or set(sweep) - allowed:
+        raise BenchError(f"{path}: expected a [sweep] table with {', '.join(sorted(allowed))} "
+                         "and optional [[variant]] tables")
+    try:
+        methods = [m for m in sweep["methods"] if m in METHODS.names() or warn(
+            f"warning: {path.name}: skipping method '{m}' (not registered)")]
+        variants = data.get("variant") or [{"tag": "", "set": []}]
+        specs: list[RunSpec] = []
+        for variant in variants:
+            overrides = [*sweep.get("set", []), *variant.get("set", []), *extra]
+            specs += expand(methods, sweep["datasets"], [float(r) for r in sweep.get("ratios", [10])],
+                            [int(s) for s in sweep.get("seeds", [0])], profile or sweep.get("profile", "quick"),
+                            overrides, cache, str(variant.get("tag", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"{path}: bad sweep entry ({exc})") from exc
     return specs
 
 
@@ -185,7 +237,7 @@ def check_folder(spec: RunSpec, opts: RunOptions) -> str:
     holds another configuration is an error unless --force: nothing is overwritten by accident."""
     cls = METHODS.get(spec.method)
     chash = resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides).hash()
-    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.method, spec.ratio, spec.seed)
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
     config_path = folder / "config.json"
     if not config_path.exists():
         return "new"
@@ -203,7 +255,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
     cls: type[SSLMethod] = entry.obj
     cfg: ResolvedConfig = resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides)
     chash = cfg.hash()
-    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.method, spec.ratio, spec.seed)
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
     state = check_folder(spec, opts)
     if state == "done":
         record = read_json(folder / "run.json")
@@ -250,13 +302,17 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
 
     train_seconds = sum(fit.stage_seconds.values())
     record = {
-        "id": f"{spec.dataset}/{spec.profile}/{spec.method}/ratio-{spec.ratio:g}/seed-{spec.seed}",
+        "id": f"{spec.dataset}/{spec.profile}/{spec.folder_method}/ratio-{spec.ratio:g}/seed-{spec.seed}",
         "dataset": spec.dataset, "profile": spec.profile, "method": spec.method,
-        "paper_name": cls.paper_name, "method_source": entry.source, "method_class": entry.class_path,
+        "paper_name": cls.paper_name, "variant": spec.tag, "method_source": entry.source,
+        "method_class": entry.class_path,
         "ratio": spec.ratio, "seed": spec.seed, "overrides": list(spec.overrides), "config_hash": chash,
         "classes": list(ds.classes[1:]), "eval_split": cfg.data.eval_split, "n_eval_volumes": len(eval_ids),
         "split": cfg.data.split, "labeled_cases": labeled, "n_labeled_slices": int(data.labeled.numel()),
         "n_unlabeled_slices": int(data.unlabeled.numel()), "inference_net": method.inference_net_name,
+        "params": {"trained": sum(p.numel() for p in method.optim_parameters())
+                   + sum(p.numel() for spec in method.extra_optimizers().values() for p in spec.params),
+                   "inference": sum(p.numel() for p in method.inference_net().parameters())},
         "selection": {"rule": fit.selected, "iteration": fit.best_iteration,
                       "val_dice": None if fit.best_score != fit.best_score else fit.best_score},
         "summary": metrics["foreground_mean"], "per_class": metrics["mean"],
@@ -323,7 +379,7 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
 
 
 def _failed(spec: RunSpec, opts: RunOptions, exc: BaseException) -> RunOutcome:
-    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.method, spec.ratio, spec.seed)
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
     kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
     return RunOutcome(spec, "failed", str(folder), message=f"{kind}{exc}")
 

@@ -139,7 +139,7 @@ def normalize(image: np.ndarray, where: str, clip: tuple[float, float] | None = 
     return ((image - lo) / (hi - lo)).astype(np.float32)
 
 
-def add_nifti_cases(writer: "CacheWriter", raw: Path, cases: list[tuple[str, Path, Path, str]],
+def add_nifti_cases(writer: CacheWriter, raw: Path, cases: list[tuple[str, Path, Path, str]],
                     label_map: dict[int, int], patient_of: Callable[[str], str] | None = None,
                     **norm: object) -> list[Path]:
     """Read, check, normalise and add (case id, image, label, split) NIfTI pairs; returns the files

@@ -59,7 +59,7 @@ def paper_rows(kind: str, cases: dict[str, tuple[Path, Path]]) -> list[tuple[str
     return [(cid, *cases[cid], "test" if cid in test else "val" if cid in val else "train") for cid in order]
 
 
-def note_missing(writer: "CacheWriter", rows: list[tuple[str, Path, Path, str]], kind: str, raw: Path) -> None:
+def note_missing(writer: CacheWriter, rows: list[tuple[str, Path, Path, str]], kind: str, raw: Path) -> None:
     """Record evaluation splits the raw folder has no volume of (evaluating on them then says why)."""
     for split in ("val", "test"):
         if not any(r[3] == split for r in rows):

@@ -132,3 +132,24 @@ def test_cct_detach_switch() -> None:
     g_main, g_aux = torch.autograd.grad(cross_consistency(main, [aux], detach_main=True), [main, aux],
                                         allow_unused=True)
     assert g_main is None and g_aux.abs().sum() > 0
+
+
+def test_paired_wilcoxon(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from sslbench.significance import paired_values, per_case_dice, wilcoxon_p
+
+    def run(name: str, offset: float) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        cases = [{"case": f"c{i}", "metrics": {"a": {"dice": 0.5 + 0.01 * i + offset}, "b": {"dice": 0.5}}}
+                 for i in range(12)]
+        (folder / "metrics.json").write_text(json.dumps({"metric_per_case": cases}))
+        return str(folder)
+
+    better, worse = run("better", 0.1), run("worse", 0.0)
+    assert per_case_dice(better)["c0"] == pytest.approx(0.55)
+    a, b = paired_values({0: better}, {0: worse, 1: worse})
+    assert len(a) == 12 and (a > b).all()
+    assert wilcoxon_p(a, b) < 0.01
+    assert wilcoxon_p(a, a) == 1.0 and wilcoxon_p(a[:3], b[:3]) == 1.0

@@ -188,3 +188,63 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path: Path, cache_dir: Path, 
     assert code == 1
     assert "unet-l synthetic-cardiac 5% seed 0: FAILED: loss_sup became NaN/Inf" in err
     assert "| MT" in out and len(list(tmp_path.rglob("DONE"))) == 1
+
+
+def test_paper_table_layout_vs_paper_and_cost(sweep: tuple[Path, str, str]) -> None:
+    root, _, _ = sweep
+    code, text, err = bench("table", "--results", str(root), "--table", "1", "--dataset", "synthetic-cardiac",
+                            "--vs-paper", "--paper-dataset", "acdc", "--format", "csv")
+    assert code == 0, err
+    assert "warning: table 1, synthetic-cardiac" in err and "EM 5%" in err        # missing rows are flagged
+    df = pd.read_csv(io.StringIO(text), keep_default_na=False)
+    assert list(df.Method[:4]) == ["UNet-F", "UNet-L", "EM", "CCT"] and list(df.Method[-1:]) == ["MONA"]
+    unet_l = df[df.Method == "UNet-L"].iloc[0]
+    assert float(unet_l["5% DSC paper"]) == 51.7 and float(unet_l["10% DSC paper"]) == 74.4   # ACDC, Table 1
+    mean = float(str(unet_l["5% DSC"]).split("±")[0])
+    assert float(unet_l["5% DSC Δ"]) == pytest.approx(mean - 51.7, abs=0.051)
+    assert df[df.Method == "EM"].iloc[0]["5% DSC"] == "—"                            # no EM run in this sweep
+    code, md, _ = bench("table", "--results", str(root), "--table", "1", "--dataset", "synthetic-cardiac")
+    assert code == 0 and md.count("**") >= 4                                         # best per column in bold
+    code, md, err = bench("table", "--results", str(root), "--table", "1", "--vs-paper")
+    assert code == 0 and "| 14.5" in md.replace(" 14.5 ", "| 14.5 ")                 # ACDC UNet-L 1 % published
+    code, md, _ = bench("table", "--results", str(root), "--cost", "--format", "csv")
+    cost = pd.read_csv(io.StringIO(md))
+    assert set(cost.Method) == {"UNet-F", "UNet-L", "MT"} and (cost["params [M]"] > 0).all()
+    assert bench("table", "--results", str(root), "--vs-paper")[0] == 2
+
+
+def test_sweep_files(tmp_path: Path, cache_dir: Path) -> None:
+    from sslbench.config import configs_dir
+    from sslbench.runner import load_sweep
+
+    warnings: list[str] = []
+    specs = load_sweep(configs_dir() / "sweeps" / "table1.toml", warn=warnings.append)
+    assert {s.dataset for s in specs} == {"acdc", "lits"} and {s.profile for s in specs} == {"paper"}
+    assert len({(s.method, s.ratio) for s in specs if s.method == "mt"}) == 3 and len({s.seed for s in specs}) == 3
+    assert len([s for s in specs if s.method == "unet-f"]) == 2 * 3                 # once per dataset and seed
+    assert any("skipping method 'mona'" in w for w in warnings)
+    for name in ("table2", "table3", "table4", "table5", "smoke"):
+        load_sweep(configs_dir() / "sweeps" / f"{name}.toml", warn=warnings.append)   # all parse
+    sweep = tmp_path / "mini.toml"
+    sets = ", ".join(f'"{v}"' for v in TINY_RUN[1::2])
+    sweep.write_text(f'[sweep]\nmethods = ["mt"]\ndatasets = ["synthetic-cardiac"]\nratios = [5]\nseeds = [0]\n'
+                     f'profile = "quick"\nset = [{sets}]\n[[variant]]\ntag = "a"\n[[variant]]\ntag = "b"\n'
+                     f'set = ["method.consistency=0.5"]\n')
+    code, out, err = bench("run", "--sweep", str(sweep), "--results", str(tmp_path / "r"), "--quiet")
+    assert code == 0, err
+    assert "| MT (a)" in out and "| MT (b)" in out
+    sweep.write_text("[sweep]\nmethods = 3\n")
+    assert bench("run", "--sweep", str(sweep), "--results", str(tmp_path / "r"))[0] == 2
+
+
+def test_every_paper_table_and_per_class(sweep: tuple[Path, str, str]) -> None:
+    root, _, _ = sweep
+    for n in range(1, 6):
+        code, out, err = bench("table", "--results", str(root), "--table", str(n))
+        assert code == 0 and out.strip(), err
+    code, out, _ = bench("table", "--results", str(root), "--table", "2")
+    assert "w/ tailness" in out and "—" in out
+    assert bench("table", "--results", str(root), "--table", "9")[0] == 2
+    code, text, _ = bench("table", "--results", str(root), "--per-class", "--format", "csv")
+    df = pd.read_csv(io.StringIO(text))
+    assert {"5% RV DSC", "5% Myo DSC", "5% LV DSC", "10% LV ASD"} <= set(df.columns)

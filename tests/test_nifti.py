@@ -11,7 +11,6 @@ import pytest
 
 from sslbench.data import PreparedDataset, prepare
 from sslbench.datasets.nifti import load_volume, save_volume
-from sslbench.errors import DataError
 from sslbench.metrics import binary_metrics
 
 medpy_binary = pytest.importorskip("medpy.metric.binary")
