@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .transforms import SpatialTransform
+
 
 def ssl4mis_weak_matrices(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
     """(n, 2, 3) affine matrices in normalised coordinates (``affine_grid`` convention)."""
@@ -39,20 +41,21 @@ def ssl4mis_weak_matrices(n: int, generator: torch.Generator, device: torch.devi
     return mat
 
 
+def affine(mat: Tensor, like: Tensor) -> SpatialTransform:
+    """The warp of per-sample affine matrices (``affine_grid`` convention) for batches shaped like ``like``."""
+    return SpatialTransform(F.affine_grid(mat.to(like.dtype), list(like.shape), align_corners=False))
+
+
 def warp(x: Tensor, mat: Tensor, mode: str = "nearest") -> Tensor:
     """Apply per-sample affine matrices to (B, C, H, W); zero fill outside."""
-    grid = F.affine_grid(mat.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    return affine(mat, x).apply(x, mode)
 
 
 def ssl4mis_weak(x: Tensor, y: Tensor | None, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
-    """Augment images (B, C, H, W) and, when given, their labels (B, H, W) with the same transform."""
-    mat = ssl4mis_weak_matrices(x.shape[0], generator, x.device)
-    xa = warp(x, mat)
-    ya = None
-    if y is not None:
-        ya = warp(y[:, None].float(), mat)[:, 0].round().to(y.dtype)
-    return xa, ya
+    """Augment images (B, C, H, W) and, when given, their labels (B, H, W) with the same transform
+    (nearest neighbour for both, as SSL4MIS's ``order=0``)."""
+    t = affine(ssl4mis_weak_matrices(x.shape[0], generator, x.device), x)
+    return t.apply(x, "nearest"), (t.apply(y, "label") if y is not None else None)
 
 
 def gaussian_noise(x: Tensor, std: float = 0.1, clip: float = 0.2) -> Tensor:

@@ -38,3 +38,14 @@ def entropy_map(probs: Tensor, eps: float = 1e-6) -> Tensor:
 def softmax_mse_map(student_logits: Tensor, teacher_probs: Tensor) -> Tensor:
     """Element-wise squared difference of softmax outputs (SSL4MIS ``softmax_mse_loss``), (B, C, H, W)."""
     return (torch.softmax(student_logits.float(), dim=1) - teacher_probs.float()) ** 2
+
+
+def masked_kl(student_logits: Tensor, target_logits: Tensor, mask: Tensor, eps: float = 1e-7) -> Tensor:
+    """``mean_b [ Σ_pix M · KL(softmax(target) ‖ softmax(student)) / (Σ_pix M + eps) ]`` with the target
+    detached: MONA's equivariance loss when ``target_logits = T(sg(f(x)))``, ``student_logits = f(T(x))``
+    and ``M`` the warped confidence mask (``(B, 1, H, W)`` or ``(B, H, W)``)."""
+    log_t = torch.log_softmax(target_logits.detach().float(), dim=1)
+    log_s = torch.log_softmax(student_logits.float(), dim=1)
+    kl = (log_t.exp() * (log_t - log_s)).sum(dim=1)
+    m = mask.reshape(kl.shape).to(kl.dtype)
+    return ((kl * m).sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) + eps)).mean()

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .errors import BenchError
-from .tables import load_records, paper_order
+from .tables import paper_order, select_records
 
 COLUMN_WIDTH_IN = 3.5  # one column of a two-column paper
 FORMATS = ("png", "pdf")
@@ -44,22 +44,9 @@ def _save(fig, out: Path) -> list[Path]:  # noqa: ANN001
     return written
 
 
-def _records(root: Path, dataset: str | None, profile: str | None) -> pd.DataFrame:
-    df = load_records(root) if root.exists() else pd.DataFrame()
-    if df.empty:
-        raise BenchError(f"{root}: no completed runs (run `bench run` first)")
-    if dataset:
-        df = df[df.dataset == dataset]
-    if profile:
-        df = df[df.profile == profile]
-    if df.empty:
-        raise BenchError(f"{root}: no completed runs match the filters")
-    return df
-
-
 def plot_ratio(root: Path, out: Path, dataset: str | None = None, profile: str | None = None) -> list[Path]:
     plt, sns = _pyplot()
-    df = _records(root, dataset, profile)
+    df = select_records(root, dataset, profile)
     ratios = sorted(df.loc[~df.all_labels, "ratio"].unique())
     rows = []
     for _, rec in df.iterrows():  # UNet-F (every label) is drawn across all ratios as a reference
@@ -84,7 +71,7 @@ def plot_ratio(root: Path, out: Path, dataset: str | None = None, profile: str |
 def plot_classes(root: Path, out: Path, dataset: str | None = None, profile: str | None = None,
                  ratio: float | None = None) -> list[Path]:
     plt, sns = _pyplot()
-    df = _records(root, dataset, profile)
+    df = select_records(root, dataset, profile)
     if ratio is None:
         ratio = float(sorted(df.loc[~df.all_labels, "ratio"].unique() or df.ratio.unique())[0])
     df = df[(df.ratio == ratio) | df.all_labels]
@@ -126,7 +113,7 @@ def plot_qualitative(root: Path, out: Path, dataset: str, profile: str | None = 
 
     from .data import prepare
 
-    df = _records(root, dataset, profile)
+    df = select_records(root, dataset, profile)
     df = df[df.seed == seed]
     if ratio is not None:
         df = df[(df.ratio == ratio) | df.all_labels]
@@ -164,9 +151,7 @@ def plot_param(root: Path, out: Path, key: str, dataset: str | None = None, prof
                methods: Sequence[str] | None = None) -> list[Path]:
     """Dice against the value of ``key`` (``section.name`` of the resolved config) across runs."""
     plt, sns = _pyplot()
-    df = _records(root, dataset, profile)
-    if methods:
-        df = df[df.method.isin(methods)]
+    df = select_records(root, dataset, profile, methods)
     if "." not in key:
         raise BenchError(f"--param {key}: give section.key, e.g. method.consistency")
     section, name = key.split(".", 1)

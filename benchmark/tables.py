@@ -89,11 +89,9 @@ def render(headers: list[str], rows: list[list[str]], fmt: str, caption: str = "
     raise BenchError(f"unknown table format '{fmt}' (known: {', '.join(FORMATS)})")
 
 
-def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profile: str | None = None,
-           methods: Sequence[str] | None = None, per_class: bool = False) -> str:
-    """Every (dataset, profile) table under ``root`` that matches the filters."""
-    if fmt not in FORMATS:
-        raise BenchError(f"unknown table format '{fmt}' (known: {', '.join(FORMATS)})")
+def select_records(root: Path, dataset: str | None = None, profile: str | None = None,
+                   methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Completed runs under ``root`` matching the filters; a clear error when there are none."""
     if not root.exists():
         raise BenchError(f"{root}: no results folder (run `bench run` first)")
     df = load_records(root)
@@ -107,6 +105,15 @@ def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profil
         df = df[df.method.isin(methods)]
     if df.empty:
         raise BenchError(f"{root}: no completed runs match the filters")
+    return df
+
+
+def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profile: str | None = None,
+           methods: Sequence[str] | None = None, per_class: bool = False) -> str:
+    """Every (dataset, profile) table under ``root`` that matches the filters."""
+    if fmt not in FORMATS:
+        raise BenchError(f"unknown table format '{fmt}' (known: {', '.join(FORMATS)})")
+    df = select_records(root, dataset, profile, methods)
     out, frames = [], []
     for (ds, prof), sub in df.groupby(["dataset", "profile"], sort=True):
         n_seeds = sub.groupby("paper_name").seed.nunique()
