@@ -49,3 +49,25 @@ def masked_kl(student_logits: Tensor, target_logits: Tensor, mask: Tensor, eps: 
     kl = (log_t.exp() * (log_t - log_s)).sum(dim=1)
     m = mask.reshape(kl.shape).to(kl.dtype)
     return ((kl * m).sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) + eps)).mean()
+
+
+def nt_xent(z1: Tensor, z2: Tensor, tau: float) -> Tensor:
+    """SimCLR's normalised-temperature cross entropy over 2N views (positives: the other view)."""
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n = z1.shape[0]
+    sim = z @ z.t() / tau
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def info_nce(q: Tensor, k: Tensor, bank: Tensor, tau: float) -> Tensor:
+    """MoCo's InfoNCE: the key of the same image against a bank of negatives (target index 0)."""
+    q, k = F.normalize(q.float(), dim=1), F.normalize(k.detach().float(), dim=1)
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ bank.t().float()], dim=1) / tau
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+def cosine_regression(p: Tensor, z: Tensor) -> Tensor:
+    """BYOL's ``2 - 2 cos(p, sg(z))``, averaged over the batch."""
+    return (2 - 2 * F.cosine_similarity(p.float(), z.detach().float(), dim=1)).mean()

@@ -139,3 +139,22 @@ def cutmix(x: Tensor, targets: list[Tensor], g: torch.Generator, area: float = 0
         return torch.where(m, t[other], t)
 
     return mix(x), [mix(t) for t in targets], box.to(x.dtype)
+
+
+def default_generator(device: torch.device) -> torch.Generator:
+    """The global generator of ``device`` (checkpointed by the trainer with the RNG states)."""
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return torch.default_generator
+
+
+def contrastive_views(x: Tensor, g: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Two random views of a batch for instance discrimination: a mild spatial warp (rotation up to
+    20 degrees, scale 0.85-1.15, shift, flip) and the strong photometric jitter, drawn independently."""
+    g = g or default_generator(x.device)
+    n, _, h, w = x.shape
+    views = []
+    for _ in range(2):
+        t = random_spatial(n, h, w, g, x.device, rotate=20.0, scale=(0.85, 1.15), translate=0.1)
+        views.append(photometric(t.apply(x), g))
+    return views[0], views[1]
