@@ -20,6 +20,10 @@ DEFAULT_DATASET = "synthetic-cardiac"
 DEFAULT_RATIOS = "5"
 
 
+results_option = click.option("--results", type=click.Path(path_type=Path), default=None,
+                              help="Results root (default: ./results or $SSLBENCH_RESULTS).")
+
+
 def _default_results() -> Path:
     return Path(os.environ.get("SSLBENCH_RESULTS", "results"))
 
@@ -88,8 +92,7 @@ def main() -> None:
               "their own folders and their own table rows, e.g. --tag 'w/ tailness'.")
 @click.option("--eval-split", type=click.Choice(["test", "val"]), default=None,
               help="Report metrics on this split (default: test).")
-@click.option("--results", type=click.Path(path_type=Path), default=None,
-              help="Results root (default: ./results or $SSLBENCH_RESULTS).")
+@results_option
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
               help="Prepared-data cache (default: $SSLBENCH_CACHE or ~/.cache/sslbench).")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1), help="Local worker processes.")
@@ -150,8 +153,7 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
 
 
 @main.command()
-@click.option("--results", type=click.Path(path_type=Path), default=None,
-              help="Results root (default: ./results or $SSLBENCH_RESULTS).")
+@results_option
 @click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown",
               show_default=True)
 @click.option("--dataset", default=None, help="Only this dataset.")
@@ -194,8 +196,7 @@ def table(results: Path | None, fmt: str, dataset: str | None, profile: str | No
 
 @main.command()
 @click.argument("kind", type=click.Choice(["ratio", "classes", "qualitative", "param"]))
-@click.option("--results", type=click.Path(path_type=Path), default=None,
-              help="Results root (default: ./results or $SSLBENCH_RESULTS).")
+@results_option
 @click.option("--dataset", default=None, help="Only this dataset (required for qualitative).")
 @click.option("--profile", default=None, help="Only this profile.")
 @click.option("--ratio", type=float, default=None, help="Label ratio (classes, qualitative).")

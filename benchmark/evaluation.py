@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .data import PreparedDataset, resize_slices
-from .metrics import DISTANCE_KEYS, volume_metrics
+from .metrics import DISTANCE_KEYS, dice, volume_metrics
 from .method import SSLMethod
 
 SUMMARY_KEYS = ("dice",) + DISTANCE_KEYS
@@ -46,12 +46,7 @@ def validation_dice(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[s
         image, label = ds.volume(cid)
         pred = predict_volume(method, np.asarray(image), size, device, ds.interpolation, amp=amp)
         label = np.asarray(label)
-        per_class = []
-        for c in range(1, ds.num_classes):
-            p, r = pred == c, label == c
-            total = int(p.sum()) + int(r.sum())
-            per_class.append(1.0 if total == 0 else 2.0 * int((p & r).sum()) / total)
-        scores.append(float(np.mean(per_class)))
+        scores.append(float(np.mean([dice(pred == c, label == c) for c in range(1, ds.num_classes)])))
     return float(np.mean(scores))
 
 

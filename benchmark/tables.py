@@ -142,11 +142,6 @@ def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profil
     return "\n\n".join(out)
 
 
-def summary_numbers(root: Path) -> pd.DataFrame:
-    """Mean over seeds per (dataset, profile, method, ratio): handy for tests and scripts."""
-    df = load_records(root)
-    return df.groupby(["dataset", "profile", "paper_name", "ratio"], as_index=False)[["dsc", "asd"]].agg(np.mean)
-
 
 # ---------------------------------------------------------------------------------------- paper tables
 ALPHA = 0.05

@@ -30,7 +30,7 @@ def _patient(volume_id: str) -> str:
     return volume_id.split("_")[0]
 
 
-def build_ssl4mis(raw: Path, writer: CacheWriter, n_classes: int) -> None:
+def build_ssl4mis(raw: Path, writer: CacheWriter) -> None:
     read: list[Path] = [raw / "train_slices.list"]
     volumes: dict[str, list[tuple[int, str]]] = {}
     for sid in read_list(raw / "train_slices.list"):
@@ -124,7 +124,7 @@ class ACDC(DatasetSpec):
         if not raw.is_dir():
             raise DataError(f"{raw}: not a folder")
         if (raw / "train_slices.list").is_file():
-            build_ssl4mis(raw, writer, len(self.classes))
+            build_ssl4mis(raw, writer)
         elif any(raw.rglob("patient[0-9][0-9][0-9]")):
             build_challenge(raw, writer)
         else:

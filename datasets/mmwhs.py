@@ -10,32 +10,22 @@ with MONA's labeled volumes first (configs/splits/mmwhs).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from sslbench.data import CacheWriter, DatasetSpec, register_dataset
-from sslbench.errors import DataError
+from sslbench.data import register_dataset
 
-from .lits import find_pairs
-from .nifti import add_nifti_cases
-from .readers import manifest
-from .splits import note_missing, paper_rows
+from .paired import PairedNiftiDataset
 
-IMAGE = re.compile(r"^ct_train_(\d+)_image\.nii(\.gz)?$")
 LABELS = {0: 0, 205: 1, 420: 2, 421: 2, 500: 3, 550: 4, 600: 5, 820: 6, 850: 7}
 
 
 @register_dataset("mmwhs")
-class MMWHS(DatasetSpec):
+class MMWHS(PairedNiftiDataset):
     classes = ("background", "Myo", "LA", "LV", "RA", "RV", "AAo", "PA")
     description = "MM-WHS cardiac CT: bench prepare mmwhs --raw PATH (ct_train_10NN_image/label.nii.gz)"
     interpolation = "bicubic"
-
-    def build(self, raw: Path | None, writer: CacheWriter) -> None:
-        assert raw is not None
-        pairs = find_pairs(raw, IMAGE, "ct_train_{index}_label")
-        if not pairs:
-            raise DataError(f"{raw}: no MM-WHS CT volumes (ct_train_10NN_image.nii.gz)")
-        rows = paper_rows("mmwhs", {f"ct_train_{i}": p for i, p in pairs.items()})
-        read = add_nifti_cases(writer, raw, rows, LABELS, percentiles=(0.5, 99.5))
-        writer.source = {"layout": "mmwhs", "root": raw.name, "files": manifest(raw, read)}
-        note_missing(writer, rows, "mmwhs", raw)
+    image_pattern = re.compile(r"^ct_train_(\d+)_image\.nii(\.gz)?$")
+    label_stem = "ct_train_{index}_label"
+    case_id = staticmethod(lambda i: f"ct_train_{i}")
+    label_map = LABELS
+    norm = {"percentiles": (0.5, 99.5)}
+    expected = "ct_train_10NN_image.nii.gz"
