@@ -1,4 +1,4 @@
-"""Projection heads and feature queues shared by the contrastive methods."""
+"""Projection and representation heads shared by the contrastive methods and MONA."""
 from __future__ import annotations
 
 import torch
@@ -27,18 +27,59 @@ class GlobalHead(nn.Module):
         return self.mlp(feature_map.float().mean(dim=(2, 3)))
 
 
-class FeatureQueue(nn.Module):
-    """A FIFO memory bank of L2-normalised keys kept as buffers (so it is checkpointed and moves with
-    the module); the write pointer stays on the device, so pushing needs no host sync."""
+class WindowHead(nn.Module):
+    """GLCon's local branch: per-window embeddings of a (B, C, H, W) map over a 7 x 7 grid of windows
+    (side H/4, stride H/8; 64 px windows with stride 32 at 256 px, MONA's 49 windows), each pooled to
+    8 x 8 and projected by 1x1 convs C -> 8 -> C: (B, 49, C * 64).
 
-    def __init__(self, size: int, dim: int) -> None:
+    Pooling to a 32 x 32 grid once and unfolding 8 x 8 windows with stride 4 equals pooling every
+    window to 8 x 8 (the convs are 1x1, so they commute with the unfolding) and costs one pass.
+    The student passes its ``predictor`` (two more 1x1 convs C -> C, see ``window_predictor``).
+    """
+
+    grid, window, stride = 32, 8, 4
+
+    def __init__(self, channels: int, hidden: int = 8) -> None:
         super().__init__()
-        self.register_buffer("bank", F.normalize(torch.randn(size, dim), dim=1))
-        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+        self.proj = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.Conv2d(hidden, channels, 1))
 
-    @torch.no_grad()
-    def push(self, keys: Tensor) -> None:
-        n, size = keys.shape[0], self.bank.shape[0]
-        idx = (self.ptr + torch.arange(n, device=keys.device)) % size
-        self.bank[idx] = F.normalize(keys.detach().float(), dim=1).to(self.bank.dtype)
-        self.ptr.copy_((self.ptr + n) % size)
+    @classmethod
+    def positions(cls) -> int:
+        return ((cls.grid - cls.window) // cls.stride + 1) ** 2
+
+    def forward(self, x: Tensor, predictor: nn.Module | None = None) -> Tensor:
+        h = self.proj(F.adaptive_avg_pool2d(x.float(), self.grid))
+        if predictor is not None:
+            h = predictor(h)
+        return F.unfold(h, self.window, stride=self.stride).transpose(1, 2)  # (B, P, C*64)
+
+
+def window_predictor(channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(channels, channels, 1), nn.Conv2d(channels, channels, 1))
+
+
+class FeatureExtractor(nn.Module):
+    """MONA's representation ("FPN") head over [bottleneck, decoder stages coarse to fine]: top-down,
+    ``x = conv1x1(x) + x``, bilinear upsampling to the next stage, concatenation; a last 1x1 conv gives
+    ``sum(widths)`` channels (496 for the SSL4MIS UNet) at full resolution."""
+
+    def __init__(self, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        rev = widths[::-1]  # bottleneck first
+        chans = [sum(rev[: i + 1]) for i in range(len(rev))]
+        self.lateral = nn.ModuleList(nn.Conv2d(c, c, 1) for c in chans[:-1])
+        self.out = nn.Conv2d(chans[-1], chans[-1], 1)
+        self.channels = chans[-1]
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        x = feats[0]
+        for conv, nxt in zip(self.lateral, feats[1:]):
+            x = conv(x) + x
+            x = F.interpolate(x, size=nxt.shape[-2:], mode="bilinear", align_corners=True)
+            x = torch.cat([x, nxt], dim=1)
+        return self.out(x)
+
+
+def representation_head(channels: int) -> nn.Sequential:
+    """The student's extra projection on top of the FPN features (two 1x1 convs, no bias)."""
+    return nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.Conv2d(channels, channels, 1, bias=False))

@@ -61,13 +61,103 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float) -> Tensor:
     return F.cross_entropy(sim, target)
 
 
+def moco_logits(q: Tensor, k: Tensor, bank: Tensor, tau: float) -> Tensor:
+    """MoCo's logits (N, 1 + K): the positive key of the same image first, then the bank, over ``tau``."""
+    q, k = F.normalize(q.float(), dim=1), F.normalize(k.detach().float(), dim=1)
+    return torch.cat([(q * k).sum(1, keepdim=True), q @ bank.t().float()], dim=1) / tau
+
+
 def info_nce(q: Tensor, k: Tensor, bank: Tensor, tau: float) -> Tensor:
     """MoCo's InfoNCE: the key of the same image against a bank of negatives (target index 0)."""
-    q, k = F.normalize(q.float(), dim=1), F.normalize(k.detach().float(), dim=1)
-    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ bank.t().float()], dim=1) / tau
+    logits = moco_logits(q, k, bank, tau)
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
 def cosine_regression(p: Tensor, z: Tensor) -> Tensor:
     """BYOL's ``2 - 2 cos(p, sg(z))``, averaged over the batch."""
     return (2 - 2 * F.cosine_similarity(p.float(), z.detach().float(), dim=1)).mean()
+
+
+def relational_kl(q: Tensor, k: Tensor, bank: Tensor, tau_s: float, tau_t: float) -> Tensor:
+    """ISD's relational loss ``KL(p_t ‖ p_s)``: ``p_t = softmax(cos(k, bank) / tau_t)`` (teacher,
+    detached, sharper with the smaller ``tau_t``) and ``p_s = softmax(cos(q, bank) / tau_s)``.
+
+    ``q``, ``k``: (N, D) or (N, P, D) with a bank (K, D) or (K, P, D): with P positions (GLCon's local
+    windows) each position is compared with the bank entries at the same position. Batch-mean over N
+    (and P)."""
+    q, k, bank = F.normalize(q.float(), dim=-1), F.normalize(k.detach().float(), dim=-1), bank.float()
+    if q.dim() == 2:
+        s_q, s_k = q @ bank.t(), k @ bank.t()
+    else:
+        s_q, s_k = torch.einsum("npd,kpd->npk", q, bank), torch.einsum("npd,kpd->npk", k, bank)
+    log_p_s = torch.log_softmax(s_q / tau_s, dim=-1)
+    log_p_t = torch.log_softmax(s_k / tau_t, dim=-1)
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1).mean()
+
+
+def knn_positive_loss(logits: Tensor, neighbours: Tensor) -> Tensor:
+    """kNN-MoCo's auxiliary loss: ``-mean_q (1/k) Σ_{j ∈ kNN(q)} log softmax(logits_q)_j`` where
+    ``logits`` (N, K) are the query's (temperature-scaled) similarities to the queue and
+    ``neighbours`` (N, k) the indices of its nearest queue entries (found in another feature space)."""
+    return -torch.log_softmax(logits.float(), dim=1).gather(1, neighbours).mean()
+
+
+def supcon(features: Tensor, labels: Tensor, tau: float, anchor_mask: Tensor | None = None) -> Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) over N features (N, D) with labels (N,):
+    positives are the other samples of the same label. ``anchor_mask`` (N,) selects the anchors (SCS:
+    non-background pixels only); anchors without a positive are ignored. Averaged over anchors."""
+    z = F.normalize(features.float(), dim=1)
+    n = z.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = (z @ z.t() / tau).masked_fill(eye, float("-inf"))
+    log_prob = torch.log_softmax(logits, dim=1).masked_fill(eye, 0.0)
+    pos = (labels[:, None] == labels[None, :]) & ~eye
+    n_pos = pos.sum(1)
+    per_anchor = -(log_prob * pos).sum(1) / n_pos.clamp(min=1)
+    valid = n_pos > 0
+    if anchor_mask is not None:
+        valid = valid & anchor_mask
+    w = valid.float()
+    return (per_anchor * w).sum() / w.sum().clamp(min=1.0)
+
+
+def prototype_contrast(queries: Tensor, positives: Tensor, negatives: Tensor, tau: float,
+                       weight: Tensor | None = None, include_positive: bool = True) -> Tensor:
+    """Contrast of queries against a positive and negatives with cosine similarities (MONA's tailness /
+    ACF term, PLC's local term): ``-log exp(s⁺/τ) / (exp(s⁺/τ) + Σ exp(s⁻/τ))`` per query.
+
+    ``queries`` (N, D); ``positives`` (N, D) or one shared (D,) prototype; ``negatives`` (N, M, D) per
+    query or (M, D) shared; ``weight`` (N,) averages the queries (0 = not a query).
+    ``include_positive=False`` drops the positive from the denominator (PLC as coded)."""
+    q = F.normalize(queries.float(), dim=-1)
+    p = F.normalize(positives.float(), dim=-1).expand_as(q)
+    pos = (q * p).sum(-1, keepdim=True) / tau
+    neg = F.normalize(negatives.float(), dim=-1)
+    s_neg = (q @ neg.t() if neg.dim() == 2 else torch.einsum("nd,nmd->nm", q, neg)) / tau
+    per_query = torch.logsumexp(torch.cat([pos, s_neg], 1) if include_positive else s_neg, dim=1) - pos[:, 0]
+    if weight is None:
+        return per_query.mean()
+    w = weight.float()
+    return (per_query * w).sum() / w.sum().clamp(min=1.0)
+
+
+def confident_ce(logits: Tensor, target: Tensor, conf: Tensor, threshold: float) -> Tensor:
+    """ReCo's unsupervised loss: pixel cross-entropy to pseudo-labels, each image weighted by the
+    fraction of its pixels with confidence >= ``threshold``, averaged over pixels with a non-zero loss
+    (``masked_select`` in ReCo; a masked sum here, so no host sync)."""
+    ce = F.cross_entropy(logits.float(), target.long(), reduction="none")
+    w = (conf >= threshold).float().mean(dim=(1, 2), keepdim=True)
+    nonzero = (ce > 0).float()
+    return (w * ce * nonzero).sum() / nonzero.sum().clamp(min=1.0)
+
+
+def nearest_neighbour_loss(student: Tensor, teacher: Tensor, bank: Tensor, k: int = 5) -> Tensor:
+    """MONA's diversity ("revisiting") loss with gradient: the ``k`` bank entries nearest to the
+    teacher's embedding (no gradient) are the neighbours; the loss is the mean ``2 - 2 cos`` of the
+    student's embedding to them, so it falls as the student moves toward its neighbours."""
+    s = F.normalize(student.float().flatten(1), dim=1)
+    with torch.no_grad():
+        t = F.normalize(teacher.float().flatten(1), dim=1)
+        idx = (t @ bank.float().t()).topk(min(k, bank.shape[0]), dim=1).indices  # nearest = largest cosine
+    nb = bank.float()[idx]  # (N, k, D)
+    return (2 - 2 * (s.unsqueeze(1) * nb).sum(-1)).mean()

@@ -85,6 +85,15 @@ def random_spatial(n: int, h: int, w: int, g: torch.Generator, device: torch.dev
     return SpatialTransform(grid)
 
 
+def random_deformation(n: int, h: int, w: int, g: torch.Generator, device: torch.device, magnitude: float = 0.05,
+                       p: float = 0.5) -> SpatialTransform:
+    """A smooth diffeomorphic deformation applied to each sample with probability ``p`` (identity
+    otherwise): the strong view's morphological change, standing in for MONA's AdvMorph."""
+    on = (torch.rand(n, generator=g, device=device) < p).float().view(n, 1, 1, 1)
+    disp = smooth_displacement(n, h, w, magnitude, g, device)
+    return SpatialTransform(identity_grid(n, h, w, device) + on * disp)
+
+
 def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
     """Per-sample isotropic Gaussian blur of (B, C, H, W) with ``sigma`` (B,) in pixels."""
     radius = 4  # fixed (covers sigma <= 1.3): a data-dependent size would need a host sync
@@ -148,13 +157,16 @@ def default_generator(device: torch.device) -> torch.Generator:
     return torch.default_generator
 
 
-def contrastive_views(x: Tensor, g: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Two random views of a batch for instance discrimination: a mild spatial warp (rotation up to
-    20 degrees, scale 0.85-1.15, shift, flip) and the strong photometric jitter, drawn independently."""
+def strong_view(x: Tensor, g: torch.Generator | None = None) -> Tensor:
+    """One random view for instance discrimination: a mild spatial warp (rotation up to 20 degrees,
+    scale 0.85-1.15, shift, flip) and the strong photometric jitter."""
     g = g or default_generator(x.device)
     n, _, h, w = x.shape
-    views = []
-    for _ in range(2):
-        t = random_spatial(n, h, w, g, x.device, rotate=20.0, scale=(0.85, 1.15), translate=0.1)
-        views.append(photometric(t.apply(x), g))
-    return views[0], views[1]
+    t = random_spatial(n, h, w, g, x.device, rotate=20.0, scale=(0.85, 1.15), translate=0.1)
+    return photometric(t.apply(x), g)
+
+
+def contrastive_views(x: Tensor, g: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Two independent ``strong_view`` draws of a batch."""
+    g = g or default_generator(x.device)
+    return strong_view(x, g), strong_view(x, g)

@@ -1,21 +1,28 @@
-"""Global contrastive frameworks in the semi-supervised setting (MONA paper, Table 5 "only
-pre-training" rows): the shared UNet trained with (CE + Dice) on labeled slices plus the framework's
-instance-discrimination loss on two views of the unlabeled slices, computed on the UNet bottleneck
-through a projection head. No official medical code exists for these rows (METHODS 2.15); the
-settings are the frameworks' standard ones, listed per class.
+"""Global contrastive frameworks in the semi-supervised setting (MONA paper, Table 5).
+
+"Only pre-training" (default): the shared UNet trained with (CE + Dice) on labeled slices plus the
+framework's instance-discrimination loss on views of the unlabeled slices, computed on the UNet
+bottleneck through a projection head. "With fine-tuning" (``method.finetune=true``): that is the
+``pretrain`` stage, followed by MONA's stage 2 (``sslbench.anatomy``) as the ``train`` stage; its
+settings are the ``ReconstructionConfig`` fields. No official medical code exists for these rows
+(METHODS 2.15); the settings are the frameworks' standard ones, listed per class.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sslbench.anatomy import AnatomicalReconstruction, ReconstructionConfig
+from sslbench.banks import FeatureQueue
 from sslbench.ema import EMATeacher
-from sslbench.heads import FeatureQueue, GlobalHead, mlp
-from sslbench.losses import ce_dice_loss, cosine_regression, info_nce, nt_xent
-from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.transforms import contrastive_views
+from sslbench.heads import GlobalHead, mlp
+from sslbench.losses import ce_dice_loss, cosine_regression, info_nce, knn_positive_loss, moco_logits, nt_xent, \
+    relational_kl
+from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, register_method
+from sslbench.transforms import contrastive_views, strong_view
 
 
 class Embedder(nn.Module):
@@ -30,30 +37,59 @@ class Embedder(nn.Module):
 
 
 @dataclass
-class ContrastiveConfig(MethodConfig):
+class ContrastiveConfig(ReconstructionConfig):
+    finetune: bool = False   # run MONA's stage 2 after the framework ("with fine-tuning", Table 5)
     weight: float = 1.0      # weight of the contrastive term (no ramp-up, as MONA's pre-training)
     tau: float = 0.5
     hidden: int = 512
     proj_dim: int = 128
 
 
+# settings under which every stage-2 term is active on an untrained tiny network (conformance kit)
+FINETUNE_CONFORMANCE = {"unsup_threshold": 0.0, "query_threshold": 0.0, "bank_size": 64, "bank_size_bg": 64,
+                        "bank_writes": 32, "queries": 16, "negatives": 8}
+
+
 class GlobalContrastive(SSLMethod):
-    """Shared plumbing: supervised loss on labeled slices, ``contrast(view1, view2)`` on unlabeled ones."""
+    """Shared plumbing: the supervised loss on labeled slices plus ``contrast`` on unlabeled ones;
+    with ``finetune`` the stage 2 of MONA follows as the ``train`` stage."""
 
     Config = ContrastiveConfig
 
     def __init__(self, cfg: ContrastiveConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.embedder = Embedder(self.student, GlobalHead(self.student.widths[-1], cfg.hidden, cfg.proj_dim).to(ctx.device))
+        self.cfg: ContrastiveConfig = cfg
+        self.embedder = Embedder(self.student, self.build_head().to(ctx.device))
+        self.stages = ("pretrain", "train") if cfg.finetune else ("train",)
+        self.reco = AnatomicalReconstruction(self.student, cfg, ctx) if cfg.finetune else None
 
-    def contrast(self, v1: Tensor, v2: Tensor) -> Tensor:
+    def build_head(self) -> nn.Module:
+        return GlobalHead(self.student.widths[-1], self.cfg.hidden, self.cfg.proj_dim)
+
+    def contrast(self, x_u: Tensor) -> Tensor:
+        """The framework's unsupervised loss on a batch of unlabeled slices."""
         raise NotImplementedError
 
-    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+    def framework_step(self, batch: Batch, step: StepInfo) -> Losses:
         assert batch.x_u is not None
         sup = ce_dice_loss(self.student(batch.x_l), batch.y_l)
-        contrast = self.contrast(*contrastive_views(batch.x_u))
+        contrast = self.contrast(batch.x_u)
         return {"loss_sup": sup, "loss_contrast": self.cfg.weight * contrast, "contrast": contrast.detach()}
+
+    def framework_after_step(self, step: StepInfo) -> None:
+        """EMA encoders and queues of the framework (default: none)."""
+
+    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+        if self.reco is not None and step.stage == "train":
+            assert batch.x_u is not None
+            return self.reco.losses(batch.x_l, batch.y_l, batch.x_u, step)
+        return self.framework_step(batch, step)
+
+    def after_step(self, step: StepInfo) -> None:
+        if self.reco is not None:
+            self.reco.after_step(step)  # the stage-2 teacher follows the student from the start
+        if self.reco is None or step.stage != "train":
+            self.framework_after_step(step)
 
 
 @register_method("simclr")
@@ -63,7 +99,8 @@ class SimCLR(GlobalContrastive):
 
     paper_name = "SimCLR"
 
-    def contrast(self, v1: Tensor, v2: Tensor) -> Tensor:
+    def contrast(self, x_u: Tensor) -> Tensor:
+        v1, v2 = contrastive_views(x_u)
         return nt_xent(self.embedder(v1), self.embedder(v2), self.cfg.tau)
 
 
@@ -87,19 +124,64 @@ class MoCoV2(GlobalContrastive):
         super().__init__(cfg, ctx)
         self.key_encoder = EMATeacher(self.embedder, cfg.momentum, warmup=False)
         self.queue = FeatureQueue(cfg.queue, cfg.proj_dim).to(ctx.device)
-        self._keys: Tensor | None = None
+        self._keys: list[Tensor] = []
 
-    def contrast(self, v1: Tensor, v2: Tensor) -> Tensor:
+    def contrast(self, x_u: Tensor) -> Tensor:
+        v1, v2 = contrastive_views(x_u)
         with torch.no_grad():
             k = self.key_encoder(v2)
-        self._keys = k
+        self._keys = [k]
         return info_nce(self.embedder(v1), k, self.queue.bank, self.cfg.tau)
 
-    def after_step(self, step: StepInfo) -> None:
+    def framework_after_step(self, step: StepInfo) -> None:
         self.key_encoder.update(self.embedder, step.iteration)
-        if self._keys is not None:
-            self.queue.push(self._keys)
-            self._keys = None
+        if self._keys:
+            self.queue.push(self._keys[0])
+            self._keys = []
+
+
+@dataclass
+class KNNMoCoConfig(MoCoConfig):
+    momentum: float = 0.995
+    knn: int = 20             # neighbours taken as extra positives (the code's default is 50)
+    knn_weight: float = 0.4
+
+
+@register_method("knn-moco")
+class KNNMoCo(MoCoV2):
+    """kNN-MoCo (Van Gansbeke et al., NeurIPS 2021): MoCo v2 plus an auxiliary loss treating the
+    query's k = 20 nearest queue entries as extra positives, ``L = CE_moco + 0.4 L_aux``. Neighbours are
+    found with backbone features (the bottleneck after global average pooling) against a second queue
+    of the keys' backbone features; the loss is a log-softmax over the projection-head logits
+    (``pull_topk``). Multi-crop and AutoAugment of the ImageNet recipe are not used: every framework
+    here shares the same two views."""
+
+    paper_name = "kNN-MoCo"
+    Config = KNNMoCoConfig
+
+    def __init__(self, cfg: KNNMoCoConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        self.cfg: KNNMoCoConfig = cfg
+        self.backbone_queue = FeatureQueue(cfg.queue, self.student.widths[-1]).to(ctx.device)
+
+    def contrast(self, x_u: Tensor) -> Tensor:
+        v1, v2 = contrastive_views(x_u)
+        feat = self.student(v1, features=True).bottleneck
+        q = self.embedder.head(feat)
+        with torch.no_grad():
+            k_feat = self.key_encoder.module.net(v2, features=True).bottleneck
+            k = self.key_encoder.module.head(k_feat)
+            sim = F.normalize(feat.float().mean(dim=(2, 3)), dim=1) @ self.backbone_queue.bank.t()
+            neighbours = sim.topk(min(self.cfg.knn, sim.shape[1]), dim=1).indices + 1  # column 0: the positive
+        self._keys = [k, k_feat.float().mean(dim=(2, 3))]
+        logits = moco_logits(q, k, self.queue.bank, self.cfg.tau)
+        moco = F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+        return moco + self.cfg.knn_weight * knn_positive_loss(logits, neighbours)
+
+    def framework_after_step(self, step: StepInfo) -> None:
+        if self._keys:
+            self.backbone_queue.push(self._keys[1])
+        super().framework_after_step(step)
 
 
 @dataclass
@@ -121,11 +203,54 @@ class BYOL(GlobalContrastive):
         self.predictor = mlp(cfg.proj_dim, cfg.hidden, cfg.proj_dim).to(ctx.device)
         self.target = EMATeacher(self.embedder, cfg.momentum, warmup=False)
 
-    def contrast(self, v1: Tensor, v2: Tensor) -> Tensor:
+    def contrast(self, x_u: Tensor) -> Tensor:
+        v1, v2 = contrastive_views(x_u)
         with torch.no_grad():
             t1, t2 = self.target(v1), self.target(v2)
         return 0.5 * (cosine_regression(self.predictor(self.embedder(v1)), t2)
                       + cosine_regression(self.predictor(self.embedder(v2)), t1))
 
-    def after_step(self, step: StepInfo) -> None:
+    def framework_after_step(self, step: StepInfo) -> None:
         self.target.update(self.embedder, step.iteration)
+
+
+@dataclass
+class ISDConfig(ContrastiveConfig):
+    tau_s: float = 0.1        # student temperature ...
+    tau_t: float = 0.01       # ... and the sharper teacher's (ISD+ / MONA, METHODS section 3)
+    queue: int = 128000
+    momentum: float = 0.99
+    proj_dim: int = 64        # ISD+ head: feat -> 2 feat -> feat / 4 (256 -> 512 -> 64 on the bottleneck)
+
+
+@register_method("isd")
+class ISD(GlobalContrastive):
+    """ISD (Tejankar et al., ICCV 2021), the ISD+ recipe (``train_isd_plus.py``): the student (encoder +
+    BN MLP projection + MLP predictor) matches the teacher's (EMA, m = 0.99) similarity distribution
+    over a queue of K = 128000 past teacher keys, ``KL(p_t ‖ p_s)`` with τ_t = 0.01, τ_s = 0.1. The
+    teacher sees the weakly augmented slice (the trainer's rotation/flip), the student a strong view.
+    ShuffleBN is not needed on one device (one BN over the whole batch)."""
+
+    paper_name = "ISD"
+    Config = ISDConfig
+
+    def __init__(self, cfg: ISDConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        self.cfg: ISDConfig = cfg
+        self.predictor = mlp(cfg.proj_dim, cfg.hidden, cfg.proj_dim).to(ctx.device)
+        self.teacher = EMATeacher(self.embedder, cfg.momentum, warmup=False)
+        self.queue = FeatureQueue(cfg.queue, cfg.proj_dim).to(ctx.device)
+        self._keys: list[Tensor] = []
+
+    def contrast(self, x_u: Tensor) -> Tensor:
+        with torch.no_grad():
+            k = self.teacher(x_u)
+        self._keys = [k]
+        q = self.predictor(self.embedder(strong_view(x_u)))
+        return relational_kl(q, k, self.queue.bank, self.cfg.tau_s, self.cfg.tau_t)
+
+    def framework_after_step(self, step: StepInfo) -> None:
+        self.teacher.update(self.embedder, step.iteration)
+        if self._keys:
+            self.queue.push(self._keys[0])
+            self._keys = []

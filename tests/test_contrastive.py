@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslbench.heads import FeatureQueue, GlobalHead
+from sslbench.banks import FeatureQueue
+from sslbench.heads import GlobalHead
 from sslbench.losses import cosine_regression, info_nce, nt_xent
 from sslbench.transforms import contrastive_views
 

@@ -1,0 +1,220 @@
+"""MONA's stage 2, "anatomical contrastive reconstruction" (You et al., METHODS 2.17), as a component
+any method can run as its fine-tuning stage: ``mona`` after GLCon, and every contrastive framework's
+"with fine-tuning" variant (MONA paper, Table 5) after its own pre-training.
+
+Per step, with an EMA teacher (UNet + representation head, m = 0.99, train mode):
+
+* pseudo-labels ``ŷ, p̂`` from the teacher on the weakly augmented unlabeled slices;
+* the student's strong view: CutMix (labels mixed alike), a smooth deformation with p = 0.5 (images
+  and labels warped alike) and brightness/contrast/blur;
+* ``loss_unsup``: ReCo's confidence-weighted cross-entropy to ``ŷ`` (weight: the fraction of the
+  image's pixels with ``p̂ >= 0.97``);
+* ``loss_tailness`` (0.01): per class, 256 student queries against the class mean of the teacher's
+  representations (positive) and 512 negatives each from a class-aware memory bank, τ = 0.5;
+* ``loss_consistency`` (1): equivariance KL between ``T(sg(f(x)))`` and ``f(T(x'))`` under a random
+  affine warp ``T`` (``x'``: a second photometric draw), masked to confident foreground;
+* ``loss_diversity`` (1): the student's pooled representation pulled toward its 5 nearest neighbours
+  (found with the teacher's) in a FIFO bank of 36 teacher representations.
+
+Deliberate differences from the released code (``train_arco_2d.py``), each for the paper's intent:
+
+* The diversity loss sends gradient: neighbours come from the teacher, distances from the student.
+  As coded, teacher distances at student-chosen indices make it a constant.
+* The diversity bank is lean: representations average-pooled to ``knn_grid`` x ``knn_grid``
+  (496 x 16 x 16 by default): 36 entries take 18 MB instead of 4.7 GB for full 496 x 256 x 256 maps.
+  The neighbours are found on coarse anatomy layout (which structure is where, at 16-px cells) rather
+  than pixel detail; the loss still shapes the full-resolution head through the pooling.
+* Memory-bank negatives for class c are the teacher's features at hard pixels *not* of class c
+  (c among the teacher's top 3, label != c, teacher p_c < 0.97, high entropy when unlabeled). As
+  coded, the bank of class c takes pixels labeled c and a rank mask that contradicts it (U2PL
+  heritage): empty for labeled pixels, the least likely class for unlabeled ones.
+* AdvMorph (adversarial deformation) is replaced by a random smooth diffeomorphic deformation, and
+  the second (equivariance) view is photometric only, so images and pseudo-labels stay aligned.
+* Queries, negatives and bank writes use fixed-size draws with validity masks (no host sync).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .banks import ClassMemoryBank, FeatureQueue
+from .ema import EMATeacher
+from .errors import ConfigError
+from .heads import FeatureExtractor, representation_head
+from .losses import ce_dice_loss, confident_ce, entropy_map, masked_kl, nearest_neighbour_loss, prototype_contrast
+from .method import MethodConfig, MethodContext, StepInfo
+from .transforms import cutmix, default_generator, photometric, random_deformation, random_spatial
+from .unet import UNet
+
+Losses = dict[str, Tensor]
+
+
+@dataclass
+class ReconstructionConfig(MethodConfig):
+    """MONA stage-2 settings (``method.<name>``); the switches are the ablations of Tables 2 and 3."""
+
+    tailness: bool = True            # Table 2 switches
+    consistency_loss: bool = True
+    diversity: bool = True
+    student_aug: str = "strong"      # Table 3: "weak" or "strong" for student and teacher views
+    teacher_aug: str = "weak"
+    w_unsup: float = 1.0             # lambda = (tailness 0.01, consistency 1, diversity 1, unsup 1)
+    w_tailness: float = 0.01
+    w_consistency: float = 1.0
+    w_diversity: float = 1.0
+    tau_contrast: float = 0.5
+    queries: int = 256               # per class
+    negatives: int = 512             # per query
+    query_threshold: float = 0.3     # teacher p_c above which a pixel of class c may be a query
+    hard_threshold: float = 0.97     # δ_n: bank keys have teacher p_c below it
+    unsup_threshold: float = 0.97    # ReCo's confidence for the unsupervised weight
+    entropy_percent: float = 20.0    # U2PL α_0: reliable / unreliable entropy percentiles, decaying to 0
+    bank_size: int = 30000           # per foreground class ...
+    bank_size_bg: int = 50000        # ... and for background
+    bank_writes: int = 1024          # candidate keys per class per step (a fixed size: no host sync)
+    eqv_confidence: float = 0.7
+    knn_bank: int = 36
+    knn_k: int = 5
+    knn_grid: int = 16
+    deform: float = 0.05             # smooth deformation of the strong view (normalised units), p = 0.5
+    ema_decay: float = 0.99
+
+
+class _Segmenter(nn.Module):
+    """The teacher's structure: UNet + representation head."""
+
+    def __init__(self, net: nn.Module, fpn: nn.Module) -> None:
+        super().__init__()
+        self.net, self.fpn = net, fpn
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.net(x, features=True)
+        return out.logits, self.fpn([out.bottleneck, *out.decoder])
+
+
+def sample_where(mask: Tensor, n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``n`` indices drawn uniformly with replacement among the true entries of a flat ``mask``, and
+    whether each drawn entry is valid (all invalid when the mask is empty); no host sync."""
+    cdf = torch.cumsum(mask.float() + 1e-12, 0)
+    u = torch.rand(n, generator=g, device=mask.device) * cdf[-1]
+    idx = torch.searchsorted(cdf, u).clamp(max=mask.numel() - 1)
+    return idx, mask[idx]
+
+
+class AnatomicalReconstruction(nn.Module):
+    """MONA stage 2 for a student UNet (held by reference: it belongs to the method)."""
+
+    def __init__(self, student: UNet, cfg: ReconstructionConfig, ctx: MethodContext) -> None:
+        super().__init__()
+        for name in ("student_aug", "teacher_aug"):
+            if getattr(cfg, name) not in ("weak", "strong"):
+                raise ConfigError(f"method.{name} must be 'weak' or 'strong', got '{getattr(cfg, name)}'")
+        self.cfg = cfg
+        self._student = [student]  # not a submodule: the method owns and checkpoints it
+        self.fpn = FeatureExtractor(student.widths).to(ctx.device)
+        dim = self.fpn.channels
+        self.rep_head = representation_head(dim).to(ctx.device)
+        self.teacher = EMATeacher(_Segmenter(student, self.fpn), cfg.ema_decay, warmup=False)
+        c = ctx.num_classes
+        self.bank = ClassMemoryBank([cfg.bank_size_bg] + [cfg.bank_size] * (c - 1), dim).to(ctx.device)
+        self.knn = FeatureQueue(cfg.knn_bank, dim * min(cfg.knn_grid, ctx.image_size) ** 2).to(ctx.device)
+
+    @property
+    def student(self) -> UNet:
+        return self._student[0]
+
+    # ------------------------------------------------------------------ step
+    def losses(self, x_l: Tensor, y_l: Tensor, x_u: Tensor, step: StepInfo) -> Losses:
+        cfg, g, n_l = self.cfg, default_generator(x_l.device), x_l.shape[0]
+        with torch.no_grad():
+            x_t = photometric(x_u, g) if cfg.teacher_aug == "strong" else x_u
+            conf, pseudo = torch.softmax(self.teacher.module.net(x_t).float(), dim=1).max(dim=1)
+        x_s = x_s2 = x_u
+        if cfg.student_aug == "strong":
+            x_mix, (pseudo, conf), _ = cutmix(x_u, [pseudo, conf], g)
+            warp = random_deformation(x_u.shape[0], *x_u.shape[-2:], g, x_u.device, cfg.deform)
+            x_mix, pseudo = warp.apply(x_mix), warp.apply(pseudo, "label")
+            conf = warp.apply(conf[:, None], "prob")[:, 0]
+            x_s, x_s2 = photometric(x_mix, g), photometric(x_mix, g)
+        images, labels = torch.cat([x_l, x_s]), torch.cat([y_l, pseudo])
+        out = self.student(images, features=True)
+        logits = out.logits
+        losses: Losses = {
+            "loss_sup": ce_dice_loss(logits[:n_l], y_l),
+            "loss_unsup": cfg.w_unsup * confident_ce(logits[n_l:], pseudo, conf, cfg.unsup_threshold),
+        }
+        if cfg.tailness or cfg.diversity:
+            rep = self.rep_head(self.fpn([out.bottleneck, *out.decoder]))
+            with torch.no_grad():
+                t_logits, t_rep = self.teacher(images)
+                t_prob = torch.softmax(t_logits.float(), dim=1)
+            if cfg.tailness:
+                tail = self.tailness(rep, t_rep, t_prob, labels, n_l, step, g)
+                losses["loss_tailness"] = cfg.w_tailness * tail
+                losses["tailness"] = tail.detach()
+            if cfg.diversity:
+                s_emb = F.adaptive_avg_pool2d(rep.float(), cfg.knn_grid).flatten(1)
+                t_emb = F.adaptive_avg_pool2d(t_rep.float(), cfg.knn_grid).flatten(1)
+                div = nearest_neighbour_loss(s_emb, t_emb, self.knn.bank, cfg.knn_k)
+                self.knn.push(t_emb)
+                losses["loss_diversity"] = cfg.w_diversity * div
+        if cfg.consistency_loss:
+            conf_all = torch.cat([torch.ones_like(y_l, dtype=conf.dtype), conf])
+            eqv = self.equivariance(torch.cat([x_l, x_s2]), logits, labels, conf_all, g)
+            losses["loss_consistency"] = cfg.w_consistency * eqv
+        return losses
+
+    def after_step(self, step: StepInfo) -> None:
+        self.teacher.update(_Segmenter(self.student, self.fpn), step.iteration)
+
+    # ------------------------------------------------------------------ terms
+    def equivariance(self, images: Tensor, logits: Tensor, labels: Tensor, conf: Tensor,
+                     g: torch.Generator) -> Tensor:
+        """``KL(T(sg(f(x))) ‖ f(T(x')))`` on confident foreground pixels (mask warped by ``T``)."""
+        n, _, h, w = images.shape
+        t = random_spatial(n, h, w, g, images.device)
+        pred_t = self.student(t.apply(images))
+        mask = ((labels != 0) & (conf >= self.cfg.eqv_confidence)).float()[:, None]
+        return masked_kl(pred_t, t.apply(logits.detach().float(), "prob"), t.apply(mask, "prob"))
+
+    def tailness(self, rep: Tensor, t_rep: Tensor, t_prob: Tensor, labels: Tensor, n_l: int, step: StepInfo,
+                 g: torch.Generator) -> Tensor:
+        """Class-prototype contrast with memory-bank negatives (MONA's tailness / ACF term).
+
+        Works on (B, D, H*W) views of the representation maps and gathers only the sampled pixels:
+        a permuted copy of a 496 x 256 x 256 batch would cost a gigabyte per map."""
+        cfg = self.cfg
+        n, d, h, w = rep.shape
+        hw = h * w
+        alpha = cfg.entropy_percent * (1.0 - step.progress())
+        ent = entropy_map(t_prob[n_l:]).flatten()
+        low_thr, high_thr = torch.quantile(ent, torch.tensor([alpha / 100, 1 - alpha / 100], device=ent.device))
+        ones = torch.ones(n_l * hw, dtype=torch.bool, device=rep.device)
+        low, high = torch.cat([ones, ent <= low_thr]), torch.cat([ones, ent >= high_thr])
+        rep_v, t_rep_v = rep.flatten(2), t_rep.detach().float().flatten(2)  # (B, D, HW) views
+
+        def gather(maps: Tensor, idx: Tensor) -> Tensor:
+            return maps[idx // hw, :, idx % hw]  # (Q, D)
+
+        prob_f = t_prob.permute(0, 2, 3, 1).reshape(-1, t_prob.shape[1])
+        lab_f = labels.flatten()
+        rank = prob_f.argsort(dim=1, descending=True).argsort(dim=1)  # rank of each class per pixel
+        terms, present = [], []
+        for c in range(t_prob.shape[1]):
+            is_c = lab_f == c
+            reliable = is_c & low
+            proto = torch.einsum("nh,ndh->d", reliable.view(n, hw).float(), t_rep_v) / reliable.sum().clamp(min=1)
+            idx, valid = sample_where(reliable & (prob_f[:, c] > cfg.query_threshold), cfg.queries, g)
+            negs = self.bank.sample(c, (cfg.queries, cfg.negatives), g)
+            terms.append(prototype_contrast(gather(rep_v, idx), proto, negs, cfg.tau_contrast, weight=valid))
+            present.append(valid.any() & reliable.any())
+            hard = (~is_c) & (rank[:, c] < 3) & (prob_f[:, c] < cfg.hard_threshold) & high
+            score = torch.rand(hard.shape[0], generator=g, device=hard.device) + hard.float()
+            cand = score.topk(min(cfg.bank_writes, hard.shape[0], self.bank.sizes[c])).indices
+            self.bank.push(c, gather(t_rep_v, cand), hard[cand])
+        w = torch.stack(present).float()
+        loss = (torch.stack(terms) * w).sum() / w.sum().clamp(min=1.0)
+        return loss * (w.sum() >= 2).float()  # U2PL: no contrast with fewer than two classes
