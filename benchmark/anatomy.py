@@ -30,10 +30,14 @@ Deliberate differences from the released code (``train_arco_2d.py``), each for t
   heritage): empty for labeled pixels, the least likely class for unlabeled ones.
 * AdvMorph (adversarial deformation) is replaced by a random smooth diffeomorphic deformation, and
   the second (equivariance) view is photometric only, so images and pseudo-labels stay aligned.
+* The 512 negatives are drawn once per class and step and shared by that class's 256 queries: each
+  query's negatives have the distribution of U2PL's per-query draws (the expected loss is the same),
+  but 512 bank rows are gathered instead of 256 x 512 (65 M floats per class and step).
 * Queries, negatives and bank writes use fixed-size draws with validity masks (no host sync).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +47,7 @@ from torch import Tensor, nn
 from .banks import ClassMemoryBank, FeatureQueue
 from .ema import EMATeacher
 from .errors import ConfigError
-from .heads import FeatureExtractor, representation_head
+from .heads import FeatureExtractor, pointwise, representation_head
 from .losses import ce_dice_loss, confident_ce, entropy_map, masked_kl, nearest_neighbour_loss, prototype_contrast
 from .method import MethodConfig, MethodContext, StepInfo
 from .transforms import cutmix, default_generator, photometric, random_deformation, random_spatial
@@ -91,8 +95,9 @@ class _Segmenter(nn.Module):
         self.net, self.fpn = net, fpn
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and the fused feature map before the representation's pixel-wise linear layers."""
         out = self.net(x, features=True)
-        return out.logits, self.fpn([out.bottleneck, *out.decoder])
+        return out.logits, self.fpn.fuse([out.bottleneck, *out.decoder])
 
 
 def sample_where(mask: Tensor, n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -120,7 +125,8 @@ class AnatomicalReconstruction(nn.Module):
         self.teacher = EMATeacher(_Segmenter(student, self.fpn), cfg.ema_decay, warmup=False)
         c = ctx.num_classes
         self.bank = ClassMemoryBank([cfg.bank_size_bg] + [cfg.bank_size] * (c - 1), dim).to(ctx.device)
-        self.knn = FeatureQueue(cfg.knn_bank, dim * min(cfg.knn_grid, ctx.image_size) ** 2).to(ctx.device)
+        self.grid = min(cfg.knn_grid, ctx.image_size)
+        self.knn = FeatureQueue(cfg.knn_bank, dim * self.grid ** 2).to(ctx.device)
 
     @property
     def student(self) -> UNet:
@@ -147,17 +153,20 @@ class AnatomicalReconstruction(nn.Module):
             "loss_unsup": cfg.w_unsup * confident_ce(logits[n_l:], pseudo, conf, cfg.unsup_threshold),
         }
         if cfg.tailness or cfg.diversity:
-            rep = self.rep_head(self.fpn([out.bottleneck, *out.decoder]))
+            # fused maps before the last pixel-wise linear layers (see heads.FeatureExtractor.fuse):
+            # the 496-channel representation is computed only at sampled pixels and pooled cells
+            fused = self.fpn.fuse([out.bottleneck, *out.decoder])
             with torch.no_grad():
-                t_logits, t_rep = self.teacher(images)
+                t_logits, t_fused = self.teacher(images)
                 t_prob = torch.softmax(t_logits.float(), dim=1)
             if cfg.tailness:
-                tail = self.tailness(rep, t_rep, t_prob, labels, n_l, step, g)
+                tail = self.tailness(fused, t_fused, t_prob, labels, n_l, step, g)
                 losses["loss_tailness"] = cfg.w_tailness * tail
                 losses["tailness"] = tail.detach()
             if cfg.diversity:
-                s_emb = F.adaptive_avg_pool2d(rep.float(), cfg.knn_grid).flatten(1)
-                t_emb = F.adaptive_avg_pool2d(t_rep.float(), cfg.knn_grid).flatten(1)
+                s_emb = self.pooled(fused, self.student_proj)
+                with torch.no_grad():
+                    t_emb = self.pooled(t_fused, self.teacher_proj)
                 div = nearest_neighbour_loss(s_emb, t_emb, self.knn.bank, cfg.knn_k)
                 self.knn.push(t_emb)
                 losses["loss_diversity"] = cfg.w_diversity * div
@@ -170,6 +179,20 @@ class AnatomicalReconstruction(nn.Module):
     def after_step(self, step: StepInfo) -> None:
         self.teacher.update(_Segmenter(self.student, self.fpn), step.iteration)
 
+    # ------------------------------------------------------------------ representations
+    def student_proj(self, v: Tensor) -> Tensor:
+        """Fused features (..., C) -> the student's representation: FPN output conv, then its head."""
+        return pointwise([self.fpn.out, *self.rep_head], v.float())
+
+    def teacher_proj(self, v: Tensor) -> Tensor:
+        """Fused features -> the teacher's representation (its FPN output conv; no extra head)."""
+        return pointwise([self.teacher.module.fpn.out], v.float())
+
+    def pooled(self, fused: Tensor, proj: Callable[[Tensor], Tensor]) -> Tensor:
+        """The representation map average-pooled to ``knn_grid`` cells, flattened (the lean kNN key)."""
+        cells = F.adaptive_avg_pool2d(fused.float(), self.grid).flatten(2).transpose(1, 2)
+        return proj(cells).flatten(1)
+
     # ------------------------------------------------------------------ terms
     def equivariance(self, images: Tensor, logits: Tensor, labels: Tensor, conf: Tensor,
                      g: torch.Generator) -> Tensor:
@@ -180,21 +203,21 @@ class AnatomicalReconstruction(nn.Module):
         mask = ((labels != 0) & (conf >= self.cfg.eqv_confidence)).float()[:, None]
         return masked_kl(pred_t, t.apply(logits.detach().float(), "prob"), t.apply(mask, "prob"))
 
-    def tailness(self, rep: Tensor, t_rep: Tensor, t_prob: Tensor, labels: Tensor, n_l: int, step: StepInfo,
+    def tailness(self, fused: Tensor, t_fused: Tensor, t_prob: Tensor, labels: Tensor, n_l: int, step: StepInfo,
                  g: torch.Generator) -> Tensor:
         """Class-prototype contrast with memory-bank negatives (MONA's tailness / ACF term).
 
-        Works on (B, D, H*W) views of the representation maps and gathers only the sampled pixels:
-        a permuted copy of a 496 x 256 x 256 batch would cost a gigabyte per map."""
+        Works on (B, C, H*W) views of the fused maps and projects only the sampled pixels and the
+        class means (the projection is linear, so the mean of projections is the projected mean)."""
         cfg = self.cfg
-        n, d, h, w = rep.shape
+        n, _, h, w = fused.shape
         hw = h * w
         alpha = cfg.entropy_percent * (1.0 - step.progress())
         ent = entropy_map(t_prob[n_l:]).flatten()
         low_thr, high_thr = torch.quantile(ent, torch.tensor([alpha / 100, 1 - alpha / 100], device=ent.device))
-        ones = torch.ones(n_l * hw, dtype=torch.bool, device=rep.device)
+        ones = torch.ones(n_l * hw, dtype=torch.bool, device=fused.device)
         low, high = torch.cat([ones, ent <= low_thr]), torch.cat([ones, ent >= high_thr])
-        rep_v, t_rep_v = rep.flatten(2), t_rep.detach().float().flatten(2)  # (B, D, HW) views
+        rep_v, t_rep_v = fused.flatten(2), t_fused.detach().float().flatten(2)  # (B, C, HW) views
 
         def gather(maps: Tensor, idx: Tensor) -> Tensor:
             return maps[idx // hw, :, idx % hw]  # (Q, D)
@@ -202,19 +225,25 @@ class AnatomicalReconstruction(nn.Module):
         prob_f = t_prob.permute(0, 2, 3, 1).reshape(-1, t_prob.shape[1])
         lab_f = labels.flatten()
         rank = prob_f.argsort(dim=1, descending=True).argsort(dim=1)  # rank of each class per pixel
+        c_num = t_prob.shape[1]
+        reliable_all = F.one_hot(lab_f, c_num).bool() & low[:, None]  # (N_pix, C)
+        with torch.no_grad():  # class means of the teacher's fused features, all classes in one product
+            sums = torch.bmm(t_rep_v, reliable_all.view(n, hw, c_num).float()).sum(0)  # (C_feat, C)
+            protos = self.teacher_proj((sums / reliable_all.sum(0).clamp(min=1)).t())  # (C, D)
+        draws = [sample_where(reliable_all[:, c] & (prob_f[:, c] > cfg.query_threshold), cfg.queries, g)
+                 for c in range(c_num)]
+        # one gather for every class's queries: its backward allocates one map-sized gradient, not C
+        queries = self.student_proj(gather(rep_v, torch.cat([idx for idx, _ in draws]))).view(c_num, cfg.queries, -1)
         terms, present = [], []
-        for c in range(t_prob.shape[1]):
-            is_c = lab_f == c
-            reliable = is_c & low
-            proto = torch.einsum("nh,ndh->d", reliable.view(n, hw).float(), t_rep_v) / reliable.sum().clamp(min=1)
-            idx, valid = sample_where(reliable & (prob_f[:, c] > cfg.query_threshold), cfg.queries, g)
-            negs = self.bank.sample(c, (cfg.queries, cfg.negatives), g)
-            terms.append(prototype_contrast(gather(rep_v, idx), proto, negs, cfg.tau_contrast, weight=valid))
-            present.append(valid.any() & reliable.any())
-            hard = (~is_c) & (rank[:, c] < 3) & (prob_f[:, c] < cfg.hard_threshold) & high
+        for c, (_, valid) in enumerate(draws):
+            negs = self.bank.sample(c, (cfg.negatives,), g)  # shared by the class's queries (see above)
+            terms.append(prototype_contrast(queries[c], protos[c], negs, cfg.tau_contrast, weight=valid))
+            present.append(valid.any() & reliable_all[:, c].any())
+            hard = (lab_f != c) & (rank[:, c] < 3) & (prob_f[:, c] < cfg.hard_threshold) & high
             score = torch.rand(hard.shape[0], generator=g, device=hard.device) + hard.float()
             cand = score.topk(min(cfg.bank_writes, hard.shape[0], self.bank.sizes[c])).indices
-            self.bank.push(c, gather(t_rep_v, cand), hard[cand])
+            with torch.no_grad():
+                self.bank.push(c, self.teacher_proj(gather(t_rep_v, cand)), hard[cand])
         w = torch.stack(present).float()
         loss = (torch.stack(terms) * w).sum() / w.sum().clamp(min=1.0)
         return loss * (w.sum() >= 2).float()  # U2PL: no contrast with fewer than two classes

@@ -6,22 +6,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def mlp(cin: int, hidden: int, out: int, norm: bool = True) -> nn.Sequential:
-    """Linear -> (BN -> ReLU) -> Linear: SimCLR/MoCo v2/BYOL heads with ``norm``; MONA's and SCS's
-    global MLP without it (two linear layers, no activation)."""
-    layers: list[nn.Module] = [nn.Linear(cin, hidden)]
+def mlp(cin: int, hidden: int, out: int, norm: bool = True, relu: bool | None = None, bias: bool = True) -> nn.Sequential:
+    """Linear -> (BN) -> (ReLU) -> Linear: SimCLR/MoCo v2/BYOL heads with ``norm`` (BN + ReLU); MONA's
+    and SCS's global MLP without it (two linear layers, no activation); GCL's with ReLU only."""
+    layers: list[nn.Module] = [nn.Linear(cin, hidden, bias=bias)]
     if norm:
-        layers += [nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
-    layers.append(nn.Linear(hidden, out))
+        layers.append(nn.BatchNorm1d(hidden))
+    if norm if relu is None else relu:
+        layers.append(nn.ReLU(inplace=True))
+    layers.append(nn.Linear(hidden, out, bias=bias))
     return nn.Sequential(*layers)
 
 
 class GlobalHead(nn.Module):
     """Global average pooling of a feature map (the UNet bottleneck), then an MLP."""
 
-    def __init__(self, cin: int, hidden: int, out: int, norm: bool = True) -> None:
+    def __init__(self, cin: int, hidden: int, out: int, norm: bool = True, relu: bool | None = None,
+                 bias: bool = True) -> None:
         super().__init__()
-        self.mlp = mlp(cin, hidden, out, norm)
+        self.mlp = mlp(cin, hidden, out, norm, relu, bias)
 
     def forward(self, feature_map: Tensor) -> Tensor:
         return self.mlp(feature_map.float().mean(dim=(2, 3)))
@@ -71,13 +74,30 @@ class FeatureExtractor(nn.Module):
         self.out = nn.Conv2d(chans[-1], chans[-1], 1)
         self.channels = chans[-1]
 
-    def forward(self, feats: list[Tensor]) -> Tensor:
+    def fuse(self, feats: list[Tensor]) -> Tensor:
+        """The fused map before the last 1x1 conv. Everything after it is pixel-wise linear, so a
+        caller that needs the representation only at some pixels or averaged over regions can apply
+        ``pointwise([self.out, ...], ...)`` there instead of convolving the full-resolution map."""
         x = feats[0]
         for conv, nxt in zip(self.lateral, feats[1:]):
             x = conv(x) + x
-            x = F.interpolate(x, size=nxt.shape[-2:], mode="bilinear", align_corners=True)
+            # channels-last: CPU bilinear upsampling of a wide map is ~10x faster in that layout
+            x = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=nxt.shape[-2:],
+                              mode="bilinear", align_corners=True)
             x = torch.cat([x, nxt], dim=1)
-        return self.out(x)
+        return x
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        return self.out(self.fuse(feats))
+
+
+def pointwise(convs: list[nn.Module], v: Tensor) -> Tensor:
+    """Apply a chain of 1x1 convs to feature vectors (..., C): equal to convolving the map and then
+    picking or averaging pixels, at the cost of the picked vectors only."""
+    for conv in convs:
+        assert isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1)
+        v = F.linear(v, conv.weight.flatten(1).to(v.dtype), None if conv.bias is None else conv.bias.to(v.dtype))
+    return v
 
 
 def representation_head(channels: int) -> nn.Sequential:

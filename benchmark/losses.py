@@ -61,6 +61,23 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float) -> Tensor:
     return F.cross_entropy(sim, target)
 
 
+def grouped_nt_xent(z1: Tensor, z2: Tensor, groups: Tensor, tau: float) -> Tensor:
+    """GCL's global loss (Chaitanya et al. 2020, strategy G^D-): NT-Xent over the 2N views where every
+    pair of samples of the same group (the volume partition a slice lies in) is a positive pair, and
+    the denominator of an anchor leaves out all its group's samples but the positive:
+    ``-log(exp(s⁺) / (exp(s⁺) + Σ_{other groups} exp(s⁻)))``, averaged over positive pairs. With one
+    group per image this is SimCLR's NT-Xent."""
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    g = torch.cat([groups, groups])
+    sim = z @ z.t() / tau
+    same = g[:, None] == g[None, :]
+    pos = same & ~torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+    neg_lse = torch.logsumexp(sim.masked_fill(same, float("-inf")), dim=1, keepdim=True)  # (2N, 1)
+    per_pair = torch.logaddexp(sim, neg_lse) - sim  # -log(e^s / (e^s + Σ neg))
+    w = pos.float()
+    return (per_pair * w).sum() / w.sum().clamp(min=1.0)
+
+
 def moco_logits(q: Tensor, k: Tensor, bank: Tensor, tau: float) -> Tensor:
     """MoCo's logits (N, 1 + K): the positive key of the same image first, then the bank, over ``tau``."""
     q, k = F.normalize(q.float(), dim=1), F.normalize(k.detach().float(), dim=1)

@@ -49,12 +49,14 @@ class Batch:
     """One training batch, already on the device and augmented.
 
     ``x_l`` (B_l, C, H, W) labeled images with ``y_l`` (B_l, H, W) int64 labels; ``x_u`` unlabeled
-    images (None for methods that use no unlabeled data).
+    images (None for methods that use no unlabeled data); ``positions`` the slices' relative positions
+    in their volumes in ``joint()`` order (None when the data has no volumes).
     """
 
     x_l: Tensor
     y_l: Tensor
     x_u: Tensor | None = None
+    positions: Tensor | None = None
 
     @property
     def n_l(self) -> int:

@@ -196,7 +196,11 @@ def build_train_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[st
     owner = np.asarray(owner)
     lab_idx = np.flatnonzero(np.isin(owner, sorted(lab_set)))
     unl_idx = np.flatnonzero(np.isin(owner, sorted(unl_set)))
+    first = np.searchsorted(owner, owner)  # slices of a case are contiguous and in order
+    depth = np.bincount(owner)[owner]
+    positions = (np.arange(len(owner)) - first + 0.5) / depth
     return TrainData(
+        positions=torch.from_numpy(positions.astype(np.float32)).to(device),
         images=torch.from_numpy(np.array(images, dtype=np.float32))[:, None].to(device),
         labels=torch.from_numpy(np.array(labels)).to(device),
         labeled=torch.from_numpy(lab_idx).long().to(device),

@@ -40,7 +40,8 @@ def tiny_data(seed: int = 0, n: int = 12, size: int = 32) -> TrainData:
     labels = (smooth > lo).to(torch.uint8) + (smooth > hi).to(torch.uint8)
     images = (smooth - smooth.min()) / (smooth.max() - smooth.min())
     idx = torch.arange(n)
-    return TrainData(images[:, None], labels, idx[: n // 2], idx[n // 2:])
+    positions = (idx % 4 + 0.5) / 4  # volumes of four slices
+    return TrainData(images[:, None], labels, idx[: n // 2], idx[n // 2:], positions)
 
 
 MethodRef = str | type[SSLMethod]
@@ -55,7 +56,7 @@ def build(name: MethodRef, seed: int = 0, cfg: TrainConfig = TINY, device: str =
                         stage_iterations={"train": cfg.iterations, "pretrain": cfg.pretrain_iterations})
     method = cls(dataclasses.replace(cls.Config(), **cls.conformance_config), ctx)
     data = tiny_data()
-    data = TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled)))
+    data = TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled, data.positions)))
     return Trainer(method, data, cfg, seed, progress=False, desc=cls.name or cls.__name__)
 
 

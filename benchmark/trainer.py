@@ -35,13 +35,15 @@ from .sampling import CyclicSampler
 
 @dataclass
 class TrainData:
-    """Training slices on the device: images (N, C, S, S) float, labels (N, S, S) uint8, and the
-    indices of the labeled and unlabeled slices."""
+    """Training slices on the device: images (N, C, S, S) float, labels (N, S, S) uint8, the indices
+    of the labeled and unlabeled slices, and each slice's relative position in its volume (N,) in
+    [0, 1) (GCL's partition positives; None when unknown)."""
 
     images: Tensor
     labels: Tensor
     labeled: Tensor
     unlabeled: Tensor
+    positions: Tensor | None = None
 
 
 @dataclass
@@ -140,14 +142,18 @@ class Trainer:
         n_lab = cfg.labeled_bs if self.unl_sampler is not None else cfg.batch_size
         idx_l = self.lab_sampler.next(n_lab)
         x_l, y_l = d.images[idx_l], d.labels[idx_l].long()
-        x_u = None
+        x_u, idx_u = None, None
         if self.unl_sampler is not None:
-            x_u = d.images[self.unl_sampler.next(cfg.batch_size - cfg.labeled_bs)]
+            idx_u = self.unl_sampler.next(cfg.batch_size - cfg.labeled_bs)
+            x_u = d.images[idx_u]
         if cfg.augment == "ssl4mis":
             x_l, y_l = ssl4mis_weak(x_l, y_l, self.generator)
             if x_u is not None:
                 x_u, _ = ssl4mis_weak(x_u, None, self.generator)
-        return Batch(x_l, y_l, x_u)  # type: ignore[arg-type]
+        pos = None
+        if d.positions is not None:
+            pos = d.positions[idx_l] if idx_u is None else torch.cat([d.positions[idx_l], d.positions[idx_u]])
+        return Batch(x_l, y_l, x_u, pos)  # type: ignore[arg-type]
 
     def train_step(self) -> dict[str, Tensor | float]:
         """One iteration; returns the detached named losses (tensors still on the device)."""
