@@ -12,10 +12,8 @@ import dataclasses
 import os
 import re
 import platform
-import resource
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,6 +31,7 @@ from .data import PreparedDataset, check_dataset_name, prepare, split_labeled
 from .errors import BenchError
 from .evaluation import evaluate, validation_dice
 from .method import METHODS, MethodContext, SSLMethod
+from .memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from .metrics import EMPTY_POLICY
 from .results import is_done, read_json, run_dir
 from .trainer import TrainData, Trainer
@@ -111,8 +110,8 @@ def load_sweep(path: Path, profile: str | None = None, extra: Sequence[str] = ()
                warn: Callable[[str], None] = print) -> list[RunSpec]:
     """Run specs of a sweep file (``configs/sweeps/*.toml``): a ``[sweep]`` table with methods,
     datasets, ratios, seeds, profile and ``set`` overrides, and optional ``[[variant]]`` tables
-    (``tag`` + ``set``), each a tagged group of runs. Methods not registered are skipped with a
-    warning, so one file can describe a whole paper table while methods are still being added.
+    (``tag`` + ``set``, optionally their own ``methods``), each a tagged group of runs. Methods not
+    registered are skipped with a warning, so one file can describe a whole paper table while methods are still being added.
     ``profile`` and ``extra`` (from the command line) override the file."""
     import sys
 
@@ -130,11 +129,17 @@ def load_sweep(path: Path, profile: str | None = None, extra: Sequence[str] = ()
         raise BenchError(f"{path}: expected a [sweep] table with {', '.join(sorted(allowed))} "
                          "and optional [[variant]] tables")
     try:
-        methods = [m for m in sweep["methods"] if m in METHODS.names() or warn(
-            f"warning: {path.name}: skipping method '{m}' (not registered)")]
+        def registered(names: list[str]) -> list[str]:
+            return [m for m in names if m in METHODS.names() or warn(
+                f"warning: {path.name}: skipping method '{m}' (not registered)")]
+
         variants = data.get("variant") or [{"tag": "", "set": []}]
+        for variant in variants:
+            if not isinstance(variant, dict) or set(variant) - {"tag", "set", "methods"}:
+                raise BenchError(f"{path}: a [[variant]] takes tag, set and methods only")
         specs: list[RunSpec] = []
         for variant in variants:
+            methods = registered(list(variant.get("methods", sweep["methods"])))
             overrides = [*sweep.get("set", []), *variant.get("set", []), *extra]
             specs += expand(methods, sweep["datasets"], [float(r) for r in sweep.get("ratios", [10])],
                             [int(s) for s in sweep.get("seeds", [0])], profile or sweep.get("profile", "quick"),
@@ -229,13 +234,6 @@ def prediction_saver(ds: PreparedDataset, out: Path) -> Callable[[str, np.ndarra
     return save
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 1024 if sys.platform != "darwin" else rss / 2**20
-
-
 def check_folder(spec: RunSpec, opts: RunOptions) -> str:
     """State of a run's folder: "new", "resume", "done" or "replace" (with --force). A folder that
     holds another configuration is an error unless --force: nothing is overwritten by accident."""
@@ -272,8 +270,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
 
     t0 = time.perf_counter()
     device = pick_device(opts.device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     ds = prepare(spec.dataset, cache_root=opts.cache)
     labeled, unlabeled = split_labeled(ds, spec.ratio, spec.seed, cfg.data.split)
     data = build_train_data(ds, labeled, unlabeled if cls.uses_unlabeled else [], cfg.train.image_size, device)
@@ -322,8 +319,8 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
         "summary": metrics["foreground_mean"], "per_class": metrics["mean"],
         "timing": {"wall_s": time.perf_counter() - t0, "train_s": train_seconds, "eval_s": eval_seconds,
                    "stage_s": fit.stage_seconds, "iters_per_s": fit.iterations_per_second,
-                   "peak_mem_mb": peak_memory_mb(device),
-                   "peak_mem_kind": "cuda max allocated" if device.type == "cuda" else "process max RSS",
+                   "peak_mem_mb": peak_memory_mb(device), "stage_peak_mem_mb": fit.stage_peak_mem_mb,
+                   "peak_mem_kind": peak_memory_kind(device),
                    "resumed_from": fit.resumed_from},
         "metric_policy": policy,
         "env": environment(device),

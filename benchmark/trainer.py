@@ -29,6 +29,7 @@ from .augment import ssl4mis_weak
 from .config import TrainConfig
 from .errors import BenchError, TrainingDiverged
 from .evaluation import autocast
+from .memory import peak_memory_mb, reset_peak_memory
 from .method import Batch, ExtraOptimizer, SSLMethod, StepInfo
 from .sampling import CyclicSampler
 
@@ -53,6 +54,7 @@ class FitResult:
     best_score: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
     iterations_per_second: dict[str, float] = field(default_factory=dict)
+    stage_peak_mem_mb: dict[str, float] = field(default_factory=dict)  # this session's part of each stage
     resumed_from: int | None = None
 
 
@@ -295,6 +297,7 @@ class Trainer:
                        desc=f"{self.desc} [{stage}]" if len(self.stages) > 1 else self.desc, leave=False,
                        mininterval=0.2 if sys.stderr.isatty() else 30.0)
             start = time.perf_counter()
+            reset_peak_memory(self.device)
             while self.iteration < total:
                 self.train_step()
                 bar.update(1)
@@ -312,6 +315,7 @@ class Trainer:
             self.elapsed[stage] = self.elapsed.get(stage, 0.0) + time.perf_counter() - start
             result.stage_seconds[stage] = self.elapsed[stage]
             result.iterations_per_second[stage] = total / self.elapsed[stage] if self.elapsed[stage] > 0 else 0.0
+            result.stage_peak_mem_mb[stage] = peak_memory_mb(self.device)
             if not is_last:
                 self.stage_index += 1
                 self.iteration = 0

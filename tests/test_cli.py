@@ -215,7 +215,8 @@ def test_paper_table_layout_vs_paper_and_cost(sweep: tuple[Path, str, str]) -> N
 
 
 def test_sweep_files(tmp_path: Path, cache_dir: Path) -> None:
-    from sslbench.config import configs_dir
+    from sslbench.config import configs_dir, resolve_config
+    from sslbench.method import METHODS
     from sslbench.runner import load_sweep
 
     warnings: list[str] = []
@@ -223,9 +224,16 @@ def test_sweep_files(tmp_path: Path, cache_dir: Path) -> None:
     assert {s.dataset for s in specs} == {"acdc", "lits"} and {s.profile for s in specs} == {"paper"}
     assert len({(s.method, s.ratio) for s in specs if s.method == "mt"}) == 3 and len({s.seed for s in specs}) == 3
     assert len([s for s in specs if s.method == "unet-f"]) == 2 * 3                 # once per dataset and seed
-    assert any("skipping method 'mona'" in w for w in warnings)
+    assert not warnings and {"gcl", "scs", "plc", "mona"} <= {s.method for s in specs}
     for name in ("table2", "table3", "table4", "table5", "smoke"):
-        load_sweep(configs_dir() / "sweeps" / f"{name}.toml", warn=warnings.append)   # all parse
+        for spec in load_sweep(configs_dir() / "sweeps" / f"{name}.toml", warn=warnings.append):
+            cls = METHODS.get(spec.method)   # every ablation / variant key exists on its method's config
+            resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides)
+    assert not warnings
+    table5 = load_sweep(configs_dir() / "sweeps" / "table5.toml")
+    tuned = {s.method for s in table5 if s.tag == "with fine-tuning"}
+    assert tuned == {"mocov2", "knn-moco", "simclr", "byol", "isd", "mona"}
+    assert all("method.finetune=true" in s.overrides for s in table5 if s.tag == "with fine-tuning")
     sweep = tmp_path / "mini.toml"
     sets = ", ".join(f'"{v}"' for v in TINY_RUN[1::2])
     sweep.write_text(f'[sweep]\nmethods = ["mt"]\ndatasets = ["synthetic-cardiac"]\nratios = [5]\nseeds = [0]\n'
