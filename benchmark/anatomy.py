@@ -214,7 +214,8 @@ class AnatomicalReconstruction(nn.Module):
         hw = h * w
         alpha = cfg.entropy_percent * (1.0 - step.progress())
         ent = entropy_map(t_prob[n_l:]).flatten()
-        low_thr, high_thr = torch.quantile(ent, torch.tensor([alpha / 100, 1 - alpha / 100], device=ent.device))
+        # Python-float quantiles: a tensor of quantiles is range-checked on the device (a host sync)
+        low_thr, high_thr = torch.quantile(ent, alpha / 100), torch.quantile(ent, 1 - alpha / 100)
         ones = torch.ones(n_l * hw, dtype=torch.bool, device=fused.device)
         low, high = torch.cat([ones, ent <= low_thr]), torch.cat([ones, ent >= high_thr])
         rep_v, t_rep_v = fused.flatten(2), t_fused.detach().float().flatten(2)  # (B, C, HW) views

@@ -257,3 +257,36 @@ def test_every_paper_table_and_per_class(sweep: tuple[Path, str, str]) -> None:
     code, text, _ = bench("table", "--results", str(root), "--per-class", "--format", "csv")
     df = pd.read_csv(io.StringIO(text))
     assert {"5% RV DSC", "5% Myo DSC", "5% LV DSC", "10% LV ASD"} <= set(df.columns)
+
+
+def test_mona_ablation_and_fine_tuning_rows_fill_the_paper_tables(tmp_path: Path, cache_dir: Path) -> None:
+    """A Table 2 / Table 5 style sweep of tiny two-stage runs: each tagged variant fills its row, and
+    the records keep per-stage time and peak memory."""
+    sets = ", ".join(f'"{v}"' for v in [*TINY_RUN[1::2], "train.pretrain_iterations=4"])
+    sweep = tmp_path / "ablation.toml"
+    sweep.write_text(
+        f'[sweep]\nmethods = ["mona"]\ndatasets = ["synthetic-cardiac"]\nratios = [5]\nseeds = [0]\n'
+        f'profile = "quick"\nset = [{sets}]\n'
+        '[[variant]]\ntag = "Vanilla"\n'
+        'set = ["method.tailness=false", "method.consistency_loss=false", "method.diversity=false"]\n'
+        '[[variant]]\ntag = "all three"\n'
+        '[[variant]]\ntag = "with fine-tuning"\nmethods = ["simclr"]\nset = ["method.finetune=true"]\n')
+    root = tmp_path / "r"
+    code, _, err = bench("run", "--sweep", str(sweep), "--results", str(root), "--quiet", "--no-table")
+    assert code == 0, err
+    records = [json.loads(p.read_text()) for p in root.rglob("run.json")]
+    assert {(r["method"], r["variant"]) for r in records} == {
+        ("mona", "Vanilla"), ("mona", "all three"), ("simclr", "with fine-tuning")}
+    for rec in records:
+        assert set(rec["timing"]["stage_s"]) == {"pretrain", "train"}
+        assert set(rec["timing"]["stage_peak_mem_mb"]) == {"pretrain", "train"}
+    code, out, err = bench("table", "--results", str(root), "--table", "2", "--format", "csv")
+    assert code == 0, err
+    df = pd.read_csv(io.StringIO(out))
+    row = {v: df[df.Variant == v].iloc[0] for v in ("Vanilla", "all three", "w/ tailness")}
+    assert row["Vanilla"]["5% DSC"] != "—" and row["all three"]["5% DSC"] != "—"
+    assert row["w/ tailness"]["5% DSC"] == "—"  # not run: shown as missing
+    code, out, err = bench("table", "--results", str(root), "--table", "5", "--format", "csv")
+    df = pd.read_csv(io.StringIO(out))
+    tuned = df[(df.Method == "SimCLR") & (df.Variant == "with fine-tuning")].iloc[0]
+    assert tuned["5% DSC"] != "—"

@@ -13,9 +13,15 @@ from sslbench.testing import TINY, build
 pytestmark = pytest.mark.gpu
 
 
-@pytest.mark.parametrize("name", METHODS.names())
-def test_cuda_amp_step_without_host_sync(name: str) -> None:
+def _stages() -> list[tuple[str, int]]:
+    """Every (method, stage index): two-stage methods are checked in both of their stages."""
+    return [(name, i) for name in METHODS.names() for i in range(len(METHODS.get(name).stages))]
+
+
+@pytest.mark.parametrize("name,stage", _stages())
+def test_cuda_amp_step_without_host_sync(name: str, stage: int) -> None:
     trainer = build(name, cfg=dataclasses.replace(TINY, amp=True), device="cuda")
+    trainer.stage_index = stage
     trainer.train_step()                       # warm-up: allocations, cuDNN autotuning
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
