@@ -290,7 +290,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
         log(f"resuming {spec.label} from its checkpoint")
     fit = trainer.fit()
     if fit.resumed_from is not None:
-        log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{trainer.stages[0]}'")
+        log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{fit.resumed_stage}'")
 
     t_eval = time.perf_counter()
     eval_ids = [c.id for c in ds.eval_cases(cfg.data.eval_split)]

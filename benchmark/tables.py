@@ -175,7 +175,11 @@ def paper_table(root: Path, table: int, fmt: str = "markdown", dataset: str | No
     df = load_records(root) if root.exists() else pd.DataFrame()
     if profile and not df.empty:
         df = df[df.profile == profile]
-    datasets = [dataset] if dataset else list(dict.fromkeys(lay.dataset))
+    # the table's own datasets when there are records for them, else the datasets that were run
+    # (an ablation sweep on synthetic data or a user's dataset), else the empty layout
+    paper_ds = list(dict.fromkeys(lay.dataset))
+    have = set(df.dataset) if not df.empty else set()
+    datasets = [dataset] if dataset else ([d for d in paper_ds if d in have] or sorted(have) or paper_ds)
     out = []
     for ds in datasets:
         ref_ds = paper_dataset or (ds if ds in set(lay.dataset) else lay.dataset.iloc[0])

@@ -56,6 +56,7 @@ class FitResult:
     iterations_per_second: dict[str, float] = field(default_factory=dict)
     stage_peak_mem_mb: dict[str, float] = field(default_factory=dict)  # this session's part of each stage
     resumed_from: int | None = None
+    resumed_stage: str | None = None
 
 
 def stage_iterations(method: SSLMethod, cfg: TrainConfig) -> dict[str, int]:
@@ -289,7 +290,8 @@ class Trainer:
 
     def fit(self) -> FitResult:
         resumed = self.try_resume()
-        result = FitResult(self.cfg.select, -1, float("nan"), resumed_from=resumed)
+        result = FitResult(self.cfg.select, -1, float("nan"), resumed_from=resumed,
+                           resumed_stage=self.stage if resumed is not None else None)
         while self.stage_index < len(self.stages):
             stage, total = self.stage, self.lengths[self.stage]
             is_last = self.stage_index == len(self.stages) - 1
@@ -313,8 +315,6 @@ class Trainer:
                     self.checkpoint()
             bar.close()
             self.elapsed[stage] = self.elapsed.get(stage, 0.0) + time.perf_counter() - start
-            result.stage_seconds[stage] = self.elapsed[stage]
-            result.iterations_per_second[stage] = total / self.elapsed[stage] if self.elapsed[stage] > 0 else 0.0
             result.stage_peak_mem_mb[stage] = peak_memory_mb(self.device)
             if not is_last:
                 self.stage_index += 1
@@ -324,6 +324,9 @@ class Trainer:
                 self.checkpoint()
             else:
                 break
+        for stage, seconds in self.elapsed.items():  # every stage, summed over resumed sessions
+            result.stage_seconds[stage] = seconds
+            result.iterations_per_second[stage] = self.lengths[stage] / seconds if seconds > 0 else 0.0
         if self.cfg.select == "best" and self.run_dir is not None and (self.run_dir / "ckpt" / "best.pt").exists():
             self.method.load_state_dict(torch.load(self.run_dir / "ckpt" / "best.pt", map_location=self.device))
             result.best_iteration, result.best_score = self.best_iteration, self.best_score

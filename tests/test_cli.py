@@ -205,7 +205,7 @@ def test_paper_table_layout_vs_paper_and_cost(sweep: tuple[Path, str, str]) -> N
     assert df[df.Method == "EM"].iloc[0]["5% DSC"] == "—"                            # no EM run in this sweep
     code, md, _ = bench("table", "--results", str(root), "--table", "1", "--dataset", "synthetic-cardiac")
     assert code == 0 and md.count("**") >= 4                                         # best per column in bold
-    code, md, err = bench("table", "--results", str(root), "--table", "1", "--vs-paper")
+    code, md, err = bench("table", "--results", str(root), "--table", "1", "--vs-paper", "--dataset", "acdc")
     unet_l_acdc = next(line for line in md.splitlines() if line.startswith("| UNet-L"))
     assert code == 0 and "| 14.5 " in unet_l_acdc and "| 74.4 " in unet_l_acdc   # ACDC UNet-L 1 % / 10 % published
     code, md, _ = bench("table", "--results", str(root), "--cost", "--format", "csv")
