@@ -51,6 +51,7 @@ from .heads import FeatureExtractor, pointwise, representation_head
 from .losses import ce_dice_loss, confident_ce, entropy_map, masked_kl, nearest_neighbour_loss, prototype_contrast
 from .method import MethodConfig, MethodContext, StepInfo
 from .transforms import cutmix, default_generator, photometric, random_deformation, random_spatial
+from .sampling import pick_where, sample_where
 from .unet import UNet
 
 Losses = dict[str, Tensor]
@@ -98,15 +99,6 @@ class _Segmenter(nn.Module):
         """Logits and the fused feature map before the representation's pixel-wise linear layers."""
         out = self.net(x, features=True)
         return out.logits, self.fpn.fuse([out.bottleneck, *out.decoder])
-
-
-def sample_where(mask: Tensor, n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
-    """``n`` indices drawn uniformly with replacement among the true entries of a flat ``mask``, and
-    whether each drawn entry is valid (all invalid when the mask is empty); no host sync."""
-    cdf = torch.cumsum(mask.float() + 1e-12, 0)
-    u = torch.rand(n, generator=g, device=mask.device) * cdf[-1]
-    idx = torch.searchsorted(cdf, u).clamp(max=mask.numel() - 1)
-    return idx, mask[idx]
 
 
 class AnatomicalReconstruction(nn.Module):
@@ -241,10 +233,9 @@ class AnatomicalReconstruction(nn.Module):
             terms.append(prototype_contrast(queries[c], protos[c], negs, cfg.tau_contrast, weight=valid))
             present.append(valid.any() & reliable_all[:, c].any())
             hard = (lab_f != c) & (rank[:, c] < 3) & (prob_f[:, c] < cfg.hard_threshold) & high
-            score = torch.rand(hard.shape[0], generator=g, device=hard.device) + hard.float()
-            cand = score.topk(min(cfg.bank_writes, hard.shape[0], self.bank.sizes[c])).indices
+            cand, valid_key = pick_where(hard, min(cfg.bank_writes, self.bank.sizes[c]), g)
             with torch.no_grad():
-                self.bank.push(c, self.teacher_proj(gather(t_rep_v, cand)), hard[cand])
+                self.bank.push(c, self.teacher_proj(gather(t_rep_v, cand)), valid_key)
         w = torch.stack(present).float()
         loss = (torch.stack(terms) * w).sum() / w.sum().clamp(min=1.0)
         return loss * (w.sum() >= 2).float()  # U2PL: no contrast with fewer than two classes

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from sslbench.losses import dice_loss, prototype_contrast
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
+from sslbench.sampling import pick_where
 from sslbench.transforms import default_generator, photometric, random_spatial
 
 
@@ -69,9 +70,7 @@ class PLC(SSLMethod):
         for v, (emb, _) in enumerate(views):
             b, d = emb.shape[:2]
             onehot, mean, other = onehots[v], means[v], means[1 - v]
-            score = torch.rand(onehot.shape, generator=g, device=emb.device) + onehot
-            idx = score.topk(self.cfg.anchors, dim=2).indices  # (B, C, A)
-            valid = onehot.gather(2, idx) > 0
+            idx, valid = pick_where(onehot > 0, self.cfg.anchors, g)  # (B, C, A)
             flat = emb.flatten(2).float()  # (B, D, HW)
             anchors = flat.gather(2, idx.flatten(1)[:, None].expand(b, d, -1)).transpose(1, 2).view(b, c_num, -1, d)
             present = (onehot.sum(2) > 0)
@@ -88,16 +87,16 @@ class PLC(SSLMethod):
         return (torch.stack(terms) * wt).sum() / wt.sum().clamp(min=1.0)
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
-        dice = dice_loss  # SSL4MIS's Dice includes the background, as PLC's dsc_loss=2
+        # SSL4MIS's Dice includes the background, as PLC's dsc_loss=2
         if step.stage == "pretrain":
-            return {"loss_labeller": dice(self.labeller(batch.x_l), batch.y_l)}
+            return {"loss_labeller": dice_loss(self.labeller(batch.x_l), batch.y_l)}
         assert batch.x_u is not None
         g = default_generator(batch.x_u.device)
         with torch.no_grad():
             pseudo = self.labeller(batch.x_u).argmax(dim=1)
         views = [self.view(batch.x_u, pseudo, g) for _ in range(2)]
         local = self.local_loss(views, g)
-        return {"loss_sup": dice(self.student(batch.x_l), batch.y_l), "loss_local": self.cfg.lamda_local * local,
+        return {"loss_sup": dice_loss(self.student(batch.x_l), batch.y_l), "loss_local": self.cfg.lamda_local * local,
                 "local": local.detach()}
 
     def after_step(self, step: StepInfo) -> None:

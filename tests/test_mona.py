@@ -212,3 +212,16 @@ def test_frameworks_with_fine_tuning_pass_the_gradient_and_resume_checks(name: s
     assert trainer.stages == ["pretrain", "train"]
     check_gradients(variant)
     check_resume(variant)
+
+
+def test_mask_samplers_draw_only_true_entries() -> None:
+    from sslbench.sampling import pick_where, sample_where
+
+    g = torch.Generator().manual_seed(0)
+    mask = torch.tensor([False, True, False, True, False])
+    idx, valid = sample_where(mask, 50, g)
+    assert set(idx.tolist()) == {1, 3} and bool(valid.all())
+    idx, valid = pick_where(mask, 3, g)  # two true entries, then one filler marked invalid
+    assert set(idx[:2].tolist()) == {1, 3} and valid.tolist() == [True, True, False]
+    _, valid = sample_where(torch.zeros(4, dtype=torch.bool), 5, g)
+    assert not bool(valid.any())
