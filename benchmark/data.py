@@ -6,9 +6,9 @@ prepared cache; everything after that is shared:
     <cache>/<name>/meta.json                 classes, cases (id, patient, split, shape, spacing), source
     <cache>/<name>/volumes/<case>.image.npy  float32 (D, H, W), normalised, native resolution
     <cache>/<name>/volumes/<case>.label.npy  uint8   (D, H, W)
-    <cache>/<name>/slices-<S>/{image,label,case}.npy
+    <cache>/<name>/slices-v<R>-<S>/{image,label,case}.npy
                                              every training slice resized to S x S, built on first
-                                             use, memory-mapped (N, S, S)
+                                             use, memory-mapped (N, S, S); R = RESIZE_VERSION
 
 Preparation writes into a temporary folder that is renamed into place at the end, so a crash or a
 bad input file never leaves a half-written cache. The ``train`` case order is the dataset's list order
@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .atomic import write_json
 from .errors import DataError
 from .registry import Registry
+from .resize import resize_slices
 
 CACHE_FORMAT = 1
+# bumped whenever the slice resize changes (2: scipy zoom(order=0) mapping), so stale slices rebuild
+RESIZE_VERSION = 2
 
 
 def default_cache_root() -> Path:
@@ -166,9 +167,12 @@ class PreparedDataset:
     def train_slices(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All training slices at ``size`` x ``size``: images (N,S,S) f32, labels (N,S,S) u8 and the
         index of each slice's case in ``split_cases('train')``. Built once, memory-mapped."""
-        folder = self.folder / f"slices-{size}"
+        folder = self.folder / f"slices-v{RESIZE_VERSION}-{size}"
         if not (folder / "case.npy").exists():
             self._build_slices(size, folder)
+            stale = self.folder / f"slices-{size}"  # built by an older resize; ours to remove
+            if stale.is_dir() and (stale / "case.npy").exists():
+                shutil.rmtree(stale, ignore_errors=True)
         return tuple(np.load(folder / f"{n}.npy", mmap_mode="r") for n in ("image", "label", "case"))  # type: ignore[return-value]
 
     def _build_slices(self, size: int, folder: Path) -> None:
@@ -190,26 +194,6 @@ class PreparedDataset:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def resize_slices(volume: np.ndarray | torch.Tensor, size: int | tuple[int, int],
-                  mode: str = "nearest") -> np.ndarray | torch.Tensor:
-    """Resize the in-plane axes of (D, H, W) to ``size``. The one resize used for training slices,
-    inference inputs and predictions going back to native size, so they always agree."""
-    out_hw = (size, size) if isinstance(size, int) else tuple(size)
-    is_numpy = isinstance(volume, np.ndarray)
-    t = torch.from_numpy(np.array(volume)) if is_numpy else volume
-    if tuple(t.shape[-2:]) == out_hw:
-        return volume
-    dtype = t.dtype
-    x = t[:, None].float()
-    if mode == "nearest":
-        y = F.interpolate(x, size=out_hw, mode="nearest-exact")
-    else:
-        y = F.interpolate(x, size=out_hw, mode=mode, align_corners=False)
-    y = y[:, 0]
-    y = y.round().to(dtype) if not dtype.is_floating_point else y.to(dtype)
-    return y.numpy() if is_numpy else y
 
 
 def dataset_folder(name: str, cache_root: Path | None = None) -> Path:
@@ -288,27 +272,30 @@ def paper_list(kind: str, name: str) -> list[str] | None:
 def split_labeled(ds: PreparedDataset, ratio: float, seed: int, mode: str) -> tuple[list[str], list[str]]:
     """Labeled and unlabeled training case ids, chosen at the patient level.
 
-    ``paper``: the shipped MONA list ``configs/splits/<dataset>/labeled_<ratio>.txt`` when there is
-    one, else the first patients in the dataset's list order (SSL4MIS's ACDC order).
-    ``random``: a permutation of patients seeded by the run seed.
+    ``paper``: the shipped list ``configs/splits/<dataset>/labeled_<ratio>.txt`` when there is one,
+    else the first patients in the dataset's list order (SSL4MIS's ACDC order).
+    ``random``: a permutation of patients seeded by the run seed. It labels as many patients as the
+    paper list of that ratio when there is one (ACDC 5 % = 3 patients, as SSL4MIS's ``labeled_num``,
+    not round(5 % of 70) = 4), so random and paper splits of a ratio are comparable; otherwise
+    ``labeled_count(ratio, N)``.
     """
     train = ds.split_cases("train")
-    fixed = paper_list(ds.meta.get("kind", ds.name), f"labeled_{ratio:g}") if mode == "paper" and ratio < 100 else None
+    kind = ds.meta.get("kind", ds.name)
+    fixed = paper_list(kind, f"labeled_{ratio:g}") if ratio < 100 else None
+    chosen_patients: set[str] | None = None
     if fixed is not None:
         ids = {c.id for c in train}
         unknown = [c for c in fixed if c not in ids]
         if unknown:
-            raise DataError(f"configs/splits/{ds.meta.get('kind', ds.name)}/labeled_{ratio:g}.txt: "
+            raise DataError(f"configs/splits/{kind}/labeled_{ratio:g}.txt: "
                             f"{unknown[0]} is not a training case of {ds.name}")
         chosen_patients = {c.patient for c in train if c.id in set(fixed)}
-        return ([c.id for c in train if c.patient in chosen_patients],
-                [c.id for c in train if c.patient not in chosen_patients])
     patients = list(dict.fromkeys(c.patient for c in train))
-    n = labeled_count(ratio, len(patients))
     if mode == "random":
+        n = len(chosen_patients) if chosen_patients is not None else labeled_count(ratio, len(patients))
         order = np.random.default_rng(seed).permutation(len(patients))
-        patients = [patients[i] for i in order]
-    chosen = set(patients[:n])
-    labeled = [c.id for c in train if c.patient in chosen]
-    unlabeled = [c.id for c in train if c.patient not in chosen]
-    return labeled, unlabeled
+        chosen_patients = {patients[i] for i in order[:n]}
+    elif chosen_patients is None:
+        chosen_patients = set(patients[:labeled_count(ratio, len(patients))])
+    return ([c.id for c in train if c.patient in chosen_patients],
+            [c.id for c in train if c.patient not in chosen_patients])

@@ -1,5 +1,6 @@
 """Volume evaluation: slice-wise inference at the training size, prediction resized back to native
-size with nearest neighbour, metrics on the reassembled 3-D volume (mm when spacing is known)."""
+size with SSL4MIS's ``zoom(order=0)`` mapping (``sslbench.resize``), metrics on the reassembled 3-D
+volume (mm when spacing is known)."""
 from __future__ import annotations
 
 import contextlib
@@ -9,9 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import PreparedDataset, resize_slices
+from .data import PreparedDataset
 from .metrics import DISTANCE_KEYS, dice, volume_metrics
 from .method import SSLMethod
+from .resize import resize_slices
 
 SUMMARY_KEYS = ("dice",) + DISTANCE_KEYS
 
@@ -21,6 +23,11 @@ def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractC
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def precision(device: torch.device, amp: bool) -> str:
+    """What ``autocast(device, amp)`` computes in: "bf16-autocast" (CUDA with amp) or "fp32"."""
+    return "bf16-autocast" if amp and device.type == "cuda" else "fp32"
 
 
 @torch.no_grad()

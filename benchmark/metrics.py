@@ -6,7 +6,9 @@ One crop and one distance transform per class and direction give every distance 
 * ``asd``       medpy ``asd(pred, ref)``: mean distance from pred's surface to ref's (directed), in mm.
 * ``assd``      medpy ``assd``: the pooled mean of both directed distance sets (the paper's "ASD").
 * ``hd95``      medpy ``hd95``: 95th percentile of the pooled distance sets.
-* ``asd_legacy`` directed pred->ref in voxel units (unit spacing), what SSL4MIS / ACTION / ARCO print.
+* ``asd_legacy``  directed pred->ref in voxel units (unit spacing), what SSL4MIS / ACTION / ARCO print.
+* ``hd95_legacy`` medpy ``hd95`` in voxel units (unit spacing on every axis, the slice axis included),
+  what SSL4MIS's ``test_2D_fully.py`` prints, so published numbers can be compared.
 
 Surfaces are voxel centres (XOR with a one-voxel erosion, connectivity 1 by default, zero border),
 as in medpy. Cropping to the bounding box of pred ∪ ref changes no distance: every surface voxel of
@@ -22,11 +24,12 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-DISTANCE_KEYS = ("asd", "assd", "hd95", "asd_legacy")
+DISTANCE_KEYS = ("asd", "assd", "hd95", "asd_legacy", "hd95_legacy")
+LEGACY_KEYS = ("asd_legacy", "hd95_legacy")
 
 EMPTY_POLICY = {
     "both_empty": "dice=1, distances=0",
-    "one_empty": "dice=0, distances=worst case: the volume's diagonal (mm; voxels for asd_legacy)",
+    "one_empty": "dice=0, distances=worst case: the volume's diagonal (mm; voxels for *_legacy)",
     "surface": "voxel centres, XOR of a one-voxel erosion, zero border (medpy 0.5.2)",
     "assd": "pooled mean of both directed surface-distance sets (medpy 0.5.2 assd)",
     "hd95": "95th percentile of the pooled sets (medpy 0.5.2 hd95)",
@@ -99,17 +102,17 @@ def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] |
         return out
     if n_pred == 0 or n_ref == 0:
         worst = diagonal(pred.shape, spacing)
-        out.update({"asd": worst, "assd": worst, "hd95": worst,
-                    "asd_legacy": diagonal(pred.shape, None)})
+        out.update({"asd": worst, "assd": worst, "hd95": worst})
+        out.update({k: diagonal(pred.shape, None) for k in LEGACY_KEYS})
         return out
     d_pr, d_rp = surface_distances(pred, ref, spacing, connectivity)
     out["asd"] = float(d_pr.mean())
     out["assd"] = float(np.concatenate([d_pr, d_rp]).mean())
     out["hd95"] = float(np.percentile(np.hstack((d_pr, d_rp)), 95))
-    if spacing is None:
-        out["asd_legacy"] = out["asd"]
-    else:
-        out["asd_legacy"] = float(surface_distances(pred, ref, None, connectivity)[0].mean())
+    if spacing is not None:  # the legacy metrics ignore the spacing
+        d_pr, d_rp = surface_distances(pred, ref, None, connectivity)
+    out["asd_legacy"] = float(d_pr.mean())
+    out["hd95_legacy"] = float(np.percentile(np.hstack((d_pr, d_rp)), 95))
     return out
 
 

@@ -45,7 +45,12 @@ class MultiDecoderUNet(nn.Module):
 
 class PyramidUNet(nn.Module):
     """URPC's pyramid: heads after decoder stages 1/8 (dropout 0.5), 1/4 (feature dropout) and 1/2
-    (feature noise) plus the main head; perturbations only in train mode (SSL4MIS ``Decoder_URPC``)."""
+    (feature noise) plus the main head; perturbations only in train mode (SSL4MIS ``Decoder_URPC``).
+
+    The reference decoder also builds a 3x3 head on the bottleneck (``out_conv_dp4``) that its forward
+    never calls. ``bottleneck_head`` keeps it, so parameter counts match the reference (1,831,060 for
+    1 input channel and 4 classes); it never receives a gradient, so it changes no result.
+    """
 
     def __init__(self, in_channels: int, num_classes: int, base: int = 16) -> None:
         super().__init__()
@@ -54,6 +59,7 @@ class PyramidUNet(nn.Module):
         self.decoder = Decoder(widths, num_classes)
         coarse = widths[::-1][1:4]  # 8x, 4x, 2x channels
         self.aux_heads = nn.ModuleList(nn.Conv2d(c, num_classes, kernel_size=3, padding=1) for c in coarse)
+        self.bottleneck_head = nn.Conv2d(widths[-1], num_classes, kernel_size=3, padding=1)  # unused, as the reference
         self.aux_perturbations: tuple[Perturbation, ...] = (lambda x: dropout(x, 0.5), feature_dropout,
                                                              feature_noise)
 

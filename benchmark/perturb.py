@@ -13,12 +13,13 @@ def feature_noise(x: Tensor, magnitude: float = 0.3) -> Tensor:
 
 
 def feature_dropout(x: Tensor, low: float = 0.7, high: float = 0.9) -> Tensor:
-    """Zero the positions whose channel-mean activation is below gamma * its per-sample maximum,
-    gamma ~ U(low, high) drawn once per call."""
+    """Zero the most active positions: those whose channel-mean activation reaches gamma times its
+    per-sample maximum, gamma ~ U(low, high) drawn once per call (SSL4MIS ``FeatureDropout``:
+    ``x * (attention < threshold)``). Usually a few % of the positions are dropped."""
     attention = x.mean(dim=1, keepdim=True)
     peak = attention.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
     gamma = low + (high - low) * torch.rand((), device=x.device)
-    return x * (attention >= peak * gamma).to(x.dtype)
+    return x * (attention < peak * gamma).to(x.dtype)
 
 
 def dropout(x: Tensor, p: float) -> Tensor:

@@ -29,7 +29,7 @@ from .atomic import write_json, write_text
 from .config import ResolvedConfig, resolve_config
 from .data import PreparedDataset, check_dataset_name, prepare, split_labeled
 from .errors import BenchError
-from .evaluation import evaluate, validation_dice
+from .evaluation import evaluate, precision, validation_dice
 from .method import METHODS, MethodContext, SSLMethod
 from .memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from .metrics import EMPTY_POLICY
@@ -311,6 +311,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
         "classes": list(ds.classes[1:]), "eval_split": cfg.data.eval_split, "n_eval_volumes": len(eval_ids),
         "split": cfg.data.split, "labeled_cases": labeled, "n_labeled_slices": int(data.labeled.numel()),
         "n_unlabeled_slices": int(data.unlabeled.numel()), "inference_net": method.inference_net_name,
+        "precision": precision(device, cfg.train.amp),
         "params": {"trained": sum(p.numel() for p in method.optim_parameters())
                    + sum(p.numel() for spec in method.extra_optimizers().values() for p in spec.params),
                    "inference": sum(p.numel() for p in method.inference_net().parameters())},

@@ -27,11 +27,13 @@ def load_records(root: Path) -> pd.DataFrame:
             "dataset": rec["dataset"], "profile": rec["profile"], "method": rec["method"],
             "paper_name": rec.get("paper_name", rec["method"]), "variant": rec.get("variant", ""),
             "ratio": float(rec["ratio"]), "seed": rec["seed"], "dsc": 100.0 * s["dice"], "asd": s["assd"],
-            "hd95": s["hd95"], "asd_legacy": s["asd_legacy"], "all_labels": float(rec["ratio"]) >= 100.0,
+            "hd95": s["hd95"], "asd_legacy": s["asd_legacy"],
+            "hd95_legacy": s.get("hd95_legacy", float("nan")), "all_labels": float(rec["ratio"]) >= 100.0,
             "wall_s": timing["wall_s"], "train_s": timing.get("train_s", float("nan")),
             "iters_per_s": float(np.mean(list(timing.get("iters_per_s", {}).values()) or [np.nan])),
             "peak_mem_mb": timing.get("peak_mem_mb", float("nan")),
-            "device": rec.get("env", {}).get("device", "?"), "params": rec.get("params", {}).get("trained", np.nan),
+            "device": rec.get("env", {}).get("device", "?"), "precision": rec.get("precision", "?"),
+            "params": rec.get("params", {}).get("trained", np.nan),
             "dir": rec["_dir"],
             **{f"dsc:{cls}": 100.0 * m["dice"] for cls, m in rec.get("per_class", {}).items()},
             **{f"asd:{cls}": m["assd"] for cls, m in rec.get("per_class", {}).items()},
@@ -301,9 +303,10 @@ def cost_table(root: Path, fmt: str = "markdown", dataset: str | None = None) ->
         gpu = sub.device.astype(str).str.startswith("cuda").any()
         hours = sub.wall_s.sum() / 3600
         params = sub.params.astype(float).mean()
-        rows.append([ds, prof, name, str(len(sub)), f"{sub.wall_s.mean() / 60:.1f}", f"{sub.iters_per_s.mean():.2f}",
-                     f"{hours:.3f} {'GPU' if gpu else 'CPU'}-h", f"{sub.peak_mem_mb.mean():.0f}",
+        prec = "/".join(sorted(set(sub.precision.astype(str))))
+        rows.append([ds, prof, name, str(len(sub)), prec, f"{sub.wall_s.mean() / 60:.1f}",
+                     f"{sub.iters_per_s.mean():.2f}", f"{hours:.3f} {'GPU' if gpu else 'CPU'}-h", f"{sub.peak_mem_mb.mean():.0f}",
                      "—" if params != params else f"{params / 1e6:.2f}"])
-    headers = ["dataset", "profile", "Method", "runs", "wall [min/run]", "it/s (train)", "device-hours",
+    headers = ["dataset", "profile", "Method", "runs", "precision", "wall [min/run]", "it/s (train)", "device-hours",
                "peak mem [MB]", "params [M]"]
     return render(headers, rows, fmt)

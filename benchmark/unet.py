@@ -1,8 +1,11 @@
 """The one 2-D UNet every method shares (SSL4MIS `networks/unet.py`, widths 16-256).
 
 Encoder: five ConvBlocks (conv3x3-BN-LeakyReLU(0.01)-Dropout-conv3x3-BN-LeakyReLU) with dropout
-0.05/0.1/0.2/0.3/0.5 and max-pooling between them. Decoder: ConvTranspose2d(2, 2) to the skip's width,
-concatenation, ConvBlock without dropout. Output: a 3x3 conv to the classes. PyTorch default init, as
+0.05/0.1/0.2/0.3/0.5 and max-pooling between them. Decoder: four up steps, each a 1x1 conv to the skip's
+width, bilinear x2 upsampling with ``align_corners=True``, concatenation [skip, up] and a ConvBlock
+without dropout: SSL4MIS's ``UpBlock`` with its own default ``bilinear=True``, the one that runs (its
+networks set ``params['bilinear'] = False`` but never pass it on). ``UNet(1, 4)`` has 1,813,764
+parameters, as the reference. Output: a 3x3 conv to the classes. PyTorch default init, as
 SSL4MIS (its kaiming helpers are never called). ``forward(x, features=True)`` also returns the
 bottleneck and every decoder stage, for projection heads and auxiliary decoders.
 """
@@ -45,13 +48,16 @@ class Encoder(nn.Module):
 
 
 class UpBlock(nn.Module):
+    """1x1 conv to the skip's width, bilinear x2 (align_corners=True), concat [skip, up], ConvBlock."""
+
     def __init__(self, cin: int, cskip: int, cout: int) -> None:
         super().__init__()
-        self.up = nn.ConvTranspose2d(cin, cskip, kernel_size=2, stride=2)
+        self.reduce = nn.Conv2d(cin, cskip, kernel_size=1)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
         self.conv = ConvBlock(2 * cskip, cout, 0.0)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
-        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+        return self.conv(torch.cat([skip, self.up(self.reduce(x))], dim=1))
 
 
 class Decoder(nn.Module):

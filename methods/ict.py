@@ -22,8 +22,9 @@ class ICT(SSLMethod):
     student's softmax on ``u_mix`` is pulled (MSE, weight ``w(t)``) towards the same mix of the EMA
     teacher's softmax on ``u_a`` and ``u_b``. The student sees labeled and mixed slices in one pass.
 
-    As SSL4MIS: teacher in train mode without input noise, EMA 0.99, no mixup of labeled data, λ per
-    pair. The paper ramps its weight differently; the suite uses SSL4MIS's 0.1 sigmoid ramp.
+    As SSL4MIS: teacher in train mode without input noise, run once on each half (so its batch-norm
+    statistics in train mode come from the same slices as the reference's), EMA 0.99, no mixup of
+    labeled data, λ per pair. The paper ramps its weight differently; the suite uses SSL4MIS's 0.1 sigmoid ramp.
     """
 
     paper_name = "ICT"
@@ -37,8 +38,11 @@ class ICT(SSLMethod):
         assert batch.x_u is not None
         lam = beta_lambdas(batch.x_u.shape[0] // 2, self.cfg.alpha, batch.x_u)
         logits = self.student(torch.cat([batch.x_l, mix_halves(batch.x_u, lam)]))
-        with torch.no_grad():
-            target = mix_halves(torch.softmax(self.teacher(batch.x_u).float(), dim=1), lam)
+        half = batch.x_u.shape[0] // 2
+        with torch.no_grad():  # one teacher pass per half, as the reference: BN statistics per half
+            first = torch.softmax(self.teacher(batch.x_u[:half]).float(), dim=1)
+            second = torch.softmax(self.teacher(batch.x_u[half:2 * half]).float(), dim=1)
+            target = mix_halves(torch.cat([first, second]), lam)
         cons = softmax_mse(logits[batch.n_l:], target)
         weight = step.consistency_weight(self.cfg.consistency)
         return {"loss_sup": ce_dice_loss(logits[:batch.n_l], batch.y_l), "loss_cons": weight * cons,

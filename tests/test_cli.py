@@ -211,6 +211,7 @@ def test_paper_table_layout_vs_paper_and_cost(sweep: tuple[Path, str, str]) -> N
     code, md, _ = bench("table", "--results", str(root), "--cost", "--format", "csv")
     cost = pd.read_csv(io.StringIO(md))
     assert set(cost.Method) == {"UNet-F", "UNet-L", "MT"} and (cost["params [M]"] > 0).all()
+    assert (cost.precision == "fp32").all()                  # CPU runs never autocast
     assert bench("table", "--results", str(root), "--vs-paper")[0] == 2
 
 

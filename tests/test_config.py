@@ -16,6 +16,12 @@ def test_profiles_shipped() -> None:
     assert {"quick", "ssl4mis", "paper"} <= set(list_profiles())
 
 
+def test_reference_profiles_train_and_evaluate_in_fp32() -> None:
+    """SSL4MIS and MONA never autocast: their profiles turn bf16 off; quick keeps it (CUDA only)."""
+    assert not mt_config(profile="ssl4mis").train.amp and not mt_config(profile="paper").train.amp
+    assert mt_config(profile="quick").train.amp
+
+
 def test_layers_in_order() -> None:
     default = TrainConfig()
     quick = mt_config()

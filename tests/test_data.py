@@ -136,3 +136,57 @@ def test_liver_and_whs_phantoms() -> None:
     assert set(np.unique(lab)) == set(range(8))
     assert np.array_equal(whs_volume(np.random.default_rng([7, 0]))[1], lab)
     assert (lab[0] == 3).any() and not (lab[0] == 6).any()             # ventricles low, aorta high
+
+
+def test_random_split_labels_as_many_patients_as_the_paper_list(tmp_path: Path) -> None:
+    """ACDC 5 % is 3 patients in SSL4MIS's list (not round(3.5) = 4): random splits match that count."""
+    from sslbench.config import configs_dir
+
+    patients = (configs_dir() / "splits" / "acdc" / "train.txt").read_text().split()
+    cases = [{"id": f"{p}_frame0{f}", "patient": p, "split": "train", "shape": [1, 4, 4], "spacing": None}
+             for p in patients for f in (1, 2)]
+    (tmp_path / "meta.json").write_text(json.dumps({"name": "acdc", "kind": "acdc", "classes": ["bg", "a"],
+                                                    "cases": cases}))
+    ds = PreparedDataset(tmp_path)
+    for ratio, n_patients in ((1, 1), (5, 3), (10, 7), (20, 14)):   # 20 %: no list, round(0.2 x 70)
+        paper, _ = split_labeled(ds, ratio, seed=0, mode="paper")
+        assert len({c.split("_")[0] for c in paper}) == n_patients
+        for seed in (0, 1):
+            rand, unl = split_labeled(ds, ratio, seed=seed, mode="random")
+            assert len(rand) == 2 * n_patients and len({c.split("_")[0] for c in rand}) == n_patients
+            assert not set(rand) & set(unl) and len(rand) + len(unl) == len(cases)
+    assert split_labeled(ds, 5, 0, "random")[0] != split_labeled(ds, 5, 1, "random")[0]
+
+
+@pytest.mark.parametrize("direction", ["in", "out"])
+def test_nearest_resize_is_scipy_zoom_order_0(direction: str) -> None:
+    """Every in-plane size 1-400 (odd ones included) to and from 256 / 64 / 96 reads exactly the pixels
+    ``scipy.ndimage.zoom(order=0)`` reads, including the 0 it writes where float rounding overshoots."""
+    from scipy.ndimage import zoom
+
+    from sslbench.resize import zoom_index
+
+    bad = []
+    for n in range(1, 401):
+        for m in (256, 64, 96):
+            n_in, n_out = (n, m) if direction == "in" else (m, n)
+            ramp = np.arange(1, n_in + 1, dtype=np.float64)[:, None].repeat(2, 1)
+            expect = zoom(ramp, (n_out / n_in, 1), order=0)[:, 0].astype(np.int64) - 1
+            if not np.array_equal(np.asarray(zoom_index(n_in, n_out)), expect):
+                bad.append((n_in, n_out))
+    assert not bad, bad[:5]
+    rng = np.random.default_rng(0)
+    for h, w in ((216, 256), (154, 181), (12, 257), (333, 77)):     # whole slices, both axes at once
+        img = rng.random((2, h, w)).astype(np.float32)
+        lab = rng.integers(0, 4, (2, h, w)).astype(np.uint8)
+        size = 256 if direction == "in" else 64
+        if direction == "in":
+            got, src = resize_slices(img, size), img
+            expect = np.stack([zoom(s, (size / h, size / w), order=0) for s in src])
+        else:
+            src = lab[:, :size, :size] if min(h, w) >= size else lab
+            got = resize_slices(src, (h, w))
+            expect = np.stack([zoom(s, (h / s.shape[0], w / s.shape[1]), order=0) for s in src])
+        assert got.shape == expect.shape and np.array_equal(got, expect)
+        t = torch.from_numpy(np.array(src))
+        assert torch.equal(resize_slices(t, got.shape[-2:]), torch.from_numpy(expect))   # tensors alike

