@@ -57,7 +57,7 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float) -> Tensor:
     n = z1.shape[0]
     sim = z @ z.t() / tau
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    target = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(0, n, device=z.device)])
     return F.cross_entropy(sim, target)
 
 

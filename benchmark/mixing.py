@@ -7,7 +7,7 @@ from torch import Tensor
 
 def beta_lambdas(n: int, alpha: float, like: Tensor) -> Tensor:
     """n mixing coefficients ~ Beta(alpha, alpha), shaped (n, 1, 1, 1) to broadcast over images."""
-    conc = torch.tensor(alpha, device=like.device)
+    conc = torch.full((), float(alpha), device=like.device)  # a fill, not a host-to-device copy
     dist = torch.distributions.Beta(conc, conc, validate_args=False)  # validation would sync the device
     return dist.sample((n,)).to(like.dtype).view(n, 1, 1, 1)
 

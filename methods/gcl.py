@@ -28,6 +28,13 @@ class GCLConfig(MethodConfig):
     w_local: float = 1.0
 
 
+def other_indices(n: int, device: torch.device) -> Tensor:
+    """Row i: the indices 0..n-1 without i, built on the device (a boolean-mask gather would wait for
+    the host to count the selected elements)."""
+    j = torch.arange(n - 1, device=device)[None, :]
+    return j + (j >= torch.arange(n, device=device)[:, None]).long()
+
+
 @register_method("gcl")
 class GCL(SSLMethod):
     """``pretrain`` stage, no labels: the global loss on the encoder (NT-Xent, τ = 0.1, where slices
@@ -70,12 +77,13 @@ class GCL(SSLMethod):
         return self.region_proj(torch.stack([p.flatten(1) for p in patches], dim=1).float())
 
     def local_loss(self, e1: Tensor, e2: Tensor) -> Tensor:
+        """Region i of one view against region i of the other view (positive) and every other region
+        of both views (negatives), both directions averaged."""
         b, n, d = e1.shape
-        others = ~torch.eye(n, dtype=torch.bool, device=e1.device)
+        others = other_indices(n, e1.device)  # (n, n - 1)
         losses = []
         for a, p in ((e1, e2), (e2, e1)):
-            negs = torch.cat([a[:, None].expand(b, n, n, d)[:, others], p[:, None].expand(b, n, n, d)[:, others]], 1)
-            negs = negs.view(b, n, 2 * (n - 1), d)  # per anchor: the other regions of both views
+            negs = torch.cat([a[:, others], p[:, others]], dim=2)  # (b, n, 2 (n - 1), d)
             losses.append(prototype_contrast(a.reshape(-1, d), p.reshape(-1, d), negs.reshape(b * n, -1, d), self.cfg.tau))
         return 0.5 * (losses[0] + losses[1])
 

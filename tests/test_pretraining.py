@@ -68,3 +68,27 @@ def test_train_data_positions_follow_the_volumes(tmp_path) -> None:  # type: ign
         p = pos[owner == case]
         depth = len(p)
         assert np.allclose(p, (np.arange(depth) + 0.5) / depth)
+
+
+def test_gcl_local_loss_contrasts_each_region_with_the_other_regions_of_both_views() -> None:
+    """By hand: anchor region i of one view, positive region i of the other view, negatives every
+    other region of both views; -log(e^{s+/τ} / (e^{s+/τ} + Σ e^{s-/τ})), mean, both directions."""
+    from sslbench.methods.gcl import other_indices
+    from sslbench.testing import build
+
+    assert other_indices(4, torch.device("cpu")).tolist() == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
+    method = build("gcl").method
+    torch.manual_seed(0)
+    e1, e2 = torch.randn(2, 5, 6), torch.randn(2, 5, 6)
+    tau = method.cfg.tau
+    cos = lambda u, v: float(F.cosine_similarity(u, v, dim=0))  # noqa: E731
+    directions = []
+    for a, p in ((e1, e2), (e2, e1)):
+        terms = []
+        for b in range(2):
+            for i in range(5):
+                pos = math.exp(cos(a[b, i], p[b, i]) / tau)
+                neg = sum(math.exp(cos(a[b, i], v[b, j]) / tau) for v in (a, p) for j in range(5) if j != i)
+                terms.append(-math.log(pos / (pos + neg)))
+        directions.append(sum(terms) / len(terms))
+    assert float(method.local_loss(e1, e2)) == pytest.approx(0.5 * sum(directions), rel=1e-5)
