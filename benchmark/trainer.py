@@ -255,7 +255,8 @@ class Trainer:
         if path is None or not path.exists():
             return None
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
+            # weights_only: a checkpoint is data; a crafted pickle must never run code here
+            state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:
             raise BenchError(f"{path}: unreadable checkpoint ({exc}); delete it or use --force") from exc
         self.load_state_dict(state)
@@ -328,7 +329,12 @@ class Trainer:
             result.stage_seconds[stage] = seconds
             result.iterations_per_second[stage] = self.lengths[stage] / seconds if seconds > 0 else 0.0
         if self.cfg.select == "best" and self.run_dir is not None and (self.run_dir / "ckpt" / "best.pt").exists():
-            self.method.load_state_dict(torch.load(self.run_dir / "ckpt" / "best.pt", map_location=self.device))
+            best = self.run_dir / "ckpt" / "best.pt"
+            try:
+                weights = torch.load(best, map_location=self.device, weights_only=True)
+            except Exception as exc:
+                raise BenchError(f"{best}: unreadable checkpoint ({exc}); delete it or use --force") from exc
+            self.method.load_state_dict(weights)
             result.best_iteration, result.best_score = self.best_iteration, self.best_score
         else:
             result.selected = "last"

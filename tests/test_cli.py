@@ -129,14 +129,14 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path, cache_dir: Path)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if ckpt.exists() and ckpt.stat().st_size > 0:
-            state = torch.load(ckpt, weights_only=False)
+            state = torch.load(ckpt, weights_only=True)
             if state["iteration"] >= 20:
                 break
         time.sleep(0.2)
     assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = torch.load(ckpt, weights_only=False)["iteration"]
+    killed_at = torch.load(ckpt, weights_only=True)["iteration"]
     assert 20 <= killed_at < 600
     assert not (ckpt.parent.parent / "DONE").exists()
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslbench.errors import TrainingDiverged
+from sslbench.errors import BenchError, TrainingDiverged
 from sslbench.losses import ce_dice_loss
 from sslbench.method import Batch, Losses, SSLMethod, StepInfo
 from sslbench.methods.supervised import UNetL
@@ -35,7 +35,7 @@ def test_nan_guard_names_the_loss(tmp_path: Path) -> None:
     t.validate = lambda: 0.5
     with pytest.raises(TrainingDiverged, match=r"loss_sup.*NaN/Inf between iterations 4 and 6"):
         t.fit()
-    state = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)
     assert state["iteration"] == 4                     # the last good checkpoint is kept
 
 
@@ -46,7 +46,7 @@ def test_fit_selects_best_and_logs(tmp_path: Path) -> None:
     t.validate = lambda: next(scores)
     result = t.fit()
     assert (result.selected, result.best_iteration, result.best_score) == ("best", 8, 0.9)
-    best = torch.load(tmp_path / "ckpt" / "best.pt")
+    best = torch.load(tmp_path / "ckpt" / "best.pt", weights_only=True)
     assert all(torch.equal(v, best[k]) for k, v in t.method.state_dict().items())  # best weights loaded
     lines = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [x["val_dice"] for x in lines if "val_dice" in x] == [0.2, 0.9, 0.4]
@@ -81,3 +81,26 @@ class NoLoss(SSLMethod):
 def test_a_method_without_loss_terms_is_rejected() -> None:
     with pytest.raises(Exception, match="no '\\*loss\\*' tensor term"):
         build(NoLoss).train_step()
+
+
+class _Payload:
+    """Pickles to a call of ``os.system``: what a crafted ``last.pt`` would run under weights_only=False."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"iteration": 3, "evil": _Payload(marker)}, tmp_path / "ckpt" / "last.pt")
+    t = build("unet-l")
+    t.run_dir = tmp_path
+    with pytest.raises(BenchError, match=r"last\.pt: unreadable checkpoint"):
+        t.try_resume()
+    assert not marker.exists()
