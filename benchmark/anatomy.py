@@ -4,26 +4,53 @@ any method can run as its fine-tuning stage: ``mona`` after GLCon, and every con
 
 Per step, with an EMA teacher (UNet + representation head, m = 0.99, train mode):
 
-* pseudo-labels ``ŷ, p̂`` from the teacher on the weakly augmented unlabeled slices;
+* pseudo-labels ``ŷ, p̂`` from the teacher on the unlabeled slices as the trainer augmented them;
 * the student's strong view: CutMix (labels mixed alike), a smooth deformation with p = 0.5 (images
   and labels warped alike) and brightness/contrast/blur;
+* ``loss_sup``: ``sup_weight (CE + Dice)`` on the labeled slices, weight 1 as both released MONA
+  scripts (SSL4MIS's baselines use 0.5; 0.5 here would double every λ relative to supervision);
 * ``loss_unsup``: ReCo's confidence-weighted cross-entropy to ``ŷ`` (weight: the fraction of the
   image's pixels with ``p̂ >= 0.97``);
 * ``loss_tailness`` (0.01): per class, 256 student queries against the class mean of the teacher's
   representations (positive) and 512 negatives each from a class-aware memory bank, τ = 0.5;
 * ``loss_consistency`` (1): equivariance KL between ``T(sg(f(x)))`` and ``f(T(x'))`` under a random
   affine warp ``T`` (``x'``: a second photometric draw), masked to confident foreground;
-* ``loss_diversity`` (1): the student's pooled representation pulled toward its 5 nearest neighbours
-  (found with the teacher's) in a FIFO bank of 36 teacher representations.
+* ``loss_diversity`` (1): the student's pooled representation of each unlabeled slice pulled toward
+  its 5 nearest neighbours (found with the teacher's) in a FIFO bank of 36 teacher representations.
 
-Deliberate differences from the released code (``train_arco_2d.py``), each for the paper's intent:
+Where the paper and the released code (``train_arco_2d.py``, ``loss_helper.py``) differ, and which
+one this follows:
+
+* Augmentation direction: the paper's text (section 4, appendix) gives the student the weak and the
+  teacher the strong view; the code does the opposite (teacher on the batch as loaded, student on
+  CutMix + photometric + deformation), and Table 1's MONA numbers come from the code. The default
+  follows the code (``student_aug="strong"``, ``teacher_aug="weak"``); Table 3's published row equal
+  to Table 1 is the one it is compared with (``sslbench.paper.TABLE3_NOTE``).
+* Equivariance: one direction with a detached target, as coded; the paper's Eq. 6 sums both KL
+  directions: ``method.symmetric_equivariance=true``.
+* Reliable / unreliable pixels (U2PL's entropy percentiles, α from 20 % decaying to 0): from the
+  *student's* entropy on the unlabeled strong view, as coded (``prob = prob_u``); class ranks, query
+  and bank thresholds from the teacher's probabilities, as coded.
+* Diversity on the unlabeled slices only, as coded (the paper's setup paragraph says labeled and
+  unlabeled).
+* Tailness normaliser and gate as coded: divided by the number of classes with reliable pixels in
+  the batch (``valid_seg``), zero when fewer than two (``len(seg_num_list) <= 1``); a class without
+  queries adds nothing but still counts.
+* Not implemented, as in the code: the easy / hard query split of the paper's Eq. 5 and the
+  class-relation graph G; the confidence threshold δ = 0.97 (``hard_threshold``, ``unsup_threshold``)
+  is the paper's and the code's.
+* 49 local views in stage 1 (``heads.WindowHead``: 64 px windows at stride 32, the code's loop); the
+  paper's appendix says 36 (ACTION's loop stops one window earlier).
+
+Deliberate differences from the released code, each for the paper's intent:
 
 * The diversity loss sends gradient: neighbours come from the teacher, distances from the student.
   As coded, teacher distances at student-chosen indices make it a constant.
 * The diversity bank is lean: representations average-pooled to ``knn_grid`` x ``knn_grid``
   (496 x 16 x 16 by default): 36 entries take 18 MB instead of 4.7 GB for full 496 x 256 x 256 maps.
   The neighbours are found on coarse anatomy layout (which structure is where, at 16-px cells) rather
-  than pixel detail; the loss still shapes the full-resolution head through the pooling.
+  than pixel detail; the loss still shapes the full-resolution head through the pooling. Slots not
+  yet written are never neighbours (the code starts from random vectors; ``banks.FeatureQueue``).
 * Memory-bank negatives for class c are the teacher's features at hard pixels *not* of class c
   (c among the teacher's top 3, label != c, teacher p_c < 0.97, high entropy when unlabeled). As
   coded, the bank of class c takes pixels labeled c and a rank mask that contradicts it (U2PL
@@ -66,6 +93,7 @@ class ReconstructionConfig(MethodConfig):
     diversity: bool = True
     student_aug: str = "strong"      # Table 3: "weak" or "strong" for student and teacher views
     teacher_aug: str = "weak"
+    sup_weight: float = 1.0          # supervised loss = sup_weight (CE + Dice): MONA's scripts use 1
     w_unsup: float = 1.0             # lambda = (tailness 0.01, consistency 1, diversity 1, unsup 1)
     w_tailness: float = 0.01
     w_consistency: float = 1.0
@@ -81,6 +109,7 @@ class ReconstructionConfig(MethodConfig):
     bank_size_bg: int = 50000        # ... and for background
     bank_writes: int = 1024          # candidate keys per class per step (a fixed size: no host sync)
     eqv_confidence: float = 0.7
+    symmetric_equivariance: bool = False  # True: both KL directions of the paper's Eq. 6 (code: one)
     knn_bank: int = 36
     knn_k: int = 5
     knn_grid: int = 16
@@ -141,7 +170,7 @@ class AnatomicalReconstruction(nn.Module):
         out = self.student(images, features=True)
         logits = out.logits
         losses: Losses = {
-            "loss_sup": ce_dice_loss(logits[:n_l], y_l),
+            "loss_sup": ce_dice_loss(logits[:n_l], y_l, cfg.sup_weight),
             "loss_unsup": cfg.w_unsup * confident_ce(logits[n_l:], pseudo, conf, cfg.unsup_threshold),
         }
         if cfg.tailness or cfg.diversity:
@@ -152,14 +181,15 @@ class AnatomicalReconstruction(nn.Module):
                 t_logits, t_fused = self.teacher(images)
                 t_prob = torch.softmax(t_logits.float(), dim=1)
             if cfg.tailness:
-                tail = self.tailness(fused, t_fused, t_prob, labels, n_l, step, g)
+                s_prob = torch.softmax(logits.detach().float(), dim=1)
+                tail = self.tailness(fused, t_fused, t_prob, s_prob, labels, n_l, step, g)
                 losses["loss_tailness"] = cfg.w_tailness * tail
                 losses["tailness"] = tail.detach()
-            if cfg.diversity:
-                s_emb = self.pooled(fused, self.student_proj)
+            if cfg.diversity:  # unlabeled slices only, as the released code (rep_u, rep_u_teacher)
+                s_emb = self.pooled(fused[n_l:], self.student_proj)
                 with torch.no_grad():
-                    t_emb = self.pooled(t_fused, self.teacher_proj)
-                div = nearest_neighbour_loss(s_emb, t_emb, self.knn.bank, cfg.knn_k)
+                    t_emb = self.pooled(t_fused[n_l:], self.teacher_proj)
+                div = nearest_neighbour_loss(s_emb, t_emb, self.knn.bank, cfg.knn_k, self.knn.valid())
                 self.knn.push(t_emb)
                 losses["loss_diversity"] = cfg.w_diversity * div
         if cfg.consistency_loss:
@@ -188,24 +218,34 @@ class AnatomicalReconstruction(nn.Module):
     # ------------------------------------------------------------------ terms
     def equivariance(self, images: Tensor, logits: Tensor, labels: Tensor, conf: Tensor,
                      g: torch.Generator) -> Tensor:
-        """``KL(T(sg(f(x))) ‖ f(T(x')))`` on confident foreground pixels (mask warped by ``T``)."""
+        """``KL(T(sg(f(x))) ‖ f(T(x')))`` on confident foreground pixels (mask warped by ``T``), as the
+        released code; with ``symmetric_equivariance`` also ``KL(sg(f(T(x'))) ‖ T(f(x)))``, the second
+        term of the paper's Eq. 6 (each direction's target detached, so both maps are trained)."""
         n, _, h, w = images.shape
         t = random_spatial(n, h, w, g, images.device)
         pred_t = self.student(t.apply(images))
-        mask = ((labels != 0) & (conf >= self.cfg.eqv_confidence)).float()[:, None]
-        return masked_kl(pred_t, t.apply(logits.detach().float(), "prob"), t.apply(mask, "prob"))
+        mask = t.apply(((labels != 0) & (conf >= self.cfg.eqv_confidence)).float()[:, None], "prob")
+        loss = masked_kl(pred_t, t.apply(logits.detach().float(), "prob"), mask)
+        if self.cfg.symmetric_equivariance:
+            loss = loss + masked_kl(t.apply(logits.float(), "prob"), pred_t.detach(), mask)
+        return loss
 
-    def tailness(self, fused: Tensor, t_fused: Tensor, t_prob: Tensor, labels: Tensor, n_l: int, step: StepInfo,
-                 g: torch.Generator) -> Tensor:
+    def tailness(self, fused: Tensor, t_fused: Tensor, t_prob: Tensor, s_prob: Tensor, labels: Tensor, n_l: int,
+                 step: StepInfo, g: torch.Generator) -> Tensor:
         """Class-prototype contrast with memory-bank negatives (MONA's tailness / ACF term).
 
+        ``labels``: ground truth then pseudo-labels; ``t_prob`` the teacher's probabilities (query and
+        bank thresholds, ranks); ``s_prob`` the student's (detached), whose entropy on the unlabeled
+        slices sets the reliable / unreliable percentiles, as ``train_arco_2d.py`` (``prob = prob_u``).
+        A class with reliable pixels in the batch counts in the normaliser; its term is added when it
+        has queries; fewer than two such classes give 0 (``valid_seg``, ``len(seg_num_list) <= 1``).
         Works on (B, C, H*W) views of the fused maps and projects only the sampled pixels and the
         class means (the projection is linear, so the mean of projections is the projected mean)."""
         cfg = self.cfg
         n, _, h, w = fused.shape
         hw = h * w
         alpha = cfg.entropy_percent * (1.0 - step.progress())
-        ent = entropy_map(t_prob[n_l:]).flatten()
+        ent = entropy_map(s_prob[n_l:]).flatten()
         # Python-float quantiles: a tensor of quantiles is range-checked on the device (a host sync)
         low_thr, high_thr = torch.quantile(ent, alpha / 100), torch.quantile(ent, 1 - alpha / 100)
         ones = torch.ones(n_l * hw, dtype=torch.bool, device=fused.device)
@@ -227,15 +267,17 @@ class AnatomicalReconstruction(nn.Module):
                  for c in range(c_num)]
         # one gather for every class's queries: its backward allocates one map-sized gradient, not C
         queries = self.student_proj(gather(rep_v, torch.cat([idx for idx, _ in draws]))).view(c_num, cfg.queries, -1)
-        terms, present = [], []
+        terms, present, queried = [], [], []
         for c, (_, valid) in enumerate(draws):
             negs = self.bank.sample(c, (cfg.negatives,), g)  # shared by the class's queries (see above)
             terms.append(prototype_contrast(queries[c], protos[c], negs, cfg.tau_contrast, weight=valid))
-            present.append(valid.any() & reliable_all[:, c].any())
+            present.append(reliable_all[:, c].any())  # a "valid class" of the released code
+            queried.append(valid.any())
             hard = (lab_f != c) & (rank[:, c] < 3) & (prob_f[:, c] < cfg.hard_threshold) & high
             cand, valid_key = pick_where(hard, min(cfg.bank_writes, self.bank.sizes[c]), g)
             with torch.no_grad():
                 self.bank.push(c, self.teacher_proj(gather(t_rep_v, cand)), valid_key)
         w = torch.stack(present).float()
-        loss = (torch.stack(terms) * w).sum() / w.sum().clamp(min=1.0)
+        on = w * torch.stack(queried).float()
+        loss = (torch.stack(terms) * on).sum() / w.sum().clamp(min=1.0)  # / valid_seg, as coded
         return loss * (w.sum() >= 2).float()  # U2PL: no contrast with fewer than two classes

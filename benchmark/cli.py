@@ -165,7 +165,8 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
 @click.option("--paper-dataset", default=None,
               help="With --vs-paper: which paper dataset to compare with (default: the same name, else the "
                    "table's first), e.g. to set a synthetic run beside ACDC's numbers.")
-@click.option("--cost", is_flag=True, help="Cost per method instead: wall time, it/s, device-hours, memory, params.")
+@click.option("--cost", is_flag=True, help="Cost per method instead: precision, iterations per stage, wall "
+              "time, it/s, device-hours, memory, params.")
 @click.option("--per-class", is_flag=True, help="DSC and ASD per class instead of the class mean.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
 @user_errors

@@ -33,7 +33,8 @@ class GlobalHead(nn.Module):
 class WindowHead(nn.Module):
     """GLCon's local branch: per-window embeddings of a (B, C, H, W) map over a 7 x 7 grid of windows
     (side H/4, stride H/8; 64 px windows with stride 32 at 256 px, MONA's 49 windows), each pooled to
-    8 x 8 and projected by 1x1 convs C -> 8 -> C: (B, 49, C * 64).
+    8 x 8 and projected by 1x1 convs C -> 2C -> C (the released ``ProjectionHead``'s ``dim_in * 2``):
+    (B, 49, C * 64).
 
     Pooling to a 32 x 32 grid once and unfolding 8 x 8 windows with stride 4 equals pooling every
     window to 8 x 8 (the convs are 1x1, so they commute with the unfolding) and costs one pass.
@@ -42,8 +43,9 @@ class WindowHead(nn.Module):
 
     grid, window, stride = 32, 8, 4
 
-    def __init__(self, channels: int, hidden: int = 8) -> None:
+    def __init__(self, channels: int, hidden: int | None = None) -> None:
         super().__init__()
+        hidden = 2 * channels if hidden is None else hidden
         self.proj = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.Conv2d(hidden, channels, 1))
 
     @classmethod
@@ -63,15 +65,16 @@ def window_predictor(channels: int) -> nn.Sequential:
 
 class FeatureExtractor(nn.Module):
     """MONA's representation ("FPN") head over [bottleneck, decoder stages coarse to fine]: top-down,
-    ``x = conv1x1(x) + x``, bilinear upsampling to the next stage, concatenation; a last 1x1 conv gives
-    ``sum(widths)`` channels (496 for the SSL4MIS UNet) at full resolution."""
+    ``x = conv1x1(x) + x``, bilinear upsampling (align_corners) to the next stage, concatenation; a last
+    1x1 conv gives ``sum(widths)`` channels (496 for the SSL4MIS UNet) at full resolution. Every conv
+    has no bias, as the released ``FeatureExtractor``."""
 
     def __init__(self, widths: tuple[int, ...]) -> None:
         super().__init__()
         rev = widths[::-1]  # bottleneck first
         chans = [sum(rev[: i + 1]) for i in range(len(rev))]
-        self.lateral = nn.ModuleList(nn.Conv2d(c, c, 1) for c in chans[:-1])
-        self.out = nn.Conv2d(chans[-1], chans[-1], 1)
+        self.lateral = nn.ModuleList(nn.Conv2d(c, c, 1, bias=False) for c in chans[:-1])
+        self.out = nn.Conv2d(chans[-1], chans[-1], 1, bias=False)
         self.channels = chans[-1]
 
     def fuse(self, feats: list[Tensor]) -> Tensor:

@@ -19,9 +19,10 @@ def dice_loss(logits: Tensor, target: Tensor, eps: float = 1e-5) -> Tensor:
     return (1.0 - (2.0 * inter + eps) / (denom + eps)).mean()
 
 
-def ce_dice_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """The supervised loss of SSL4MIS: 0.5 * (CE + Dice)."""
-    return 0.5 * (F.cross_entropy(logits.float(), target.long()) + dice_loss(logits, target))
+def ce_dice_loss(logits: Tensor, target: Tensor, weight: float = 0.5) -> Tensor:
+    """``weight * (CE + Dice)``: SSL4MIS's supervised loss with the default 0.5; MONA's released
+    scripts use ``CE + Dice`` (weight 1, ``method.sup_weight``)."""
+    return weight * (F.cross_entropy(logits.float(), target.long()) + dice_loss(logits, target))
 
 
 def softmax_mse(student_logits: Tensor, teacher_probs: Tensor) -> Tensor:
@@ -78,15 +79,27 @@ def grouped_nt_xent(z1: Tensor, z2: Tensor, groups: Tensor, tau: float) -> Tenso
     return (per_pair * w).sum() / w.sum().clamp(min=1.0)
 
 
-def moco_logits(q: Tensor, k: Tensor, bank: Tensor, tau: float) -> Tensor:
-    """MoCo's logits (N, 1 + K): the positive key of the same image first, then the bank, over ``tau``."""
+# the logit of a memory-bank slot that holds no key yet: exp() of it is exactly 0 against any real
+# logit, and a row of nothing but masked slots stays finite (uniform), so no NaN reaches a gradient
+MASKED = -1e9
+
+
+def mask_slots(logits: Tensor, valid: Tensor | None) -> Tensor:
+    """Replace the logits of bank slots (last axis) that hold no key; ``valid`` is (K,) bool or None."""
+    return logits if valid is None else logits.masked_fill(~valid, MASKED)
+
+
+def moco_logits(q: Tensor, k: Tensor, bank: Tensor, tau: float, valid: Tensor | None = None) -> Tensor:
+    """MoCo's logits (N, 1 + K): the positive key of the same image first, then the bank, over ``tau``
+    (slots outside ``valid`` masked)."""
     q, k = F.normalize(q.float(), dim=1), F.normalize(k.detach().float(), dim=1)
-    return torch.cat([(q * k).sum(1, keepdim=True), q @ bank.t().float()], dim=1) / tau
+    return torch.cat([(q * k).sum(1, keepdim=True) / tau, mask_slots(q @ bank.t().float() / tau, valid)], dim=1)
 
 
-def info_nce(q: Tensor, k: Tensor, bank: Tensor, tau: float) -> Tensor:
-    """MoCo's InfoNCE: the key of the same image against a bank of negatives (target index 0)."""
-    logits = moco_logits(q, k, bank, tau)
+def info_nce(q: Tensor, k: Tensor, bank: Tensor, tau: float, valid: Tensor | None = None) -> Tensor:
+    """MoCo's InfoNCE: the key of the same image against a bank of negatives (target index 0); with
+    an empty bank it is 0 (the positive alone)."""
+    logits = moco_logits(q, k, bank, tau, valid)
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
@@ -95,9 +108,11 @@ def cosine_regression(p: Tensor, z: Tensor) -> Tensor:
     return (2 - 2 * F.cosine_similarity(p.float(), z.detach().float(), dim=1)).mean()
 
 
-def relational_kl(q: Tensor, k: Tensor, bank: Tensor, tau_s: float, tau_t: float) -> Tensor:
+def relational_kl(q: Tensor, k: Tensor, bank: Tensor, tau_s: float, tau_t: float,
+                  valid: Tensor | None = None) -> Tensor:
     """ISD's relational loss ``KL(p_t ‖ p_s)``: ``p_t = softmax(cos(k, bank) / tau_t)`` (teacher,
-    detached, sharper with the smaller ``tau_t``) and ``p_s = softmax(cos(q, bank) / tau_s)``.
+    detached, sharper with the smaller ``tau_t``) and ``p_s = softmax(cos(q, bank) / tau_s)``, both
+    over the bank slots in ``valid`` only (an empty bank gives 0).
 
     ``q``, ``k``: (N, D) or (N, P, D) with a bank (K, D) or (K, P, D): with P positions (GLCon's local
     windows) each position is compared with the bank entries at the same position. Batch-mean over N
@@ -107,16 +122,23 @@ def relational_kl(q: Tensor, k: Tensor, bank: Tensor, tau_s: float, tau_t: float
         s_q, s_k = q @ bank.t(), k @ bank.t()
     else:
         s_q, s_k = torch.einsum("npd,kpd->npk", q, bank), torch.einsum("npd,kpd->npk", k, bank)
-    log_p_s = torch.log_softmax(s_q / tau_s, dim=-1)
-    log_p_t = torch.log_softmax(s_k / tau_t, dim=-1)
+    log_p_s = torch.log_softmax(mask_slots(s_q / tau_s, valid), dim=-1)
+    log_p_t = torch.log_softmax(mask_slots(s_k / tau_t, valid), dim=-1)
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1).mean()
 
 
-def knn_positive_loss(logits: Tensor, neighbours: Tensor) -> Tensor:
+def knn_positive_loss(logits: Tensor, neighbours: Tensor, valid: Tensor | None = None) -> Tensor:
     """kNN-MoCo's auxiliary loss: ``-mean_q (1/k) Σ_{j ∈ kNN(q)} log softmax(logits_q)_j`` where
-    ``logits`` (N, K) are the query's (temperature-scaled) similarities to the queue and
-    ``neighbours`` (N, k) the indices of its nearest queue entries (found in another feature space)."""
-    return -torch.log_softmax(logits.float(), dim=1).gather(1, neighbours).mean()
+    ``logits`` (N, K) are the query's (temperature-scaled) similarities to the queue entries (slots
+    outside ``valid`` already masked) and ``neighbours`` (N, k) the indices of its nearest entries
+    (found in another feature space). Neighbours in slots outside ``valid`` do not count; with none
+    left the loss is 0."""
+    log_p = torch.log_softmax(logits.float(), dim=1).gather(1, neighbours)
+    if valid is None:
+        return -log_p.mean()
+    ok = valid[neighbours]
+    per_query = -torch.where(ok, log_p, torch.zeros_like(log_p)).sum(1) / ok.sum(1).clamp(min=1)
+    return per_query.mean()
 
 
 def supcon(features: Tensor, labels: Tensor, tau: float, anchor_mask: Tensor | None = None) -> Tensor:
@@ -168,13 +190,21 @@ def confident_ce(logits: Tensor, target: Tensor, conf: Tensor, threshold: float)
     return (w * ce * nonzero).sum() / nonzero.sum().clamp(min=1.0)
 
 
-def nearest_neighbour_loss(student: Tensor, teacher: Tensor, bank: Tensor, k: int = 5) -> Tensor:
+def nearest_neighbour_loss(student: Tensor, teacher: Tensor, bank: Tensor, k: int = 5,
+                           valid: Tensor | None = None) -> Tensor:
     """MONA's diversity ("revisiting") loss with gradient: the ``k`` bank entries nearest to the
     teacher's embedding (no gradient) are the neighbours; the loss is the mean ``2 - 2 cos`` of the
-    student's embedding to them, so it falls as the student moves toward its neighbours."""
+    student's embedding to them, so it falls as the student moves toward its neighbours. Slots
+    outside ``valid`` are never neighbours; with fewer than ``k`` filled slots the mean runs over
+    those there are, and an empty bank gives 0."""
     s = F.normalize(student.float().flatten(1), dim=1)
     with torch.no_grad():
         t = F.normalize(teacher.float().flatten(1), dim=1)
-        idx = (t @ bank.float().t()).topk(min(k, bank.shape[0]), dim=1).indices  # nearest = largest cosine
+        sim = mask_slots(t @ bank.float().t(), valid)
+        idx = sim.topk(min(k, bank.shape[0]), dim=1).indices  # nearest = largest cosine
     nb = bank.float()[idx]  # (N, k, D)
-    return (2 - 2 * (s.unsqueeze(1) * nb).sum(-1)).mean()
+    dist = 2 - 2 * (s.unsqueeze(1) * nb).sum(-1)
+    if valid is None:
+        return dist.mean()
+    ok = valid[idx]
+    return (torch.where(ok, dist, torch.zeros_like(dist)).sum(1) / ok.sum(1).clamp(min=1)).mean()

@@ -311,7 +311,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
         "classes": list(ds.classes[1:]), "eval_split": cfg.data.eval_split, "n_eval_volumes": len(eval_ids),
         "split": cfg.data.split, "labeled_cases": labeled, "n_labeled_slices": int(data.labeled.numel()),
         "n_unlabeled_slices": int(data.unlabeled.numel()), "inference_net": method.inference_net_name,
-        "precision": precision(device, cfg.train.amp),
+        "precision": precision(device, cfg.train.amp), "stage_iterations": dict(trainer.lengths),
         "params": {"trained": sum(p.numel() for p in method.optim_parameters())
                    + sum(p.numel() for spec in method.extra_optimizers().values() for p in spec.params),
                    "inference": sum(p.numel() for p in method.inference_net().parameters())},

@@ -33,6 +33,7 @@ def load_records(root: Path) -> pd.DataFrame:
             "iters_per_s": float(np.mean(list(timing.get("iters_per_s", {}).values()) or [np.nan])),
             "peak_mem_mb": timing.get("peak_mem_mb", float("nan")),
             "device": rec.get("env", {}).get("device", "?"), "precision": rec.get("precision", "?"),
+            "iterations": " + ".join(str(n) for n in rec.get("stage_iterations", {}).values()) or "?",
             "params": rec.get("params", {}).get("trained", np.nan),
             "dir": rec["_dir"],
             **{f"dsc:{cls}": 100.0 * m["dice"] for cls, m in rec.get("per_class", {}).items()},
@@ -167,7 +168,7 @@ def paper_table(root: Path, table: int, fmt: str = "markdown", dataset: str | No
     """One of the paper's tables from the records: its rows in its order, mean ± std over seeds,
     best per column in bold, a significance mark, missing runs as "—" (with a warning), and with
     ``vs_paper`` the published value and the difference beside each DSC and ASD."""
-    from .paper import TABLES, layout, paper_cells
+    from .paper import TABLE3_NOTE, TABLES, layout, paper_cells, published_variant
 
     if table not in TABLES:
         raise BenchError(f"unknown table {table} (known: {', '.join(map(str, TABLES))})")
@@ -234,8 +235,8 @@ def paper_table(root: Path, table: int, fmt: str = "markdown", dataset: str | No
                             text += SIG_MARK
                     row.append(text)
                     if vs_paper:
-                        pub = published[(published.method == method) & (published.variant == variant)
-                                        & (published.ratio == r)]
+                        pub = published[(published.method == method) & (published.ratio == r)
+                                        & (published.variant == published_variant(table, variant))]
                         value = float(pub[key].iloc[0]) if len(pub) else None
                         row.append("—" if value is None else f"{value:.1f}" if key == "dsc" else f"{value:g}")
                         mine = means.get((i, r, key))
@@ -249,7 +250,8 @@ def paper_table(root: Path, table: int, fmt: str = "markdown", dataset: str | No
                    + f". DSC [%], ASD = ASSD ({units}); mean ± std over seeds; best per column in bold and "
                    f"{SIG_MARK}: the DSC differs from the strongest other method of its column (paired "
                    f"Wilcoxon signed-rank test over test volumes × seeds, p < {ALPHA}), both among the methods "
-                   f"at that label ratio (UNet-F, trained on every label, is the reference); — : no run.")
+                   f"at that label ratio (UNet-F, trained on every label, is the reference); — : no run."
+                   + (f" {TABLE3_NOTE}" if vs_paper and table == 3 else ""))
         if fmt == "csv":
             frame = pd.DataFrame(body, columns=headers)
             frame.insert(0, "dataset", ds)
@@ -290,8 +292,9 @@ def _significance(keys: list[tuple[str, str]], ratios: list[float], recs: pd.Dat
 
 
 def cost_table(root: Path, fmt: str = "markdown", dataset: str | None = None) -> str:
-    """What each method costs: wall time, iterations per second, device-hours, peak memory, parameters
-    (means over the runs of each dataset, profile and method)."""
+    """What each method costs: precision, iterations per stage (pre-training + training: two-stage
+    rows take more steps, as the paper's protocol), wall time, iterations per second, device-hours,
+    peak memory, parameters (means over the runs of each dataset, profile and method)."""
     df = load_records(root) if root.exists() else pd.DataFrame()
     if df.empty:
         raise BenchError(f"{root}: no completed runs (run `bench run` first)")
@@ -304,9 +307,10 @@ def cost_table(root: Path, fmt: str = "markdown", dataset: str | None = None) ->
         hours = sub.wall_s.sum() / 3600
         params = sub.params.astype(float).mean()
         prec = "/".join(sorted(set(sub.precision.astype(str))))
-        rows.append([ds, prof, name, str(len(sub)), prec, f"{sub.wall_s.mean() / 60:.1f}",
+        iters = "/".join(sorted(set(sub.iterations.astype(str))))
+        rows.append([ds, prof, name, str(len(sub)), prec, iters, f"{sub.wall_s.mean() / 60:.1f}",
                      f"{sub.iters_per_s.mean():.2f}", f"{hours:.3f} {'GPU' if gpu else 'CPU'}-h", f"{sub.peak_mem_mb.mean():.0f}",
                      "—" if params != params else f"{params / 1e6:.2f}"])
-    headers = ["dataset", "profile", "Method", "runs", "precision", "wall [min/run]", "it/s (train)", "device-hours",
+    headers = ["dataset", "profile", "Method", "runs", "precision", "iterations", "wall [min/run]", "it/s (train)", "device-hours",
                "peak mem [MB]", "params [M]"]
     return render(headers, rows, fmt)

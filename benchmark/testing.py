@@ -6,8 +6,10 @@
 Runs on the CPU with a tiny UNet (base width 4, 32 x 32 slices, 3 classes, batch 4) in seconds:
 
 1. ``training_step`` returns finite scalars with at least one ``*loss*`` key;
-2. every ``*loss*`` term, with ramps forced to their final value, sends a non-zero gradient to the
-   trained parameters (catches USB's mean-teacher bug: a consistency term between two teacher outputs);
+2. every ``*loss*`` term, with ramps forced to their final value and after one step of its stage
+   (teachers diverged, memory banks holding keys: an empty bank contributes nothing), sends a
+   non-zero gradient to the trained parameters (catches USB's mean-teacher bug: a consistency term
+   between two teacher outputs);
 3. ``predict`` returns (B, K, H, W) and leaves train/eval flags and BN statistics untouched;
 4. a checkpoint round trip (trainer state -> fresh trainer) reproduces the next step's losses exactly;
 5. two runs with one seed give identical losses;
@@ -78,11 +80,11 @@ def check_losses(name: MethodRef) -> None:
 def check_gradients(name: MethodRef) -> None:
     trainer = build(name)
     trainer.force_ramps = True
-    trainer.train_step()  # let EMA teachers and banks diverge from the student
     method = trainer.method
-    method.train()
     for stage_index, stage in enumerate(trainer.stages):
         trainer.stage_index = stage_index
+        trainer.train_step()  # EMA teachers diverge from the student, this stage's banks get keys
+        method.train()
         out = method.training_step(trainer.next_batch(), trainer.step_info())
         params = [p for p in method.optim_parameters()]
         terms = {k: v for k, v in out.items() if "loss" in k}

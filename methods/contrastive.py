@@ -1,6 +1,7 @@
 """Global contrastive frameworks in the semi-supervised setting (MONA paper, Table 5).
 
-"Only pre-training" (default): the shared UNet trained with (CE + Dice) on labeled slices plus the
+"Only pre-training" (default): the shared UNet trained with ``sup_weight (CE + Dice)`` on labeled
+slices (weight 1, the scale of MONA's released scripts, in which the paper's Table 5 rows were run) plus the
 framework's instance-discrimination loss on views of the unlabeled slices, computed on the UNet
 bottleneck through a projection head. "With fine-tuning" (``method.finetune=true``): that is the
 ``pretrain`` stage, followed by MONA's stage 2 (``sslbench.anatomy``) as the ``train`` stage; its
@@ -19,8 +20,8 @@ from sslbench.anatomy import AnatomicalReconstruction, ReconstructionConfig
 from sslbench.banks import FeatureQueue
 from sslbench.ema import EMATeacher
 from sslbench.heads import GlobalHead, mlp
-from sslbench.losses import ce_dice_loss, cosine_regression, info_nce, knn_positive_loss, moco_logits, nt_xent, \
-    relational_kl
+from sslbench.losses import ce_dice_loss, cosine_regression, info_nce, knn_positive_loss, mask_slots, moco_logits, \
+    nt_xent, relational_kl
 from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.transforms import contrastive_views, strong_view
 
@@ -72,7 +73,7 @@ class GlobalContrastive(SSLMethod):
 
     def framework_step(self, batch: Batch, step: StepInfo) -> Losses:
         assert batch.x_u is not None
-        sup = ce_dice_loss(self.student(batch.x_l), batch.y_l)
+        sup = ce_dice_loss(self.student(batch.x_l), batch.y_l, self.cfg.sup_weight)
         contrast = self.contrast(batch.x_u)
         return {"loss_sup": sup, "loss_contrast": self.cfg.weight * contrast, "contrast": contrast.detach()}
 
@@ -131,7 +132,7 @@ class MoCoV2(GlobalContrastive):
         with torch.no_grad():
             k = self.key_encoder(v2)
         self._keys = [k]
-        return info_nce(self.embedder(v1), k, self.queue.bank, self.cfg.tau)
+        return info_nce(self.embedder(v1), k, self.queue.bank, self.cfg.tau, self.queue.valid())
 
     def framework_after_step(self, step: StepInfo) -> None:
         self.key_encoder.update(self.embedder, step.iteration)
@@ -143,18 +144,24 @@ class MoCoV2(GlobalContrastive):
 @dataclass
 class KNNMoCoConfig(MoCoConfig):
     momentum: float = 0.995
-    knn: int = 20             # neighbours taken as extra positives (the code's default is 50)
+    knn: int = 5              # neighbours taken as extra positives: 5 as the MONA paper's appendix (code: 50)
     knn_weight: float = 0.4
 
 
 @register_method("knn-moco")
 class KNNMoCo(MoCoV2):
     """kNN-MoCo (Van Gansbeke et al., NeurIPS 2021): MoCo v2 plus an auxiliary loss treating the
-    query's k = 20 nearest queue entries as extra positives, ``L = CE_moco + 0.4 L_aux``. Neighbours are
-    found with backbone features (the bottleneck after global average pooling) against a second queue
-    of the keys' backbone features; the loss is a log-softmax over the projection-head logits
-    (``pull_topk``). Multi-crop and AutoAugment of the ImageNet recipe are not used: every framework
-    here shares the same two views."""
+    query's k = 5 nearest queue entries as extra positives (the MONA paper's appendix for its Table 5;
+    the released default is 50), ``L = CE_moco + 0.4 L_aux``. Neighbours are found with backbone
+    features (the bottleneck after global average pooling) against a second queue of the keys'
+    backbone features; ``L_aux = -mean_q (1/k) Σ_{j ∈ kNN} log softmax_j(q · queue / τ)``, the
+    log-softmax running over the K queue entries only, without the positive key's column, as the
+    released ``pull_topk`` (``builder_ours.py``) computes it on ``l_neg``.
+
+    Differs from the released code: neighbours are looked up in the backbone queue *before* this
+    step's keys enter it (the released forward enqueues first, so the query's own key can be its own
+    neighbour, at a slot whose projection-head entry is still the old key); multi-crop and
+    AutoAugment of the ImageNet recipe are not used: every framework here shares the same two views."""
 
     paper_name = "kNN-MoCo"
     Config = KNNMoCoConfig
@@ -172,11 +179,13 @@ class KNNMoCo(MoCoV2):
             k_feat = self.key_encoder.module.net(v2, features=True).bottleneck
             k = self.key_encoder.module.head(k_feat)
             sim = F.normalize(feat.float().mean(dim=(2, 3)), dim=1) @ self.backbone_queue.bank.t()
-            neighbours = sim.topk(min(self.cfg.knn, sim.shape[1]), dim=1).indices + 1  # column 0: the positive
+            sim = mask_slots(sim, self.backbone_queue.valid())  # never an empty slot as a neighbour
+            neighbours = sim.topk(min(self.cfg.knn, sim.shape[1]), dim=1).indices  # queue indices
         self._keys = [k, k_feat.float().mean(dim=(2, 3))]
-        logits = moco_logits(q, k, self.queue.bank, self.cfg.tau)
+        valid = self.queue.valid()  # the two queues are written together: the same slots are filled
+        logits = moco_logits(q, k, self.queue.bank, self.cfg.tau, valid)  # column 0: the positive key
         moco = F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
-        return moco + self.cfg.knn_weight * knn_positive_loss(logits, neighbours)
+        return moco + self.cfg.knn_weight * knn_positive_loss(logits[:, 1:], neighbours, valid)
 
     def framework_after_step(self, step: StepInfo) -> None:
         if self._keys:
@@ -192,8 +201,9 @@ class BYOLConfig(ContrastiveConfig):
 @register_method("byol")
 class BYOL(GlobalContrastive):
     """BYOL (Grill et al., NeurIPS 2020): the online projection of each view, through a predictor,
-    regresses the EMA target's projection of the other view (``2 - 2 cos``, symmetric). Momentum 0.99
-    and BN MLPs as the ISD repository's small-batch BYOL."""
+    regresses the EMA target's projection of the other view (``2 - 2 cos``); the two symmetric terms
+    are summed, as BYOL defines its loss (not averaged). Momentum 0.99 and BN MLPs as the ISD
+    repository's small-batch BYOL."""
 
     paper_name = "BYOL"
     Config = BYOLConfig
@@ -207,8 +217,8 @@ class BYOL(GlobalContrastive):
         v1, v2 = contrastive_views(x_u)
         with torch.no_grad():
             t1, t2 = self.target(v1), self.target(v2)
-        return 0.5 * (cosine_regression(self.predictor(self.embedder(v1)), t2)
-                      + cosine_regression(self.predictor(self.embedder(v2)), t1))
+        return (cosine_regression(self.predictor(self.embedder(v1)), t2)
+                + cosine_regression(self.predictor(self.embedder(v2)), t1))
 
     def framework_after_step(self, step: StepInfo) -> None:
         self.target.update(self.embedder, step.iteration)
@@ -247,7 +257,7 @@ class ISD(GlobalContrastive):
             k = self.teacher(x_u)
         self._keys = [k]
         q = self.predictor(self.embedder(strong_view(x_u)))
-        return relational_kl(q, k, self.queue.bank, self.cfg.tau_s, self.cfg.tau_t)
+        return relational_kl(q, k, self.queue.bank, self.cfg.tau_s, self.cfg.tau_t, self.queue.valid())
 
     def framework_after_step(self, step: StepInfo) -> None:
         self.teacher.update(self.embedder, step.iteration)

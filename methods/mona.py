@@ -29,8 +29,8 @@ class GLConConfig(ContrastiveConfig):
 
 @register_method("glcon")
 class GLCon(GlobalContrastive):
-    """GLCon: ISD-style relational KL at two levels, plus (CE + Dice) on the labeled slices (MONA
-    pre-trains with labels: 3 labeled + 3 unlabeled per batch).
+    """GLCon: ISD-style relational KL at two levels, plus ``sup_weight (CE + Dice)`` on the labeled
+    slices (weight 1 as ``pretrain_2D.py``; MONA pre-trains with labels: 3 labeled + 3 unlabeled per batch).
 
     * global: bottleneck -> MLP (GAP, Linear(w, w), Linear(w, 512), no activation) -> predictor
       (Linear(512, 512) x 2); teacher: EMA MLP; a bank of K = 36 teacher vectors;
@@ -84,9 +84,10 @@ class GLCon(GlobalContrastive):
             k_global, k_local = body["global"](t.bottleneck), body["local"](t.logits)
         self._keys = [k_global, k_local]
         cfg = self.cfg
-        kl_global = relational_kl(q_global, k_global, self.global_bank.bank, cfg.tau_s, cfg.tau_t)
-        kl_local = relational_kl(q_local, k_local, self.local_bank.bank, cfg.tau_s, cfg.tau_t)
-        return {"loss_sup": ce_dice_loss(out.logits[:n_l], batch.y_l),
+        kl_global = relational_kl(q_global, k_global, self.global_bank.bank, cfg.tau_s, cfg.tau_t,
+                                  self.global_bank.valid())
+        kl_local = relational_kl(q_local, k_local, self.local_bank.bank, cfg.tau_s, cfg.tau_t, self.local_bank.valid())
+        return {"loss_sup": ce_dice_loss(out.logits[:n_l], batch.y_l, cfg.sup_weight),
                 "loss_global": cfg.w_global * kl_global, "loss_local": cfg.w_local * kl_local}
 
     def framework_after_step(self, step: StepInfo) -> None:

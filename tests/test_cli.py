@@ -212,6 +212,7 @@ def test_paper_table_layout_vs_paper_and_cost(sweep: tuple[Path, str, str]) -> N
     cost = pd.read_csv(io.StringIO(md))
     assert set(cost.Method) == {"UNet-F", "UNet-L", "MT"} and (cost["params [M]"] > 0).all()
     assert (cost.precision == "fp32").all()                  # CPU runs never autocast
+    assert set(cost.iterations.astype(str)) == {"12"}       # one stage of 12 iterations
     assert bench("table", "--results", str(root), "--vs-paper")[0] == 2
 
 
@@ -291,3 +292,6 @@ def test_mona_ablation_and_fine_tuning_rows_fill_the_paper_tables(tmp_path: Path
     df = pd.read_csv(io.StringIO(out))
     tuned = df[(df.Method == "SimCLR") & (df.Variant == "with fine-tuning")].iloc[0]
     assert tuned["5% DSC"] != "—"
+    code, out, err = bench("table", "--results", str(root), "--cost", "--format", "csv")
+    cost = pd.read_csv(io.StringIO(out))
+    assert set(cost.iterations) == {"4 + 12"}          # two-stage rows: pre-training + training steps

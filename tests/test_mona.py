@@ -225,3 +225,24 @@ def test_mask_samplers_draw_only_true_entries() -> None:
     assert set(idx[:2].tolist()) == {1, 3} and valid.tolist() == [True, True, False]
     _, valid = sample_where(torch.zeros(4, dtype=torch.bool), 5, g)
     assert not bool(valid.any())
+
+
+def test_table3_compares_the_default_run_with_table_1s_number(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Our default (released code: weak teacher, strong student) meets the published 88.8 / 67.3 of
+    Table 1 in Table 3 too, via the teacher / student reading of Table 3's columns."""
+    from sslbench.paper import paper_cells, published_variant
+    from sslbench.tables import paper_table
+
+    cfg = METHODS.get("mona").Config()
+    default = f"student {cfg.student_aug} / teacher {cfg.teacher_aug}"
+    assert default == "student strong / teacher weak"
+    cells = paper_cells()
+    for ds in ("acdc", "lits"):
+        t1 = cells[(cells.table == 1) & (cells.dataset == ds) & (cells.method == "MONA") & (cells.ratio == 5)]
+        t3 = cells[(cells.table == 3) & (cells.dataset == ds) & (cells.variant == published_variant(3, default))]
+        assert (float(t3.dsc.iloc[0]), float(t3.asd.iloc[0])) == (float(t1.dsc.iloc[0]), float(t1.asd.iloc[0]))
+    assert published_variant(3, "student weak / teacher weak") == "student weak / teacher weak"
+    assert published_variant(1, "anything") == "anything"
+    text = paper_table(tmp_path / "none", 3, vs_paper=True)
+    assert "teacher / student" in text and "| student strong / teacher weak" in text
+    assert "| 88.8 " in next(line for line in text.splitlines() if "student strong / teacher weak" in line)
