@@ -39,6 +39,10 @@ class GLCon(GlobalContrastive):
       36 teacher window maps;
     * ``KL(p_t ‖ p_s)`` over the bank, τ_s = 0.1, τ_t = 0.01; teacher = EMA (m = 0.99) of UNet + heads.
 
+    49 windows as the released loop (``range(0, 256 - 64 + 1, 32)`` per axis); the paper's appendix
+    says 36, ACTION's loop (one window fewer per axis). Bank slots are used once written: the released
+    banks start from random vectors (see ``sslbench.banks.FeatureQueue``; K = 36 fills in 6 steps).
+
     Deliberate differences from the released code: the teacher heads are updated by EMA only (as
     coded they also receive SGD gradients through the KL target); the local branch compares each
     window's 256-d embedding with the bank's embeddings of the same window (as coded a reshape mixes
@@ -110,7 +114,8 @@ class MONA(GLCon):
     diversity losses, λ = (0.01, 1, 1, 1)) as the ``train`` stage from the pre-trained student and
     its EMA teacher. The ablations of Tables 2 and 3 are the switches ``method.tailness``,
     ``method.consistency_loss``, ``method.diversity``, ``method.student_aug`` and
-    ``method.teacher_aug``. The released code's own deviations are listed in ``sslbench.anatomy``;
+    ``method.teacher_aug``; the default augmentation pair is the released code's (teacher weak,
+    student strong), which the paper's text describes the other way round (``sslbench.anatomy``). The released code's own deviations are listed in ``sslbench.anatomy``;
     further ones: plain SGD momentum (the code uses Nesterov) with the profile's schedule, and model
     selection as every other method (the paper evaluates the last iteration; use ``--set
     train.select=last``)."""

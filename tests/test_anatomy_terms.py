@@ -52,10 +52,12 @@ def test_tailness_queries_prototypes_and_bank_writes(monkeypatch: pytest.MonkeyP
     n = N_L + N_U
     g = torch.Generator().manual_seed(3)
     index = torch.arange(1, n * S * S + 1, dtype=torch.float32).view(n, 1, S, S)   # pixel id + 1
-    fused = torch.cat([index, torch.randn(n, dim - 1, S, S, generator=g)], 1)
+    fused = torch.cat([index, torch.randn(n, dim - 1, S, S, generator=g)], 1).requires_grad_()
     t_fused = torch.cat([index, torch.randn(n, dim - 1, S, S, generator=g)], 1)
     labels = torch.randint(0, C, (n, S, S), generator=g)
-    t_prob = torch.softmax(4 * torch.randn(n, C, S, S, generator=g), 1)
+    t_logits = 4 * torch.randn(n, C, S, S, generator=g)
+    t_logits[:, C - 1] = -20.0     # the teacher never believes in the last class: no queries, no bank writes
+    t_prob = torch.softmax(t_logits, 1)
     s_prob = torch.softmax(4 * torch.randn(n, C, S, S, generator=g), 1)               # disagrees with t_prob
     calls, writes = [], []
     real = anatomy.prototype_contrast
@@ -89,18 +91,22 @@ def test_tailness_queries_prototypes_and_bank_writes(monkeypatch: pytest.MonkeyP
         chosen = queries[weight][:, 0].long() - 1
         allowed = reliable & (pix_t[:, c] > 0.3)
         assert bool(allowed[chosen].all()) and (len(chosen) > 0) == bool(allowed.any())
+        assert (len(chosen) > 0) == (c < C - 1)
         torch.testing.assert_close(queries[weight], flat(fused)[chosen])
         terms.append(real(queries, proto, negs, 0.5, weight=weight) if weight.any() else torch.tensor(0.0))
         # bank writes: other classes' pixels, teacher p_c < 0.97, c among its top 3, unreliable if unlabeled
         _, feats, valid = next(w for w in writes if w[0] == c)
         written = feats[valid][:, 0].long() - 1
         hard = (pix_label != c) & (pix_t[:, c] < 0.97) & (rank[:, c] < 3) & high
-        assert len(written) > 0 and bool(hard[written].all())
+        assert bool(hard[written].all()) and (len(written) > 0) == bool(hard.any()) == (c < C - 1)
         torch.testing.assert_close(feats[valid], flat(t_fused)[written])
-    assert sum(present) >= 2
-    # normaliser: the classes with reliable pixels (valid_seg), as coded
+    assert sum(present) == C                                    # the last class: present, never queried
+    # normaliser: the classes with reliable pixels (valid_seg), as coded, queried or not
     expected = sum(t for t, p in zip(terms, present) if p) / sum(present)
     torch.testing.assert_close(loss.detach(), torch.as_tensor(expected).float().detach())
+    assert float(loss.detach()) > 0
+    loss.backward()                                             # the queries train the student's features
+    assert float(fused.grad.abs().sum()) > 0
 
 
 def test_tailness_is_zero_with_fewer_than_two_classes() -> None:
@@ -194,3 +200,18 @@ def test_diversity_uses_the_unlabeled_slices_only() -> None:
     assert int(reco.knn.count) == 3                            # then holds the three unlabeled slices' keys
     second = reco.losses(x_l, y_l, x_u, StepInfo("train", 1, 10))
     assert float(second["loss_diversity"].detach()) > 0 and int(reco.knn.count) == 6
+
+
+def test_every_stage_2_term_is_a_positive_loss_with_its_weight() -> None:
+    """CE, InfoNCE, KL and 2 - 2 cos are >= 0: each term, times its λ, is positive once banks hold keys."""
+    reco = _reco(query_threshold=0.0, unsup_threshold=0.0, eqv_confidence=0.0)
+    g = torch.Generator().manual_seed(0)
+    x_l, y_l = torch.rand(N_L, 1, S, S, generator=g), torch.randint(0, C, (N_L, S, S), generator=g)
+    x_u = torch.rand(N_U, 1, S, S, generator=g)
+    torch.manual_seed(0)
+    reco.losses(x_l, y_l, x_u, StepInfo("train", 0, 10))       # fills the banks
+    out = reco.losses(x_l, y_l, x_u, StepInfo("train", 1, 10))
+    for key in ("loss_sup", "loss_unsup", "loss_tailness", "loss_consistency", "loss_diversity"):
+        assert float(out[key].detach()) > 0, key
+    close = lambda a, b: abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))  # noqa: E731
+    assert close(out["loss_tailness"].detach(), 0.01 * out["tailness"])

@@ -28,9 +28,10 @@ def test_info_nce_uses_the_key_as_positive_and_the_bank_as_negatives() -> None:
     tau = 0.2
     expected = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + math.exp(0) + math.exp(-1 / tau)))
     assert float(info_nce(q, q.clone(), bank, tau)) == pytest.approx(expected, rel=1e-5)
-    k = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    k = torch.tensor([[0.6, 0.8]], requires_grad=True)                   # not parallel to q: cos has a slope
     info_nce(q.requires_grad_(), k, bank, tau).backward()
     assert k.grad is None or k.grad.abs().sum() == 0                     # keys are targets, no gradient
+    assert q.grad is not None and float(q.grad.abs().sum()) > 0
 
 
 def test_cosine_regression() -> None:

@@ -41,6 +41,11 @@ def make(name: str, **cfg: Any) -> tuple[SSLMethod, Batch]:
     for m in method.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
             m.p = 0.0
+    with torch.no_grad():  # EMA copies that differ from the online network: using the wrong one shows
+        for name in ("teacher", "key_encoder", "target"):
+            ema = getattr(method, name, None)
+            for p in (ema.parameters() if isinstance(ema, nn.Module) else ()):
+                p.add_(0.05 * torch.randn_like(p))
     method.train()
     g = torch.Generator().manual_seed(1)
     batch = Batch(torch.rand(2, 1, 32, 32, generator=g), torch.randint(0, C, (2, 32, 32), generator=g),
@@ -85,7 +90,7 @@ def test_simclr_value_and_sup_weight(monkeypatch: pytest.MonkeyPatch) -> None:
     method, batch = make("simclr")
     out = method.training_step(batch, STEP)
     z = torch.cat([method.embedder(view_a(batch.x_u)), method.embedder(view_b(batch.x_u))])
-    sim = cos(z, z) / method.cfg.tau
+    sim = cos(z, z) / 0.5                                             # SCS's medical setting
     n = batch.x_u.shape[0]
     terms = []
     for i in range(2 * n):
@@ -136,6 +141,8 @@ def test_knn_moco_value(monkeypatch: pytest.MonkeyPatch) -> None:
     log_prob = torch.log_softmax(l_neg / 0.2, dim=1)
     aux = -log_prob.gather(1, knn).mean()
     close(out["loss_contrast"], moco + 0.4 * aux)
+    method.after_step(STEP)
+    assert int(method.queue.count) == int(method.backbone_queue.count) == 11   # both queues got the 4 keys
 
 
 def test_byol_sums_its_two_symmetric_terms(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,3 +266,149 @@ def test_fill_counts_in_a_real_step(monkeypatch: pytest.MonkeyPatch) -> None:
     assert float(out["loss_contrast"].detach()) == pytest.approx(0.0, abs=1e-6)
     method.after_step(STEP)
     assert int(method.queue.count) == 4 and not math.isclose(float(method.training_step(batch, STEP)["loss_contrast"].detach()), 0.0)
+
+
+def _alternating(*views):  # noqa: ANN001, ANN202
+    """A stand-in for a random view function: returns the given views in turn."""
+    state = {"i": 0}
+
+    def view(x: Tensor, g: Any = None, *args: Any, **kwargs: Any) -> Tensor:
+        out = views[state["i"] % len(views)](x)
+        state["i"] += 1
+        return out
+
+    return view
+
+
+def _pretrain_batch(method: SSLMethod, batch: Batch) -> Batch:
+    positions = torch.tensor([0.1, 0.3, 0.6, 0.9, 0.15, 0.8])            # partitions 0, 1, 2, 3, 0, 3
+    return dataclasses.replace(batch, positions=positions)
+
+
+def _info_nce_terms(anchor: Tensor, pos: Tensor, negs: Tensor, tau: float) -> Tensor:
+    """-log(e^{s+/τ} / (e^{s+/τ} + Σ e^{s-/τ})) with cosine similarities; anchor, pos (D,), negs (M, D)."""
+    s_pos = F.cosine_similarity(anchor, pos, dim=0) / tau
+    s_neg = F.cosine_similarity(anchor[None], negs, dim=1) / tau
+    return -(s_pos - torch.logsumexp(torch.cat([s_pos[None], s_neg]), 0))
+
+
+def test_gcl_pretraining_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Global G^D-: positives are the other samples of the same volume partition (and the other view),
+    the denominator drops same-partition samples; local: 13 regions, positive the same region of the
+    other view, negatives all other regions of both views; τ = 0.1."""
+    from sslbench.methods import gcl
+
+    monkeypatch.setattr(gcl, "strong_view", _alternating(view_a, view_b))
+    monkeypatch.setattr(gcl, "photometric", _alternating(view_b, view_a))
+    method, batch = make("gcl")
+    batch = _pretrain_batch(method, batch)
+    out = method.training_step(batch, StepInfo("pretrain", 0, 10))
+    x = batch.joint()
+    z = torch.cat([method.global_head(method.student(view_a(x), features=True).bottleneck),
+                   method.global_head(method.student(view_b(x), features=True).bottleneck)])
+    groups = (batch.positions * 4).long().repeat(2)
+    terms = []
+    for i in range(len(z)):
+        for j in range(len(z)):
+            if i != j and groups[i] == groups[j]:
+                negs = z[groups != groups[i]]
+                terms.append(_info_nce_terms(z[i], z[j], negs, 0.1))
+    close(out["loss_global"], torch.stack(terms).mean(), rtol=1e-4)
+    e1, e2 = method.regions(view_b(x)), method.regions(view_a(x))
+    local = []
+    for a, p in ((e1, e2), (e2, e1)):
+        local.append(torch.stack([_info_nce_terms(a[b, i], p[b, i], torch.cat([a[b, [j for j in range(13) if j != i]],
+                                                                                p[b, [j for j in range(13) if j != i]]]), 0.1)
+                                  for b in range(len(x)) for i in range(13)]).mean())
+    close(out["loss_local"], 0.5 * (local[0] + local[1]), rtol=1e-4)
+    fine = method.training_step(batch, StepInfo("train", 0, 10))
+    close(fine["loss_sup"], 0.5 * ce_plus_dice(method.student(batch.x_l), batch.y_l))
+
+
+def test_scs_pretraining_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SimCLR (τ 0.5) on every slice + SupCon (τ 0.1) on stride-4 pixels of two photometric views of the
+    labeled slices: positives share the label, anchors are foreground pixels."""
+    from sslbench.methods import scs
+
+    monkeypatch.setattr(scs, "strong_view", _alternating(view_a, view_b))
+    monkeypatch.setattr(scs, "photometric", _alternating(view_b, view_a))
+    method, batch = make("scs")
+    out = method.training_step(batch, StepInfo("pretrain", 0, 10))
+    x = batch.joint()
+    z = torch.cat([method.global_head(method.student(view_a(x), features=True).bottleneck),
+                   method.global_head(method.student(view_b(x), features=True).bottleneck)])
+    n = len(x)
+    sim = cos(z, z) / 0.5
+    nt = torch.stack([-(sim[i, (i + n) % (2 * n)] - torch.logsumexp(torch.cat([sim[i, :i], sim[i, i + 1:]]), 0))
+                      for i in range(2 * n)]).mean()
+    close(out["loss_global"], nt, rtol=1e-4)
+    feats = []
+    for view in (view_b, view_a):
+        fmap = method.local_head(method.student(view(batch.x_l), features=True).decoder[-1])[:, :, ::4, ::4]
+        feats.append(fmap.permute(0, 2, 3, 1).reshape(-1, fmap.shape[1]))
+    f = torch.cat(feats)
+    lab = batch.y_l[:, ::4, ::4].flatten().repeat(2)
+    s = cos(f, f) / 0.1
+    per_anchor = []
+    for i in range(len(f)):
+        pos = [j for j in range(len(f)) if j != i and lab[j] == lab[i]]
+        if lab[i] == 0 or not pos:
+            continue
+        denom = torch.logsumexp(torch.cat([s[i, :i], s[i, i + 1:]]), 0)
+        per_anchor.append(-torch.stack([s[i, j] - denom for j in pos]).mean())
+    close(out["loss_local"], torch.stack(per_anchor).mean(), rtol=1e-4)
+
+
+def test_plc_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dice (background included) on labeled slices + 0.1 L_local: per view, image and foreground class,
+    anchors of the class against its mean in the same view and in the other view (positives), the other
+    classes' means in the same view as negatives (a class absent from the image: a zero mean, cosine
+    0), τ = 0.1; pseudo-labels from the labeller."""
+    from sslbench.methods import plc
+    from sslbench.sampling import pick_where
+
+    class Flip:
+        def apply(self, t: Tensor, kind: str = "image") -> Tensor:
+            return t.flip(-1)
+
+    monkeypatch.setattr(plc, "random_spatial", lambda *a, **k: Flip())
+    monkeypatch.setattr(plc, "photometric", _alternating(view_a, view_b))
+    picks = []
+    monkeypatch.setattr(plc, "pick_where", lambda mask, k, g: picks.append(pick_where(mask, k, g)) or picks[-1])
+    method, batch = make("plc")
+    out = method.training_step(batch, STEP)
+    with torch.no_grad():
+        pseudo = method.labeller(batch.x_u).argmax(1).flip(-1)
+    embs = [method.head(method.student(view(batch.x_u.flip(-1)), features=True).decoder[-1]) for view in (view_a, view_b)]
+    onehot = F.one_hot(pseudo, C).permute(0, 3, 1, 2).flatten(2).float()        # (B, C, HW), both views alike
+    means = [torch.einsum("bch,bdh->bcd", onehot, e.flatten(2)) / onehot.sum(2, keepdim=True).clamp(min=1) for e in embs]
+    groups = []
+    for v, e in enumerate(embs):
+        idx, valid = picks[v]
+        flat = e.flatten(2)
+        for c in range(1, C):
+            for pos_mean in (means[v], means[1 - v]):
+                terms = [_info_nce_terms(flat[b, :, idx[b, c, a]], pos_mean[b, c],
+                                         means[v][b, [k for k in range(C) if k != c]], 0.1)
+                         for b in range(len(e)) for a in range(idx.shape[-1])
+                         if valid[b, c, a] and onehot[b, c].sum() > 0]
+                if terms:
+                    groups.append(torch.stack(terms).mean())
+    close(out["loss_local"], 0.1 * torch.stack(groups).mean(), rtol=1e-4)
+    p = torch.softmax(method.student(batch.x_l), 1)
+    dice = sum(1 - (2 * (p[:, c] * (batch.y_l == c)).sum() + 1e-5) / ((p[:, c] ** 2).sum() + (batch.y_l == c).sum() + 1e-5)
+               for c in range(C)) / C
+    close(out["loss_sup"], dice)
+
+
+def test_plc_labeller_takes_the_students_weights_at_its_refresh_points() -> None:
+    method, _ = make("plc")
+    every = 10 // method.cfg.refresh
+    with torch.no_grad():
+        for p in method.student.parameters():
+            p.add_(1.0)
+    method.after_step(StepInfo("train", every - 2, 10))
+    assert not torch.equal(method.labeller.decoder.head.weight, method.student.decoder.head.weight)
+    method.after_step(StepInfo("train", every - 1, 10))
+    assert all(torch.equal(a, b) for a, b in zip(method.labeller.state_dict().values(),
+                                                  method.student.state_dict().values()))

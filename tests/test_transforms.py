@@ -1,6 +1,7 @@
 """Device-side augmentation shared by methods: one warp for images, labels and probabilities."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from sslbench.transforms import (SpatialTransform, cutmix, gaussian_blur, identity_grid, photometric,
@@ -97,3 +98,21 @@ def test_equivariance_loss_is_zero_for_an_equivariant_network() -> None:
     student = torch.zeros(2, 3, 32, 32, requires_grad=True)
     masked_kl(student, torch.randn(2, 3, 32, 32), mask).backward()
     assert student.grad.abs().sum() > 0 and bool((student.grad[~mask.bool().expand_as(student)] == 0).all())
+
+
+def test_masked_kl_by_hand_and_its_target_is_detached() -> None:
+    """MONA's ``loss_eqv``: per image Σ_pix M KL(softmax(target) ‖ softmax(student)) / (Σ_pix M + 1e-7),
+    then the batch mean; no gradient to the target."""
+    from sslbench.losses import masked_kl
+
+    torch.manual_seed(0)
+    s = torch.randn(2, 3, 2, 2, requires_grad=True)
+    t = torch.randn(2, 3, 2, 2, requires_grad=True)
+    m = torch.tensor([[[1.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 1.0]]])
+    p_t = torch.softmax(t.detach(), 1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(s.detach(), 1))).sum(1)
+    expected = ((kl * m).sum((1, 2)) / (m.sum((1, 2)) + 1e-7)).mean()
+    loss = masked_kl(s, t, m)
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-6)
+    loss.backward()
+    assert float(s.grad.abs().sum()) > 0 and (t.grad is None or float(t.grad.abs().sum()) == 0.0)
