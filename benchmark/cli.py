@@ -55,6 +55,13 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _EchoHandler(logging.Handler):
+    """The package's warnings as ``warning: ...`` lines on the current stderr (the one click writes to)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+
+
 def _load_plugins(plugins: tuple[str, ...]) -> None:
     from .method import METHODS
 
@@ -74,7 +81,11 @@ def main() -> None:
     bench table --format latex      the records as the paper's table
     bench methods                   the registered method plugins
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    log = logging.getLogger("sslbench")
+    if not any(isinstance(h, _EchoHandler) for h in log.handlers):
+        log.addHandler(_EchoHandler())
+        log.setLevel(logging.WARNING)
+        log.propagate = False
 
 
 @main.command()
@@ -114,7 +125,10 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
     from .runner import RunOptions, execute, expand, load_sweep
     from .tables import tables
 
+    from .runner import pick_device
+
     _load_plugins(plugins)
+    pick_device(device)  # before anything is written
     overrides = tuple(overrides) + ((f"data.eval_split={eval_split}",) if eval_split else ())
     if sweep is not None:
         explicit = click.get_current_context().get_parameter_source("profile") == click.core.ParameterSource.COMMANDLINE
@@ -137,6 +151,7 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
                f"profile {profile}; results in {root}", err=True)
     outcomes = execute(specs, opts, jobs=jobs, log=lambda m: click.echo(m, err=True))
     skipped = sum(o.status == "skipped" for o in outcomes)
+    busy = sum(o.status == "busy" for o in outcomes)
     failed = [o for o in outcomes if o.status == "failed"]
     if skipped == len(outcomes):
         click.echo(f"nothing to do: all {skipped} run(s) already done with the same configuration", err=True)
@@ -145,6 +160,9 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
             click.echo(tables(root, "markdown", dataset=ds, profile=profile,
                               methods=[s.method for s in specs]))
             click.echo()
+    if busy:
+        click.echo(f"{busy} run(s) were being trained by another process and were left to it; "
+                   "`bench run` again later picks up any it did not finish", err=True)
     if failed:
         click.echo(f"{len(failed)} run(s) failed (rerun `bench run` to resume them):", err=True)
         for o in failed:
@@ -289,9 +307,15 @@ def datasets_cmd(cache: Path | None) -> None:
 @click.option("--format", "kind", default=None,
               help="Reader for a dataset prepared under its own name, e.g. --format nnunet.")
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared-data cache.")
-@click.option("--force", is_flag=True, help="Prepare again even if a cache exists.")
+@click.option("--force", is_flag=True, help="Prepare again even if a cache exists (also from other raw data).")
+@click.option("--strict-geometry", is_flag=True,
+              help="A label whose affine differs from its image's is an error, even with the same shape and "
+                   "spacing (default: the label takes the image's geometry, with a warning, as nnU-Net).")
+@click.option("--max-voxels", type=click.IntRange(1), default=None,
+              help="Refuse volumes with more voxels than this (default 2^31; also $SSLBENCH_MAX_VOXELS).")
 @user_errors
-def prepare(dataset: str, raw: Path | None, kind: str | None, cache: Path | None, force: bool) -> None:
+def prepare(dataset: str, raw: Path | None, kind: str | None, cache: Path | None, force: bool,
+            strict_geometry: bool, max_voxels: int | None) -> None:
     """Prepare DATASET once into the slice cache (idempotent and atomic).
 
     \b
@@ -300,9 +324,15 @@ def prepare(dataset: str, raw: Path | None, kind: str | None, cache: Path | None
     """
     from .data import prepare as do_prepare
 
-    if raw is not None and not raw.exists():
+    if raw is not None and not raw.is_dir():
         raise BenchError(f"{raw}: no such folder")
-    ds = do_prepare(dataset, raw, cache, force, kind)
+    if max_voxels is not None:
+        os.environ["SSLBENCH_MAX_VOXELS"] = str(max_voxels)
+    ds = do_prepare(dataset, raw, cache, force, kind, strict_geometry)
+    if ds.meta.get("geometry_fixed"):
+        fixed = ds.meta["geometry_fixed"]
+        click.echo(f"warning: {len(fixed)} label(s) took their image's geometry (listed in meta.json "
+                   f"'geometry_fixed'): {', '.join(fixed[:5])}{' ...' if len(fixed) > 5 else ''}", err=True)
     counts = {s: len(ds.split_cases(s)) for s in ("train", "val", "test")}
     click.echo(f"{dataset}: prepared in {ds.folder} ({counts['train']} train, {counts['val']} val, "
                f"{counts['test']} test volumes)")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .names import NAME
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -174,6 +175,12 @@ def resolve_config(method_config_cls: type, profile: str, dataset: str, method: 
     sources: list[str] = []
 
     root = configs_dir()
+    if not isinstance(profile, str) or not NAME.fullmatch(profile) or not isinstance(dataset, str) \
+            or not NAME.fullmatch(dataset):
+        bad, what = (profile, "profile") if not NAME.fullmatch(str(profile)) else (dataset, "dataset")
+        raise ConfigError(f"{what} name {bad!r} is not allowed: a {what} is a name "
+                          + (f"(known: {', '.join(list_profiles())})" if what == "profile" else
+                             "of letters, digits, '.', '_' and '-'"))
     profile_path = root / "profiles" / f"{profile}.toml"
     if not profile_path.is_file():
         raise ConfigError(f"unknown profile '{profile}' (known: {', '.join(list_profiles())})")

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .atomic import write_json
+from .atomic import folder_mode, make_temp_folder, remove_orphans, write_json
 from .errors import DataError
+from .locks import FolderLock
+from .names import NAME, check_case_id, check_name
 from .registry import Registry
 from .resize import resize_slices
 
@@ -83,8 +84,12 @@ def register_dataset(name: str) -> Callable[[type[DatasetSpec]], type[DatasetSpe
 class CacheWriter:
     """Collects validated volumes into a temporary cache folder."""
 
-    def __init__(self, spec: DatasetSpec, folder: Path, name: str | None = None) -> None:
+    def __init__(self, spec: DatasetSpec, folder: Path, name: str | None = None,
+                 strict_geometry: bool = False) -> None:
         self.spec = spec
+        self.strict_geometry = strict_geometry  # a label's affine that differs from its image's is an error
+        self.geometry_fixed: list[str] = []    # cases whose label took the image's geometry (a warning each)
+        self.source_fingerprint: str | None = None
         self.folder_name = name or spec.name
         self.folder = folder
         (folder / "volumes").mkdir(parents=True)
@@ -97,6 +102,7 @@ class CacheWriter:
             spacing: Sequence[float] | None, patient: str | None = None, origin: str = "",
             geometry: dict[str, Any] | None = None) -> None:
         where = origin or case_id
+        check_case_id(case_id, where)
         if image.shape != label.shape:
             raise DataError(f"{where}: image shape {image.shape} != label shape {label.shape}")
         if image.ndim != 3:
@@ -122,6 +128,7 @@ class CacheWriter:
         write_json(self.folder / "meta.json", {
             "format": CACHE_FORMAT, "name": self.folder_name, "kind": self.spec.name, "classes": list(self.classes),
             "interpolation": self.spec.interpolation, "source": self.source, "missing": self.missing,
+            "source_fingerprint": self.source_fingerprint, "geometry_fixed": self.geometry_fixed,
             "cases": [c.__dict__ for c in self.cases],
         })
 
@@ -135,13 +142,18 @@ class PreparedDataset:
             meta = json.loads((folder / "meta.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"{folder / 'meta.json'}: unreadable prepared dataset ({exc})") from exc
-        self.meta = meta
-        self.name: str = meta["name"]
-        self.classes: tuple[str, ...] = tuple(meta["classes"])
-        self.interpolation: str = meta.get("interpolation", "nearest")
-        self.cases = [CaseInfo(c["id"], c["patient"], c["split"], tuple(c["shape"]),
-                               tuple(c["spacing"]) if c["spacing"] is not None else None, c.get("geometry"))
-                      for c in meta["cases"]]
+        try:
+            self.meta = meta
+            self.name: str = meta["name"]
+            self.classes: tuple[str, ...] = tuple(meta["classes"])
+            self.interpolation: str = meta.get("interpolation", "nearest")
+            self.cases = [CaseInfo(check_case_id(c["id"], str(folder / "meta.json")), c["patient"], c["split"],
+                                   tuple(c["shape"]), tuple(c["spacing"]) if c["spacing"] is not None else None,
+                                   c.get("geometry"))
+                          for c in meta["cases"]]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise DataError(f"{folder / 'meta.json'}: not a prepared dataset's meta.json ({exc!r}); "
+                            "prepare it again with --force") from exc
 
     @property
     def num_classes(self) -> int:
@@ -168,82 +180,136 @@ class PreparedDataset:
         """All training slices at ``size`` x ``size``: images (N,S,S) f32, labels (N,S,S) u8 and the
         index of each slice's case in ``split_cases('train')``. Built once, memory-mapped."""
         folder = self.folder / f"slices-v{RESIZE_VERSION}-{size}"
-        if not (folder / "case.npy").exists():
-            self._build_slices(size, folder)
-            stale = self.folder / f"slices-{size}"  # built by an older resize; ours to remove
-            if stale.is_dir() and (stale / "case.npy").exists():
-                shutil.rmtree(stale, ignore_errors=True)
+        if not (folder / "case.npy").exists() or any(self.folder.glob(".slices-*+*")):
+            with FolderLock(self.folder / ".slices.lock"):
+                remove_orphans(self.folder, ".slices-*+*")  # left by a killed build
+                if not (folder / "case.npy").exists():
+                    self._build_slices(size, folder)
+                stale = self.folder / f"slices-{size}"  # built by an older resize; ours to remove
+                if stale.is_dir() and (stale / "case.npy").exists():
+                    shutil.rmtree(stale, ignore_errors=True)
         return tuple(np.load(folder / f"{n}.npy", mmap_mode="r") for n in ("image", "label", "case"))  # type: ignore[return-value]
 
     def _build_slices(self, size: int, folder: Path) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=self.folder))
+        """Resize every training slice into preallocated memory maps (one volume in memory at a time,
+        never a list of the whole cache), then move the folder into place."""
+        from numpy.lib.format import open_memmap
+
+        cases = self.split_cases("train")
+        total = sum(int(c.shape[0]) for c in cases)
+        tmp = make_temp_folder(self.folder, folder.name)
         try:
-            images, labels, owner = [], [], []
-            for i, case in enumerate(self.split_cases("train")):
+            images = open_memmap(tmp / "image.npy", "w+", np.float32, (total, size, size))
+            labels = open_memmap(tmp / "label.npy", "w+", np.uint8, (total, size, size))
+            owner = open_memmap(tmp / "case.npy", "w+", np.int32, (total,))
+            at = 0
+            for i, case in enumerate(cases):
                 img, lab = self.volume(case.id)
-                images.append(resize_slices(np.asarray(img), size, self.interpolation))
-                labels.append(resize_slices(np.asarray(lab), size, "nearest").astype(np.uint8))
-                owner.append(np.full(img.shape[0], i, dtype=np.int32))
-            np.save(tmp / "image.npy", np.concatenate(images).astype(np.float32))
-            np.save(tmp / "label.npy", np.concatenate(labels))
-            np.save(tmp / "case.npy", np.concatenate(owner))
-            try:
-                os.replace(tmp, folder)
-            except OSError:  # another process finished first: keep theirs
-                if not (folder / "case.npy").exists():
-                    raise
+                n = img.shape[0]
+                images[at:at + n] = resize_slices(np.asarray(img), size, self.interpolation)
+                labels[at:at + n] = resize_slices(np.asarray(lab), size, "nearest")
+                owner[at:at + n] = i
+                at += n
+            for array in (images, labels, owner):
+                array.flush()
+            del images, labels, owner
+            os.replace(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def dataset_folder(name: str, cache_root: Path | None = None) -> Path:
-    return (cache_root or default_cache_root()) / name
+    """``<cache>/<name>``; the name is checked first, so it can never point outside the cache."""
+    return (cache_root or default_cache_root()) / check_name(name)
 
 
 def prepared_names(cache_root: Path | None = None) -> list[str]:
     """Datasets prepared in the cache, including user datasets prepared under their own name."""
     root = cache_root or default_cache_root()
-    return sorted(p.parent.name for p in root.glob("*/meta.json")) if root.exists() else []
+    return sorted(p.parent.name for p in root.glob("*/meta.json")
+                  if NAME.fullmatch(p.parent.name)) if root.exists() else []
 
 
 def check_dataset_name(name: str, cache_root: Path | None = None) -> None:
     """A registered dataset or one prepared under its own name (``bench prepare NAME --format ...``)."""
+    check_name(name)
     if name in DATASETS or (dataset_folder(name, cache_root) / "meta.json").exists():
         return
     DATASETS.entry(name)  # raises the "unknown dataset" error listing the known names
 
 
+def source_fingerprint(raw: Path) -> str:
+    """What a raw folder holds, cheaply: every file's relative path and size (no reading). Two
+    different datasets differ here; the same data copied elsewhere does not."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in raw.rglob("*") if p.is_file()):
+        h.update(f"{path.relative_to(raw).as_posix()}\0{path.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _owned(folder: Path) -> dict[str, Any] | None:
+    """Our ``meta.json`` in ``folder`` (a prepared dataset we may replace), else None."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == CACHE_FORMAT and "cases" in meta else None
+
+
 def prepare(name: str, raw: Path | None = None, cache_root: Path | None = None,
-            force: bool = False, kind: str | None = None) -> PreparedDataset:
+            force: bool = False, kind: str | None = None, strict_geometry: bool = False) -> PreparedDataset:
     """Prepare dataset ``name`` into the cache (idempotent, atomic) and open it.
 
     ``kind`` names the reader when it differs from ``name`` (a user's nnU-Net-format dataset is
-    prepared with ``kind="nnunet"`` under its own name)."""
+    prepared with ``kind="nnunet"`` under its own name). Only a folder holding our ``meta.json`` is
+    ever replaced (with ``force``, or never when ``raw`` is the same data); preparing another raw
+    folder over a prepared name needs ``force``. One process prepares a name at a time (a lock in the
+    cache), and what a killed preparation left behind is removed under that lock."""
     folder = dataset_folder(name, cache_root)
-    if (folder / "meta.json").exists() and not force and raw is None:
+    if any(folder.parent.glob(f".{name}+*")):  # a preparation killed before its end left these
+        with FolderLock(folder.parent / f".{name}.lock"):
+            remove_orphans(folder.parent, f".{name}+*")
+    if kind is not None and kind != name and name in DATASETS:
+        raise DataError(f"'{name}' is a built-in dataset; prepare your data under another name "
+                        f"(bench prepare my-{name} --format {kind})")
+    if raw is None and not force and (folder / "meta.json").exists():
         return PreparedDataset(folder)
     spec = DATASETS.get(kind or name)()
-    if (folder / "meta.json").exists() and not force:
-        return PreparedDataset(folder)
     if raw is None and not spec.embedded:
+        if folder.exists() and _owned(folder) is None:
+            raise DataError(f"{folder}: not a prepared dataset (no readable meta.json); prepare it again "
+                            f"with bench prepare {name} --raw PATH --force")
         raise DataError(f"dataset '{name}' is not prepared; run: bench prepare {name} --raw PATH")
-    if raw is not None and not raw.exists():
+    if raw is not None and not raw.is_dir():
         raise DataError(f"{raw}: no such folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
-    try:
-        writer = CacheWriter(spec, tmp / "ds", name)
-        spec.build(raw, writer)
-        writer.finish()
-        if folder.exists():
-            shutil.rmtree(folder)
+    with FolderLock(folder.parent / f".{name}.lock"):
+        remove_orphans(folder.parent, f".{name}+*")  # temp folders of a killed preparation
+        meta = _owned(folder)
+        if folder.exists() and meta is None:
+            raise DataError(f"{folder}: exists and is not a prepared dataset (no meta.json of ours); "
+                            "not touching it: move it away or use another --cache")
+        fingerprint = source_fingerprint(raw) if raw is not None else None
+        if meta is not None and not force:
+            old = meta.get("source_fingerprint")
+            if raw is None or old in (None, fingerprint):
+                return PreparedDataset(folder)
+            raise DataError(f"{folder}: already prepared from other raw data (fingerprint {old}, {raw} is "
+                            f"{fingerprint}); add --force to replace it, or prepare under another name")
+        tmp = make_temp_folder(folder.parent, name)
         try:
+            writer = CacheWriter(spec, tmp / "ds", name, strict_geometry=strict_geometry)
+            spec.build(raw, writer)
+            writer.source_fingerprint = fingerprint
+            writer.finish()
+            os.chmod(tmp / "ds", folder_mode())
+            if folder.exists():
+                os.replace(folder, tmp / "old")  # ours (checked above); removed with tmp below
             os.replace(tmp / "ds", folder)
-        except OSError:
-            if not (folder / "meta.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return PreparedDataset(folder)
 
 

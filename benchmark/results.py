@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,17 @@ def read_json(path: Path) -> Any:
         raise BenchError(f"{path}: unreadable ({exc})") from exc
 
 
-def iter_records(root: Path) -> Iterator[dict[str, Any]]:
-    """Every completed run record under ``root``."""
+def iter_records(root: Path, warn: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Every completed run record under ``root``; an unreadable one is skipped with a warning (one
+    damaged file must not hide every other result)."""
+    say = warn or (lambda message: logging.getLogger("sslbench").warning(message))
     for marker in sorted(root.rglob("DONE")):
-        record = read_json(marker.parent / "run.json")
+        try:
+            record = read_json(marker.parent / "run.json")
+            if not isinstance(record, dict) or "summary" not in record:
+                raise BenchError(f"{marker.parent / 'run.json'}: not a run record")
+        except BenchError as exc:
+            say(f"skipping {exc}")
+            continue
         record["_dir"] = str(marker.parent)
         yield record

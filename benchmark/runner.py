@@ -25,16 +25,20 @@ import numpy as np
 import torch
 
 from . import __version__
-from .atomic import write_json, write_text
+from .atomic import remove_orphans, write_json, write_text
 from .config import ResolvedConfig, resolve_config
 from .data import PreparedDataset, check_dataset_name, prepare, split_labeled
 from .errors import BenchError
+from .locks import FolderLock
 from .evaluation import evaluate, precision, validation_dice
 from .method import METHODS, MethodContext, SSLMethod
 from .memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from .metrics import EMPTY_POLICY
 from .results import is_done, read_json, run_dir
 from .trainer import TrainData, Trainer
+
+
+LOCK_NAME = ".lock"  # in each run folder: who is training it (see sslbench.locks)
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ class RunOptions:
 @dataclass
 class RunOutcome:
     spec: RunSpec
-    status: str  # "done", "skipped" or "failed"
+    status: str  # "done", "skipped", "busy" (another process holds the run) or "failed"
     folder: str
     summary: dict[str, float] = field(default_factory=dict)
     message: str = ""
@@ -91,14 +95,18 @@ def expand(methods: Sequence[str], datasets: Sequence[str], ratios: Sequence[flo
     """The sweep, validated up front (unknown names and keys fail before any run starts).
     Methods that use every label (UNet-F) run once per seed, recorded as ratio 100."""
     specs: list[RunSpec] = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= int(s) < 2**32:
+            raise BenchError(f"seed must be an integer in 0..{2**32 - 1}, got {s!r}")
+    for r in ratios:
+        if not isinstance(r, (int, float)) or not 0 < float(r) <= 100:  # also refuses nan
+            raise BenchError(f"label ratio must be a number in (0, 100], got {r!r}")
     for ds in datasets:
         check_dataset_name(ds, cache)
         for m in methods:
             cls = METHODS.get(m)
             resolve_config(cls.Config, profile, ds, m, tuple(overrides))
             for r in ([100.0] if cls.uses_all_labels else ratios):
-                if r <= 0 or r > 100:
-                    raise BenchError(f"label ratio must be in (0, 100], got {r:g}")
                 for s in seeds:
                     spec = RunSpec(ds, m, float(r), int(s), profile, tuple(overrides), tag)
                     if spec not in specs:
@@ -253,18 +261,45 @@ def check_folder(spec: RunSpec, opts: RunOptions) -> str:
 
 
 def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print) -> RunOutcome:
+    """One run, holding its folder's lock: a run another process is training is skipped ("busy"),
+    never trained twice; a lock left by a killed process is taken over with a warning."""
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(folder / LOCK_NAME)
+    if not lock.acquire(wait=False):
+        return RunOutcome(spec, "busy", str(folder), message=f"running elsewhere ({lock.holder})")
+    try:
+        if lock.stale:
+            log(f"warning: {spec.label}: its last session ({lock.stale}) ended without finishing; taking over")
+        for sub in (folder, folder / "ckpt", folder / "predictions"):
+            remove_orphans(sub, ".*.tmp")  # half-written files of a killed session
+        return _run_locked(spec, opts, folder, log)
+    finally:
+        lock.release()
+
+
+def _clear_folder(folder: Path) -> None:
+    """Empty a run folder for --force, keeping the lock we hold on it."""
+    for child in folder.iterdir():
+        if child.name == LOCK_NAME:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _run_locked(spec: RunSpec, opts: RunOptions, folder: Path, log: Callable[[str], None]) -> RunOutcome:
     entry = METHODS.entry(spec.method)
     cls: type[SSLMethod] = entry.obj
     cfg: ResolvedConfig = resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides)
     chash = cfg.hash()
-    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
     state = check_folder(spec, opts)
     if state == "done":
         record = read_json(folder / "run.json")
         return RunOutcome(spec, "skipped", str(folder), record.get("summary", {}), "already done")
     if state == "replace":
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+        _clear_folder(folder)
     write_json(folder / "config.json", {"hash": chash, "spec": dataclasses.asdict(spec), "sources": cfg.sources,
                                         **cfg.to_dict()})
 
@@ -284,7 +319,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
     trainer = Trainer(
         method, data, cfg.train, spec.seed,
         validate=lambda: validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp),
-        run_dir=folder, progress=opts.progress, desc=spec.label,
+        run_dir=folder, progress=opts.progress, desc=spec.label, warn=lambda m: log(f"warning: {m}"),
     )
     if (folder / "ckpt" / "last.pt").exists():
         log(f"resuming {spec.label} from its checkpoint")
@@ -316,7 +351,8 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
                    + sum(p.numel() for spec in method.extra_optimizers().values() for p in spec.params),
                    "inference": sum(p.numel() for p in method.inference_net().parameters())},
         "selection": {"rule": fit.selected, "iteration": fit.best_iteration,
-                      "val_dice": None if fit.best_score != fit.best_score else fit.best_score},
+                      "val_dice": None if fit.best_score != fit.best_score else fit.best_score,
+                      **({"note": fit.selection_note} if fit.selection_note else {})},
         "summary": metrics["foreground_mean"], "per_class": metrics["mean"],
         "timing": {"wall_s": time.perf_counter() - t0, "train_s": train_seconds, "eval_s": eval_seconds,
                    "stage_s": fit.stage_seconds, "iters_per_s": fit.iterations_per_second,
@@ -346,6 +382,7 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
     Folder conflicts are checked for every run before any starts. A run that fails (a diverged loss,
     a bug in a plugin) is reported and the sweep goes on; its checkpoint stays for a later resume.
     """
+    pick_device(opts.device)  # a bad --device fails here, before any run folder is written
     prepared = {name: prepare(name, cache_root=opts.cache)  # once, before any worker starts
                 for name in dict.fromkeys(s.dataset for s in specs)}
     for spec in specs:  # every input problem surfaces before the first run starts
@@ -391,5 +428,7 @@ def _describe(i: int, n: int, outcome: RunOutcome) -> str:
         return f"[{i}/{n}] {outcome.spec.label}: FAILED: {outcome.message}"
     s = outcome.summary
     score = f"Dice {100 * s['dice']:.1f}  ASSD {s['assd']:.2f}" if s else ""
+    if outcome.status == "busy":
+        return f"[{i}/{n}] {outcome.spec.label}: skipped, {outcome.message}"
     what = "already done, skipped" if outcome.status == "skipped" else "done"
     return f"[{i}/{n}] {outcome.spec.label}: {what}  {score}"

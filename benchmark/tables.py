@@ -2,8 +2,10 @@
 ratio x (DSC, ASD), mean ± std over seeds) as markdown, LaTeX or CSV."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,26 +23,33 @@ def load_records(root: Path) -> pd.DataFrame:
     """One row per completed run: identity, summary metrics, timing."""
     rows = []
     for rec in iter_records(root):
-        s = rec["summary"]
-        timing = rec["timing"]
-        rows.append({
-            "dataset": rec["dataset"], "profile": rec["profile"], "method": rec["method"],
-            "paper_name": rec.get("paper_name", rec["method"]), "variant": rec.get("variant", ""),
-            "ratio": float(rec["ratio"]), "seed": rec["seed"], "dsc": 100.0 * s["dice"], "asd": s["assd"],
-            "hd95": s["hd95"], "asd_legacy": s["asd_legacy"],
-            "hd95_legacy": s.get("hd95_legacy", float("nan")), "all_labels": float(rec["ratio"]) >= 100.0,
-            "wall_s": timing["wall_s"], "train_s": timing.get("train_s", float("nan")),
-            "iters_per_s": float(np.mean(list(timing.get("iters_per_s", {}).values()) or [np.nan])),
-            "peak_mem_mb": timing.get("peak_mem_mb", float("nan")),
-            "device": rec.get("env", {}).get("device", "?"), "precision": rec.get("precision", "?"),
-            "iterations": " + ".join(str(n) for n in rec.get("stage_iterations", {}).values()) or "?",
-            "params": rec.get("params", {}).get("trained", np.nan),
-            "dir": rec["_dir"],
-            **{f"dsc:{cls}": 100.0 * m["dice"] for cls, m in rec.get("per_class", {}).items()},
-            **{f"asd:{cls}": m["assd"] for cls, m in rec.get("per_class", {}).items()},
-            "units": "voxels" if rec.get("metric_policy", {}).get("spacing") == "voxels" else "mm",
-        })
+        try:
+            rows.append(_record_row(rec))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            logging.getLogger("sslbench").warning(f"skipping {rec['_dir']}/run.json: incomplete record ({exc!r})")
     return pd.DataFrame(rows)
+
+
+def _record_row(rec: dict[str, Any]) -> dict[str, Any]:
+    s = rec["summary"]
+    timing = rec["timing"]
+    return {
+        "dataset": rec["dataset"], "profile": rec["profile"], "method": rec["method"],
+        "paper_name": rec.get("paper_name", rec["method"]), "variant": rec.get("variant", ""),
+        "ratio": float(rec["ratio"]), "seed": rec["seed"], "dsc": 100.0 * s["dice"], "asd": s["assd"],
+        "hd95": s["hd95"], "asd_legacy": s["asd_legacy"],
+        "hd95_legacy": s.get("hd95_legacy", float("nan")), "all_labels": float(rec["ratio"]) >= 100.0,
+        "wall_s": timing["wall_s"], "train_s": timing.get("train_s", float("nan")),
+        "iters_per_s": float(np.mean(list(timing.get("iters_per_s", {}).values()) or [np.nan])),
+        "peak_mem_mb": timing.get("peak_mem_mb", float("nan")),
+        "device": rec.get("env", {}).get("device", "?"), "precision": rec.get("precision", "?"),
+        "iterations": " + ".join(str(n) for n in rec.get("stage_iterations", {}).values()) or "?",
+        "params": rec.get("params", {}).get("trained", np.nan),
+        "dir": rec["_dir"],
+        **{f"dsc:{cls}": 100.0 * m["dice"] for cls, m in rec.get("per_class", {}).items()},
+        **{f"asd:{cls}": m["assd"] for cls, m in rec.get("per_class", {}).items()},
+        "units": "voxels" if rec.get("metric_policy", {}).get("spacing") == "voxels" else "mm",
+    }
 
 
 def paper_order(name: str) -> tuple[int, str]:

@@ -11,7 +11,9 @@ host. AMP (bf16) runs on CUDA only.
 """
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import math
 import sys
 import time
@@ -57,6 +59,7 @@ class FitResult:
     stage_peak_mem_mb: dict[str, float] = field(default_factory=dict)  # this session's part of each stage
     resumed_from: int | None = None
     resumed_stage: str | None = None
+    selection_note: str = ""        # why the rule in ``selected`` differs from the config's, if it does
 
 
 def stage_iterations(method: SSLMethod, cfg: TrainConfig) -> dict[str, int]:
@@ -74,8 +77,9 @@ def stage_iterations(method: SSLMethod, cfg: TrainConfig) -> dict[str, int]:
 class Trainer:
     def __init__(self, method: SSLMethod, data: TrainData, cfg: TrainConfig, seed: int,
                  validate: Callable[[], float] | None = None, run_dir: Path | None = None,
-                 progress: bool = True, desc: str = "") -> None:
+                 progress: bool = True, desc: str = "", warn: Callable[[str], None] | None = None) -> None:
         self.method = method
+        self.warn = warn or (lambda message: logging.getLogger("sslbench").warning(message))
         self.data = data
         self.cfg = cfg
         self.device = data.images.device
@@ -251,15 +255,25 @@ class Trainer:
         self._save("last.pt", self.state_dict())
 
     def try_resume(self) -> int | None:
+        """Resume from ``last.pt``. One that cannot be read or does not fit this run (truncated by a
+        full disk, written by an older version) is moved aside, never deleted, and the run restarts."""
         path = None if self.run_dir is None else self.run_dir / "ckpt" / "last.pt"
         if path is None or not path.exists():
+            self._trim_log()  # a session killed before its first checkpoint may have logged already
             return None
+        fresh = copy.deepcopy(self.state_dict())  # a copy: a failed load may have written into the live tensors
         try:
             # weights_only: a checkpoint is data; a crafted pickle must never run code here
             state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as exc:
-            raise BenchError(f"{path}: unreadable checkpoint ({exc}); delete it or use --force") from exc
-        self.load_state_dict(state)
+            self.load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001 - any unusable checkpoint is handled the same way
+            aside = path.with_name(f"last.pt.unusable-{time.strftime('%Y%m%d-%H%M%S')}")
+            path.replace(aside)
+            self.load_state_dict(fresh)
+            self._trim_log()
+            self.warn(f"{path}: unusable checkpoint ({type(exc).__name__}: {str(exc)[:200]}); kept as "
+                      f"{aside.name}, training this run from the start")
+            return None
         self._trim_log()
         return self.iteration
 
@@ -286,7 +300,10 @@ class Trainer:
         self._write_log({"stage": self.stage, "iteration": self.iteration, "val_dice": round(score, 6)})
         if self.cfg.select == "best" and score > self.best_score:
             self.best_score, self.best_iteration = score, self.iteration
-            self._save("best.pt", self.method.state_dict())
+            # tagged with its iteration: after a kill between this write and last.pt's, the resumed
+            # run can tell best.pt's weights from the ones its record names
+            self._save("best.pt", {"iteration": self.iteration, "stage": self.stage, "val_dice": score,
+                                   "weights": self.method.state_dict()})
         return score
 
     def fit(self) -> FitResult:
@@ -328,15 +345,49 @@ class Trainer:
         for stage, seconds in self.elapsed.items():  # every stage, summed over resumed sessions
             result.stage_seconds[stage] = seconds
             result.iterations_per_second[stage] = self.lengths[stage] / seconds if seconds > 0 else 0.0
-        if self.cfg.select == "best" and self.run_dir is not None and (self.run_dir / "ckpt" / "best.pt").exists():
-            best = self.run_dir / "ckpt" / "best.pt"
-            try:
-                weights = torch.load(best, map_location=self.device, weights_only=True)
-            except Exception as exc:
-                raise BenchError(f"{best}: unreadable checkpoint ({exc}); delete it or use --force") from exc
-            self.method.load_state_dict(weights)
-            result.best_iteration, result.best_score = self.best_iteration, self.best_score
+        if self.cfg.select == "best" and self.run_dir is not None:
+            self._select_best(result)
         else:
             result.selected = "last"
             result.best_iteration = self.iteration
         return result
+
+    def _select_best(self, result: FitResult) -> None:
+        """Load ``best.pt`` when it holds the weights the run's state names; otherwise keep the last
+        weights and say why in the result (a missing, unreadable or mismatched file)."""
+        assert self.run_dir is not None
+        best = self.run_dir / "ckpt" / "best.pt"
+        problem = ""
+        if self.best_iteration < 0:  # no validation score was ever finite: nothing to select
+            result.selected, result.best_iteration = "last", self.iteration
+            result.selection_note = "no finite validation score, so the last weights were evaluated"
+            return
+        backup = copy.deepcopy(self.method.state_dict())
+        if not best.exists():
+            problem = "missing"
+        else:
+            try:
+                saved = torch.load(best, map_location=self.device, weights_only=True)
+            except Exception as exc:  # noqa: BLE001
+                aside = best.with_name(f"best.pt.unusable-{time.strftime('%Y%m%d-%H%M%S')}")
+                best.replace(aside)
+                problem = f"unreadable ({type(exc).__name__}; kept as {aside.name})"
+            else:
+                tagged = isinstance(saved, dict) and "weights" in saved and "iteration" in saved
+                if tagged and saved["iteration"] != self.best_iteration:
+                    problem = (f"from iteration {saved['iteration']}, not the best iteration "
+                               f"{self.best_iteration} this run recorded")
+                else:
+                    try:
+                        self.method.load_state_dict(saved["weights"] if tagged else saved)
+                    except Exception as exc:  # noqa: BLE001
+                        self.method.load_state_dict(backup)
+                        problem = f"not this method's weights ({type(exc).__name__})"
+        if problem:
+            result.selected = "last"
+            result.best_iteration = self.iteration
+            result.selection_note = (f"ckpt/best.pt {problem}: the last weights (iteration {self.iteration}) "
+                                     "were evaluated instead of the best")
+            self.warn(f"{best}: {result.selection_note}")
+        else:
+            result.best_iteration, result.best_score = self.best_iteration, self.best_score

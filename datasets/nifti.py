@@ -8,6 +8,7 @@ Writing inverts both steps and reuses the source affine and header.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sslbench.errors import DataError
+
+from .readers import check_size
 
 if TYPE_CHECKING:
     from sslbench.data import CacheWriter
@@ -38,17 +41,42 @@ def _nib():
     return nib
 
 
-def load_volume(path: Path, dtype: type = np.float32) -> tuple[np.ndarray, Geometry]:
-    """(D, H, W) array and its geometry; errors name the file."""
+def open_image(path: Path):  # -> nibabel image (header only, checked; no voxel read yet)
+    """The NIfTI image object with its header checked against the voxel limit and the file size."""
     nib = _nib()
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
         img = nib.load(str(path))
-        canon = nib.as_closest_canonical(img)
-        data = np.asarray(canon.dataobj)
     except Exception as exc:
-        raise DataError(f"{path}: unreadable NIfTI file ({exc})") from exc
+        raise DataError(f"{path}: unreadable NIfTI file ({exc or type(exc).__name__})") from exc
+    check_header(path, img)
+    return img
+
+
+def to_dhw(img: object, path: Path, dtype: type | None = np.float32, source: object | None = None,
+           ) -> tuple[np.ndarray, Geometry]:
+    """(D, H, W) array of ``img`` reoriented to RAS and sliced along its coarsest axis.
+
+    ``dtype=None`` keeps the stored type when the header applies no scaling (labels: int16 stays
+    int16, never a float64 copy); float types are computed in that type. ``source`` is the image whose
+    affine the returned geometry names (``img`` itself unless a label borrows its image's grid)."""
+    nib = _nib()
+    try:
+        canon = nib.as_closest_canonical(img)
+        proxy = canon.dataobj
+        slope, inter = canon.header.get_slope_inter()
+        unscaled = slope in (None, 1.0) and inter in (None, 0.0) and hasattr(proxy, "get_unscaled")
+        if dtype is None:
+            data = np.asarray(proxy.get_unscaled()) if unscaled else np.asarray(proxy)
+        else:
+            data = canon.get_fdata(dtype=dtype) if np.dtype(dtype).kind == "f" else np.asarray(proxy).astype(dtype)
+    except MemoryError as exc:
+        raise DataError(f"{path}: too large to read into memory ({img.shape})") from exc  # type: ignore[attr-defined]
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: unreadable NIfTI file ({exc or type(exc).__name__})") from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -56,8 +84,27 @@ def load_volume(path: Path, dtype: type = np.float32) -> tuple[np.ndarray, Geome
     zooms = tuple(float(z) for z in canon.header.get_zooms()[:3])
     slice_axis = int(np.argmax(zooms))
     axes = (slice_axis, *[a for a in range(3) if a != slice_axis])
-    array = np.transpose(data, axes).astype(dtype)
-    return array, Geometry(img.affine, tuple(img.shape[:3]), axes, tuple(zooms[a] for a in axes))  # type: ignore[arg-type]
+    array = np.transpose(data, axes)  # a view: copying to C order would double the peak (np.save streams it)
+    owner = source if source is not None else img
+    return array, Geometry(owner.affine, tuple(owner.shape[:3]), axes, tuple(zooms[a] for a in axes))  # type: ignore[attr-defined]
+
+
+def load_volume(path: Path, dtype: type | None = np.float32) -> tuple[np.ndarray, Geometry]:
+    """(D, H, W) array and its geometry; errors name the file."""
+    return to_dhw(open_image(path), path, dtype)
+
+
+def check_header(path: Path, img: object) -> None:
+    """The header's shape against the voxel limit and the file's size, before any voxel is read."""
+    header = img.header  # type: ignore[attr-defined]
+    try:
+        offset = int(header.get_data_offset())
+        itemsize = header.get_data_dtype().itemsize
+    except Exception as exc:  # noqa: BLE001 - a broken header
+        raise DataError(f"{path}: unreadable NIfTI header ({exc or type(exc).__name__})") from exc
+    size = path.stat().st_size
+    compressed = path.name.endswith(".gz")
+    check_size(path, tuple(img.shape), itemsize, size if compressed else max(size - offset, 0), compressed)  # type: ignore[attr-defined]
 
 
 def same_geometry(a: Geometry, b: Geometry, atol: float = 1e-3) -> bool:
@@ -99,16 +146,38 @@ def geometry_from_json(d: dict[str, object]) -> Geometry:
 
 
 def read_case(image_path: Path, label_path: Path, label_map: dict[int, int] | None = None,
+              strict_geometry: bool = False, on_fixed: Callable[[str], None] | None = None,
               ) -> tuple[np.ndarray, np.ndarray, Geometry]:
-    """Image, label (mapped to class indices) and geometry of one case, checked for consistency."""
-    image, g_img = load_volume(image_path)
-    label, g_lab = load_volume(label_path, dtype=np.float64)
-    if g_img.shape != g_lab.shape:
-        raise DataError(f"{label_path}: label shape {g_lab.shape} != image shape {g_img.shape} ({image_path.name})")
-    if not same_geometry(g_img, g_lab):
-        raise DataError(f"{label_path}: label affine differs from the image's ({image_path.name})")
-    if not np.all(np.isfinite(label)) or np.any(label != np.round(label)):
-        raise DataError(f"{label_path}: label values are not integers")
+    """Image, label (mapped to class indices) and geometry of one case, checked for consistency.
+
+    As nnU-Net's dataset check: a label whose voxel grid (shape) or spacing differs from its image's
+    is an error; one with the same grid and spacing but another affine (orientation or origin lost
+    by the tool that wrote it) is read in the image's geometry, voxel for voxel, and reported through
+    ``on_fixed`` (a warning naming the case), unless ``strict_geometry``."""
+    img = open_image(image_path)
+    lab = open_image(label_path)
+    if tuple(img.shape[:3]) != tuple(lab.shape[:3]):
+        raise DataError(f"{label_path}: label shape {tuple(lab.shape[:3])} != image shape "
+                        f"{tuple(img.shape[:3])} ({image_path.name})")
+    image, g_img = to_dhw(img, image_path)
+    if not np.allclose(img.affine, lab.affine, atol=1e-3):
+        zi, zl = (np.asarray(x.header.get_zooms()[:3], dtype=float) for x in (img, lab))
+        if strict_geometry or not np.allclose(zi, zl, rtol=1e-3, atol=1e-4):
+            what = "spacing" if not np.allclose(zi, zl, rtol=1e-3, atol=1e-4) else "affine"
+            raise DataError(f"{label_path}: label {what} differs from the image's ({image_path.name})"
+                            + ("" if what == "spacing" else "; without --strict-geometry the label "
+                               "takes the image's geometry when shape and spacing agree"))
+        lab = type(lab)(lab.dataobj, img.affine, lab.header)  # same voxels, the image's orientation
+        if on_fixed is not None:
+            on_fixed(f"{label_path}: label affine differs from the image's ({image_path.name}) with the same "
+                     "shape and spacing; using the image's geometry (as nnU-Net)")
+    label, _ = to_dhw(lab, label_path, dtype=None, source=img)
+    if label.dtype.kind == "f":
+        if not np.all(np.isfinite(label)) or np.any(label != np.round(label)):
+            raise DataError(f"{label_path}: label values are not integers")
+        label = label.astype(np.int32)
+    elif label.dtype.kind not in "iub":
+        raise DataError(f"{label_path}: label type {label.dtype} is not numeric")
     values = np.unique(label).astype(np.int64)
     if label_map is not None:
         unknown = [int(v) for v in values if int(v) not in label_map]
@@ -118,25 +187,29 @@ def read_case(image_path: Path, label_path: Path, label_map: dict[int, int] | No
         for raw_value, cls in label_map.items():
             if raw_value <= values.max():
                 lut[raw_value] = cls
-        label = lut[label.astype(np.int64)]
+        label = lut[label]
     elif values.min() < 0 or values.max() > 255:
         raise DataError(f"{label_path}: label values {values.tolist()[:8]} outside 0..255")
-    return image, label.astype(np.uint8), g_img
+    return image, label.astype(np.uint8, copy=False), g_img
 
 
 def normalize(image: np.ndarray, where: str, clip: tuple[float, float] | None = None,
               percentiles: tuple[float, float] | None = None) -> np.ndarray:
-    """Clip (fixed window such as CT HU, or percentiles for MR), then min-max to [0, 1]."""
+    """Clip (fixed window such as CT HU, or percentiles for MR), then min-max to [0, 1], in place on
+    a float32 array (no extra volume-sized copies)."""
+    image = image if image.dtype == np.float32 else image.astype(np.float32)
     if not np.isfinite(image).all():
         raise DataError(f"{where}: image contains NaN or Inf")
     if clip is not None:
-        image = np.clip(image, *clip)
+        np.clip(image, *clip, out=image)
     elif percentiles is not None:
-        image = np.clip(image, *np.percentile(image, percentiles))
+        np.clip(image, *np.percentile(image, percentiles), out=image)
     lo, hi = float(image.min()), float(image.max())
     if hi <= lo:
         raise DataError(f"{where}: image is constant ({lo})")
-    return ((image - lo) / (hi - lo)).astype(np.float32)
+    image -= lo
+    image /= hi - lo
+    return image
 
 
 def add_nifti_cases(writer: CacheWriter, raw: Path, cases: list[tuple[str, Path, Path, str]],
@@ -149,7 +222,11 @@ def add_nifti_cases(writer: CacheWriter, raw: Path, cases: list[tuple[str, Path,
     for cid, image_path, label_path, split in cases:
         if not label_path.is_file():
             raise DataError(f"{image_path}: image without label (expected {label_path})")
-        image, label, geom = read_case(image_path, label_path, label_map)
+        def fixed(message: str, cid: str = cid) -> None:
+            logging.getLogger("sslbench").warning(message)
+            writer.geometry_fixed.append(cid)
+
+        image, label, geom = read_case(image_path, label_path, label_map, writer.strict_geometry, fixed)
         image = normalize(image, str(image_path), **norm)  # type: ignore[arg-type]
         writer.add(cid, image, label, split, geom.spacing, patient_of(cid) if patient_of else cid,
                    origin=str(image_path),

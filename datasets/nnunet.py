@@ -23,14 +23,21 @@ from .readers import manifest
 from .splits import read_split_file, seeded_split
 
 
+FILE_ENDINGS = (".nii.gz", ".nii")
+
+
 def read_dataset_json(raw: Path) -> tuple[tuple[str, ...], str]:
     path = raw / "dataset.json"
     if not path.is_file():
         raise DataError(f"{path}: not found (an nnU-Net raw dataset needs dataset.json)")
     try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: invalid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object, got a {type(meta).__name__}")
     labels = meta.get("labels")
     if not isinstance(labels, dict) or not labels:
         raise DataError(f"{path}: no 'labels' mapping")
@@ -40,9 +47,14 @@ def read_dataset_json(raw: Path) -> tuple[tuple[str, ...], str]:
     if [v for _, v in by_value] != list(range(len(by_value))):
         raise DataError(f"{path}: label values must be consecutive from 0, got {sorted(labels.values())}")
     channels = meta.get("channel_names", meta.get("modality", {"0": "image"}))
+    if not isinstance(channels, dict):
+        raise DataError(f"{path}: 'channel_names' must be a mapping such as {{\"0\": \"MRI\"}}, got {channels!r}")
     if len(channels) != 1:
         raise DataError(f"{path}: {len(channels)} input channels; only single-channel datasets are supported")
-    return tuple(name for name, _ in by_value), str(meta.get("file_ending", ".nii.gz"))
+    ending = meta.get("file_ending", ".nii.gz")
+    if ending not in FILE_ENDINGS:
+        raise DataError(f"{path}: file_ending {ending!r} is not supported (use {' or '.join(FILE_ENDINGS)})")
+    return tuple(str(name) for name, _ in by_value), ending
 
 
 @register_dataset("nnunet")

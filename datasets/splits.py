@@ -34,12 +34,17 @@ def seeded_split(case_ids: list[str], fractions: tuple[float, float] = (0.1, 0.2
 def read_split_file(path: Path, case_ids: list[str]) -> dict[str, str]:
     """A user's ``splits.json``: {"train": [...], "val": [...], "test": [...]} over the case ids."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: unreadable split file ({exc})") from exc
+    if not isinstance(data, dict) or set(data) - {"train", "val", "test"}:
+        raise DataError(f"{path}: expected an object {{\"train\": [...], \"val\": [...], \"test\": [...]}}")
     out: dict[str, str] = {}
     for split in ("train", "val", "test"):
-        for cid in data.get(split, []):
+        ids = data.get(split, [])
+        if not isinstance(ids, list) or not all(isinstance(c, str) for c in ids):
+            raise DataError(f"{path}: '{split}' must be a list of case ids")
+        for cid in ids:
             if cid not in case_ids:
                 raise DataError(f"{path}: case '{cid}' in '{split}' has no image")
             if cid in out:

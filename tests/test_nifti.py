@@ -105,11 +105,11 @@ def corrupt(raw: Path, problem: str) -> str:
     if problem == "shape mismatch":
         nib.save(nib.Nifti1Image(np.zeros((6, 20, 17), np.uint8), AFFINE), str(lab))
         return "case_001.nii.gz: label shape"
-    if problem == "affine mismatch":
-        shifted = AFFINE.copy()
-        shifted[0, 3] += 5
-        nib.save(nib.Nifti1Image(make_case(rng)[1], shifted), str(lab))
-        return "case_001.nii.gz: label affine differs"
+    if problem == "spacing mismatch":  # same grid, other voxel size: an error (an affine alone is not)
+        scaled = AFFINE.copy()
+        scaled[:3, :3] *= 1.5
+        nib.save(nib.Nifti1Image(make_case(rng)[1], scaled), str(lab))
+        return "case_001.nii.gz: label spacing differs"
     if problem == "label values":
         nib.save(nib.Nifti1Image(np.full((6, 20, 18), 7, np.uint8), AFFINE), str(lab))
         return "case_001.nii.gz: label values [7] not in the dataset's set"
@@ -134,7 +134,7 @@ def corrupt(raw: Path, problem: str) -> str:
     raise AssertionError(problem)
 
 
-PROBLEMS = ["missing label", "shape mismatch", "affine mismatch", "label values", "nan image", "constant image",
+PROBLEMS = ["missing label", "shape mismatch", "spacing mismatch", "label values", "nan image", "constant image",
             "corrupt file", "no images", "no dataset.json"]
 
 

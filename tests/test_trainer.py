@@ -47,7 +47,8 @@ def test_fit_selects_best_and_logs(tmp_path: Path) -> None:
     result = t.fit()
     assert (result.selected, result.best_iteration, result.best_score) == ("best", 8, 0.9)
     best = torch.load(tmp_path / "ckpt" / "best.pt", weights_only=True)
-    assert all(torch.equal(v, best[k]) for k, v in t.method.state_dict().items())  # best weights loaded
+    assert (best["iteration"], best["val_dice"]) == (8, 0.9)              # tagged with what it holds
+    assert all(torch.equal(v, best["weights"][k]) for k, v in t.method.state_dict().items())  # loaded
     lines = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [x["val_dice"] for x in lines if "val_dice" in x] == [0.2, 0.9, 0.4]
     assert all("loss_sup" in x for x in lines if "val_dice" not in x)
@@ -101,6 +102,10 @@ def test_a_crafted_checkpoint_runs_no_code(tmp_path: Path) -> None:
     torch.save({"iteration": 3, "evil": _Payload(marker)}, tmp_path / "ckpt" / "last.pt")
     t = build("unet-l")
     t.run_dir = tmp_path
-    with pytest.raises(BenchError, match=r"last\.pt: unreadable checkpoint"):
-        t.try_resume()
+    warnings: list[str] = []
+    t.warn = warnings.append
+    assert t.try_resume() is None              # refused, moved aside, the run starts over
     assert not marker.exists()
+    assert len(warnings) == 1 and "unusable checkpoint" in warnings[0]
+    assert not (tmp_path / "ckpt" / "last.pt").exists()
+    assert len(list((tmp_path / "ckpt").glob("last.pt.unusable-*"))) == 1
