@@ -273,6 +273,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
             log(f"warning: {spec.label}: its last session ({lock.stale}) ended without finishing; taking over")
         for sub in (folder, folder / "ckpt", folder / "predictions"):
             remove_orphans(sub, ".*.tmp")  # half-written files of a killed session
+        remove_orphans(folder / "predictions", ".tmp-*")  # a NIfTI prediction being written
         return _run_locked(spec, opts, folder, log)
     finally:
         lock.release()

@@ -484,3 +484,16 @@ def test_two_concurrent_sweeps_never_train_a_run_twice(tmp_path: Path, cache_dir
         assert both.count(f"{label}: done") == 1, both          # trained by exactly one of them
     assert len(list(root.rglob("DONE"))) == 2
     assert_each_run_once(root)
+
+
+def test_a_session_killed_before_its_first_checkpoint_leaves_no_log_behind(tmp_path: Path) -> None:
+    """Log lines of a session that never reached a checkpoint are dropped when the run starts again
+    (otherwise the restarted run logs those iterations twice)."""
+    from .test_trainer import build
+
+    (tmp_path / "train_log.jsonl").write_text(
+        '{"stage": "train", "iteration": 3, "loss": 1.0}\n{"stage": "train", "iter')   # torn last line
+    t = build("unet-l")
+    t.run_dir = tmp_path
+    assert t.try_resume() is None
+    assert (tmp_path / "train_log.jsonl").read_text() == ""
