@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-
-from .errors import BenchError
+from sslbench.base.errors import BenchError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,7 +62,7 @@ class _EchoHandler(logging.Handler):
 
 
 def _load_plugins(plugins: tuple[str, ...]) -> None:
-    from .method import METHODS
+    from sslbench.method import METHODS
 
     METHODS.load_env_plugins()
     for module in plugins:
@@ -122,10 +121,8 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
         plugins: tuple[str, ...], force: bool, save_predictions: bool, quiet: bool, no_table: bool) -> None:
     """Train and evaluate every method x dataset x ratio x seed; skip runs already done, resume
     interrupted ones, then print the table."""
-    from .runner import RunOptions, execute, expand, load_sweep
-    from .tables import tables
-
-    from .runner import pick_device
+    from sslbench.report.tables import tables
+    from sslbench.run.runner import RunOptions, execute, expand, load_sweep, pick_device
 
     _load_plugins(plugins)
     pick_device(device)  # before anything is written
@@ -194,8 +191,8 @@ def table(results: Path | None, fmt: str, dataset: str | None, profile: str | No
     """Turn the run records into tables: by default one per dataset and profile (one row per method
     in the paper's order, columns ratio x (DSC, ASD), mean ± std over seeds); with --table N the
     layout of the paper's Table N; with --cost what each method costs."""
-    from .atomic import write_text
-    from .tables import cost_table, paper_table, tables
+    from sslbench.base.atomic import write_text
+    from sslbench.report.tables import cost_table, paper_table, tables
 
     root = results or _default_results()
     if vs_paper and table_no is None:
@@ -236,7 +233,7 @@ def plot(kind: str, results: Path | None, dataset: str | None, profile: str | No
     qualitative  image, ground truth and each method's prediction (runs with --save-predictions)
     param        Dice against one config key across runs (runs tagged with --tag, e.g. a sweep)
     """
-    from . import plots
+    from sslbench.report import plots
 
     root = results or _default_results()
     out = output or Path("figures") / (kind if not dataset else f"{kind}-{dataset}")
@@ -262,11 +259,9 @@ def plot(kind: str, results: Path | None, dataset: str | None, profile: str | No
 @user_errors
 def methods_cmd(plugins: tuple[str, ...]) -> None:
     """List the registered methods with their source (built-in, plugin package or module)."""
+    from sslbench.method import METHODS
+    from sslbench.report.tables import paper_order
     from tabulate import tabulate
-
-    from .method import METHODS
-
-    from .tables import paper_order
 
     _load_plugins(plugins)
     entries = sorted(METHODS, key=lambda e: paper_order(e.obj.paper_name))
@@ -281,9 +276,8 @@ def methods_cmd(plugins: tuple[str, ...]) -> None:
 @user_errors
 def datasets_cmd(cache: Path | None) -> None:
     """List the registered datasets, their classes and whether they are prepared."""
+    from sslbench.data import DATASETS, PreparedDataset, dataset_folder, prepared_names
     from tabulate import tabulate
-
-    from .data import DATASETS, PreparedDataset, dataset_folder, prepared_names
 
     rows = []
     for e in DATASETS:
@@ -322,7 +316,7 @@ def prepare(dataset: str, raw: Path | None, kind: str | None, cache: Path | None
     bench prepare acdc --raw /data/ACDC_ssl4mis
     bench prepare mydata --raw /data/Dataset042_Thing --format nnunet
     """
-    from .data import prepare as do_prepare
+    from sslbench.data import prepare as do_prepare
 
     if raw is not None and not raw.is_dir():
         raise BenchError(f"{raw}: no such folder")

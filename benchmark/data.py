@@ -26,13 +26,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-
-from .atomic import folder_mode, make_temp_folder, remove_orphans, write_json
-from .errors import DataError
-from .locks import FolderLock
-from .names import NAME, check_case_id, check_name
-from .registry import Registry
-from .resize import resize_slices
+from sslbench.base.atomic import (
+    folder_mode,
+    make_temp_folder,
+    remove_orphans,
+    write_json,
+)
+from sslbench.base.errors import DataError
+from sslbench.base.locks import FolderLock
+from sslbench.base.names import NAME, check_case_id, check_name
+from sslbench.base.registry import Registry
+from sslbench.io.resize import resize_slices
 
 CACHE_FORMAT = 1
 # bumped whenever the slice resize changes (2: scipy zoom(order=0) mapping), so stale slices rebuild
@@ -327,7 +331,7 @@ def labeled_count(ratio: float, n_patients: int) -> int:
 
 def paper_list(kind: str, name: str) -> list[str] | None:
     """A shipped fixed list (``configs/splits/<kind>/<name>.txt``), or None."""
-    from .config import configs_dir
+    from sslbench.base.config import configs_dir
 
     path = configs_dir() / "splits" / kind / f"{name}.txt"
     if not path.is_file():

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from sslbench.base.registry import Registry
+from sslbench.nn.ema import EMATeacher
+from sslbench.nn.ramps import ssl4mis_consistency_weight
+from sslbench.nn.unet import UNet, build_unet
 from torch import Tensor, nn
-
-from .ema import EMATeacher
-from .ramps import ssl4mis_consistency_weight
-from .registry import Registry
-from .unet import UNet, build_unet
 
 Losses = dict[str, Tensor]
 

@@ -16,12 +16,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-
+from sslbench.base.errors import DataError
 from sslbench.data import CacheWriter, DatasetSpec, paper_list, register_dataset
-from sslbench.errors import DataError
-
-from .nifti import add_nifti_cases
-from .readers import check_image, manifest, read_h5, read_list
+from sslbench.datasets.nifti_cases import add_nifti_cases
+from sslbench.io.readers import check_image, manifest, read_h5, read_list
 
 SLICE_ID = re.compile(r"^(?P<volume>.+)_slice_(?P<index>\d+)$")
 

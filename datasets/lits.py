@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 
 from sslbench.data import register_dataset
-
-from .paired import PairedNiftiDataset
+from sslbench.datasets.paired import PairedNiftiDataset
 
 
 @register_dataset("lits")

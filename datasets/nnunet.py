@@ -15,13 +15,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sslbench.base.errors import DataError
 from sslbench.data import CacheWriter, DatasetSpec, register_dataset
-from sslbench.errors import DataError
-
-from .nifti import add_nifti_cases
-from .readers import manifest
-from .splits import read_split_file, seeded_split
-
+from sslbench.datasets.nifti_cases import add_nifti_cases
+from sslbench.datasets.splits import read_split_file, seeded_split
+from sslbench.io.readers import manifest
 
 FILE_ENDINGS = (".nii.gz", ".nii")
 

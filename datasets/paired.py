@@ -8,12 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from sslbench.base.errors import DataError
 from sslbench.data import CacheWriter, DatasetSpec
-from sslbench.errors import DataError
-
-from .nifti import add_nifti_cases
-from .readers import manifest
-from .splits import note_missing, paper_rows
+from sslbench.datasets.nifti_cases import add_nifti_cases
+from sslbench.datasets.splits import note_missing, paper_rows
+from sslbench.io.readers import manifest
 
 
 def find_pairs(raw: Path, image_pattern: re.Pattern[str], label_name: str) -> dict[int, tuple[Path, Path]]:

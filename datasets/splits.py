@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from sslbench.errors import DataError
+from sslbench.base.errors import DataError
 
 if TYPE_CHECKING:
     from sslbench.data import CacheWriter

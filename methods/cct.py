@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from sslbench.method import (
+    Batch,
+    ConsistencyConfig,
+    Losses,
+    MethodContext,
+    SSLMethod,
+    StepInfo,
+    register_method,
+)
+from sslbench.nn.losses import ce_dice_loss
+from sslbench.nn.multihead import MultiDecoderUNet
 from torch import Tensor, nn
-
-from sslbench.losses import ce_dice_loss
-from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.multihead import MultiDecoderUNet
 
 
 @dataclass

@@ -4,7 +4,7 @@
 slices (weight 1, the scale of MONA's released scripts, in which the paper's Table 5 rows were run) plus the
 framework's instance-discrimination loss on views of the unlabeled slices, computed on the UNet
 bottleneck through a projection head. "With fine-tuning" (``method.finetune=true``): that is the
-``pretrain`` stage, followed by MONA's stage 2 (``sslbench.anatomy``) as the ``train`` stage; its
+``pretrain`` stage, followed by MONA's stage 2 (``sslbench.methods.mona.anatomy``) as the ``train`` stage; its
 settings are the ``ReconstructionConfig`` fields. No official medical code exists for these rows
 (METHODS 2.15); the settings are the frameworks' standard ones, listed per class.
 """
@@ -14,16 +14,30 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from sslbench.method import (
+    Batch,
+    Losses,
+    MethodContext,
+    SSLMethod,
+    StepInfo,
+    register_method,
+)
+from sslbench.methods.mona.anatomy import AnatomicalReconstruction, ReconstructionConfig
+from sslbench.nn.augment import contrastive_views, strong_view
+from sslbench.nn.banks import FeatureQueue
+from sslbench.nn.ema import EMATeacher
+from sslbench.nn.heads import GlobalHead, mlp
+from sslbench.nn.losses import (
+    ce_dice_loss,
+    cosine_regression,
+    info_nce,
+    knn_positive_loss,
+    mask_slots,
+    moco_logits,
+    nt_xent,
+    relational_kl,
+)
 from torch import Tensor, nn
-
-from sslbench.anatomy import AnatomicalReconstruction, ReconstructionConfig
-from sslbench.banks import FeatureQueue
-from sslbench.ema import EMATeacher
-from sslbench.heads import GlobalHead, mlp
-from sslbench.losses import ce_dice_loss, cosine_regression, info_nce, knn_positive_loss, mask_slots, moco_logits, \
-    nt_xent, relational_kl
-from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.transforms import contrastive_views, strong_view
 
 
 class Embedder(nn.Module):

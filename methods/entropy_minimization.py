@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from sslbench.losses import ce_dice_loss, entropy_map
-from sslbench.method import Batch, ConsistencyConfig, Losses, SSLMethod, StepInfo, register_method
+from sslbench.method import (
+    Batch,
+    ConsistencyConfig,
+    Losses,
+    SSLMethod,
+    StepInfo,
+    register_method,
+)
+from sslbench.nn.losses import ce_dice_loss, entropy_map
 
 
 @dataclass

@@ -4,11 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from sslbench.augment import gaussian_noise
-from sslbench.errors import ConfigError
-from sslbench.losses import ce_dice_loss, softmax_mse
-from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, TeacherConfig, register_method
+from sslbench.base.errors import ConfigError
+from sslbench.method import (
+    Batch,
+    Losses,
+    MethodContext,
+    SSLMethod,
+    StepInfo,
+    TeacherConfig,
+    register_method,
+)
+from sslbench.nn.augment import gaussian_noise
+from sslbench.nn.losses import ce_dice_loss, softmax_mse
 
 
 @dataclass

@@ -6,12 +6,19 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from sslbench.method import (
+    Batch,
+    Losses,
+    MethodConfig,
+    MethodContext,
+    SSLMethod,
+    StepInfo,
+    register_method,
+)
+from sslbench.nn.augment import default_generator, photometric, random_spatial
+from sslbench.nn.losses import dice_loss, prototype_contrast
+from sslbench.nn.mask_sampling import pick_where
 from torch import Tensor, nn
-
-from sslbench.losses import dice_loss, prototype_contrast
-from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.sampling import pick_where
-from sslbench.transforms import default_generator, photometric, random_spatial
 
 
 @dataclass

@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from sslbench.method import (
+    Batch,
+    Losses,
+    MethodConfig,
+    MethodContext,
+    SSLMethod,
+    StepInfo,
+    register_method,
+)
+from sslbench.nn.augment import default_generator, photometric, strong_view
+from sslbench.nn.heads import GlobalHead
+from sslbench.nn.losses import ce_dice_loss, nt_xent, supcon
 from torch import nn
-
-from sslbench.heads import GlobalHead
-from sslbench.losses import ce_dice_loss, nt_xent, supcon
-from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.transforms import default_generator, photometric, strong_view
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """UNet-F and UNet-L: the supervised references of every table (SSL4MIS `train_fully_supervised_2D.py`)."""
 from __future__ import annotations
 
-from sslbench.losses import ce_dice_loss
 from sslbench.method import Batch, Losses, SSLMethod, StepInfo, register_method
+from sslbench.nn.losses import ce_dice_loss
 
 
 @register_method("unet-l")

@@ -3,11 +3,18 @@ runs it (`train_uncertainty_rectified_pyramid_consistency_2D.py`, `UNet_URPC`)."
 from __future__ import annotations
 
 import torch
+from sslbench.method import (
+    Batch,
+    ConsistencyConfig,
+    Losses,
+    MethodContext,
+    SSLMethod,
+    StepInfo,
+    register_method,
+)
+from sslbench.nn.losses import ce_dice_loss
+from sslbench.nn.multihead import PyramidUNet
 from torch import Tensor, nn
-
-from sslbench.losses import ce_dice_loss
-from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.multihead import PyramidUNet
 
 
 def rectified_pyramid_consistency(logits: list[Tensor]) -> Tensor:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sslbench.data import prepare, split_labeled
-from sslbench.errors import DataError
+from sslbench.base.errors import DataError
 
 from .conftest import TINY_RUN
 

@@ -1,4 +1,4 @@
-"""MONA's stage-2 terms pinned directly (``sslbench.anatomy``) against the released definitions
+"""MONA's stage-2 terms pinned directly (``sslbench.methods.mona.anatomy``) against the released definitions
 (``train_arco_2d.py``, ``loss_helper.py: compute_contra_memobank_loss``, ReCo's unsupervised loss).
 
 The tailness test makes every representation carry its pixel's index (identity projections), so the
@@ -8,17 +8,16 @@ checked against the rules, with student and teacher probabilities that disagree.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from sslbench.anatomy import AnatomicalReconstruction, ReconstructionConfig
-from sslbench.losses import confident_ce
+from sslbench.methods.mona.anatomy import AnatomicalReconstruction, ReconstructionConfig
+from sslbench.nn.losses import confident_ce
 from sslbench.method import MethodContext, StepInfo
-from sslbench.unet import build_unet
+from sslbench.nn.unet import build_unet
 
 C, N_L, N_U, S = 4, 2, 2, 16
 
@@ -45,7 +44,7 @@ def _entropy(p: Tensor) -> Tensor:
 
 
 def test_tailness_queries_prototypes_and_bank_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslbench.anatomy as anatomy
+    import sslbench.methods.mona.anatomy as anatomy
 
     reco = _reco()
     dim = _identity_projections(reco)
@@ -142,7 +141,7 @@ def test_confident_ce_is_recos_unsupervised_loss() -> None:
 
 
 def test_symmetric_equivariance_adds_the_second_direction_of_eq_6() -> None:
-    from sslbench.transforms import default_generator
+    from sslbench.nn.augment import default_generator
 
     one, both = _reco(), _reco(symmetric_equivariance=True)
     both.load_state_dict(one.state_dict())

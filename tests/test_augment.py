@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from sslbench.augment import ssl4mis_weak, ssl4mis_weak_matrices, warp
+from sslbench.nn.augment import ssl4mis_weak, ssl4mis_weak_matrices, warp
 
 
 def test_rot90_and_flip_are_exact_permutations() -> None:

@@ -7,17 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslbench.discriminator import FCDiscriminator
-from sslbench.losses import entropy_map
+from sslbench.methods.dan import FCDiscriminator
+from sslbench.nn.losses import entropy_map
 from sslbench.methods.cct import cross_consistency
 from sslbench.methods.cps import cross_pseudo_losses
 from sslbench.methods.dct import rotation_consistency
 from sslbench.methods.uamt import masked_consistency
 from sslbench.methods.urpc import rectified_pyramid_consistency
-from sslbench.mixing import beta_lambdas, mix_halves
-from sslbench.perturb import feature_dropout, feature_noise
+from sslbench.methods.ict import beta_lambdas, mix_halves
+from sslbench.nn.augment import feature_dropout, feature_noise
 from sslbench.testing import build
-from sslbench.uncertainty import mc_entropy
+from sslbench.methods.uamt import mc_entropy
 
 
 def logits_of(probs: torch.Tensor) -> torch.Tensor:
@@ -145,7 +145,7 @@ def test_cct_detach_switch() -> None:
 def test_paired_wilcoxon(tmp_path) -> None:  # noqa: ANN001
     import json
 
-    from sslbench.significance import paired_values, per_case_dice, wilcoxon_p
+    from sslbench.report.significance import paired_values, per_case_dice, wilcoxon_p
 
     def run(name: str, offset: float) -> str:
         folder = tmp_path / name

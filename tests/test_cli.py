@@ -177,7 +177,7 @@ def test_every_baseline_runs_and_shows_in_the_table(tmp_path: Path, cache_dir: P
 
 
 def test_a_failing_run_does_not_stop_the_sweep(tmp_path: Path, cache_dir: Path, monkeypatch) -> None:  # noqa: ANN001
-    from sslbench.errors import TrainingDiverged
+    from sslbench.base.errors import TrainingDiverged
     from sslbench.methods.supervised import UNetL
 
     def explode(self, batch, step):  # noqa: ANN001, ANN202
@@ -217,9 +217,9 @@ def test_paper_table_layout_vs_paper_and_cost(sweep: tuple[Path, str, str]) -> N
 
 
 def test_sweep_files(tmp_path: Path, cache_dir: Path) -> None:
-    from sslbench.config import configs_dir, resolve_config
+    from sslbench.base.config import configs_dir, resolve_config
     from sslbench.method import METHODS
-    from sslbench.runner import load_sweep
+    from sslbench.run.runner import load_sweep
 
     warnings: list[str] = []
     specs = load_sweep(configs_dir() / "sweeps" / "table1.toml", warn=warnings.append)

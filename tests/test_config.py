@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from sslbench.config import TrainConfig, list_profiles, resolve_config
-from sslbench.errors import ConfigError
+from sslbench.base.config import TrainConfig, list_profiles, resolve_config
+from sslbench.base.errors import ConfigError
 from sslbench.method import METHODS
 
 
@@ -64,7 +64,7 @@ def test_unknown_profile() -> None:
 
 
 def test_toml_layer_errors_name_the_file(tmp_path, monkeypatch) -> None:  # noqa: ANN001
-    import sslbench.config as config
+    import sslbench.base.config as config
 
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "quick.toml").write_text("[train]\niterations = 5\nbogus = 1\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sslbench.losses import ce_dice_loss, softmax_mse
+from sslbench.nn.losses import ce_dice_loss, softmax_mse
 from sslbench.method import METHODS, Batch, Losses, StepInfo
 from sslbench.methods.mean_teacher import MeanTeacher
 from sslbench.testing import CHECKS, check_gradients

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslbench.banks import FeatureQueue
-from sslbench.heads import GlobalHead
-from sslbench.losses import cosine_regression, info_nce, nt_xent
-from sslbench.transforms import contrastive_views
+from sslbench.nn.banks import FeatureQueue
+from sslbench.nn.heads import GlobalHead
+from sslbench.nn.losses import cosine_regression, info_nce, nt_xent
+from sslbench.nn.augment import contrastive_views
 
 
 def test_nt_xent_hand_case() -> None:
@@ -63,7 +63,7 @@ def test_queue_counts_its_filled_slots_and_old_checkpoints_load_full() -> None:
 
 
 def _framework_losses_with_queue(valid: torch.Tensor | None, g: torch.Generator) -> dict[str, torch.Tensor]:
-    from sslbench.losses import knn_positive_loss, moco_logits, nearest_neighbour_loss, relational_kl
+    from sslbench.nn.losses import knn_positive_loss, moco_logits, nearest_neighbour_loss, relational_kl
 
     q, k = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g)
     bank = F.normalize(torch.randn(6, 8, generator=g), dim=1)
@@ -92,7 +92,7 @@ def test_empty_queue_contributes_nothing_and_a_full_one_gives_the_unmasked_value
 
 def test_partly_filled_queue_uses_only_its_keys() -> None:
     """Slots 0-2 filled: the losses equal those of a 3-slot bank holding just those keys."""
-    from sslbench.losses import knn_positive_loss, moco_logits, nearest_neighbour_loss, relational_kl
+    from sslbench.nn.losses import knn_positive_loss, moco_logits, nearest_neighbour_loss, relational_kl
 
     g = torch.Generator().manual_seed(1)
     q, k = torch.randn(2, 8, generator=g), torch.randn(2, 8, generator=g)
@@ -114,7 +114,7 @@ def test_partly_filled_queue_uses_only_its_keys() -> None:
 
 
 def test_gradients_stay_finite_with_an_empty_queue() -> None:
-    from sslbench.losses import knn_positive_loss, moco_logits, relational_kl
+    from sslbench.nn.losses import knn_positive_loss, moco_logits, relational_kl
 
     q = torch.randn(2, 8, requires_grad=True)
     k, bank = torch.randn(2, 8), F.normalize(torch.randn(4, 8), dim=1)

@@ -179,8 +179,8 @@ def test_isd_value(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_glcon_value(monkeypatch: pytest.MonkeyPatch) -> None:
     """Global: bottleneck -> MLP -> predictor vs the teacher's MLP; local: the 49 output windows; both
     ``KL(p_t ‖ p_s)`` (τ_t 0.01, τ_s 0.1) over the filled bank slots; supervision CE + Dice."""
-    from sslbench.heads import WindowHead
-    from sslbench.methods import mona
+    from sslbench.methods.mona.heads import WindowHead
+    from sslbench.methods.mona import glcon as mona
 
     monkeypatch.setattr(mona, "photometric", lambda x, g=None: view_a(x))
     method, batch = make("glcon", bank=12)
@@ -212,7 +212,7 @@ def test_glcon_value(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_glcon_local_head_as_released() -> None:
     """``ProjectionHead``: pooling, 1x1 conv C -> 2C, 1x1 conv 2C -> C; the predictor two 1x1 convs C -> C."""
-    from sslbench.heads import WindowHead, window_predictor
+    from sslbench.methods.mona.heads import WindowHead, window_predictor
 
     for c in (3, 4):
         head = WindowHead(c)
@@ -223,7 +223,7 @@ def test_glcon_local_head_as_released() -> None:
 def test_fpn_on_fixed_weights_as_released() -> None:
     """MONA's ``FeatureExtractor``: every conv without bias; x = conv(x) + x, bilinear (align_corners)
     to the next stage, concatenate, ... and a last conv (no residual) on the 496-channel concat."""
-    from sslbench.heads import FeatureExtractor
+    from sslbench.methods.mona.heads import FeatureExtractor
 
     fpn = FeatureExtractor((16, 32, 64, 128, 256))
     assert all(m.bias is None for m in fpn.modules() if isinstance(m, nn.Conv2d))
@@ -240,7 +240,7 @@ def test_fpn_on_fixed_weights_as_released() -> None:
 
 
 def test_pointwise_equals_convolving_then_picking() -> None:
-    from sslbench.heads import pointwise, representation_head
+    from sslbench.methods.mona.heads import pointwise, representation_head
 
     torch.manual_seed(0)
     convs = [nn.Conv2d(6, 5, 1), *representation_head(5)]
@@ -365,7 +365,7 @@ def test_plc_value(monkeypatch: pytest.MonkeyPatch) -> None:
     classes' means in the same view as negatives (a class absent from the image: a zero mean, cosine
     0), τ = 0.1; pseudo-labels from the labeller."""
     from sslbench.methods import plc
-    from sslbench.sampling import pick_where
+    from sslbench.nn.mask_sampling import pick_where
 
     class Flip:
         def apply(self, t: Tensor, kind: str = "image") -> Tensor:

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslbench.ema import EMATeacher
-from sslbench.losses import ce_dice_loss, dice_loss
+from sslbench.nn.ema import EMATeacher
+from sslbench.nn.losses import ce_dice_loss, dice_loss
 from sslbench.method import StepInfo
-from sslbench.ramps import sigmoid_rampup, ssl4mis_consistency_weight
-from sslbench.sampling import CyclicSampler
-from sslbench.unet import UNet, UNetOutput
+from sslbench.nn.ramps import sigmoid_rampup, ssl4mis_consistency_weight
+from sslbench.train.sampler import CyclicSampler
+from sslbench.nn.unet import UNet, UNetOutput
 
 
 def test_unet_shapes_widths_and_features() -> None:

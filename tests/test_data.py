@@ -11,7 +11,7 @@ import torch
 from sslbench.data import (DATASETS, CacheWriter, DatasetSpec, PreparedDataset, labeled_count, prepare,
                            resize_slices, split_labeled)
 from sslbench.datasets.synthetic_cardiac import SPLITS, cardiac_volume
-from sslbench.errors import DataError
+from sslbench.base.errors import DataError
 
 
 def test_phantom_is_deterministic_and_acdc_like() -> None:
@@ -140,7 +140,7 @@ def test_liver_and_whs_phantoms() -> None:
 
 def test_random_split_labels_as_many_patients_as_the_paper_list(tmp_path: Path) -> None:
     """ACDC 5 % is 3 patients in SSL4MIS's list (not round(3.5) = 4): random splits match that count."""
-    from sslbench.config import configs_dir
+    from sslbench.base.config import configs_dir
 
     patients = (configs_dir() / "splits" / "acdc" / "train.txt").read_text().split()
     cases = [{"id": f"{p}_frame0{f}", "patient": p, "split": "train", "shape": [1, 4, 4], "spacing": None}
@@ -164,7 +164,7 @@ def test_nearest_resize_is_scipy_zoom_order_0(direction: str) -> None:
     ``scipy.ndimage.zoom(order=0)`` reads, including the 0 it writes where float rounding overshoots."""
     from scipy.ndimage import zoom
 
-    from sslbench.resize import zoom_index
+    from sslbench.io.resize import zoom_index
 
     bad = []
     for n in range(1, 401):

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from sslbench.data import PreparedDataset, prepare
-from sslbench.errors import DataError
+from sslbench.base.errors import DataError
 
 from .conftest import TINY_RUN
 from .test_cli import bench
@@ -161,7 +161,7 @@ def nifti_header_bomb(path: Path, shape: tuple[int, int, int], dtype: type = np.
 ])
 def test_nifti_header_bombs_are_refused_before_reading(tmp_path: Path, shape: tuple[int, int, int], name: str,
                                                        needle: str) -> None:
-    from sslbench.datasets.nifti import load_volume
+    from sslbench.io.nifti import load_volume
 
     path = tmp_path / name
     nifti_header_bomb(path, shape)
@@ -188,7 +188,7 @@ def test_voxel_limit_is_an_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_h5_bombs_are_refused(tmp_path: Path) -> None:
     import h5py
 
-    from sslbench.datasets.readers import read_h5
+    from sslbench.io.readers import read_h5
 
     path = tmp_path / "bomb.h5"
     with h5py.File(path, "w") as fh:   # declared, never written: no storage behind the shape
@@ -253,7 +253,7 @@ def test_a_label_that_lost_its_orientation_takes_the_images_geometry(tmp_path: P
 
 def test_preparation_reads_labels_in_their_own_type_and_peaks_below_3x_the_volume(tmp_path: Path) -> None:
     from sslbench.data import DATASETS, CacheWriter
-    from sslbench.datasets.nifti import add_nifti_cases
+    from sslbench.datasets.nifti_cases import add_nifti_cases
 
     shape = (40, 160, 192)   # an int16 CT-like volume, 4.9 MB as float32
     rng = np.random.default_rng(0)
@@ -399,7 +399,7 @@ def test_a_stale_lock_is_taken_over_with_a_warning(finished: Path, tmp_path: Pat
 
 
 def test_a_run_held_by_another_process_is_skipped(finished: Path, tmp_path: Path) -> None:
-    from sslbench.locks import FolderLock
+    from sslbench.base.locks import FolderLock
 
     root, folder = damaged_copy(finished, tmp_path)
     (folder / "DONE").unlink()

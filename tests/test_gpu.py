@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from sslbench.evaluation import predict_volume
+from sslbench.report.evaluation import predict_volume
 from sslbench.method import METHODS
-from sslbench.resize import resize_slices
+from sslbench.io.resize import resize_slices
 from sslbench.testing import TINY, build
 
 pytestmark = pytest.mark.gpu

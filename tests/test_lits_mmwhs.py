@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sslbench.data import prepare, split_labeled
-from sslbench.errors import DataError
+from sslbench.base.errors import DataError
 
 AFFINE = np.diag([0.7, 0.7, 2.5, 1.0])
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sslbench.metrics import binary_metrics, diagonal, surface_distances, volume_metrics
+from sslbench.report.metrics import binary_metrics, diagonal, surface_distances, volume_metrics
 
 medpy_binary = pytest.importorskip("medpy.metric.binary")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sslbench.metrics import binary_metrics
+from sslbench.report.metrics import binary_metrics
 
 medpy_binary = pytest.importorskip("medpy.metric.binary")
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslbench.banks import ClassMemoryBank
-from sslbench.heads import FeatureExtractor, WindowHead
-from sslbench.losses import knn_positive_loss, nearest_neighbour_loss, prototype_contrast, relational_kl
+from sslbench.methods.mona.banks import ClassMemoryBank
+from sslbench.methods.mona.heads import FeatureExtractor, WindowHead
+from sslbench.nn.losses import knn_positive_loss, nearest_neighbour_loss, prototype_contrast, relational_kl
 from sslbench.method import METHODS
 from sslbench.methods.contrastive import FINETUNE_CONFORMANCE
-from sslbench.methods.mona import MONA
+from sslbench.methods.mona.glcon import MONA
 from sslbench.testing import build, check_gradients
 
 
@@ -110,7 +110,7 @@ def test_window_head_equals_pooling_every_window() -> None:
 
 
 def test_feature_extractor_fuses_every_decoder_stage() -> None:
-    from sslbench.unet import build_unet
+    from sslbench.nn.unet import build_unet
 
     net = build_unet(1, 4, 16)
     out = net(torch.randn(2, 1, 64, 64), features=True)
@@ -147,7 +147,7 @@ def test_augmentation_pairs_train(student: str, teacher: str) -> None:
 
 
 def test_bad_augmentation_name_is_a_config_error() -> None:
-    from sslbench.errors import ConfigError
+    from sslbench.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match="student_aug"):
         _mona_trainer(student_aug="medium")
@@ -215,7 +215,7 @@ def test_frameworks_with_fine_tuning_pass_the_gradient_and_resume_checks(name: s
 
 
 def test_mask_samplers_draw_only_true_entries() -> None:
-    from sslbench.sampling import pick_where, sample_where
+    from sslbench.nn.mask_sampling import pick_where, sample_where
 
     g = torch.Generator().manual_seed(0)
     mask = torch.tensor([False, True, False, True, False])
@@ -230,8 +230,8 @@ def test_mask_samplers_draw_only_true_entries() -> None:
 def test_table3_compares_the_default_run_with_table_1s_number(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Our default (released code: weak teacher, strong student) meets the published 88.8 / 67.3 of
     Table 1 in Table 3 too, via the teacher / student reading of Table 3's columns."""
-    from sslbench.paper import paper_cells, published_variant
-    from sslbench.tables import paper_table
+    from sslbench.report.paper import paper_cells, published_variant
+    from sslbench.report.tables import paper_table
 
     cfg = METHODS.get("mona").Config()
     default = f"student {cfg.student_aug} / teacher {cfg.teacher_aug}"

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslbench.discriminator import FCDiscriminator
+from sslbench.methods.dan import FCDiscriminator
 from sslbench.method import METHODS, MethodContext
-from sslbench.multihead import MultiDecoderUNet, PyramidUNet
-from sslbench.unet import UNet, UpBlock
+from sslbench.nn.multihead import MultiDecoderUNet, PyramidUNet
+from sslbench.nn.unet import UNet, UpBlock
 
 
 def count(module: nn.Module) -> int:
@@ -136,8 +136,8 @@ def test_cct_auxiliary_decoders_read_every_encoder_level_perturbed() -> None:
 
 def test_cct_perturbation_order_is_the_reference() -> None:
     """aux1 feature noise, aux2 F.dropout(p=0.3), aux3 feature dropout (SSL4MIS ``UNet_CCT``)."""
-    from sslbench import perturb
-    from sslbench.multihead import CCT_PERTURBATIONS
+    from sslbench.nn import augment as perturb
+    from sslbench.nn.multihead import CCT_PERTURBATIONS
 
     assert CCT_PERTURBATIONS[0] is perturb.feature_noise and CCT_PERTURBATIONS[2] is perturb.feature_dropout
     torch.manual_seed(0)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from sslbench.data import PreparedDataset, prepare
-from sslbench.datasets.nifti import load_volume, save_volume
-from sslbench.metrics import binary_metrics
+from sslbench.io.nifti import load_volume, save_volume
+from sslbench.report.metrics import binary_metrics
 
 medpy_binary = pytest.importorskip("medpy.metric.binary")
 

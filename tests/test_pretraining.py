@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslbench.losses import grouped_nt_xent, nt_xent, supcon
+from sslbench.nn.losses import grouped_nt_xent, nt_xent, supcon
 
 
 def test_grouped_nt_xent_reduces_to_simclr_and_uses_partitions() -> None:
@@ -56,7 +56,7 @@ def test_supcon_by_hand() -> None:
 
 def test_train_data_positions_follow_the_volumes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from sslbench.data import prepare, split_labeled
-    from sslbench.runner import build_train_data
+    from sslbench.run.runner import build_train_data
 
     ds = prepare("synthetic-cardiac", cache_root=tmp_path)
     lab, unl = split_labeled(ds, 10, 0, "paper")

@@ -7,9 +7,9 @@ from importlib import metadata
 
 import pytest
 
-from sslbench.errors import RegistryError
+from sslbench.base.errors import RegistryError
 from sslbench.method import METHODS, SSLMethod
-from sslbench.registry import Registry
+from sslbench.base.registry import Registry
 
 
 def test_builtins_listed_with_source() -> None:

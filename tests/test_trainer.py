@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslbench.errors import BenchError, TrainingDiverged
-from sslbench.losses import ce_dice_loss
+from sslbench.base.errors import TrainingDiverged
+from sslbench.nn.losses import ce_dice_loss
 from sslbench.method import Batch, Losses, SSLMethod, StepInfo
 from sslbench.methods.supervised import UNetL
 from sslbench.testing import TINY, build

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sslbench.transforms import (SpatialTransform, cutmix, gaussian_blur, identity_grid, photometric,
+from sslbench.nn.augment import (SpatialTransform, cutmix, gaussian_blur, identity_grid, photometric,
                                  random_spatial, smooth_displacement)
 
 
@@ -83,7 +83,7 @@ def test_cutmix_pastes_the_next_sample() -> None:
 
 
 def test_equivariance_loss_is_zero_for_an_equivariant_network() -> None:
-    from sslbench.losses import masked_kl
+    from sslbench.nn.losses import masked_kl
 
     torch.manual_seed(0)
     equivariant = torch.nn.Conv2d(1, 3, 1)                     # pixel-wise: commutes with any warp
@@ -103,7 +103,7 @@ def test_equivariance_loss_is_zero_for_an_equivariant_network() -> None:
 def test_masked_kl_by_hand_and_its_target_is_detached() -> None:
     """MONA's ``loss_eqv``: per image Σ_pix M KL(softmax(target) ‖ softmax(student)) / (Σ_pix M + 1e-7),
     then the batch mean; no gradient to the target."""
-    from sslbench.losses import masked_kl
+    from sslbench.nn.losses import masked_kl
 
     torch.manual_seed(0)
     s = torch.randn(2, 3, 2, 2, requires_grad=True)

@@ -1,0 +1,230 @@
+"""Run configuration: dataclass defaults < TOML files under configs/ < ``--set key=value``.
+
+A resolved configuration has three sections: ``train`` (the schedule, owned by the trainer and scaled
+by profiles), ``data`` (split and evaluation choices) and ``method`` (the method's own dataclass).
+Layers, lowest first:
+
+1. the dataclass defaults (``TrainConfig``, ``DataConfig``, the method's ``Config``);
+2. ``configs/profiles/<profile>.toml`` (schedules: quick, ssl4mis, paper);
+3. ``configs/datasets/<dataset>.toml`` (dataset-specific settings), if present;
+4. ``configs/methods/<method>.toml`` (method-specific settings), if present;
+5. ``--set section.key=value`` (or a bare ``key`` when it names exactly one field).
+
+Every TOML layer may hold ``[train]``, ``[data]`` and ``[method]`` tables. Unknown sections, unknown
+keys and values of the wrong type are errors naming the file (or the ``--set`` item).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sslbench.base.errors import ConfigError
+from sslbench.base.names import NAME
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class TrainConfig:
+    """The schedule, identical for every method of a sweep (SSL4MIS defaults)."""
+
+    iterations: int = 30000          # iterations of the "train" stage
+    pretrain_iterations: int = 0     # iterations of a "pretrain" stage (methods that have one)
+    batch_size: int = 24             # slices per step
+    labeled_bs: int = 12             # labeled slices per step for methods that use unlabeled data
+    image_size: int = 256            # training / inference slice size
+    base_width: int = 16             # UNet widths base * (1, 2, 4, 8, 16)
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_schedule: str = "poly"        # "poly" (SSL4MIS) or "step" (the paper: lr / 10 every lr_step)
+    poly_power: float = 0.9
+    lr_step: int = 2500
+    lr_gamma: float = 0.1
+    augment: str = "ssl4mis"         # "ssl4mis" (rot90/flip or small rotation) or "none"
+    val_every: int = 200             # iterations between validations (and checkpoints)
+    select: str = "best"             # model selection: "best" validation Dice or "last"
+    log_every: int = 50
+    amp: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
+
+    def validate(self) -> None:
+        _choice("train.lr_schedule", self.lr_schedule, ("poly", "step"))
+        _choice("train.augment", self.augment, ("ssl4mis", "none"))
+        _choice("train.select", self.select, ("best", "last"))
+        for name in ("iterations", "batch_size", "image_size", "base_width", "val_every", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.labeled_bs < self.batch_size:
+            raise ConfigError(f"train.labeled_bs must be in (0, batch_size={self.batch_size}), got {self.labeled_bs}")
+        if self.image_size % 16:
+            raise ConfigError(f"train.image_size must be a multiple of 16 (four poolings), got {self.image_size}")
+
+
+@dataclass
+class DataConfig:
+    split: str = "paper"             # "paper" (the dataset's fixed list order) or "random" (seeded)
+    eval_split: str = "test"         # where the final metrics come from: "test" or "val"
+
+    def validate(self) -> None:
+        _choice("data.split", self.split, ("paper", "random"))
+        _choice("data.eval_split", self.eval_split, ("test", "val"))
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got '{value}'")
+
+
+def configs_dir() -> Path:
+    """The shipped configs/ folder (installed as the package data ``sslbench.configs``)."""
+    return Path(str(resources.files("sslbench.configs")))
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.stem for p in (configs_dir() / "profiles").glob("*.toml"))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    if isinstance(typ, str):  # postponed annotations
+        typ = {"int": int, "float": float, "str": str, "bool": bool}.get(typ, typ)
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+    elif origin in (tuple, list):
+        if isinstance(value, (list, tuple)):
+            args = typing.get_args(typ)
+            inner = args[0] if args else Any
+            items = [v if inner is Any else _coerce(v, inner, where) for v in value]
+            return tuple(items) if origin is tuple else items
+    elif origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(typ):
+            if arg is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+    else:
+        return value
+    raise ConfigError(f"{where}: expected {getattr(typ, '__name__', typ)}, got {value!r}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, f.type) for f in fields(cls)}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # bare strings need no quotes on the command line
+
+
+@dataclass
+class ResolvedConfig:
+    train: TrainConfig
+    data: DataConfig
+    method: Any  # the method's Config dataclass instance
+    sources: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"train": dataclasses.asdict(self.train), "data": dataclasses.asdict(self.data),
+                "method": dataclasses.asdict(self.method)}
+
+    def hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def resolve_config(method_config_cls: type, profile: str, dataset: str, method: str,
+                   overrides: list[str] | tuple[str, ...] = ()) -> ResolvedConfig:
+    """Apply the layers in order and validate the result."""
+    sections: dict[str, Any] = {"train": TrainConfig(), "data": DataConfig(), "method": method_config_cls()}
+    types_ = {name: _field_types(type(obj)) for name, obj in sections.items()}
+    values: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    sources: list[str] = []
+
+    root = configs_dir()
+    if not isinstance(profile, str) or not NAME.fullmatch(profile) or not isinstance(dataset, str) \
+            or not NAME.fullmatch(dataset):
+        bad, what = (profile, "profile") if not NAME.fullmatch(str(profile)) else (dataset, "dataset")
+        raise ConfigError(f"{what} name {bad!r} is not allowed: a {what} is a name "
+                          + (f"(known: {', '.join(list_profiles())})" if what == "profile" else
+                             "of letters, digits, '.', '_' and '-'"))
+    profile_path = root / "profiles" / f"{profile}.toml"
+    if not profile_path.is_file():
+        raise ConfigError(f"unknown profile '{profile}' (known: {', '.join(list_profiles())})")
+    layers = [profile_path, root / "datasets" / f"{dataset}.toml", root / "methods" / f"{method}.toml"]
+    for path in layers:
+        if not path.is_file():
+            continue
+        sources.append(str(path.relative_to(root.parent)) if root.parent in path.parents else str(path))
+        for section, table in _read_toml(path).items():
+            if section not in sections or not isinstance(table, dict):
+                raise ConfigError(f"{path}: unknown section [{section}] (allowed: train, data, method)")
+            for key, value in table.items():
+                if key not in types_[section]:
+                    raise ConfigError(f"{path}: unknown key {section}.{key}")
+                values[section][key] = _coerce(value, types_[section][key], f"{path}: {section}.{key}")
+
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, text = (s.strip() for s in item.split("=", 1))
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in sections or name not in types_[section]:
+                raise ConfigError(f"--set {key}: unknown key{_suggest(key, types_)}")
+        else:
+            owners = [s for s in sections if key in types_[s]]
+            if not owners:
+                raise ConfigError(f"--set {key}: unknown key{_suggest(key, types_)}")
+            if len(owners) > 1:
+                raise ConfigError(f"--set {key}: ambiguous, use one of {', '.join(f'{s}.{key}' for s in owners)}")
+            section, name = owners[0], key
+        values[section][name] = _coerce(_parse_value(text), types_[section][name], f"--set {key}")
+        sources.append(f"--set {section}.{name}")
+
+    resolved = {s: dataclasses.replace(obj, **values[s]) for s, obj in sections.items()}
+    for obj in resolved.values():
+        if hasattr(obj, "validate"):
+            obj.validate()
+    return ResolvedConfig(resolved["train"], resolved["data"], resolved["method"], sources)
+
+
+def _suggest(key: str, types_: dict[str, dict[str, Any]]) -> str:
+    import difflib
+
+    known = [f"{s}.{k}" for s, ks in types_.items() for k in ks]
+    close = difflib.get_close_matches(key, known + [k.split(".", 1)[1] for k in known], n=1)
+    return f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(known)})"

@@ -1,0 +1,83 @@
+"""Exclusive locks on folders, so two processes never train one run or prepare one dataset at once.
+
+A lock is a small file holding who has it (host, pid, start time) plus an advisory ``flock`` on it.
+The kernel drops the ``flock`` when its process dies, however it dies, so a lock is never left held
+by a dead process; the file's text only says who holds it (for "running elsewhere") and, when we take
+a lock whose file still names someone, that they died without letting go (a stale lock, reported as
+a warning). A clean release removes the file while still holding it; a process that was waiting on
+the removed file sees that the path no longer names the file it locked and tries again, so two
+processes never hold "the same" lock through different files. Linux NFS clients map ``flock`` to POSIX locks, which
+the NFS lock manager shares between hosts, so the same code guards a cluster's shared results folder.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+
+from sslbench.base.atomic import file_mode
+
+
+def _describe(text: str) -> str:
+    try:
+        info = json.loads(text)
+        return f"pid {info['pid']} on {info['host']} since {info['since']}"
+    except (ValueError, KeyError, TypeError):
+        return "an unknown process"
+
+
+class FolderLock:
+    """``with FolderLock(path) as lock:`` waits for the lock; ``lock.acquire(wait=False)`` returns
+    False at once when another live process holds it (``lock.holder`` says who)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.fd: int | None = None
+        self.holder = ""        # who held it when acquire(wait=False) failed
+        self.stale = ""         # who held it and died, when we took it over
+
+    def acquire(self, wait: bool = True) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                self.holder = _describe(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+                os.close(fd)
+                return False
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder removed it as we waited: lock the new file instead
+        previous = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        self.stale = _describe(previous) if previous else ""
+        os.ftruncate(fd, 0)
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # still ours while we hold the flock
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> FolderLock:
+        self.acquire(wait=True)
+        return self
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()

@@ -1,0 +1,104 @@
+"""Raw-file readers shared by the dataset plugins: every failure becomes a DataError naming the file."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from sslbench.base.errors import DataError
+from sslbench.base.names import check_case_id
+
+MAX_VOXELS = 2**31
+# deflate cannot shrink data by more than ~1032:1, so a compressed file this much smaller than the
+# voxels its header claims is truncated or forged (a "header bomb")
+MAX_DEFLATE_RATIO = 1100
+
+
+def voxel_limit() -> int:
+    """Largest volume preparation reads: ``$SSLBENCH_MAX_VOXELS`` (``bench prepare --max-voxels``)
+    or 2^31 voxels."""
+    import os
+
+    text = os.environ.get("SSLBENCH_MAX_VOXELS", "")
+    try:
+        return int(text) if text else MAX_VOXELS
+    except ValueError:
+        raise DataError(f"SSLBENCH_MAX_VOXELS={text!r} is not an integer") from None
+
+
+def check_size(path: Path, shape: tuple[int, ...], itemsize: int, stored: int | None, compressed: bool) -> None:
+    """Refuse, before allocating anything, a volume larger than the limit or one whose file is too
+    small to hold the voxels its header claims (``stored``: bytes of voxel data on disk)."""
+    voxels = int(np.prod([max(int(n), 0) for n in shape], dtype=object)) if shape else 1
+    limit = voxel_limit()
+    if voxels > limit:
+        raise DataError(f"{path}: too large: the header claims {' x '.join(map(str, shape))} = {voxels:,} voxels, "
+                        f"more than the limit of {limit:,} (raise it with bench prepare --max-voxels)")
+    needed = voxels * itemsize
+    if stored is not None:
+        room = stored * MAX_DEFLATE_RATIO + (1 << 16) if compressed else stored
+        if needed > room:
+            raise DataError(f"{path}: truncated or corrupt: the header claims {' x '.join(map(str, shape))} "
+                            f"voxels ({needed:,} bytes) but the file stores {stored:,} bytes")
+
+
+def read_h5(path: Path, keys: tuple[str, ...] = ("image", "label")) -> tuple[np.ndarray, ...]:
+    import h5py
+
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with h5py.File(path, "r") as fh:
+            missing = [k for k in keys if k not in fh]
+            if missing:
+                raise DataError(f"{path}: no dataset '{missing[0]}' (has: {', '.join(fh.keys()) or 'nothing'})")
+            for k in keys:
+                ds = fh[k]
+                if not isinstance(ds, h5py.Dataset):
+                    raise DataError(f"{path}: '{k}' is a group, not a dataset")
+                filtered = ds.compression is not None or bool(ds.chunks)
+                check_size(Path(f"{path}:{k}"), tuple(ds.shape), ds.dtype.itemsize,
+                           ds.id.get_storage_size(), filtered)
+            return tuple(np.asarray(fh[k][()]) for k in keys)
+    except DataError:
+        raise
+    except Exception as exc:  # h5py raises OSError and friends for corrupt files
+        raise DataError(f"{path}: unreadable HDF5 file ({exc})") from exc
+
+
+def read_list(path: Path) -> list[str]:
+    """A split list (one id per line; blank lines ignored); a missing list is an error naming it."""
+    if not path.is_file():
+        raise DataError(f"{path}: split list not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable split list ({exc})") from exc
+    items = [check_case_id(line.strip(), str(path)) for line in text.splitlines() if line.strip()]
+    if not items:
+        raise DataError(f"{path}: split list is empty")
+    dupes = sorted({i for i in items if items.count(i) > 1})
+    if dupes:
+        raise DataError(f"{path}: duplicate ids {', '.join(dupes[:3])}")
+    return items
+
+
+def sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest(root: Path, files: Iterable[Path]) -> list[dict[str, object]]:
+    """What preparation read: relative path, size and checksum of every input file."""
+    return [{"path": str(f.relative_to(root)), "size": f.stat().st_size, "sha256": sha256(f)} for f in files]
+
+
+def check_image(image: np.ndarray, where: str) -> None:
+    if not np.isfinite(image).all():
+        raise DataError(f"{where}: image contains NaN or Inf")
+    if image.size and float(image.max()) == float(image.min()):
+        raise DataError(f"{where}: image is constant ({float(image.min())})")

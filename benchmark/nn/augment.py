@@ -1,0 +1,253 @@
+"""Every device-side transform in one place: input augmentations, view pairs and feature perturbations.
+
+Spatial and photometric augmentations, shared by every method that needs more than SSL4MIS's
+rot/flip (MONA, the contrastive frameworks, FixMatch-style plugins):
+
+* ``SpatialTransform``: one sampling grid per sample that warps images (bilinear), label maps
+  (nearest) and probability maps (bilinear) identically, plus the validity mask of warped pixels:
+  what equivariance losses need (``T(f(x))`` vs ``f(T(x))``).
+* ``random_spatial``: rotation, isotropic scale, translation, horizontal flip, and an optional smooth
+  diffeomorphic deformation (a random smooth velocity field integrated by scaling and squaring, so
+  the warp cannot fold).
+* ``photometric``: per-sample brightness / contrast jitter and Gaussian blur (the strong view).
+* ``cutmix``: each sample mixed with the next one in the batch inside a box of half the area, the same
+  box applied to its targets.
+
+All randomness comes from one ``torch.Generator`` on the batch's device, so nothing waits for the host.
+
+SSL4MIS's weak augmentation (the trainer's ``augment = "ssl4mis"``, one ``grid_sample`` for the
+whole batch): ``ssl4mis_weak`` reproduces SSL4MIS's ``RandomGenerator`` (2020-2025 version) per slice: with
+probability 0.5 a rot90 by k in {0..3} followed by a flip of a random axis; otherwise, with
+probability 0.5, a rotation by an integer angle in [-20, 19] degrees (nearest neighbour, zero fill,
+no reshape); otherwise nothing. Images and labels are both resampled with nearest neighbour, as
+SSL4MIS's ``order=0``.
+
+Feature perturbations of CCT (Ouali 2020) as SSL4MIS implements them (CCT and URPC): ``feature_noise``,
+``feature_dropout``, ``dropout``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.device) -> Tensor:
+    return low + (high - low) * torch.rand(n, generator=g, device=device)
+
+
+@dataclass
+class SpatialTransform:
+    grid: Tensor  # (B, H, W, 2) normalised sampling coordinates (align_corners=False)
+
+    def apply(self, x: Tensor, kind: str = "image") -> Tensor:
+        """Warp (B, C, H, W) images / probabilities, or (B, H, W) label maps (``kind="label"``)."""
+        if kind == "label":
+            return F.grid_sample(x[:, None].float(), self.grid, mode="nearest", padding_mode="zeros",
+                                 align_corners=False)[:, 0].round().to(x.dtype)
+        mode = "bilinear" if kind in ("image", "prob") else kind
+        return F.grid_sample(x, self.grid.to(x.dtype), mode=mode, padding_mode="zeros", align_corners=False)
+
+    def valid(self) -> Tensor:
+        """(B, 1, H, W) mask of output pixels whose bilinear sample lies between input pixel centres
+        (untouched by the zero padding): where a warped map can be compared with a warped input."""
+        h, w = self.grid.shape[1:3]
+        limit = torch.tensor([1 - 1 / w, 1 - 1 / h], device=self.grid.device, dtype=self.grid.dtype)
+        return (self.grid.abs() <= limit).all(dim=-1)[:, None].float()
+
+
+def identity_grid(n: int, h: int, w: int, device: torch.device) -> Tensor:
+    eye = torch.eye(2, 3, device=device).expand(n, 2, 3)
+    return F.affine_grid(eye, [n, 1, h, w], align_corners=False)
+
+
+def smooth_displacement(n: int, h: int, w: int, magnitude: float, g: torch.Generator, device: torch.device,
+                        control: int = 8, steps: int = 6) -> Tensor:
+    """A diffeomorphic displacement (B, H, W, 2): a smooth random velocity field on a ``control`` grid,
+    upsampled, integrated by scaling and squaring (``steps`` compositions)."""
+    v = torch.randn(n, 2, control, control, generator=g, device=device) * magnitude
+    v = F.interpolate(v, size=(h, w), mode="bicubic", align_corners=False) / (2 ** steps)
+    base = identity_grid(n, h, w, device)
+    disp = v.permute(0, 2, 3, 1)
+    for _ in range(steps):  # phi <- phi o phi
+        disp = disp + F.grid_sample(disp.permute(0, 3, 1, 2), base + disp, mode="bilinear",
+                                    padding_mode="border", align_corners=False).permute(0, 2, 3, 1)
+    return disp
+
+
+def random_spatial(n: int, h: int, w: int, g: torch.Generator, device: torch.device, rotate: float = 60.0,
+                   scale: tuple[float, float] = (1 / 1.2, 1 / 0.8), translate: float = 0.1, flip: bool = True,
+                   deform: float = 0.0) -> SpatialTransform:
+    """Random per-sample affine warps (defaults: MONA's RandTPS affine ranges) and an optional smooth
+    deformation of standard deviation ``deform`` (normalised units; up to about 0.1 it does not fold)."""
+    angle = _uniform(n, -rotate, rotate, g, device) * (math.pi / 180)
+    s = _uniform(n, *scale, g, device)
+    t = _uniform(2 * n, -translate, translate, g, device).view(n, 2)
+    mirror = torch.where(torch.rand(n, generator=g, device=device) < 0.5, -1.0, 1.0) if flip \
+        else torch.ones(n, device=device)
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    mat = torch.stack([torch.stack([cos * mirror, -sin, t[:, 0]], dim=1),
+                       torch.stack([sin * mirror, cos, t[:, 1]], dim=1)], dim=1)
+    grid = F.affine_grid(mat, [n, 1, h, w], align_corners=False)
+    if deform > 0:
+        grid = grid + smooth_displacement(n, h, w, deform, g, device)
+    return SpatialTransform(grid)
+
+
+def random_deformation(n: int, h: int, w: int, g: torch.Generator, device: torch.device, magnitude: float = 0.05,
+                       p: float = 0.5) -> SpatialTransform:
+    """A smooth diffeomorphic deformation applied to each sample with probability ``p`` (identity
+    otherwise): the strong view's morphological change, standing in for MONA's AdvMorph."""
+    on = (torch.rand(n, generator=g, device=device) < p).float().view(n, 1, 1, 1)
+    disp = smooth_displacement(n, h, w, magnitude, g, device)
+    return SpatialTransform(identity_grid(n, h, w, device) + on * disp)
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
+    """Per-sample isotropic Gaussian blur of (B, C, H, W) with ``sigma`` (B,) in pixels."""
+    radius = 4  # fixed (covers sigma <= 1.3): a data-dependent size would need a host sync
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma[:, None].clamp(min=1e-3) ** 2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (B, K)
+    b, c, h, w = x.shape
+    y = x.reshape(1, b * c, h, w)
+    kx = kernel.repeat_interleave(c, 0)[:, None, None, :]
+    ky = kernel.repeat_interleave(c, 0)[:, None, :, None]
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), kx, groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), ky, groups=b * c)
+    return y.reshape(b, c, h, w)
+
+
+def photometric(x: Tensor, g: torch.Generator, p: float = 0.5, brightness: tuple[float, float] = (0.75, 1.25),
+                contrast: tuple[float, float] = (0.75, 1.25), blur: tuple[float, float] = (0.15, 1.15)) -> Tensor:
+    """Strong photometric view: with probability ``p`` each, brightness x contrast jitter and a Gaussian
+    blur (MONA / ReCo ranges), per sample, clipped to [0, 1]."""
+    n, device = x.shape[0], x.device
+    on_color = (torch.rand(n, generator=g, device=device) < p).to(x.dtype).view(n, 1, 1, 1)
+    on_blur = (torch.rand(n, generator=g, device=device) < p).to(x.dtype).view(n, 1, 1, 1)
+    bright = _uniform(n, *brightness, g, device).view(n, 1, 1, 1).to(x.dtype)
+    contr = _uniform(n, *contrast, g, device).view(n, 1, 1, 1).to(x.dtype)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    jittered = ((x - mean) * contr + mean) * bright
+    x = on_color * jittered + (1 - on_color) * x
+    blurred = gaussian_blur(x, _uniform(n, *blur, g, device).to(x.dtype))
+    x = on_blur * blurred + (1 - on_blur) * x
+    return x.clamp(0.0, 1.0)
+
+
+def cutmix(x: Tensor, targets: list[Tensor], g: torch.Generator, area: float = 0.5) -> tuple[Tensor, list[Tensor], Tensor]:
+    """Paste a box (``area`` of the image, random aspect and position) from sample i+1 into sample i;
+    the same box for every target map ((B, H, W) or (B, C, H, W)). Returns the mixed images, mixed
+    targets and the (B, 1, H, W) box mask."""
+    n, _, h, w = x.shape
+    device = x.device
+    aspect = _uniform(n, 0.5, 2.0, g, device)
+    bh = (torch.sqrt(area * h * w * aspect)).clamp(max=h)
+    bw = (area * h * w / bh).clamp(max=w)
+    y0 = torch.rand(n, generator=g, device=device) * (h - bh)
+    x0 = torch.rand(n, generator=g, device=device) * (w - bw)
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
+    box = ((rows >= y0.view(n, 1, 1)) & (rows < (y0 + bh).view(n, 1, 1))
+           & (cols >= x0.view(n, 1, 1)) & (cols < (x0 + bw).view(n, 1, 1)))[:, None]
+    other = torch.roll(torch.arange(n, device=device), -1)
+
+    def mix(t: Tensor) -> Tensor:
+        m = box if t.dim() == 4 else box[:, 0]
+        return torch.where(m, t[other], t)
+
+    return mix(x), [mix(t) for t in targets], box.to(x.dtype)
+
+
+def default_generator(device: torch.device) -> torch.Generator:
+    """The global generator of ``device`` (checkpointed by the trainer with the RNG states)."""
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return torch.default_generator
+
+
+def strong_view(x: Tensor, g: torch.Generator | None = None) -> Tensor:
+    """One random view for instance discrimination: a mild spatial warp (rotation up to 20 degrees,
+    scale 0.85-1.15, shift, flip) and the strong photometric jitter."""
+    g = g or default_generator(x.device)
+    n, _, h, w = x.shape
+    t = random_spatial(n, h, w, g, x.device, rotate=20.0, scale=(0.85, 1.15), translate=0.1)
+    return photometric(t.apply(x), g)
+
+
+def contrastive_views(x: Tensor, g: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Two independent ``strong_view`` draws of a batch."""
+    g = g or default_generator(x.device)
+    return strong_view(x, g), strong_view(x, g)
+
+
+# ------------------------------------------------------------------ SSL4MIS's weak augmentation
+def ssl4mis_weak_matrices(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    """(n, 2, 3) affine matrices in normalised coordinates (``affine_grid`` convention)."""
+    u = torch.rand(n, 2, generator=generator, device=device)
+    k = torch.randint(0, 4, (n,), generator=generator, device=device)
+    flip_axis = torch.randint(0, 2, (n,), generator=generator, device=device)
+    degrees = torch.randint(-20, 20, (n,), generator=generator, device=device).float()
+    rot_flip = u[:, 0] < 0.5
+    rotate = (~rot_flip) & (u[:, 1] < 0.5)
+
+    theta = torch.where(rot_flip, k.float() * (math.pi / 2), torch.zeros_like(degrees))
+    theta = torch.where(rotate, degrees * (math.pi / 180), theta)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    # snap rot90 multiples to exact integers so grid points land on pixel centres
+    cos = torch.where(rot_flip, cos.round(), cos)
+    sin = torch.where(rot_flip, sin.round(), sin)
+    mat = torch.zeros(n, 2, 3, device=device)
+    mat[:, 0, 0], mat[:, 0, 1], mat[:, 1, 0], mat[:, 1, 1] = cos, -sin, sin, cos
+    flip = torch.ones(n, 2, device=device)
+    flip_sign = torch.where(rot_flip, -1.0, 1.0)
+    flip[torch.arange(n, device=device), flip_axis] = flip_sign
+    mat[:, :, :2] = mat[:, :, :2] * flip[:, None, :]
+    return mat
+
+
+def affine(mat: Tensor, like: Tensor) -> SpatialTransform:
+    """The warp of per-sample affine matrices (``affine_grid`` convention) for batches shaped like ``like``."""
+    return SpatialTransform(F.affine_grid(mat.to(like.dtype), list(like.shape), align_corners=False))
+
+
+def warp(x: Tensor, mat: Tensor, mode: str = "nearest") -> Tensor:
+    """Apply per-sample affine matrices to (B, C, H, W); zero fill outside."""
+    return affine(mat, x).apply(x, mode)
+
+
+def ssl4mis_weak(x: Tensor, y: Tensor | None, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    """Augment images (B, C, H, W) and, when given, their labels (B, H, W) with the same transform
+    (nearest neighbour for both, as SSL4MIS's ``order=0``)."""
+    t = affine(ssl4mis_weak_matrices(x.shape[0], generator, x.device), x)
+    return t.apply(x, "nearest"), (t.apply(y, "label") if y is not None else None)
+
+
+def gaussian_noise(x: Tensor, std: float = 0.1, clip: float = 0.2) -> Tensor:
+    """``x + clamp(N(0, std^2), -clip, clip)``: the teacher-input noise of SSL4MIS's MT, UAMT."""
+    return x + torch.clamp(torch.randn_like(x) * std, -clip, clip)
+
+
+# ------------------------------------------------------------------ feature perturbations (CCT, URPC)
+def feature_noise(x: Tensor, magnitude: float = 0.3) -> Tensor:
+    """``x + x * u`` with u ~ U(-m, m) of shape (C, H, W), shared across the batch."""
+    u = (torch.rand(x.shape[1:], device=x.device, dtype=x.dtype) * 2 - 1) * magnitude
+    return x + x * u.unsqueeze(0)
+
+
+def feature_dropout(x: Tensor, low: float = 0.7, high: float = 0.9) -> Tensor:
+    """Zero the most active positions: those whose channel-mean activation reaches gamma times its
+    per-sample maximum, gamma ~ U(low, high) drawn once per call (SSL4MIS ``FeatureDropout``:
+    ``x * (attention < threshold)``). Usually a few % of the positions are dropped."""
+    attention = x.mean(dim=1, keepdim=True)
+    peak = attention.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+    gamma = low + (high - low) * torch.rand((), device=x.device)
+    return x * (attention < peak * gamma).to(x.dtype)
+
+
+def dropout(x: Tensor, p: float) -> Tensor:
+    """Dropout that stays active in eval mode too (SSL4MIS's ``F.dropout(x, p)`` default)."""
+    return F.dropout(x, p=p, training=True)

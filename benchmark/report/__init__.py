@@ -1,0 +1,2 @@
+"""The reporting layer: evaluation of trained methods, metrics, tables (with the paper's numbers and
+significance marks) and figures."""

@@ -1,0 +1,438 @@
+"""The runner: expand methods x datasets x ratios x seeds into run specs and execute them.
+
+Each run: resolve its configuration, skip it if a complete record with the same configuration hash
+exists, otherwise prepare the dataset, choose the labeled split, train (resuming from ``last.pt`` if a
+previous attempt was interrupted), evaluate the selected weights on the evaluation split and write
+the record. Records are the only shared state, so the in-process executor and ``--jobs N`` worker
+processes give the same tables (cluster executors plug in the same way).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sslbench import __version__
+from sslbench.base.atomic import remove_orphans, write_json, write_text
+from sslbench.base.config import ResolvedConfig, resolve_config
+from sslbench.base.errors import BenchError
+from sslbench.base.locks import FolderLock
+from sslbench.base.results import is_done, read_json, run_dir
+from sslbench.data import PreparedDataset, check_dataset_name, prepare, split_labeled
+from sslbench.method import METHODS, MethodContext, SSLMethod
+from sslbench.report.evaluation import evaluate, validation_dice
+from sslbench.report.metrics import EMPTY_POLICY
+from sslbench.train.peak_memory import (
+    peak_memory_kind,
+    peak_memory_mb,
+    reset_peak_memory,
+)
+from sslbench.train.precision import precision
+from sslbench.train.trainer import TrainData, Trainer
+
+LOCK_NAME = ".lock"  # in each run folder: who is training it (see sslbench.locks)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    method: str
+    ratio: float
+    seed: int
+    profile: str = "quick"
+    overrides: tuple[str, ...] = ()
+    tag: str = ""  # a variant name (ablation, hyper-parameter value): its own folder and table row
+
+    @property
+    def label(self) -> str:
+        name = f"{self.method} [{self.tag}]" if self.tag else self.method
+        return f"{name} {self.dataset} {self.ratio:g}% seed {self.seed}"
+
+    @property
+    def folder_method(self) -> str:
+        return f"{self.method}@{slug(self.tag)}" if self.tag else self.method
+
+
+def slug(text: str) -> str:
+    """A folder-safe form of a tag ("w/ tailness" -> "w-tailness")."""
+    out = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")
+    if not out:
+        raise BenchError(f"--tag {text!r}: needs at least one letter or digit")
+    return out
+
+
+@dataclass
+class RunOptions:
+    results: Path
+    cache: Path | None = None
+    device: str = "auto"
+    force: bool = False
+    progress: bool = True
+    plugins: tuple[str, ...] = ()
+    threads: int | None = None
+    save_predictions: bool = False
+
+
+@dataclass
+class RunOutcome:
+    spec: RunSpec
+    status: str  # "done", "skipped", "busy" (another process holds the run) or "failed"
+    folder: str
+    summary: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+def expand(methods: Sequence[str], datasets: Sequence[str], ratios: Sequence[float], seeds: Sequence[int],
+           profile: str, overrides: Sequence[str] = (), cache: Path | None = None, tag: str = "") -> list[RunSpec]:
+    """The sweep, validated up front (unknown names and keys fail before any run starts).
+    Methods that use every label (UNet-F) run once per seed, recorded as ratio 100."""
+    specs: list[RunSpec] = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= int(s) < 2**32:
+            raise BenchError(f"seed must be an integer in 0..{2**32 - 1}, got {s!r}")
+    for r in ratios:
+        if not isinstance(r, (int, float)) or not 0 < float(r) <= 100:  # also refuses nan
+            raise BenchError(f"label ratio must be a number in (0, 100], got {r!r}")
+    for ds in datasets:
+        check_dataset_name(ds, cache)
+        for m in methods:
+            cls = METHODS.get(m)
+            resolve_config(cls.Config, profile, ds, m, tuple(overrides))
+            for r in ([100.0] if cls.uses_all_labels else ratios):
+                for s in seeds:
+                    spec = RunSpec(ds, m, float(r), int(s), profile, tuple(overrides), tag)
+                    if spec not in specs:
+                        specs.append(spec)
+    return specs
+
+
+def load_sweep(path: Path, profile: str | None = None, extra: Sequence[str] = (), cache: Path | None = None,
+               warn: Callable[[str], None] = print) -> list[RunSpec]:
+    """Run specs of a sweep file (``configs/sweeps/*.toml``): a ``[sweep]`` table with methods,
+    datasets, ratios, seeds, profile and ``set`` overrides, and optional ``[[variant]]`` tables
+    (``tag`` + ``set``, optionally their own ``methods``), each a tagged group of runs. Methods not
+    registered are skipped with a warning, so one file can describe a whole paper table while methods are still being added.
+    ``profile`` and ``extra`` (from the command line) override the file."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BenchError(f"{path}: unreadable sweep file ({exc})") from exc
+    sweep = data.get("sweep")
+    allowed = {"methods", "datasets", "ratios", "seeds", "profile", "set"}
+    if not isinstance(sweep, dict) or set(data) - {"sweep", "variant"} or set(sweep) - allowed:
+        raise BenchError(f"{path}: expected a [sweep] table with {', '.join(sorted(allowed))} "
+                         "and optional [[variant]] tables")
+    try:
+        def registered(names: list[str]) -> list[str]:
+            return [m for m in names if m in METHODS.names() or warn(
+                f"warning: {path.name}: skipping method '{m}' (not registered)")]
+
+        variants = data.get("variant") or [{"tag": "", "set": []}]
+        for variant in variants:
+            if not isinstance(variant, dict) or set(variant) - {"tag", "set", "methods"}:
+                raise BenchError(f"{path}: a [[variant]] takes tag, set and methods only")
+        specs: list[RunSpec] = []
+        for variant in variants:
+            methods = registered(list(variant.get("methods", sweep["methods"])))
+            overrides = [*sweep.get("set", []), *variant.get("set", []), *extra]
+            specs += expand(methods, sweep["datasets"], [float(r) for r in sweep.get("ratios", [10])],
+                            [int(s) for s in sweep.get("seeds", [0])], profile or sweep.get("profile", "quick"),
+                            overrides, cache, str(variant.get("tag", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"{path}: bad sweep entry ({exc})") from exc
+    return specs
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise BenchError(f"--device {name}: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def code_version() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain"], capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+        if out.returncode == 0:
+            return f"{__version__}+{out.stdout.strip()}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return __version__
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    return {
+        "sslbench": code_version(), "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__, "platform": platform.platform(), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def build_train_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[str], size: int,
+                     device: torch.device) -> TrainData:
+    images, labels, owner = ds.train_slices(size)
+    train_ids = [c.id for c in ds.split_cases("train")]
+    lab_set = {train_ids.index(c) for c in labeled}
+    unl_set = {train_ids.index(c) for c in unlabeled}
+    owner = np.asarray(owner)
+    lab_idx = np.flatnonzero(np.isin(owner, sorted(lab_set)))
+    unl_idx = np.flatnonzero(np.isin(owner, sorted(unl_set)))
+    first = np.searchsorted(owner, owner)  # slices of a case are contiguous and in order
+    depth = np.bincount(owner)[owner]
+    positions = (np.arange(len(owner)) - first + 0.5) / depth
+    return TrainData(
+        positions=torch.from_numpy(positions.astype(np.float32)).to(device),
+        images=torch.from_numpy(np.array(images, dtype=np.float32))[:, None].to(device),
+        labels=torch.from_numpy(np.array(labels)).to(device),
+        labeled=torch.from_numpy(lab_idx).long().to(device),
+        unlabeled=torch.from_numpy(unl_idx).long().to(device),
+    )
+
+
+def prediction_saver(ds: PreparedDataset, out: Path) -> Callable[[str, np.ndarray], None]:
+    """Write each predicted label volume: NIfTI in the source geometry when the dataset came from
+    NIfTI (opens over the original image in 3D Slicer / ITK-SNAP), else a (D, H, W) .npy."""
+    from sslbench.base.atomic import atomic_path
+
+    cases = {c.id: c for c in ds.cases}
+
+    def save(cid: str, pred: np.ndarray) -> None:
+        geometry = cases[cid].geometry
+        if geometry is not None:
+            from sslbench.io.nifti import geometry_from_json, save_volume
+
+            save_volume(pred, geometry_from_json(geometry), out / f"{cid}.nii.gz")
+        else:
+            with atomic_path(out / f"{cid}.npy") as tmp:
+                with tmp.open("wb") as fh:
+                    np.save(fh, pred)
+
+    return save
+
+
+def check_folder(spec: RunSpec, opts: RunOptions) -> str:
+    """State of a run's folder: "new", "resume", "done" or "replace" (with --force). A folder that
+    holds another configuration is an error unless --force: nothing is overwritten by accident."""
+    cls = METHODS.get(spec.method)
+    chash = resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides).hash()
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
+    config_path = folder / "config.json"
+    if not config_path.exists():
+        return "new"
+    old = read_json(config_path).get("hash")
+    if old != chash:
+        if not opts.force:
+            raise BenchError(f"{folder}: holds a run with another configuration (hash {old}, now {chash}); "
+                             "use --force to replace it or --results for another folder")
+        return "replace"
+    return "done" if is_done(folder) else "resume"
+
+
+def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print) -> RunOutcome:
+    """One run, holding its folder's lock: a run another process is training is skipped ("busy"),
+    never trained twice; a lock left by a killed process is taken over with a warning."""
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(folder / LOCK_NAME)
+    if not lock.acquire(wait=False):
+        return RunOutcome(spec, "busy", str(folder), message=f"running elsewhere ({lock.holder})")
+    try:
+        if lock.stale:
+            log(f"warning: {spec.label}: its last session ({lock.stale}) ended without finishing; taking over")
+        for sub in (folder, folder / "ckpt", folder / "predictions"):
+            remove_orphans(sub, ".*.tmp")  # half-written files of a killed session
+        remove_orphans(folder / "predictions", ".tmp-*")  # a NIfTI prediction being written
+        return _run_locked(spec, opts, folder, log)
+    finally:
+        lock.release()
+
+
+def _clear_folder(folder: Path) -> None:
+    """Empty a run folder for --force, keeping the lock we hold on it."""
+    for child in folder.iterdir():
+        if child.name == LOCK_NAME:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _run_locked(spec: RunSpec, opts: RunOptions, folder: Path, log: Callable[[str], None]) -> RunOutcome:
+    entry = METHODS.entry(spec.method)
+    cls: type[SSLMethod] = entry.obj
+    cfg: ResolvedConfig = resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides)
+    chash = cfg.hash()
+    state = check_folder(spec, opts)
+    if state == "done":
+        record = read_json(folder / "run.json")
+        return RunOutcome(spec, "skipped", str(folder), record.get("summary", {}), "already done")
+    if state == "replace":
+        _clear_folder(folder)
+    write_json(folder / "config.json", {"hash": chash, "spec": dataclasses.asdict(spec), "sources": cfg.sources,
+                                        **cfg.to_dict()})
+
+    t0 = time.perf_counter()
+    device = pick_device(opts.device)
+    reset_peak_memory(device)
+    ds = prepare(spec.dataset, cache_root=opts.cache)
+    labeled, unlabeled = split_labeled(ds, spec.ratio, spec.seed, cfg.data.split)
+    data = build_train_data(ds, labeled, unlabeled if cls.uses_unlabeled else [], cfg.train.image_size, device)
+    seed_everything(spec.seed)
+    ctx = MethodContext(in_channels=1, num_classes=ds.num_classes, image_size=cfg.train.image_size,
+                        device=device, base_width=cfg.train.base_width,
+                        stage_iterations={"train": cfg.train.iterations, "pretrain": cfg.train.pretrain_iterations})
+    method = cls(cfg.method, ctx)
+    val_ids = [c.id for c in ds.eval_cases("val")]
+    ds.eval_cases(cfg.data.eval_split)  # fail before training, not after it
+    trainer = Trainer(
+        method, data, cfg.train, spec.seed,
+        validate=lambda: validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp),
+        run_dir=folder, progress=opts.progress, desc=spec.label, warn=lambda m: log(f"warning: {m}"),
+    )
+    if (folder / "ckpt" / "last.pt").exists():
+        log(f"resuming {spec.label} from its checkpoint")
+    fit = trainer.fit()
+    if fit.resumed_from is not None:
+        log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{fit.resumed_stage}'")
+
+    t_eval = time.perf_counter()
+    eval_ids = [c.id for c in ds.eval_cases(cfg.data.eval_split)]
+    saver = prediction_saver(ds, folder / "predictions") if opts.save_predictions else None
+    metrics = evaluate(method, ds, eval_ids, cfg.train.image_size, device, cfg.train.amp, saver)
+    eval_seconds = time.perf_counter() - t_eval
+    policy = {**EMPTY_POLICY, "spacing": "mm from the dataset" if all(c.spacing for c in ds.cases) else "voxels",
+              "connectivity": 1}
+    write_json(folder / "metrics.json", {**metrics, "policy": policy})
+
+    train_seconds = sum(fit.stage_seconds.values())
+    record = {
+        "id": f"{spec.dataset}/{spec.profile}/{spec.folder_method}/ratio-{spec.ratio:g}/seed-{spec.seed}",
+        "dataset": spec.dataset, "profile": spec.profile, "method": spec.method,
+        "paper_name": cls.paper_name, "variant": spec.tag, "method_source": entry.source,
+        "method_class": entry.class_path,
+        "ratio": spec.ratio, "seed": spec.seed, "overrides": list(spec.overrides), "config_hash": chash,
+        "classes": list(ds.classes[1:]), "eval_split": cfg.data.eval_split, "n_eval_volumes": len(eval_ids),
+        "split": cfg.data.split, "labeled_cases": labeled, "n_labeled_slices": int(data.labeled.numel()),
+        "n_unlabeled_slices": int(data.unlabeled.numel()), "inference_net": method.inference_net_name,
+        "precision": precision(device, cfg.train.amp), "stage_iterations": dict(trainer.lengths),
+        "params": {"trained": sum(p.numel() for p in method.optim_parameters())
+                   + sum(p.numel() for spec in method.extra_optimizers().values() for p in spec.params),
+                   "inference": sum(p.numel() for p in method.inference_net().parameters())},
+        "selection": {"rule": fit.selected, "iteration": fit.best_iteration,
+                      "val_dice": None if fit.best_score != fit.best_score else fit.best_score,
+                      **({"note": fit.selection_note} if fit.selection_note else {})},
+        "summary": metrics["foreground_mean"], "per_class": metrics["mean"],
+        "timing": {"wall_s": time.perf_counter() - t0, "train_s": train_seconds, "eval_s": eval_seconds,
+                   "stage_s": fit.stage_seconds, "iters_per_s": fit.iterations_per_second,
+                   "peak_mem_mb": peak_memory_mb(device), "stage_peak_mem_mb": fit.stage_peak_mem_mb,
+                   "peak_mem_kind": peak_memory_kind(device),
+                   "resumed_from": fit.resumed_from},
+        "metric_policy": policy,
+        "env": environment(device),
+    }
+    write_json(folder / "run.json", record)
+    write_text(folder / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    return RunOutcome(spec, "done", str(folder), record["summary"])
+
+
+def _worker(spec: RunSpec, opts: RunOptions) -> RunOutcome:
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    for module in opts.plugins:
+        METHODS.load_plugin_module(module)
+    return run_one(spec, opts, log=lambda msg: None)
+
+
+def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
+            log: Callable[[str], None] = print) -> list[RunOutcome]:
+    """Run every spec: in this process (``jobs == 1``) or in ``jobs`` spawned worker processes.
+
+    Folder conflicts are checked for every run before any starts. A run that fails (a diverged loss,
+    a bug in a plugin) is reported and the sweep goes on; its checkpoint stays for a later resume.
+    """
+    pick_device(opts.device)  # a bad --device fails here, before any run folder is written
+    prepared = {name: prepare(name, cache_root=opts.cache)  # once, before any worker starts
+                for name in dict.fromkeys(s.dataset for s in specs)}
+    for spec in specs:  # every input problem surfaces before the first run starts
+        check_folder(spec, opts)
+        cfg = resolve_config(METHODS.get(spec.method).Config, spec.profile, spec.dataset, spec.method,
+                             spec.overrides)
+        prepared[spec.dataset].eval_cases("val")
+        prepared[spec.dataset].eval_cases(cfg.data.eval_split)
+    outcomes: list[RunOutcome] = []
+    if jobs <= 1:
+        for i, spec in enumerate(specs, 1):
+            try:
+                outcome = run_one(spec, opts, log)
+            except Exception as exc:  # noqa: BLE001 - one failed run must not end the sweep
+                outcome = _failed(spec, opts, exc)
+            outcomes.append(outcome)
+            log(_describe(i, len(specs), outcome))
+        return outcomes
+    import multiprocessing as mp
+
+    threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
+    wopts = dataclasses.replace(opts, progress=False, threads=threads)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_worker, spec, wopts): spec for spec in specs}
+        for i, fut in enumerate(as_completed(futures), 1):
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # noqa: BLE001
+                outcome = _failed(futures[fut], opts, exc)
+            outcomes.append(outcome)
+            log(_describe(i, len(specs), outcome))
+    return outcomes
+
+
+def _failed(spec: RunSpec, opts: RunOptions, exc: BaseException) -> RunOutcome:
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
+    kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
+    return RunOutcome(spec, "failed", str(folder), message=f"{kind}{exc}")
+
+
+def _describe(i: int, n: int, outcome: RunOutcome) -> str:
+    if outcome.status == "failed":
+        return f"[{i}/{n}] {outcome.spec.label}: FAILED: {outcome.message}"
+    s = outcome.summary
+    score = f"Dice {100 * s['dice']:.1f}  ASSD {s['assd']:.2f}" if s else ""
+    if outcome.status == "busy":
+        return f"[{i}/{n}] {outcome.spec.label}: skipped, {outcome.message}"
+    what = "already done, skipped" if outcome.status == "skipped" else "done"
+    return f"[{i}/{n}] {outcome.spec.label}: {what}  {score}"

@@ -1,0 +1,1 @@
+"""The training layer: the one trainer, its slice sampler, peak-memory probes and the conformance kit."""

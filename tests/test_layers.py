@@ -1,0 +1,82 @@
+"""The core's layers (see ``sslbench/__init__.py``): each module imports only its own layer and the
+ones below it; plugins (methods, datasets) import only the contracts and what is below them."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RANK = {  # module prefix -> layer (higher may import lower, never the reverse)
+    "sslbench.base": 0, "sslbench.io": 1, "sslbench.nn": 1, "sslbench.method": 2, "sslbench.data": 2,
+    "sslbench.methods": 3, "sslbench.datasets": 3, "sslbench.train": 4, "sslbench.testing": 4,
+    "sslbench.report": 5, "sslbench.run": 6, "sslbench.cli": 7,
+}
+FOLDERS = {"benchmark": "sslbench", "methods": "sslbench.methods", "datasets": "sslbench.datasets"}
+
+
+def layer(module: str) -> int | None:
+    best = max((p for p in RANK if module == p or module.startswith(p + ".")), key=len, default=None)
+    return RANK[best] if best else None
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for folder, package in FOLDERS.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            name = ".".join([package, *[p for p in parts if p != "__init__"]])
+            out[name] = path
+    return out
+
+
+def imports(name: str, path: Path) -> list[str]:
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                found.append(".".join(base + ([node.module] if node.module else [])))
+            elif node.module and node.module.startswith("sslbench"):
+                found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("sslbench")]
+    return found
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    upward = []
+    for name, path in modules().items():
+        own = layer(name)
+        if own is None or name == "sslbench._moved":
+            continue
+        for target in imports(name, path):
+            other = layer(target)
+            if other is not None and other > own:
+                upward.append(f"{name} (layer {own}) imports {target} (layer {other})")
+    assert not upward, "\n".join(upward)
+
+
+def test_the_layer_table_covers_every_module() -> None:
+    unplaced = [name for name in modules() if layer(name) is None and name not in ("sslbench", "sslbench._moved")]
+    assert not unplaced, unplaced
+
+
+def test_old_import_paths_still_work_with_a_warning() -> None:
+    import importlib
+    import sys
+    import warnings
+
+    import sslbench.nn.losses
+
+    for old in ("sslbench.losses", "sslbench.heads"):
+        sys.modules.pop(old, None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(old)
+        assert any(issubclass(w.category, DeprecationWarning) and "moved to" in str(w.message) for w in caught)
+    assert sys.modules["sslbench.losses"] is sslbench.nn.losses          # the same module object
+    from sslbench.methods.mona.heads import WindowHead
+    from sslbench.nn.heads import GlobalHead
+
+    assert module.WindowHead is WindowHead and module.GlobalHead is GlobalHead   # a split module's names
