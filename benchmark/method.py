@@ -10,7 +10,7 @@ The method never steps an optimiser, samples data or evaluates: the trainer does
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -89,7 +89,6 @@ class MethodContext:
     image_size: int
     device: torch.device
     base_width: int = 16
-    stage_iterations: dict[str, int] = field(default_factory=dict)
 
     def build_unet(self) -> UNet:
         return build_unet(self.in_channels, self.num_classes, self.base_width).to(self.device)
@@ -190,16 +189,21 @@ class SSLMethod(nn.Module):
         return out
 
 
-METHODS: Registry[type[SSLMethod]] = Registry("method", "sslbench.methods", "sslbench.methods")
+def _name_method(name: str, cls: type[SSLMethod]) -> None:
+    """What ``register_method`` sets, for a class an entry point exposes without the decorator."""
+    cls.name = name
+    if "paper_name" not in cls.__dict__:  # never inherit another method's row name
+        cls.paper_name = name
+
+
+METHODS: Registry[type[SSLMethod]] = Registry("method", "sslbench.methods", "sslbench.methods", adopt=_name_method)
 
 
 def register_method(name: str) -> Callable[[type[SSLMethod]], type[SSLMethod]]:
     """Class decorator registering a method plugin under its CLI name."""
 
     def deco(cls: type[SSLMethod]) -> type[SSLMethod]:
-        cls.name = name
-        if "paper_name" not in cls.__dict__:  # never inherit another method's row name
-            cls.paper_name = name
+        _name_method(name, cls)
         return METHODS.register(name)(cls)
 
     return deco

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from sslbench.nn.augment import ssl4mis_weak, ssl4mis_weak_matrices, warp
+from sslbench.nn.augment import affine, ssl4mis_weak, ssl4mis_weak_matrices
 
 
 def test_rot90_and_flip_are_exact_permutations() -> None:
@@ -14,10 +14,10 @@ def test_rot90_and_flip_are_exact_permutations() -> None:
         theta = k * math.pi / 2
         c, s = round(math.cos(theta)), round(math.sin(theta))
         mat = torch.tensor([[c, -s, 0.0], [s, c, 0.0]]).expand(2, 2, 3)
-        out = warp(x, mat)
+        out = affine(mat, x).apply(x, "nearest")
         assert any(torch.equal(out, torch.rot90(x, kk, dims=(2, 3))) for kk in range(4))
     flip = torch.tensor([[-1.0, 0, 0], [0, 1.0, 0]]).expand(2, 2, 3)
-    assert torch.equal(warp(x, flip), torch.flip(x, dims=(3,)))
+    assert torch.equal(affine(flip, x).apply(x, "nearest"), torch.flip(x, dims=(3,)))
 
 
 def test_labels_follow_images_and_keep_their_values() -> None:

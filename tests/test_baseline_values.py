@@ -47,8 +47,7 @@ def make(name: str, **cfg: Any) -> tuple[SSLMethod, Batch]:
     of 2 labeled and 4 unlabeled 32 x 32 slices."""
     cls = METHODS.get(name)
     torch.manual_seed(0)
-    ctx = MethodContext(in_channels=1, num_classes=C, image_size=32, device=torch.device("cpu"), base_width=4,
-                        stage_iterations={"train": STEP.total})
+    ctx = MethodContext(in_channels=1, num_classes=C, image_size=32, device=torch.device("cpu"), base_width=4)
     method = cls(dataclasses.replace(cls.Config(), **cfg), ctx)
     for m in method.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):

@@ -82,3 +82,22 @@ def test_toml_layer_errors_name_the_file(tmp_path, monkeypatch) -> None:  # noqa
     (tmp_path / "methods" / "mt.toml").write_text("[method]\nema_decay = 0.9\n[train]\nlr = 0.5\n")
     cfg = mt_config("train.lr=0.25")
     assert (cfg.train.iterations, cfg.method.ema_decay, cfg.train.lr) == (5, 0.9, 0.25)
+
+
+def test_method_overrides_apply_to_the_methods_that_have_the_key() -> None:
+    from sslbench.base.errors import BenchError
+    from sslbench.run.runner import expand
+
+    specs = {s.method: s for s in expand(["unet-l", "mt", "uamt"], ["synthetic-cardiac"], [5], [0], "quick",
+                                         ["method.ema_decay=0.999", "uamt.ema_decay=0.9", "train.lr=0.02"])}
+    assert specs["mt"].config.method.ema_decay == 0.999
+    assert specs["uamt"].config.method.ema_decay == 0.9                 # the scoped item comes later: it wins
+    assert specs["unet-l"].overrides == ("train.lr=0.02",)               # no ema_decay: left as it is
+    assert all(s.config.train.lr == 0.02 for s in specs.values())
+    assert specs["mt"].resolved() is specs["mt"].config                 # resolved once, when expanded
+    for bad, message in [("method.no_such=1", "none of this sweep's methods"),
+                         ("cps.ema_decay=0.9", "not in this sweep"),
+                         ("unet-l.ema_decay=0.9", "unet-l has no key 'ema_decay'"),
+                         ("nosuch.lr=1", "neither train, data, method nor a method name")]:
+        with pytest.raises(BenchError, match=message):
+            expand(["unet-l", "mt", "uamt"], ["synthetic-cardiac"], [5], [0], "quick", [bad])

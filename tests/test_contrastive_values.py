@@ -35,8 +35,7 @@ def view_b(x: Tensor, g: Any = None) -> Tensor:
 def make(name: str, **cfg: Any) -> tuple[SSLMethod, Batch]:
     cls = METHODS.get(name)
     torch.manual_seed(0)
-    ctx = MethodContext(in_channels=1, num_classes=C, image_size=32, device=torch.device("cpu"), base_width=4,
-                        stage_iterations={"train": 10, "pretrain": 10})
+    ctx = MethodContext(in_channels=1, num_classes=C, image_size=32, device=torch.device("cpu"), base_width=4)
     method = cls(dataclasses.replace(cls.Config(), **cfg), ctx)
     for m in method.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):

@@ -77,3 +77,57 @@ def test_plugin_module(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     finally:
         METHODS._entries.pop("my-unet", None)
         sys.modules.pop("my_lab_plugin", None)
+
+
+PLUGIN = '''
+from sslbench.method import register_method
+from sslbench.methods.supervised import UNetL
+
+
+@register_method("ep-decorated")
+class Decorated(UNetL):
+    paper_name = "EP-Decorated"
+
+
+class Plain(UNetL):
+    """Exposed by an entry point without the decorator."""
+'''
+
+
+def test_entry_points_record_their_distribution_and_name_plain_classes(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import sys
+
+    from sslbench.method import METHODS
+
+    (tmp_path / "epplug_mod.py").write_text(PLUGIN)
+    info = tmp_path / "epplug-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: epplug\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(
+        "[sslbench.methods]\nep-decorated = epplug_mod:Decorated\nep-plain = epplug_mod:Plain\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(METHODS, "_entry_points_loaded", False)
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))    # restored afterwards
+    try:
+        decorated, plain = METHODS.entry("ep-decorated"), METHODS.entry("ep-plain")
+        assert decorated.source == "plugin epplug 1.2.3" and plain.source == "plugin epplug 1.2.3"
+        assert plain.obj.name == "ep-plain" and plain.obj.paper_name == "ep-plain"
+        assert decorated.obj.paper_name == "EP-Decorated"
+    finally:
+        sys.modules.pop("epplug_mod", None)
+
+
+def test_bench_plugins_reach_jobs_workers(tmp_path, monkeypatch, cache_dir) -> None:  # noqa: ANN001
+    from .conftest import TINY_RUN
+    from .test_cli import bench
+
+    (tmp_path / "envplug_mod.py").write_text(
+        "from sslbench.method import register_method\nfrom sslbench.methods.supervised import UNetL\n\n\n"
+        "@register_method('env-plug')\nclass EnvPlug(UNetL):\n    paper_name = 'EnvPlug'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("BENCH_PLUGINS", "envplug_mod")
+    code, _, err = bench("run", "--methods", "env-plug,unet-l", "--jobs", "2", "--results", str(tmp_path / "r"),
+                         "--quiet", "--no-table", *TINY_RUN)
+    assert code == 0, err
+    assert "[2/2]" in err and "FAILED" not in err

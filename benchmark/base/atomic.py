@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -77,12 +77,6 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> None:
-    """Call `writer(tmp_path)` then move the result into place."""
-    with atomic_path(path) as tmp:
-        writer(tmp)
 
 
 def _json_default(obj: Any) -> Any:

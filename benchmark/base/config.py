@@ -138,6 +138,11 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {getattr(typ, '__name__', typ)}, got {value!r}")
 
 
+def config_keys(cls: type) -> set[str]:
+    """The keys a config dataclass accepts (``--set section.KEY``)."""
+    return set(_field_types(cls))
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints.get(f.name, f.type) for f in fields(cls)}

@@ -5,6 +5,10 @@ entry point in the group ``sslbench.methods`` (or ``sslbench.datasets``); those 
 once, the first time a name is looked up or listed. Unpackaged research code is imported by module
 path (``bench run --plugin my_lab.my_method`` or ``BENCH_PLUGINS=mod1,mod2``). A name registered
 twice, from any two sources, is an error that names both sources.
+
+An entry point's object is recorded with its distribution's name and version (also when its module
+registers it with the decorator on import), and an object the entry point exposes without the
+decorator is registered under the entry point's name (``adopt`` gives it that name).
 """
 from __future__ import annotations
 
@@ -34,8 +38,10 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, entry_point_group: str, builtin_package: str) -> None:
+    def __init__(self, kind: str, entry_point_group: str, builtin_package: str,
+                 adopt: Callable[[str, T], None] | None = None) -> None:
         self.kind = kind
+        self.adopt = adopt  # names an entry point's object that no decorator registered
         self.group = entry_point_group
         self.builtin_package = builtin_package
         self._entries: dict[str, Entry[T]] = {}
@@ -85,11 +91,16 @@ class Registry(Generic[T]):
         for ep in metadata.entry_points(group=self.group):
             dist = getattr(ep, "dist", None)
             source = f"plugin {dist.name} {dist.version}" if dist else f"plugin {ep.value}"
+            self._current_source = source  # decorators run while the entry point's module imports
             try:
                 obj = ep.load()
             except Exception as exc:  # a broken plugin must not break the suite
                 log.warning("skipping %s entry point %r from %s: %s", self.kind, ep.name, source, exc)
                 continue
+            finally:
+                self._current_source = None
+            if ep.name not in self._entries and self.adopt is not None:
+                self.adopt(ep.name, obj)
             self.add(ep.name, obj, source)
 
     def load_plugin_module(self, module: str) -> None:

@@ -214,11 +214,6 @@ def affine(mat: Tensor, like: Tensor) -> SpatialTransform:
     return SpatialTransform(F.affine_grid(mat.to(like.dtype), list(like.shape), align_corners=False))
 
 
-def warp(x: Tensor, mat: Tensor, mode: str = "nearest") -> Tensor:
-    """Apply per-sample affine matrices to (B, C, H, W); zero fill outside."""
-    return affine(mat, x).apply(x, mode)
-
-
 def ssl4mis_weak(x: Tensor, y: Tensor | None, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
     """Augment images (B, C, H, W) and, when given, their labels (B, H, W) with the same transform
     (nearest neighbour for both, as SSL4MIS's ``order=0``)."""

@@ -11,19 +11,17 @@ class EMATeacher(nn.Module):
     """A frozen copy of a student whose parameters follow it by EMA.
 
     SSL4MIS (`update_ema_variables`): ``alpha = min(1 - 1/(step+1), momentum)``, parameters only; the
-    teacher's BN buffers are its own running statistics (it is never put in eval mode there). Set
-    ``copy_buffers=True`` for the USB behaviour (buffers copied from the student).
+    teacher's BN buffers are its own running statistics (it is never put in eval mode there).
     """
 
     def __init__(self, student: nn.Module, momentum: float = 0.99, warmup: bool = True,
-                 copy_buffers: bool = False, train_mode: bool = True) -> None:
+                 train_mode: bool = True) -> None:
         super().__init__()
         self.module = copy.deepcopy(student)
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.momentum = momentum
         self.warmup = warmup
-        self.copy_buffers = copy_buffers
         self.train_mode = train_mode
 
     def train(self, mode: bool = True) -> EMATeacher:
@@ -42,9 +40,6 @@ class EMATeacher(nn.Module):
         s_params = [p.detach() for p in student.parameters()]
         torch._foreach_mul_(t_params, alpha)
         torch._foreach_add_(t_params, s_params, alpha=1.0 - alpha)
-        if self.copy_buffers:
-            for tb, sb in zip(self.module.buffers(), student.buffers()):
-                tb.copy_(sb)
 
     def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         return self.module(*args, **kwargs)

@@ -12,12 +12,6 @@ def sigmoid_rampup(current: float, length: float) -> float:
     return float(math.exp(-5.0 * (1.0 - t) ** 2))
 
 
-def linear_rampup(current: float, length: float) -> float:
-    if length <= 0:
-        return 1.0
-    return float(min(max(current / length, 0.0), 1.0))
-
-
 def ssl4mis_consistency_weight(weight: float, iteration: int, total: int, ramp_steps: int = 200) -> float:
     """SSL4MIS's ``w(t) = weight * sigmoid_rampup(iter // 150, 200)``.
 

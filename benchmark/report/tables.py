@@ -176,13 +176,7 @@ def paper_table(root: Path, table: int, fmt: str = "markdown", dataset: str | No
     """One of the paper's tables from the records: its rows in its order, mean ± std over seeds,
     best per column in bold, a significance mark, missing runs as "—" (with a warning), and with
     ``vs_paper`` the published value and the difference beside each DSC and ASD."""
-    from sslbench.report.paper import (
-        TABLE3_NOTE,
-        TABLES,
-        layout,
-        paper_cells,
-        published_variant,
-    )
+    from sslbench.report.paper import TABLES, layout
 
     if table not in TABLES:
         raise BenchError(f"unknown table {table} (known: {', '.join(map(str, TABLES))})")
@@ -200,72 +194,10 @@ def paper_table(root: Path, table: int, fmt: str = "markdown", dataset: str | No
     out = []
     for ds in datasets:
         ref_ds = paper_dataset or (ds if ds in set(lay.dataset) else lay.dataset.iloc[0])
-        rows_lay = lay[lay.dataset == ref_ds]
-        keys = list(dict.fromkeys(zip(rows_lay.method, rows_lay.variant)))
         recs = df[df.dataset == ds] if not df.empty else df
-        if not recs.empty:
-            extra = [k for k in dict.fromkeys(zip(recs.paper_name, recs.variant)) if k not in keys]
-            keys += sorted(extra, key=lambda k: paper_order(k[0]))   # plugins: rows appear automatically
-        ratios = sorted(recs[~recs.all_labels].ratio.unique()) if not recs.empty else []
-        ratios = ratios or sorted(rows_lay.ratio.unique())
-        published = paper_cells()
-        published = published[(published.table == table) & (published.dataset == ref_ds)]
-        with_variant = any(v for _, v in keys)
-        headers = ["Method"] + (["Variant"] if with_variant else [])
-        for r in ratios:
-            for metric in ("DSC", "ASD"):
-                headers.append(f"{r:g}% {metric}")
-                if vs_paper:
-                    headers += [f"{r:g}% {metric} paper", f"{r:g}% {metric} Δ"]
-        means: dict[tuple[int, float, str], float] = {}
-        references: set[int] = set()  # rows trained on every label (UNet-F): bounds, not competitors
-        cells: dict[tuple[int, float, str], str] = {}
-        missing = []
-        for i, (method, variant) in enumerate(keys):
-            for r in ratios:
-                runs = _cell_runs(recs, method, variant, r) if not recs.empty else recs
-                if runs.empty:
-                    missing.append(f"{method}{f' ({variant})' if variant else ''} {r:g}%")
-                for key, digits in (("dsc", 1), ("asd", 2)):
-                    cells[(i, r, key)] = _cell(runs[key], digits) if not runs.empty else "—"
-                    if not runs.empty:
-                        means[(i, r, key)] = float(runs[key].mean())
-                        if runs.all_labels.all():
-                            references.add(i)
-        competing = {k: v for k, v in means.items() if k[0] not in references}
-        marks = _significance(keys, ratios, recs, competing) if not recs.empty else set()
-        body = []
-        for i, (method, variant) in enumerate(keys):
-            row = [method] + ([variant] if with_variant else [])
-            for r in ratios:
-                for key in ("dsc", "asd"):
-                    text = cells[(i, r, key)]
-                    col = [competing[(j, r, key)] for j in range(len(keys)) if (j, r, key) in competing]
-                    if (i, r, key) in competing and col:
-                        best = max(col) if key == "dsc" else min(col)
-                        if means[(i, r, key)] == best and len(col) > 1:
-                            text = _bold(text, fmt)
-                        if key == "dsc" and (i, r) in marks and fmt != "csv":
-                            text += SIG_MARK
-                    row.append(text)
-                    if vs_paper:
-                        pub = published[(published.method == method) & (published.ratio == r)
-                                        & (published.variant == published_variant(table, variant))]
-                        value = float(pub[key].iloc[0]) if len(pub) else None
-                        row.append("—" if value is None else f"{value:.1f}" if key == "dsc" else f"{value:g}")
-                        mine = means.get((i, r, key))
-                        row.append("—" if value is None or mine is None else f"{mine - value:+.{1 if key == 'dsc' else 2}f}")
-            body.append(row)
-        if missing and warn is not None:
-            warn(f"table {table}, {ds}: {len(missing)} cell(s) without runs: {', '.join(missing[:6])}"
-                 + (" ..." if len(missing) > 6 else ""))
-        units = "voxels" if not recs.empty and (recs.units == "voxels").any() else "mm"
-        caption = (f"{TABLES[table]} — {ds}" + (f" (published: {ref_ds})" if vs_paper and ref_ds != ds else "")
-                   + f". DSC [%], ASD = ASSD ({units}); mean ± std over seeds; best per column in bold and "
-                   f"{SIG_MARK}: the DSC differs from the strongest other method of its column (paired "
-                   f"Wilcoxon signed-rank test over test volumes × seeds, p < {ALPHA}), both among the methods "
-                   f"at that label ratio (UNet-F, trained on every label, is the reference); — : no run."
-                   + (f" {TABLE3_NOTE}" if vs_paper and table == 3 else ""))
+        headers, body, units = _paper_rows(table, lay[lay.dataset == ref_ds], recs, ref_ds, fmt, vs_paper,
+                                           lambda m, ds=ds: warn(f"table {table}, {ds}: {m}") if warn else None)
+        caption = _paper_caption(table, ds, ref_ds, units, vs_paper)
         if fmt == "csv":
             frame = pd.DataFrame(body, columns=headers)
             frame.insert(0, "dataset", ds)
@@ -275,6 +207,91 @@ def paper_table(root: Path, table: int, fmt: str = "markdown", dataset: str | No
         else:
             out.append(_latex(headers, body, caption))
     return ("\n" if fmt == "csv" else "\n\n").join(out)
+
+
+def _paper_rows(table: int, rows_lay: pd.DataFrame, recs: pd.DataFrame, ref_ds: str, fmt: str, vs_paper: bool,
+                warn: Callable[[str], None]) -> tuple[list[str], list[list[str]], str]:
+    """Headers, rows and distance units of one dataset's table: the layout's rows (then plugin and
+    variant rows), a cell per ratio and metric, bold best, significance marks, published values."""
+    from sslbench.report.paper import paper_cells, published_variant
+
+    keys = list(dict.fromkeys(zip(rows_lay.method, rows_lay.variant)))
+    if not recs.empty:
+        extra = [k for k in dict.fromkeys(zip(recs.paper_name, recs.variant)) if k not in keys]
+        keys += sorted(extra, key=lambda k: paper_order(k[0]))   # plugins: rows appear automatically
+    ratios = sorted(recs[~recs.all_labels].ratio.unique()) if not recs.empty else []
+    ratios = ratios or sorted(rows_lay.ratio.unique())
+    published = paper_cells()
+    published = published[(published.table == table) & (published.dataset == ref_ds)]
+    with_variant = any(v for _, v in keys)
+    headers = ["Method"] + (["Variant"] if with_variant else [])
+    for r in ratios:
+        for metric in ("DSC", "ASD"):
+            headers.append(f"{r:g}% {metric}")
+            if vs_paper:
+                headers += [f"{r:g}% {metric} paper", f"{r:g}% {metric} Δ"]
+    cells, means, references, missing = _paper_cells(keys, ratios, recs)
+    competing = {k: v for k, v in means.items() if k[0] not in references}
+    marks = _significance(keys, ratios, recs, competing) if not recs.empty else set()
+    body = []
+    for i, (method, variant) in enumerate(keys):
+        row = [method] + ([variant] if with_variant else [])
+        for r in ratios:
+            for key in ("dsc", "asd"):
+                text = cells[(i, r, key)]
+                col = [competing[(j, r, key)] for j in range(len(keys)) if (j, r, key) in competing]
+                if (i, r, key) in competing and col:
+                    best = max(col) if key == "dsc" else min(col)
+                    if means[(i, r, key)] == best and len(col) > 1:
+                        text = _bold(text, fmt)
+                    if key == "dsc" and (i, r) in marks and fmt != "csv":
+                        text += SIG_MARK
+                row.append(text)
+                if vs_paper:
+                    pub = published[(published.method == method) & (published.ratio == r)
+                                    & (published.variant == published_variant(table, variant))]
+                    value = float(pub[key].iloc[0]) if len(pub) else None
+                    row.append("—" if value is None else f"{value:.1f}" if key == "dsc" else f"{value:g}")
+                    mine = means.get((i, r, key))
+                    row.append("—" if value is None or mine is None else f"{mine - value:+.{1 if key == 'dsc' else 2}f}")
+        body.append(row)
+    if missing:
+        warn(f"{len(missing)} cell(s) without runs: {', '.join(missing[:6])}" + (" ..." if len(missing) > 6 else ""))
+    units = "voxels" if not recs.empty and (recs.units == "voxels").any() else "mm"
+    return headers, body, units
+
+
+def _paper_cells(keys: list[tuple[str, str]], ratios: list[float], recs: pd.DataFrame,
+                 ) -> tuple[dict[tuple[int, float, str], str], dict[tuple[int, float, str], float], set[int], list[str]]:
+    """Cell texts and means per (row, ratio, metric), the rows trained on every label (UNet-F: bounds,
+    not competitors) and the cells without runs."""
+    means: dict[tuple[int, float, str], float] = {}
+    references: set[int] = set()
+    cells: dict[tuple[int, float, str], str] = {}
+    missing = []
+    for i, (method, variant) in enumerate(keys):
+        for r in ratios:
+            runs = _cell_runs(recs, method, variant, r) if not recs.empty else recs
+            if runs.empty:
+                missing.append(f"{method}{f' ({variant})' if variant else ''} {r:g}%")
+            for key, digits in (("dsc", 1), ("asd", 2)):
+                cells[(i, r, key)] = _cell(runs[key], digits) if not runs.empty else "—"
+                if not runs.empty:
+                    means[(i, r, key)] = float(runs[key].mean())
+                    if runs.all_labels.all():
+                        references.add(i)
+    return cells, means, references, missing
+
+
+def _paper_caption(table: int, ds: str, ref_ds: str, units: str, vs_paper: bool) -> str:
+    from sslbench.report.paper import TABLE3_NOTE, TABLES
+
+    return (f"{TABLES[table]} — {ds}" + (f" (published: {ref_ds})" if vs_paper and ref_ds != ds else "")
+            + f". DSC [%], ASD = ASSD ({units}); mean ± std over seeds; best per column in bold and "
+            f"{SIG_MARK}: the DSC differs from the strongest other method of its column (paired "
+            f"Wilcoxon signed-rank test over test volumes × seeds, p < {ALPHA}), both among the methods "
+            f"at that label ratio (UNet-F, trained on every label, is the reference); — : no run."
+            + (f" {TABLE3_NOTE}" if vs_paper and table == 3 else ""))
 
 
 def _latex(headers: list[str], body: list[list[str]], caption: str) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from sslbench import __version__
 from sslbench.base.atomic import remove_orphans, write_json, write_text
-from sslbench.base.config import ResolvedConfig, resolve_config
+from sslbench.base.config import DataConfig, ResolvedConfig, TrainConfig, config_keys, resolve_config
 from sslbench.base.errors import BenchError
 from sslbench.base.locks import FolderLock
 from sslbench.base.results import is_done, read_json, run_dir
@@ -51,8 +51,17 @@ class RunSpec:
     ratio: float
     seed: int
     profile: str = "quick"
-    overrides: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()   # the --set items that apply to this method (scoped ones rewritten)
     tag: str = ""  # a variant name (ablation, hyper-parameter value): its own folder and table row
+    # resolved once when the sweep is expanded; None for a spec built by hand (resolved on first use)
+    config: ResolvedConfig | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def resolved(self) -> ResolvedConfig:
+        if self.config is not None:
+            return self.config
+        cfg = resolve_config(METHODS.get(self.method).Config, self.profile, self.dataset, self.method, self.overrides)
+        object.__setattr__(self, "config", cfg)
+        return cfg
 
     @property
     def label(self) -> str:
@@ -104,17 +113,59 @@ def expand(methods: Sequence[str], datasets: Sequence[str], ratios: Sequence[flo
     for r in ratios:
         if not isinstance(r, (int, float)) or not 0 < float(r) <= 100:  # also refuses nan
             raise BenchError(f"label ratio must be a number in (0, 100], got {r!r}")
+    for m in methods:
+        METHODS.get(m)  # unknown names fail first, listing the known ones
+    scoped = scope_overrides(methods, overrides)
     for ds in datasets:
         check_dataset_name(ds, cache)
         for m in methods:
             cls = METHODS.get(m)
-            resolve_config(cls.Config, profile, ds, m, tuple(overrides))
+            cfg = resolve_config(cls.Config, profile, ds, m, scoped[m])
             for r in ([100.0] if cls.uses_all_labels else ratios):
                 for s in seeds:
-                    spec = RunSpec(ds, m, float(r), int(s), profile, tuple(overrides), tag)
+                    spec = RunSpec(ds, m, float(r), int(s), profile, scoped[m], tag, cfg)
                     if spec not in specs:
                         specs.append(spec)
     return specs
+
+
+def scope_overrides(methods: Sequence[str], overrides: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The ``--set`` items that apply to each method of a sweep.
+
+    ``train.*`` and ``data.*`` apply to every run. ``method.KEY`` (or a bare ``KEY`` that is no train or
+    data key) applies to the methods whose config has KEY, and is an error when none has it, so
+    ``--set method.ema_decay=0.999`` on a sweep of UNet-L and MT changes MT only. ``NAME.KEY`` (e.g.
+    ``mt.ema_decay``) applies to method NAME only, which must be in the sweep and have KEY."""
+    general = {"train": config_keys(TrainConfig), "data": config_keys(DataConfig)}
+    keys = {m: config_keys(METHODS.get(m).Config) for m in methods}
+    out: dict[str, list[str]] = {m: [] for m in methods}
+    for item in overrides:
+        if "=" not in item:
+            raise BenchError(f"--set {item!r}: expected key=value")
+        key, value = (x.strip() for x in item.split("=", 1))
+        head, dot, rest = key.partition(".")
+        if dot and head in general:
+            targets, rewritten = list(out), item
+        elif not dot and any(key in ks for ks in general.values()):
+            targets, rewritten = list(out), item  # a bare train/data key (resolve_config checks ambiguity)
+        elif dot and head != "method":
+            if head not in METHODS.names():
+                raise BenchError(f"--set {key}: '{head}' is neither train, data, method nor a method name")
+            if head not in out:
+                raise BenchError(f"--set {key}: method '{head}' is not in this sweep ({', '.join(methods)})")
+            if rest not in keys[head]:
+                raise BenchError(f"--set {key}: {head} has no key '{rest}' (its keys: {', '.join(sorted(keys[head]))})")
+            targets, rewritten = [head], f"method.{rest}={value}"
+        else:
+            name = rest if dot else key
+            targets = [m for m in methods if name in keys[m]]
+            if not targets:
+                raise BenchError(f"--set {key}: none of this sweep's methods ({', '.join(methods)}) has a key "
+                                 f"'{name}'; scope it with NAME.{name} to see a method's keys")
+            rewritten = f"method.{name}={value}"
+        for m in targets:
+            out[m].append(rewritten)
+    return {m: tuple(items) for m, items in out.items()}
 
 
 def load_sweep(path: Path, profile: str | None = None, extra: Sequence[str] = (), cache: Path | None = None,
@@ -248,8 +299,7 @@ def prediction_saver(ds: PreparedDataset, out: Path) -> Callable[[str, np.ndarra
 def check_folder(spec: RunSpec, opts: RunOptions) -> str:
     """State of a run's folder: "new", "resume", "done" or "replace" (with --force). A folder that
     holds another configuration is an error unless --force: nothing is overwritten by accident."""
-    cls = METHODS.get(spec.method)
-    chash = resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides).hash()
+    chash = spec.resolved().hash()
     folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
     config_path = folder / "config.json"
     if not config_path.exists():
@@ -294,20 +344,50 @@ def _clear_folder(folder: Path) -> None:
 
 
 def _run_locked(spec: RunSpec, opts: RunOptions, folder: Path, log: Callable[[str], None]) -> RunOutcome:
-    entry = METHODS.entry(spec.method)
-    cls: type[SSLMethod] = entry.obj
-    cfg: ResolvedConfig = resolve_config(cls.Config, spec.profile, spec.dataset, spec.method, spec.overrides)
-    chash = cfg.hash()
+    """Skip, replace or (re)start the run whose lock we hold: train, evaluate, record."""
+    cfg: ResolvedConfig = spec.resolved()
     state = check_folder(spec, opts)
     if state == "done":
         record = read_json(folder / "run.json")
         return RunOutcome(spec, "skipped", str(folder), record.get("summary", {}), "already done")
     if state == "replace":
         _clear_folder(folder)
-    write_json(folder / "config.json", {"hash": chash, "spec": dataclasses.asdict(spec), "sources": cfg.sources,
+    spec_fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "config"}
+    write_json(folder / "config.json", {"hash": cfg.hash(), "spec": spec_fields, "sources": cfg.sources,
                                         **cfg.to_dict()})
-
     t0 = time.perf_counter()
+    job = _set_up(spec, opts, folder, log)
+    if (folder / "ckpt" / "last.pt").exists():
+        log(f"resuming {spec.label} from its checkpoint")
+    fit = job.trainer.fit()
+    if fit.resumed_from is not None:
+        log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{fit.resumed_stage}'")
+    t_eval = time.perf_counter()
+    metrics, policy = _evaluate(job, opts, folder)
+    record = _record(job, fit, metrics, policy, {"t0": t0, "eval_s": time.perf_counter() - t_eval})
+    write_json(folder / "run.json", record)
+    write_text(folder / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    return RunOutcome(spec, "done", str(folder), record["summary"])
+
+
+@dataclass
+class _Job:
+    """Everything one run needs once it is set up."""
+
+    spec: RunSpec
+    cfg: ResolvedConfig
+    device: torch.device
+    ds: PreparedDataset
+    labeled: list[str]
+    data: TrainData
+    method: SSLMethod
+    trainer: Trainer
+
+
+def _set_up(spec: RunSpec, opts: RunOptions, folder: Path, log: Callable[[str], None]) -> _Job:
+    """Data, split, method and trainer of a run (the evaluation split is checked before training)."""
+    cls: type[SSLMethod] = METHODS.get(spec.method)
+    cfg = spec.resolved()
     device = pick_device(opts.device)
     reset_peak_memory(device)
     ds = prepare(spec.dataset, cache_root=opts.cache)
@@ -315,8 +395,7 @@ def _run_locked(spec: RunSpec, opts: RunOptions, folder: Path, log: Callable[[st
     data = build_train_data(ds, labeled, unlabeled if cls.uses_unlabeled else [], cfg.train.image_size, device)
     seed_everything(spec.seed)
     ctx = MethodContext(in_channels=1, num_classes=ds.num_classes, image_size=cfg.train.image_size,
-                        device=device, base_width=cfg.train.base_width,
-                        stage_iterations={"train": cfg.train.iterations, "pretrain": cfg.train.pretrain_iterations})
+                        device=device, base_width=cfg.train.base_width)
     method = cls(cfg.method, ctx)
     val_ids = [c.id for c in ds.eval_cases("val")]
     ds.eval_cases(cfg.data.eval_split)  # fail before training, not after it
@@ -325,55 +404,57 @@ def _run_locked(spec: RunSpec, opts: RunOptions, folder: Path, log: Callable[[st
         validate=lambda: validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp),
         run_dir=folder, progress=opts.progress, desc=spec.label, warn=lambda m: log(f"warning: {m}"),
     )
-    if (folder / "ckpt" / "last.pt").exists():
-        log(f"resuming {spec.label} from its checkpoint")
-    fit = trainer.fit()
-    if fit.resumed_from is not None:
-        log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{fit.resumed_stage}'")
+    return _Job(spec, cfg, device, ds, labeled, data, method, trainer)
 
-    t_eval = time.perf_counter()
+
+def _evaluate(job: _Job, opts: RunOptions, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics of the selected weights on the evaluation split, written to ``metrics.json``."""
+    cfg, ds = job.cfg, job.ds
     eval_ids = [c.id for c in ds.eval_cases(cfg.data.eval_split)]
     saver = prediction_saver(ds, folder / "predictions") if opts.save_predictions else None
-    metrics = evaluate(method, ds, eval_ids, cfg.train.image_size, device, cfg.train.amp, saver)
-    eval_seconds = time.perf_counter() - t_eval
+    metrics = evaluate(job.method, ds, eval_ids, cfg.train.image_size, job.device, cfg.train.amp, saver)
     policy = {**EMPTY_POLICY, "spacing": "mm from the dataset" if all(c.spacing for c in ds.cases) else "voxels",
               "connectivity": 1}
     write_json(folder / "metrics.json", {**metrics, "policy": policy})
+    return metrics, policy
 
-    train_seconds = sum(fit.stage_seconds.values())
-    record = {
+
+def _record(job: _Job, fit: Any, metrics: dict[str, Any], policy: dict[str, Any],
+            clock: dict[str, float]) -> dict[str, Any]:
+    """The run record (``run.json``): identity, configuration, split, selection, results, cost, environment."""
+    spec, cfg, method, device = job.spec, job.cfg, job.method, job.device
+    entry = METHODS.entry(spec.method)
+    return {
         "id": f"{spec.dataset}/{spec.profile}/{spec.folder_method}/ratio-{spec.ratio:g}/seed-{spec.seed}",
         "dataset": spec.dataset, "profile": spec.profile, "method": spec.method,
-        "paper_name": cls.paper_name, "variant": spec.tag, "method_source": entry.source,
+        "paper_name": entry.obj.paper_name, "variant": spec.tag, "method_source": entry.source,
         "method_class": entry.class_path,
-        "ratio": spec.ratio, "seed": spec.seed, "overrides": list(spec.overrides), "config_hash": chash,
-        "classes": list(ds.classes[1:]), "eval_split": cfg.data.eval_split, "n_eval_volumes": len(eval_ids),
-        "split": cfg.data.split, "labeled_cases": labeled, "n_labeled_slices": int(data.labeled.numel()),
-        "n_unlabeled_slices": int(data.unlabeled.numel()), "inference_net": method.inference_net_name,
-        "precision": precision(device, cfg.train.amp), "stage_iterations": dict(trainer.lengths),
+        "ratio": spec.ratio, "seed": spec.seed, "overrides": list(spec.overrides), "config_hash": cfg.hash(),
+        "classes": list(job.ds.classes[1:]), "eval_split": cfg.data.eval_split,
+        "n_eval_volumes": len(metrics["metric_per_case"]),
+        "split": cfg.data.split, "labeled_cases": job.labeled, "n_labeled_slices": int(job.data.labeled.numel()),
+        "n_unlabeled_slices": int(job.data.unlabeled.numel()), "inference_net": method.inference_net_name,
+        "precision": precision(device, cfg.train.amp), "stage_iterations": dict(job.trainer.lengths),
         "params": {"trained": sum(p.numel() for p in method.optim_parameters())
-                   + sum(p.numel() for spec in method.extra_optimizers().values() for p in spec.params),
+                   + sum(p.numel() for extra in method.extra_optimizers().values() for p in extra.params),
                    "inference": sum(p.numel() for p in method.inference_net().parameters())},
         "selection": {"rule": fit.selected, "iteration": fit.best_iteration,
                       "val_dice": None if fit.best_score != fit.best_score else fit.best_score,
                       **({"note": fit.selection_note} if fit.selection_note else {})},
         "summary": metrics["foreground_mean"], "per_class": metrics["mean"],
-        "timing": {"wall_s": time.perf_counter() - t0, "train_s": train_seconds, "eval_s": eval_seconds,
-                   "stage_s": fit.stage_seconds, "iters_per_s": fit.iterations_per_second,
+        "timing": {"wall_s": time.perf_counter() - clock["t0"], "train_s": sum(fit.stage_seconds.values()),
+                   "eval_s": clock["eval_s"], "stage_s": fit.stage_seconds, "iters_per_s": fit.iterations_per_second,
                    "peak_mem_mb": peak_memory_mb(device), "stage_peak_mem_mb": fit.stage_peak_mem_mb,
-                   "peak_mem_kind": peak_memory_kind(device),
-                   "resumed_from": fit.resumed_from},
+                   "peak_mem_kind": peak_memory_kind(device), "resumed_from": fit.resumed_from},
         "metric_policy": policy,
         "env": environment(device),
     }
-    write_json(folder / "run.json", record)
-    write_text(folder / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
-    return RunOutcome(spec, "done", str(folder), record["summary"])
 
 
 def _worker(spec: RunSpec, opts: RunOptions) -> RunOutcome:
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    METHODS.load_env_plugins()  # $BENCH_PLUGINS, as the parent process loaded them
     for module in opts.plugins:
         METHODS.load_plugin_module(module)
     return run_one(spec, opts, log=lambda msg: None)
@@ -391,8 +472,7 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
                 for name in dict.fromkeys(s.dataset for s in specs)}
     for spec in specs:  # every input problem surfaces before the first run starts
         check_folder(spec, opts)
-        cfg = resolve_config(METHODS.get(spec.method).Config, spec.profile, spec.dataset, spec.method,
-                             spec.overrides)
+        cfg = spec.resolved()
         prepared[spec.dataset].eval_cases("val")
         prepared[spec.dataset].eval_cases(cfg.data.eval_split)
     outcomes: list[RunOutcome] = []

@@ -53,8 +53,7 @@ def build(name: MethodRef, seed: int = 0, cfg: TrainConfig = TINY, device: str =
     cls = METHODS.get(name) if isinstance(name, str) else name
     torch.manual_seed(seed)
     ctx = MethodContext(in_channels=1, num_classes=NUM_CLASSES, image_size=cfg.image_size,
-                        device=torch.device(device), base_width=cfg.base_width,
-                        stage_iterations={"train": cfg.iterations, "pretrain": cfg.pretrain_iterations})
+                        device=torch.device(device), base_width=cfg.base_width)
     method = cls(dataclasses.replace(cls.Config(), **cls.conformance_config), ctx)
     data = tiny_data()
     data = TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled, data.positions)))
