@@ -154,8 +154,12 @@ class SSLMethod(nn.Module):
         raise NotImplementedError
 
     # -------------------------------------------------------------- optional hooks
-    def after_step(self, step: StepInfo) -> None:
-        """Called after each optimiser step (EMA teachers, memory banks)."""
+    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
+        """Called after each optimiser step (EMA teachers, memory banks) with the step's outputs:
+        ``training_step``'s dict (plus ``<optimiser>/<key>`` of extra optimisers). Entries whose key
+        starts with ``_`` reach this hook only (never logged, never optimised): the place for what
+        the step computed for the hook, such as the keys a queue stores. A plugin's
+        ``after_step(self, step)`` without ``outputs`` keeps working."""
 
     def extra_optimizers(self) -> dict[str, ExtraOptimizer]:
         """Further optimisers, stepped in this order after the main one (default: none)."""

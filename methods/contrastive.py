@@ -81,17 +81,19 @@ class GlobalContrastive(SSLMethod):
     def build_head(self) -> nn.Module:
         return GlobalHead(self.student.widths[-1], self.cfg.hidden, self.cfg.proj_dim)
 
-    def contrast(self, x_u: Tensor) -> Tensor:
-        """The framework's unsupervised loss on a batch of unlabeled slices."""
+    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
+        """The framework's unsupervised loss on a batch of unlabeled slices, and what its
+        ``framework_after_step`` needs (``_``-keys: the keys its queues store)."""
         raise NotImplementedError
 
     def framework_step(self, batch: Batch, step: StepInfo) -> Losses:
         assert batch.x_u is not None
         sup = ce_dice_loss(self.student(batch.x_l), batch.y_l, self.cfg.sup_weight)
-        contrast = self.contrast(batch.x_u)
-        return {"loss_sup": sup, "loss_contrast": self.cfg.weight * contrast, "contrast": contrast.detach()}
+        contrast, for_hook = self.contrast(batch.x_u)
+        return {"loss_sup": sup, "loss_contrast": self.cfg.weight * contrast, "contrast": contrast.detach(),
+                **for_hook}
 
-    def framework_after_step(self, step: StepInfo) -> None:
+    def framework_after_step(self, step: StepInfo, outputs: Losses) -> None:
         """EMA encoders and queues of the framework (default: none)."""
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
@@ -100,11 +102,11 @@ class GlobalContrastive(SSLMethod):
             return self.reco.losses(batch.x_l, batch.y_l, batch.x_u, step)
         return self.framework_step(batch, step)
 
-    def after_step(self, step: StepInfo) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
         if self.reco is not None:
             self.reco.after_step(step)  # the stage-2 teacher follows the student from the start
         if self.reco is None or step.stage != "train":
-            self.framework_after_step(step)
+            self.framework_after_step(step, outputs or {})
 
 
 @register_method("simclr")
@@ -114,9 +116,9 @@ class SimCLR(GlobalContrastive):
 
     paper_name = "SimCLR"
 
-    def contrast(self, x_u: Tensor) -> Tensor:
+    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
         v1, v2 = contrastive_views(x_u)
-        return nt_xent(self.embedder(v1), self.embedder(v2), self.cfg.tau)
+        return nt_xent(self.embedder(v1), self.embedder(v2), self.cfg.tau), {}
 
 
 @dataclass
@@ -139,20 +141,17 @@ class MoCoV2(GlobalContrastive):
         super().__init__(cfg, ctx)
         self.key_encoder = EMATeacher(self.embedder, cfg.momentum, warmup=False)
         self.queue = FeatureQueue(cfg.queue, cfg.proj_dim).to(ctx.device)
-        self._keys: list[Tensor] = []
 
-    def contrast(self, x_u: Tensor) -> Tensor:
+    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
         v1, v2 = contrastive_views(x_u)
         with torch.no_grad():
             k = self.key_encoder(v2)
-        self._keys = [k]
-        return info_nce(self.embedder(v1), k, self.queue.bank, self.cfg.tau, self.queue.valid())
+        return info_nce(self.embedder(v1), k, self.queue.bank, self.cfg.tau, self.queue.valid()), {"_keys": k}
 
-    def framework_after_step(self, step: StepInfo) -> None:
+    def framework_after_step(self, step: StepInfo, outputs: Losses) -> None:
         self.key_encoder.update(self.embedder, step.iteration)
-        if self._keys:
-            self.queue.push(self._keys[0])
-            self._keys = []
+        if "_keys" in outputs:
+            self.queue.push(outputs["_keys"])
 
 
 @dataclass
@@ -185,7 +184,7 @@ class KNNMoCo(MoCoV2):
         self.cfg: KNNMoCoConfig = cfg
         self.backbone_queue = FeatureQueue(cfg.queue, self.student.widths[-1]).to(ctx.device)
 
-    def contrast(self, x_u: Tensor) -> Tensor:
+    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
         v1, v2 = contrastive_views(x_u)
         feat = self.student(v1, features=True).bottleneck
         q = self.embedder.head(feat)
@@ -195,16 +194,16 @@ class KNNMoCo(MoCoV2):
             sim = F.normalize(feat.float().mean(dim=(2, 3)), dim=1) @ self.backbone_queue.bank.t()
             sim = mask_slots(sim, self.backbone_queue.valid())  # never an empty slot as a neighbour
             neighbours = sim.topk(min(self.cfg.knn, sim.shape[1]), dim=1).indices  # queue indices
-        self._keys = [k, k_feat.float().mean(dim=(2, 3))]
         valid = self.queue.valid()  # the two queues are written together: the same slots are filled
         logits = moco_logits(q, k, self.queue.bank, self.cfg.tau, valid)  # column 0: the positive key
         moco = F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
-        return moco + self.cfg.knn_weight * knn_positive_loss(logits[:, 1:], neighbours, valid)
+        loss = moco + self.cfg.knn_weight * knn_positive_loss(logits[:, 1:], neighbours, valid)
+        return loss, {"_keys": k, "_backbone_keys": k_feat.float().mean(dim=(2, 3))}
 
-    def framework_after_step(self, step: StepInfo) -> None:
-        if self._keys:
-            self.backbone_queue.push(self._keys[1])
-        super().framework_after_step(step)
+    def framework_after_step(self, step: StepInfo, outputs: Losses) -> None:
+        if "_backbone_keys" in outputs:
+            self.backbone_queue.push(outputs["_backbone_keys"])
+        super().framework_after_step(step, outputs)
 
 
 @dataclass
@@ -227,14 +226,14 @@ class BYOL(GlobalContrastive):
         self.predictor = mlp(cfg.proj_dim, cfg.hidden, cfg.proj_dim).to(ctx.device)
         self.target = EMATeacher(self.embedder, cfg.momentum, warmup=False)
 
-    def contrast(self, x_u: Tensor) -> Tensor:
+    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
         v1, v2 = contrastive_views(x_u)
         with torch.no_grad():
             t1, t2 = self.target(v1), self.target(v2)
         return (cosine_regression(self.predictor(self.embedder(v1)), t2)
-                + cosine_regression(self.predictor(self.embedder(v2)), t1))
+                + cosine_regression(self.predictor(self.embedder(v2)), t1)), {}
 
-    def framework_after_step(self, step: StepInfo) -> None:
+    def framework_after_step(self, step: StepInfo, outputs: Losses) -> None:
         self.target.update(self.embedder, step.iteration)
 
 
@@ -264,17 +263,14 @@ class ISD(GlobalContrastive):
         self.predictor = mlp(cfg.proj_dim, cfg.hidden, cfg.proj_dim).to(ctx.device)
         self.teacher = EMATeacher(self.embedder, cfg.momentum, warmup=False)
         self.queue = FeatureQueue(cfg.queue, cfg.proj_dim).to(ctx.device)
-        self._keys: list[Tensor] = []
 
-    def contrast(self, x_u: Tensor) -> Tensor:
+    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
         with torch.no_grad():
             k = self.teacher(x_u)
-        self._keys = [k]
         q = self.predictor(self.embedder(strong_view(x_u)))
-        return relational_kl(q, k, self.queue.bank, self.cfg.tau_s, self.cfg.tau_t, self.queue.valid())
+        return relational_kl(q, k, self.queue.bank, self.cfg.tau_s, self.cfg.tau_t, self.queue.valid()), {"_keys": k}
 
-    def framework_after_step(self, step: StepInfo) -> None:
+    def framework_after_step(self, step: StepInfo, outputs: Losses) -> None:
         self.teacher.update(self.embedder, step.iteration)
-        if self._keys:
-            self.queue.push(self._keys[0])
-            self._keys = []
+        if "_keys" in outputs:
+            self.queue.push(outputs["_keys"])

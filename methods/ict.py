@@ -67,5 +67,5 @@ class ICT(SSLMethod):
         return {"loss_sup": ce_dice_loss(logits[:batch.n_l], batch.y_l), "loss_cons": weight * cons,
                 "cons_mse": cons.detach(), "cons_weight": weight}
 
-    def after_step(self, step: StepInfo) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
         self.teacher.update(self.student, step.iteration)

@@ -70,5 +70,5 @@ class MeanTeacher(SSLMethod):
             "cons_weight": weight,
         }
 
-    def after_step(self, step: StepInfo) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
         self.teacher.update(self.student, step.iteration)

@@ -106,7 +106,7 @@ class PLC(SSLMethod):
         return {"loss_sup": dice_loss(self.student(batch.x_l), batch.y_l), "loss_local": self.cfg.lamda_local * local,
                 "local": local.detach()}
 
-    def after_step(self, step: StepInfo) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
         every = max(step.total // self.cfg.refresh, 1)
         if step.stage == "train" and (step.iteration + 1) % every == 0 and step.iteration + 1 < step.total:
             self.labeller.load_state_dict(self.student.state_dict())

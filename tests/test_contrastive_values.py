@@ -114,7 +114,7 @@ def test_mocov2_value_with_a_partly_filled_queue(monkeypatch: pytest.MonkeyPatch
     logits = torch.cat([(F.normalize(q, dim=1) * F.normalize(k, dim=1)).sum(1, keepdim=True), cos(q, keys)], 1)
     expected = F.cross_entropy(logits / 0.2, torch.zeros(4, dtype=torch.long))  # the 11 empty slots: no logit
     close(out["loss_contrast"], expected)
-    method.after_step(STEP)
+    method.after_step(STEP, out)
     assert int(method.queue.count) == 9                                     # this step's 4 keys went in
 
 
@@ -140,7 +140,7 @@ def test_knn_moco_value(monkeypatch: pytest.MonkeyPatch) -> None:
     log_prob = torch.log_softmax(l_neg / 0.2, dim=1)
     aux = -log_prob.gather(1, knn).mean()
     close(out["loss_contrast"], moco + 0.4 * aux)
-    method.after_step(STEP)
+    method.after_step(STEP, out)
     assert int(method.queue.count) == int(method.backbone_queue.count) == 11   # both queues got the 4 keys
 
 
@@ -263,7 +263,7 @@ def test_fill_counts_in_a_real_step(monkeypatch: pytest.MonkeyPatch) -> None:
     method, batch = make("mocov2", queue=16)
     out = method.training_step(batch, STEP)
     assert float(out["loss_contrast"].detach()) == pytest.approx(0.0, abs=1e-6)
-    method.after_step(STEP)
+    method.after_step(STEP, out)
     assert int(method.queue.count) == 4 and not math.isclose(float(method.training_step(batch, STEP)["loss_contrast"].detach()), 0.0)
 
 

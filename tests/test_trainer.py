@@ -109,3 +109,27 @@ def test_a_crafted_checkpoint_runs_no_code(tmp_path: Path) -> None:
     assert len(warnings) == 1 and "unusable checkpoint" in warnings[0]
     assert not (tmp_path / "ckpt" / "last.pt").exists()
     assert len(list((tmp_path / "ckpt").glob("last.pt.unusable-*"))) == 1
+
+
+class OldStyleHook(UNetL):
+    """A plugin written before hooks received the step's outputs."""
+
+    calls = 0
+
+    def after_step(self, step: StepInfo) -> None:  # type: ignore[override]
+        type(self).calls += 1
+
+
+def test_hooks_see_the_outputs_and_old_hooks_still_run() -> None:
+    t = build(OldStyleHook)
+    t.train_step()
+    t.train_step()
+    assert OldStyleHook.calls == 2
+    moco = build("mocov2")
+    seen: list[set[str]] = []
+    original = moco.method.after_step
+    moco.method.after_step = lambda step, outputs=None: (seen.append(set(outputs or {})), original(step, outputs))[1]
+    logged = moco.train_step()
+    assert "_keys" in seen[0] and "loss_contrast" in seen[0]          # the hook got the step's keys
+    assert not any(k.startswith("_") for k in logged)                  # never logged
+    assert int(moco.method.queue.count) == moco.cfg.batch_size - moco.cfg.labeled_bs

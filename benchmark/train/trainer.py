@@ -12,6 +12,7 @@ host. AMP (bf16) runs on CUDA only.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import math
@@ -87,6 +88,7 @@ class Trainer:
         self.progress = progress
         self.desc = desc
         self.lengths = stage_iterations(method, cfg)
+        self._hook_takes_outputs = len(inspect.signature(method.after_step).parameters) >= 2
         self.stages = list(self.lengths)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
@@ -125,7 +127,7 @@ class Trainer:
 
     def _optimise(self, out: dict[str, Tensor | float], optimizer: torch.optim.Optimizer, what: str) -> Tensor:
         """Sum the ``*loss*`` terms, backpropagate, step; returns the (detached) total."""
-        terms = [v for k, v in out.items() if "loss" in k]
+        terms = [v for k, v in out.items() if "loss" in k and not k.startswith("_")]
         if not terms or not all(torch.is_tensor(t) for t in terms):
             raise BenchError(f"method '{self.method.name}' returned no '*loss*' tensor term{what}")
         total = torch.stack([t.float() for t in terms]).sum()  # type: ignore[union-attr]
@@ -175,11 +177,14 @@ class Trainer:
             with autocast(self.device, self.cfg.amp):
                 extra_out = self.method.extra_step(name, batch, info)
             self._optimise(extra_out, optimizer, f" for optimiser '{name}'")
-            out.update({f"{name}/{k}": v for k, v in extra_out.items()})
-        self.method.after_step(info)
+            out.update({(f"_{name}/{k[1:]}" if k.startswith("_") else f"{name}/{k}"): v for k, v in extra_out.items()})
+        if self._hook_takes_outputs:
+            self.method.after_step(info, out)
+        else:
+            self.method.after_step(info)  # a plugin written before hooks saw the outputs
         self.iteration += 1
         logged: dict[str, Tensor | float] = {
-            k: (v.detach().float() if torch.is_tensor(v) else float(v)) for k, v in out.items()}
+            k: (v.detach().float() if torch.is_tensor(v) else float(v)) for k, v in out.items() if not k.startswith("_")}
         logged["loss"] = total
         for k, v in logged.items():  # device tensors stay on the device; plain floats stay on the host
             self._acc[k] = self._acc[k] + v if k in self._acc else (v.clone() if torch.is_tensor(v) else v)

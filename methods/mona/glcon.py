@@ -70,7 +70,6 @@ class GLCon(GlobalContrastive):
         self.teacher = EMATeacher(self._body(), cfg.momentum, warmup=False)
         self.global_bank = FeatureQueue(cfg.bank, cfg.proj_dim).to(ctx.device)
         self.local_bank = FeatureQueue(cfg.bank, WindowHead.positions(), c * WindowHead.window ** 2).to(ctx.device)
-        self._keys: list[Tensor] = []
 
     def build_head(self) -> nn.Module:
         w = self.student.widths[-1]
@@ -90,20 +89,19 @@ class GLCon(GlobalContrastive):
             body = self.teacher.module
             t = body["net"](x, features=True)
             k_global, k_local = body["global"](t.bottleneck), body["local"](t.logits)
-        self._keys = [k_global, k_local]
         cfg = self.cfg
         kl_global = relational_kl(q_global, k_global, self.global_bank.bank, cfg.tau_s, cfg.tau_t,
                                   self.global_bank.valid())
         kl_local = relational_kl(q_local, k_local, self.local_bank.bank, cfg.tau_s, cfg.tau_t, self.local_bank.valid())
         return {"loss_sup": ce_dice_loss(out.logits[:n_l], batch.y_l, cfg.sup_weight),
-                "loss_global": cfg.w_global * kl_global, "loss_local": cfg.w_local * kl_local}
+                "loss_global": cfg.w_global * kl_global, "loss_local": cfg.w_local * kl_local,
+                "_global_keys": k_global, "_local_keys": k_local}
 
-    def framework_after_step(self, step: StepInfo) -> None:
+    def framework_after_step(self, step: StepInfo, outputs: Losses) -> None:
         self.teacher.update(self._body(), step.iteration)
-        if self._keys:
-            self.global_bank.push(self._keys[0])
-            self.local_bank.push(self._keys[1])
-            self._keys = []
+        if "_global_keys" in outputs:
+            self.global_bank.push(outputs["_global_keys"])
+            self.local_bank.push(outputs["_local_keys"])
 
 
 @dataclass
