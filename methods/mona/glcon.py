@@ -17,7 +17,7 @@ from sslbench.nn.banks import FeatureQueue
 from sslbench.nn.ema import EMATeacher
 from sslbench.nn.heads import GlobalHead, mlp
 from sslbench.nn.losses import ce_dice_loss, relational_kl
-from torch import Tensor, nn
+from torch import nn
 
 
 @dataclass
