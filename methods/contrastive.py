@@ -3,20 +3,25 @@
 "Only pre-training" (default): the shared UNet trained with ``sup_weight (CE + Dice)`` on labeled
 slices (weight 1, the scale of MONA's released scripts, in which the paper's Table 5 rows were run) plus the
 framework's instance-discrimination loss on views of the unlabeled slices, computed on the UNet
-bottleneck through a projection head. "With fine-tuning" (``method.finetune=true``): that is the
-``pretrain`` stage, followed by MONA's stage 2 (``sslbench.methods.mona.anatomy``) as the ``train`` stage; its
-settings are the ``ReconstructionConfig`` fields. No official medical code exists for these rows
-(METHODS 2.15); the settings are the frameworks' standard ones, listed per class.
+bottleneck through a projection head. "With fine-tuning" is a method of its own, declared beside
+each framework (``simclr-ft``, ``mocov2-ft``, ``knn-moco-ft``, ``byol-ft``, ``isd-ft``; GLCon's is
+``mona``): the framework as the ``pretrain`` stage, then MONA's stage 2
+(``sslbench.methods.mona.anatomy``) as the ``train`` stage, with the ``ReconstructionConfig`` keys on
+top of the framework's own. Every EMA decay is called ``ema_decay``; in a fine-tuned variant the
+framework's is ``pretrain_ema_decay`` and ``ema_decay`` is stage 2's teacher. No official medical code
+exists for these rows (METHODS 2.15); the settings are the frameworks' standard ones, listed per class.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from sslbench.method import (
     Batch,
     Losses,
+    MethodConfig,
     MethodContext,
     SSLMethod,
     StepInfo,
@@ -52,8 +57,8 @@ class Embedder(nn.Module):
 
 
 @dataclass
-class ContrastiveConfig(ReconstructionConfig):
-    finetune: bool = False   # run MONA's stage 2 after the framework ("with fine-tuning", Table 5)
+class ContrastiveConfig(MethodConfig):
+    sup_weight: float = 1.0  # supervised loss = sup_weight (CE + Dice): MONA's scripts use 1
     weight: float = 1.0      # weight of the contrastive term (no ramp-up, as MONA's pre-training)
     tau: float = 0.5
     hidden: int = 512
@@ -67,16 +72,22 @@ FINETUNE_CONFORMANCE = {"unsup_threshold": 0.0, "query_threshold": 0.0, "bank_si
 
 class GlobalContrastive(SSLMethod):
     """Shared plumbing: the supervised loss on labeled slices plus ``contrast`` on unlabeled ones;
-    with ``finetune`` the stage 2 of MONA follows as the ``train`` stage."""
+    in a fine-tuned variant (``FineTuned``) the stage 2 of MONA follows as the ``train`` stage."""
 
     Config = ContrastiveConfig
+    finetune: ClassVar[bool] = False
 
     def __init__(self, cfg: ContrastiveConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.cfg: ContrastiveConfig = cfg
         self.embedder = Embedder(self.student, self.build_head().to(ctx.device))
-        self.stages = ("pretrain", "train") if cfg.finetune else ("train",)
-        self.reco = AnatomicalReconstruction(self.student, cfg, ctx) if cfg.finetune else None
+        self.reco = AnatomicalReconstruction(self.student, cfg, ctx) if self.finetune else None  # type: ignore[arg-type]
+
+    @property
+    def framework_ema(self) -> float:
+        """The decay of the framework's EMA encoder: ``ema_decay``, or ``pretrain_ema_decay`` when
+        ``ema_decay`` belongs to stage 2's teacher."""
+        return self.cfg.pretrain_ema_decay if self.finetune else self.cfg.ema_decay  # type: ignore[attr-defined]
 
     def build_head(self) -> nn.Module:
         return GlobalHead(self.student.widths[-1], self.cfg.hidden, self.cfg.proj_dim)
@@ -125,21 +136,21 @@ class SimCLR(GlobalContrastive):
 class MoCoConfig(ContrastiveConfig):
     tau: float = 0.2
     queue: int = 65536
-    momentum: float = 0.999
+    ema_decay: float = 0.999
 
 
 @register_method("mocov2")
 class MoCoV2(GlobalContrastive):
     """MoCo v2 (Chen et al., 2020): InfoNCE of the query view against the momentum encoder's key of the
     other view and a FIFO queue of past keys (K = 65536, τ = 0.2, m = 0.999, MLP head). The key encoder
-    is an EMA copy of UNet encoder + head, updated after each step with a constant momentum."""
+    is an EMA copy of UNet encoder + head, updated after each step with a constant decay (``ema_decay``)."""
 
     paper_name = "MoCov2"
     Config = MoCoConfig
 
     def __init__(self, cfg: MoCoConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.key_encoder = EMATeacher(self.embedder, cfg.momentum, warmup=False)
+        self.key_encoder = EMATeacher(self.embedder, self.framework_ema, warmup=False)
         self.queue = FeatureQueue(cfg.queue, cfg.proj_dim).to(ctx.device)
 
     def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
@@ -156,7 +167,7 @@ class MoCoV2(GlobalContrastive):
 
 @dataclass
 class KNNMoCoConfig(MoCoConfig):
-    momentum: float = 0.995
+    ema_decay: float = 0.995
     knn: int = 5              # neighbours taken as extra positives: 5 as the MONA paper's appendix (code: 50)
     knn_weight: float = 0.4
 
@@ -208,7 +219,7 @@ class KNNMoCo(MoCoV2):
 
 @dataclass
 class BYOLConfig(ContrastiveConfig):
-    momentum: float = 0.99
+    ema_decay: float = 0.99
 
 
 @register_method("byol")
@@ -224,7 +235,7 @@ class BYOL(GlobalContrastive):
     def __init__(self, cfg: BYOLConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.predictor = mlp(cfg.proj_dim, cfg.hidden, cfg.proj_dim).to(ctx.device)
-        self.target = EMATeacher(self.embedder, cfg.momentum, warmup=False)
+        self.target = EMATeacher(self.embedder, self.framework_ema, warmup=False)
 
     def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
         v1, v2 = contrastive_views(x_u)
@@ -242,7 +253,7 @@ class ISDConfig(ContrastiveConfig):
     tau_s: float = 0.1        # student temperature ...
     tau_t: float = 0.01       # ... and the sharper teacher's (ISD+ / MONA, METHODS section 3)
     queue: int = 128000
-    momentum: float = 0.99
+    ema_decay: float = 0.99
     proj_dim: int = 64        # ISD+ head: feat -> 2 feat -> feat / 4 (256 -> 512 -> 64 on the bottleneck)
 
 
@@ -261,7 +272,7 @@ class ISD(GlobalContrastive):
         super().__init__(cfg, ctx)
         self.cfg: ISDConfig = cfg
         self.predictor = mlp(cfg.proj_dim, cfg.hidden, cfg.proj_dim).to(ctx.device)
-        self.teacher = EMATeacher(self.embedder, cfg.momentum, warmup=False)
+        self.teacher = EMATeacher(self.embedder, self.framework_ema, warmup=False)
         self.queue = FeatureQueue(cfg.queue, cfg.proj_dim).to(ctx.device)
 
     def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
@@ -274,3 +285,78 @@ class ISD(GlobalContrastive):
         self.teacher.update(self.embedder, step.iteration)
         if "_keys" in outputs:
             self.queue.push(outputs["_keys"])
+
+
+# ------------------------------------------------------------------ "with fine-tuning" (Table 5)
+class FineTuned:
+    """Mixin of a framework's fine-tuned variant: the framework is the ``pretrain`` stage, MONA's
+    stage 2 the ``train`` stage (``bench methods`` lists both stages, as they run)."""
+
+    finetune: ClassVar[bool] = True
+    stages: ClassVar[tuple[str, ...]] = ("pretrain", "train")
+    conformance_config: ClassVar[dict[str, object]] = FINETUNE_CONFORMANCE
+
+
+@dataclass
+class SimCLRFTConfig(ReconstructionConfig, ContrastiveConfig):
+    pass
+
+
+@register_method("simclr-ft")
+class SimCLRFT(FineTuned, SimCLR):
+    """SimCLR, then MONA's stage 2 (Table 5, "with fine-tuning")."""
+
+    paper_name = "SimCLR"
+    Config = SimCLRFTConfig
+
+
+@dataclass
+class MoCoFTConfig(ReconstructionConfig, MoCoConfig):
+    pretrain_ema_decay: float = 0.999
+
+
+@register_method("mocov2-ft")
+class MoCoV2FT(FineTuned, MoCoV2):
+    """MoCo v2, then MONA's stage 2 (Table 5, "with fine-tuning")."""
+
+    paper_name = "MoCov2"
+    Config = MoCoFTConfig
+
+
+@dataclass
+class KNNMoCoFTConfig(ReconstructionConfig, KNNMoCoConfig):
+    pretrain_ema_decay: float = 0.995
+
+
+@register_method("knn-moco-ft")
+class KNNMoCoFT(FineTuned, KNNMoCo):
+    """kNN-MoCo, then MONA's stage 2 (Table 5, "with fine-tuning")."""
+
+    paper_name = "kNN-MoCo"
+    Config = KNNMoCoFTConfig
+
+
+@dataclass
+class BYOLFTConfig(ReconstructionConfig, BYOLConfig):
+    pretrain_ema_decay: float = 0.99
+
+
+@register_method("byol-ft")
+class BYOLFT(FineTuned, BYOL):
+    """BYOL, then MONA's stage 2 (Table 5, "with fine-tuning")."""
+
+    paper_name = "BYOL"
+    Config = BYOLFTConfig
+
+
+@dataclass
+class ISDFTConfig(ReconstructionConfig, ISDConfig):
+    pretrain_ema_decay: float = 0.99
+
+
+@register_method("isd-ft")
+class ISDFT(FineTuned, ISD):
+    """ISD, then MONA's stage 2 (Table 5, "with fine-tuning")."""
+
+    paper_name = "ISD"
+    Config = ISDFTConfig

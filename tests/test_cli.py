@@ -234,8 +234,8 @@ def test_sweep_files(tmp_path: Path, cache_dir: Path) -> None:
     assert not warnings
     table5 = load_sweep(configs_dir() / "sweeps" / "table5.toml")
     tuned = {s.method for s in table5 if s.tag == "with fine-tuning"}
-    assert tuned == {"mocov2", "knn-moco", "simclr", "byol", "isd", "mona"}
-    assert all("method.finetune=true" in s.overrides for s in table5 if s.tag == "with fine-tuning")
+    assert tuned == {"mocov2-ft", "knn-moco-ft", "simclr-ft", "byol-ft", "isd-ft", "mona"}
+    assert all(METHODS.get(s.method).stages == ("pretrain", "train") for s in table5 if s.tag == "with fine-tuning")
     sweep = tmp_path / "mini.toml"
     sets = ", ".join(f'"{v}"' for v in TINY_RUN[1::2])
     sweep.write_text(f'[sweep]\nmethods = ["mt"]\ndatasets = ["synthetic-cardiac"]\nratios = [5]\nseeds = [0]\n'
@@ -272,13 +272,13 @@ def test_mona_ablation_and_fine_tuning_rows_fill_the_paper_tables(tmp_path: Path
         '[[variant]]\ntag = "Vanilla"\n'
         'set = ["method.tailness=false", "method.consistency_loss=false", "method.diversity=false"]\n'
         '[[variant]]\ntag = "all three"\n'
-        '[[variant]]\ntag = "with fine-tuning"\nmethods = ["simclr"]\nset = ["method.finetune=true"]\n')
+        '[[variant]]\ntag = "with fine-tuning"\nmethods = ["simclr-ft"]\nset = []\n')
     root = tmp_path / "r"
     code, _, err = bench("run", "--sweep", str(sweep), "--results", str(root), "--quiet", "--no-table")
     assert code == 0, err
     records = [json.loads(p.read_text()) for p in root.rglob("run.json")]
     assert {(r["method"], r["variant"]) for r in records} == {
-        ("mona", "Vanilla"), ("mona", "all three"), ("simclr", "with fine-tuning")}
+        ("mona", "Vanilla"), ("mona", "all three"), ("simclr-ft", "with fine-tuning")}
     for rec in records:
         assert set(rec["timing"]["stage_s"]) == {"pretrain", "train"}
         assert set(rec["timing"]["stage_peak_mem_mb"]) == {"pretrain", "train"}

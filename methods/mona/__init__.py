@@ -1,6 +1,6 @@
 """MONA (You et al., "Mine yOur owN Anatomy") and what only it owns: GLCon, its stage 1
 (``glcon``), the anatomical contrastive reconstruction of stage 2 (``anatomy``, also the fine-tuning
-stage of every contrastive framework with ``method.finetune=true``), its heads and its class-aware
+stage of every framework's fine-tuned variant, ``<framework>-ft``), its heads and its class-aware
 memory bank.
 
 The classes load on first use, so the frameworks module can import ``anatomy`` from here while

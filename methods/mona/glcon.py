@@ -6,11 +6,8 @@ from dataclasses import dataclass
 
 import torch
 from sslbench.method import Batch, Losses, MethodContext, StepInfo, register_method
-from sslbench.methods.contrastive import (
-    FINETUNE_CONFORMANCE,
-    ContrastiveConfig,
-    GlobalContrastive,
-)
+from sslbench.methods.contrastive import ContrastiveConfig, FineTuned, GlobalContrastive
+from sslbench.methods.mona.anatomy import ReconstructionConfig
 from sslbench.methods.mona.heads import WindowHead, window_predictor
 from sslbench.nn.augment import default_generator, photometric
 from sslbench.nn.banks import FeatureQueue
@@ -25,7 +22,7 @@ class GLConConfig(ContrastiveConfig):
     tau_s: float = 0.1        # student temperature
     tau_t: float = 0.01       # teacher temperature (sharper), as ACTION's script and ISD+
     bank: int = 36            # memory bank of teacher keys (global vectors and local window maps)
-    momentum: float = 0.99
+    ema_decay: float = 0.99
     proj_dim: int = 512       # global MLP: GAP -> Linear(256, 256) -> Linear(256, 512), no activation
     w_global: float = 1.0
     w_local: float = 1.0
@@ -67,7 +64,7 @@ class GLCon(GlobalContrastive):
         self.local = WindowHead(c).to(ctx.device)
         self.global_predictor = mlp(cfg.proj_dim, cfg.proj_dim, cfg.proj_dim, norm=False).to(ctx.device)
         self.local_predictor = window_predictor(c).to(ctx.device)
-        self.teacher = EMATeacher(self._body(), cfg.momentum, warmup=False)
+        self.teacher = EMATeacher(self._body(), self.framework_ema, warmup=False)
         self.global_bank = FeatureQueue(cfg.bank, cfg.proj_dim).to(ctx.device)
         self.local_bank = FeatureQueue(cfg.bank, WindowHead.positions(), c * WindowHead.window ** 2).to(ctx.device)
 
@@ -105,12 +102,12 @@ class GLCon(GlobalContrastive):
 
 
 @dataclass
-class MONAConfig(GLConConfig):
-    finetune: bool = True
+class MONAConfig(ReconstructionConfig, GLConConfig):
+    pretrain_ema_decay: float = 0.99     # GLCon's teacher in stage 1 (``ema_decay``: stage 2's teacher)
 
 
 @register_method("mona")
-class MONA(GLCon):
+class MONA(FineTuned, GLCon):
     """MONA: GLCon as the ``pretrain`` stage (``train.pretrain_iterations``), then anatomical
     contrastive reconstruction (``sslbench.methods.mona.anatomy``: pseudo-label, tailness, equivariance and
     diversity losses, λ = (0.01, 1, 1, 1)) as the ``train`` stage from the pre-trained student and
@@ -124,5 +121,3 @@ class MONA(GLCon):
 
     paper_name = "MONA"
     Config = MONAConfig
-    stages = ("pretrain", "train")
-    conformance_config = FINETUNE_CONFORMANCE
