@@ -99,13 +99,26 @@ class StepInfo:
     """Where the trainer is: stage, 0-based iteration within it, and the stage length.
 
     ``force_ramps`` makes every ramp return its final value (used by the conformance tests, so that a
-    loss whose weight is still ramping up is checked at full strength).
+    loss whose weight is still ramping up is checked at full strength). ``generator`` is the trainer's
+    seeded generator on the batch's device (checkpointed with the run): every random draw a method
+    makes for augmentations, views, noise and samples should come from ``rng(device)``. Draws torch
+    offers no generator for (dropout, the Beta/Gamma samplers) use the global generator, which the
+    trainer seeds and checkpoints too.
     """
 
     stage: str
     iteration: int
     total: int
     force_ramps: bool = False
+    generator: torch.Generator | None = None
+
+    def rng(self, device: torch.device) -> torch.Generator:
+        """The trainer's generator when it lives on ``device``, else the device's global one."""
+        if self.generator is not None and self.generator.device.type == torch.device(device).type:
+            return self.generator
+        from sslbench.nn.augment import default_generator
+
+        return default_generator(torch.device(device))
 
     def consistency_weight(self, weight: float, start_fraction: float = 0.0) -> float:
         """SSL4MIS consistency weight; zero before ``start_fraction`` of the stage (MT's warm-up)."""

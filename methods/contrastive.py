@@ -92,15 +92,16 @@ class GlobalContrastive(SSLMethod):
     def build_head(self) -> nn.Module:
         return GlobalHead(self.student.widths[-1], self.cfg.hidden, self.cfg.proj_dim)
 
-    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
-        """The framework's unsupervised loss on a batch of unlabeled slices, and what its
-        ``framework_after_step`` needs (``_``-keys: the keys its queues store)."""
+    def contrast(self, x_u: Tensor, g: torch.Generator) -> tuple[Tensor, Losses]:
+        """The framework's unsupervised loss on a batch of unlabeled slices (views drawn from ``g``,
+        the trainer's generator), and what its ``framework_after_step`` needs (``_``-keys: the keys
+        its queues store)."""
         raise NotImplementedError
 
     def framework_step(self, batch: Batch, step: StepInfo) -> Losses:
         assert batch.x_u is not None
         sup = ce_dice_loss(self.student(batch.x_l), batch.y_l, self.cfg.sup_weight)
-        contrast, for_hook = self.contrast(batch.x_u)
+        contrast, for_hook = self.contrast(batch.x_u, step.rng(batch.x_u.device))
         return {"loss_sup": sup, "loss_contrast": self.cfg.weight * contrast, "contrast": contrast.detach(),
                 **for_hook}
 
@@ -127,8 +128,8 @@ class SimCLR(GlobalContrastive):
 
     paper_name = "SimCLR"
 
-    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
-        v1, v2 = contrastive_views(x_u)
+    def contrast(self, x_u: Tensor, g: torch.Generator) -> tuple[Tensor, Losses]:
+        v1, v2 = contrastive_views(x_u, g)
         return nt_xent(self.embedder(v1), self.embedder(v2), self.cfg.tau), {}
 
 
@@ -153,8 +154,8 @@ class MoCoV2(GlobalContrastive):
         self.key_encoder = EMATeacher(self.embedder, self.framework_ema, warmup=False)
         self.queue = FeatureQueue(cfg.queue, cfg.proj_dim).to(ctx.device)
 
-    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
-        v1, v2 = contrastive_views(x_u)
+    def contrast(self, x_u: Tensor, g: torch.Generator) -> tuple[Tensor, Losses]:
+        v1, v2 = contrastive_views(x_u, g)
         with torch.no_grad():
             k = self.key_encoder(v2)
         return info_nce(self.embedder(v1), k, self.queue.bank, self.cfg.tau, self.queue.valid()), {"_keys": k}
@@ -195,8 +196,8 @@ class KNNMoCo(MoCoV2):
         self.cfg: KNNMoCoConfig = cfg
         self.backbone_queue = FeatureQueue(cfg.queue, self.student.widths[-1]).to(ctx.device)
 
-    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
-        v1, v2 = contrastive_views(x_u)
+    def contrast(self, x_u: Tensor, g: torch.Generator) -> tuple[Tensor, Losses]:
+        v1, v2 = contrastive_views(x_u, g)
         feat = self.student(v1, features=True).bottleneck
         q = self.embedder.head(feat)
         with torch.no_grad():
@@ -237,8 +238,8 @@ class BYOL(GlobalContrastive):
         self.predictor = mlp(cfg.proj_dim, cfg.hidden, cfg.proj_dim).to(ctx.device)
         self.target = EMATeacher(self.embedder, self.framework_ema, warmup=False)
 
-    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
-        v1, v2 = contrastive_views(x_u)
+    def contrast(self, x_u: Tensor, g: torch.Generator) -> tuple[Tensor, Losses]:
+        v1, v2 = contrastive_views(x_u, g)
         with torch.no_grad():
             t1, t2 = self.target(v1), self.target(v2)
         return (cosine_regression(self.predictor(self.embedder(v1)), t2)
@@ -275,10 +276,10 @@ class ISD(GlobalContrastive):
         self.teacher = EMATeacher(self.embedder, self.framework_ema, warmup=False)
         self.queue = FeatureQueue(cfg.queue, cfg.proj_dim).to(ctx.device)
 
-    def contrast(self, x_u: Tensor) -> tuple[Tensor, Losses]:
+    def contrast(self, x_u: Tensor, g: torch.Generator) -> tuple[Tensor, Losses]:
         with torch.no_grad():
             k = self.teacher(x_u)
-        q = self.predictor(self.embedder(strong_view(x_u)))
+        q = self.predictor(self.embedder(strong_view(x_u, g)))
         return relational_kl(q, k, self.queue.bank, self.cfg.tau_s, self.cfg.tau_t, self.queue.valid()), {"_keys": k}
 
     def framework_after_step(self, step: StepInfo, outputs: Losses) -> None:

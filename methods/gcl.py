@@ -14,7 +14,7 @@ from sslbench.method import (
     StepInfo,
     register_method,
 )
-from sslbench.nn.augment import default_generator, photometric, strong_view
+from sslbench.nn.augment import photometric, strong_view
 from sslbench.nn.heads import GlobalHead
 from sslbench.nn.losses import ce_dice_loss, grouped_nt_xent, prototype_contrast
 from torch import Tensor, nn
@@ -98,7 +98,7 @@ class GCL(SSLMethod):
         if step.stage == "train":
             return {"loss_sup": ce_dice_loss(self.student(batch.x_l), batch.y_l)}
         x = batch.joint()
-        g = default_generator(x.device)
+        g = step.rng(x.device)
         n = x.shape[0]
         groups = (batch.positions * self.cfg.partitions).long() if batch.positions is not None \
             else torch.arange(n, device=x.device)

@@ -58,7 +58,7 @@ class MeanTeacher(SSLMethod):
         assert batch.x_u is not None
         n_l = batch.n_l
         logits = self.student(batch.joint())
-        noisy = gaussian_noise(batch.x_u, self.cfg.noise_std, self.cfg.noise_clip)
+        noisy = gaussian_noise(batch.x_u, self.cfg.noise_std, self.cfg.noise_clip, step.rng(batch.x_u.device))
         with torch.no_grad():
             teacher_probs = torch.softmax(self.teacher(noisy).float(), dim=1)
         mse = softmax_mse(logits[n_l:], teacher_probs)

@@ -15,7 +15,7 @@ from sslbench.method import (
     StepInfo,
     register_method,
 )
-from sslbench.nn.augment import default_generator, photometric, random_spatial
+from sslbench.nn.augment import photometric, random_spatial
 from sslbench.nn.losses import dice_loss, prototype_contrast
 from sslbench.nn.mask_sampling import pick_where
 from torch import Tensor, nn
@@ -98,7 +98,7 @@ class PLC(SSLMethod):
         if step.stage == "pretrain":
             return {"loss_labeller": dice_loss(self.labeller(batch.x_l), batch.y_l)}
         assert batch.x_u is not None
-        g = default_generator(batch.x_u.device)
+        g = step.rng(batch.x_u.device)
         with torch.no_grad():
             pseudo = self.labeller(batch.x_u).argmax(dim=1)
         views = [self.view(batch.x_u, pseudo, g) for _ in range(2)]

@@ -14,7 +14,7 @@ from sslbench.method import (
     StepInfo,
     register_method,
 )
-from sslbench.nn.augment import default_generator, photometric, strong_view
+from sslbench.nn.augment import photometric, strong_view
 from sslbench.nn.heads import GlobalHead
 from sslbench.nn.losses import ce_dice_loss, nt_xent, supcon
 from torch import nn
@@ -64,7 +64,7 @@ class SCS(SSLMethod):
         if step.stage == "train":
             return {"loss_sup": ce_dice_loss(self.student(batch.x_l), batch.y_l)}
         cfg, x = self.cfg, batch.joint()
-        g = default_generator(x.device)
+        g = step.rng(x.device)
         z1 = self.global_head(self.student(strong_view(x, g), features=True).bottleneck)
         z2 = self.global_head(self.student(strong_view(x, g), features=True).bottleneck)
         s = cfg.stride

@@ -87,7 +87,8 @@ class UAMT(SSLMethod):
         assert batch.x_u is not None
         cfg = self.cfg
         logits = self.student(batch.joint())
-        noise = lambda x: gaussian_noise(x, cfg.noise_std, cfg.noise_clip)  # noqa: E731
+        g = step.rng(batch.x_u.device)
+        noise = lambda x: gaussian_noise(x, cfg.noise_std, cfg.noise_clip, g)  # noqa: E731
         with torch.no_grad():
             teacher_probs = torch.softmax(self.teacher(noise(batch.x_u)).float(), dim=1)
         _, uncertainty = mc_entropy(self.teacher.module, batch.x_u, cfg.mc_passes, noise)

@@ -133,3 +133,26 @@ def test_hooks_see_the_outputs_and_old_hooks_still_run() -> None:
     assert "_keys" in seen[0] and "loss_contrast" in seen[0]          # the hook got the step's keys
     assert not any(k.startswith("_") for k in logged)                  # never logged
     assert int(moco.method.queue.count) == moco.cfg.batch_size - moco.cfg.labeled_bs
+
+
+def test_methods_draw_their_augmentations_from_the_trainers_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Noise, views and samples come from the trainer's seeded, checkpointed generator (StepInfo.rng),
+    not from the global one."""
+    from sslbench.methods import contrastive, mean_teacher
+    from sslbench.nn import augment
+
+    seen: list[object] = []
+
+    def spy(real):  # noqa: ANN001, ANN202
+        def wrapped(x, *args, **kwargs):  # noqa: ANN001, ANN202
+            seen.append(kwargs.get("g", args[-1] if args else None))
+            return real(x, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(mean_teacher, "gaussian_noise", spy(augment.gaussian_noise))
+    monkeypatch.setattr(contrastive, "contrastive_views", spy(augment.contrastive_views))
+    for name in ("mt", "simclr"):
+        seen.clear()
+        t = build(name)
+        t.train_step()
+        assert seen and all(g is t.generator for g in seen), name

@@ -221,9 +221,10 @@ def ssl4mis_weak(x: Tensor, y: Tensor | None, generator: torch.Generator) -> tup
     return t.apply(x, "nearest"), (t.apply(y, "label") if y is not None else None)
 
 
-def gaussian_noise(x: Tensor, std: float = 0.1, clip: float = 0.2) -> Tensor:
+def gaussian_noise(x: Tensor, std: float = 0.1, clip: float = 0.2, g: torch.Generator | None = None) -> Tensor:
     """``x + clamp(N(0, std^2), -clip, clip)``: the teacher-input noise of SSL4MIS's MT, UAMT."""
-    return x + torch.clamp(torch.randn_like(x) * std, -clip, clip)
+    noise = torch.randn(x.shape, generator=g or default_generator(x.device), device=x.device, dtype=x.dtype)
+    return x + torch.clamp(noise * std, -clip, clip)
 
 
 # ------------------------------------------------------------------ feature perturbations (CCT, URPC)

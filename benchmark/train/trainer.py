@@ -143,7 +143,7 @@ class Trainer:
         return self.cfg.lr * self.cfg.lr_gamma ** (iteration // self.cfg.lr_step)
 
     def step_info(self) -> StepInfo:
-        return StepInfo(self.stage, self.iteration, self.lengths[self.stage], self.force_ramps)
+        return StepInfo(self.stage, self.iteration, self.lengths[self.stage], self.force_ramps, self.generator)
 
     def next_batch(self) -> Batch:
         cfg, d = self.cfg, self.data

@@ -75,7 +75,6 @@ from sslbench.methods.mona.banks import ClassMemoryBank
 from sslbench.methods.mona.heads import FeatureExtractor, pointwise, representation_head
 from sslbench.nn.augment import (
     cutmix,
-    default_generator,
     photometric,
     random_deformation,
     random_spatial,
@@ -168,7 +167,7 @@ class AnatomicalReconstruction(nn.Module):
 
     # ------------------------------------------------------------------ step
     def losses(self, x_l: Tensor, y_l: Tensor, x_u: Tensor, step: StepInfo) -> Losses:
-        cfg, g, n_l = self.cfg, default_generator(x_l.device), x_l.shape[0]
+        cfg, g, n_l = self.cfg, step.rng(x_l.device), x_l.shape[0]
         with torch.no_grad():
             x_t = photometric(x_u, g) if cfg.teacher_aug == "strong" else x_u
             conf, pseudo = torch.softmax(self.teacher.module.net(x_t).float(), dim=1).max(dim=1)

@@ -9,7 +9,7 @@ from sslbench.method import Batch, Losses, MethodContext, StepInfo, register_met
 from sslbench.methods.contrastive import ContrastiveConfig, FineTuned, GlobalContrastive
 from sslbench.methods.mona.anatomy import ReconstructionConfig
 from sslbench.methods.mona.heads import WindowHead, window_predictor
-from sslbench.nn.augment import default_generator, photometric
+from sslbench.nn.augment import photometric
 from sslbench.nn.banks import FeatureQueue
 from sslbench.nn.ema import EMATeacher
 from sslbench.nn.heads import GlobalHead, mlp
@@ -79,7 +79,7 @@ class GLCon(GlobalContrastive):
     def framework_step(self, batch: Batch, step: StepInfo) -> Losses:
         assert batch.x_u is not None
         x, n_l = batch.joint(), batch.n_l
-        out = self.student(photometric(x, default_generator(x.device)), features=True)
+        out = self.student(photometric(x, step.rng(x.device)), features=True)
         q_global = self.global_predictor(self.embedder.head(out.bottleneck))
         q_local = self.local(out.logits, self.local_predictor)
         with torch.no_grad():
