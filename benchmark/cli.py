@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
 from sslbench.base.errors import BenchError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -259,9 +260,10 @@ def plot(kind: str, results: Path | None, dataset: str | None, profile: str | No
 @user_errors
 def methods_cmd(plugins: tuple[str, ...]) -> None:
     """List the registered methods with their source (built-in, plugin package or module)."""
+    from tabulate import tabulate
+
     from sslbench.method import METHODS
     from sslbench.report.tables import paper_order
-    from tabulate import tabulate
 
     _load_plugins(plugins)
     entries = sorted(METHODS, key=lambda e: paper_order(e.obj.paper_name))
@@ -276,8 +278,9 @@ def methods_cmd(plugins: tuple[str, ...]) -> None:
 @user_errors
 def datasets_cmd(cache: Path | None) -> None:
     """List the registered datasets, their classes and whether they are prepared."""
-    from sslbench.data import DATASETS, PreparedDataset, dataset_folder, prepared_names
     from tabulate import tabulate
+
+    from sslbench.data import DATASETS, PreparedDataset, dataset_folder, prepared_names
 
     rows = []
     for e in DATASETS:

@@ -26,12 +26,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from sslbench.base.atomic import (
-    folder_mode,
-    make_temp_folder,
-    remove_orphans,
-    write_json,
-)
+
+from sslbench.base.atomic import folder_mode, make_temp_folder, remove_orphans, write_json
 from sslbench.base.errors import DataError
 from sslbench.base.locks import FolderLock
 from sslbench.base.names import NAME, check_case_id, check_name

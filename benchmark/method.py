@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch import Tensor, nn
+
 from sslbench.base.registry import Registry
 from sslbench.nn.ema import EMATeacher
 from sslbench.nn.ramps import ssl4mis_consistency_weight
 from sslbench.nn.unet import UNet, build_unet
-from torch import Tensor, nn
 
 Losses = dict[str, Tensor]
 

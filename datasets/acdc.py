@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+
 from sslbench.base.errors import DataError
 from sslbench.data import CacheWriter, DatasetSpec, paper_list, register_dataset
 from sslbench.datasets.nifti_cases import add_nifti_cases

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 from scipy import ndimage
+
 from sslbench.data import CacheWriter, DatasetSpec
 
 Volume = tuple[np.ndarray, np.ndarray, tuple[float, float, float]]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from sslbench.base.errors import DataError
 
 if TYPE_CHECKING:

@@ -8,14 +8,9 @@ MM-WHS's order: 1 Myo, 2 LA, 3 LV, 4 RA, 5 RV, 6 AAo, 7 PA.
 from __future__ import annotations
 
 import numpy as np
+
 from sslbench.data import register_dataset
-from sslbench.datasets.phantom import (
-    PhantomDataset,
-    ellipse,
-    finish_ct_like,
-    grid,
-    smooth_noise,
-)
+from sslbench.datasets.phantom import PhantomDataset, ellipse, finish_ct_like, grid, smooth_noise
 
 SPLITS = {"train": 30, "val": 6, "test": 10}
 GENERATOR_SEED = 20240303

@@ -5,18 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from sslbench.method import (
-    Batch,
-    ConsistencyConfig,
-    Losses,
-    MethodContext,
-    SSLMethod,
-    StepInfo,
-    register_method,
-)
+from torch import Tensor, nn
+
+from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.nn.losses import ce_dice_loss
 from sslbench.nn.multihead import MultiDecoderUNet
-from torch import Tensor, nn
 
 
 @dataclass

@@ -18,15 +18,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from sslbench.method import (
-    Batch,
-    Losses,
-    MethodConfig,
-    MethodContext,
-    SSLMethod,
-    StepInfo,
-    register_method,
-)
+from torch import Tensor, nn
+
+from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.methods.mona.anatomy import AnatomicalReconstruction, ReconstructionConfig
 from sslbench.nn.augment import contrastive_views, strong_view
 from sslbench.nn.banks import FeatureQueue
@@ -42,7 +36,6 @@ from sslbench.nn.losses import (
     nt_xent,
     relational_kl,
 )
-from torch import Tensor, nn
 
 
 class Embedder(nn.Module):

@@ -5,18 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch.nn.functional as F
-from sslbench.base.errors import ConfigError
-from sslbench.method import (
-    Batch,
-    ConsistencyConfig,
-    Losses,
-    MethodContext,
-    SSLMethod,
-    StepInfo,
-    register_method,
-)
-from sslbench.nn.losses import ce_dice_loss
 from torch import Tensor, nn
+
+from sslbench.base.errors import ConfigError
+from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
+from sslbench.nn.losses import ce_dice_loss
 
 
 @dataclass

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from sslbench.method import (
     Batch,
     ConsistencyConfig,
@@ -17,7 +19,6 @@ from sslbench.method import (
     register_method,
 )
 from sslbench.nn.losses import ce_dice_loss
-from torch import Tensor, nn
 
 
 class FCDiscriminator(nn.Module):

@@ -3,16 +3,10 @@ of a single UNet. Registered as "DCT" because the MONA paper's DCT row comes fro
 from __future__ import annotations
 
 import torch
-from sslbench.method import (
-    Batch,
-    ConsistencyConfig,
-    Losses,
-    SSLMethod,
-    StepInfo,
-    register_method,
-)
-from sslbench.nn.losses import ce_dice_loss
 from torch import Tensor
+
+from sslbench.method import Batch, ConsistencyConfig, Losses, SSLMethod, StepInfo, register_method
+from sslbench.nn.losses import ce_dice_loss
 
 
 def rotation_consistency(rot_logits: Tensor, logits: Tensor, k: int) -> Tensor:

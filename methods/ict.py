@@ -5,17 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from sslbench.method import (
-    Batch,
-    Losses,
-    MethodContext,
-    SSLMethod,
-    StepInfo,
-    TeacherConfig,
-    register_method,
-)
-from sslbench.nn.losses import ce_dice_loss, softmax_mse
 from torch import Tensor
+
+from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, TeacherConfig, register_method
+from sslbench.nn.losses import ce_dice_loss, softmax_mse
 
 
 def beta_lambdas(n: int, alpha: float, like: Tensor) -> Tensor:

@@ -4,16 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from sslbench.base.errors import ConfigError
-from sslbench.method import (
-    Batch,
-    Losses,
-    MethodContext,
-    SSLMethod,
-    StepInfo,
-    TeacherConfig,
-    register_method,
-)
+from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, TeacherConfig, register_method
 from sslbench.nn.augment import gaussian_noise
 from sslbench.nn.losses import ce_dice_loss, softmax_mse
 

@@ -6,19 +6,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from sslbench.method import (
-    Batch,
-    Losses,
-    MethodConfig,
-    MethodContext,
-    SSLMethod,
-    StepInfo,
-    register_method,
-)
+from torch import Tensor, nn
+
+from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.nn.augment import photometric, random_spatial
 from sslbench.nn.losses import dice_loss, prototype_contrast
 from sslbench.nn.mask_sampling import pick_where
-from torch import Tensor, nn
 
 
 @dataclass

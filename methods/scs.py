@@ -5,19 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from sslbench.method import (
-    Batch,
-    Losses,
-    MethodConfig,
-    MethodContext,
-    SSLMethod,
-    StepInfo,
-    register_method,
-)
+from torch import nn
+
+from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.nn.augment import photometric, strong_view
 from sslbench.nn.heads import GlobalHead
 from sslbench.nn.losses import ce_dice_loss, nt_xent, supcon
-from torch import nn
 
 
 @dataclass

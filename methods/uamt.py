@@ -8,20 +8,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch import Tensor, nn
+
 from sslbench.base.errors import ConfigError
-from sslbench.method import (
-    Batch,
-    Losses,
-    MethodContext,
-    SSLMethod,
-    StepInfo,
-    TeacherConfig,
-    register_method,
-)
+from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, TeacherConfig, register_method
 from sslbench.nn.augment import gaussian_noise
 from sslbench.nn.losses import ce_dice_loss, softmax_mse_map
 from sslbench.nn.ramps import sigmoid_rampup
-from torch import Tensor, nn
 
 
 @torch.no_grad()

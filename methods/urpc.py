@@ -3,18 +3,11 @@ runs it (`train_uncertainty_rectified_pyramid_consistency_2D.py`, `UNet_URPC`)."
 from __future__ import annotations
 
 import torch
-from sslbench.method import (
-    Batch,
-    ConsistencyConfig,
-    Losses,
-    MethodContext,
-    SSLMethod,
-    StepInfo,
-    register_method,
-)
+from torch import Tensor, nn
+
+from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.nn.losses import ce_dice_loss
 from sslbench.nn.multihead import PyramidUNet
-from torch import Tensor, nn
 
 
 def rectified_pyramid_consistency(logits: list[Tensor]) -> Tensor:

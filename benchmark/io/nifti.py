@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from sslbench.base.errors import DataError
 from sslbench.io.readers import check_size
 

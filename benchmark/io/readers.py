@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
 from sslbench.base.errors import DataError
 from sslbench.base.names import check_case_id
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from sslbench.nn.augment import dropout, feature_dropout, feature_noise
 from sslbench.nn.unet import SSL4MIS_DROPOUT, Decoder, Encoder
-from torch import Tensor, nn
 
 Perturbation = Callable[[Tensor], Tensor]
 

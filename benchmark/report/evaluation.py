@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from sslbench.data import PreparedDataset
 from sslbench.io.resize import resize_slices
 from sslbench.method import SSLMethod

@@ -5,6 +5,7 @@ import re
 from functools import lru_cache
 
 import pandas as pd
+
 from sslbench.base.config import configs_dir
 
 TABLES = {

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from sslbench.base.atomic import atomic_path
 from sslbench.base.errors import BenchError
 from sslbench.report.tables import paper_order, select_records
@@ -109,6 +110,7 @@ def plot_qualitative(root: Path, out: Path, dataset: str, profile: str | None = 
     """Image, ground truth and each method's prediction on the same slices (Figure 3 style)."""
     plt, _ = _pyplot()
     from matplotlib.colors import ListedColormap
+
     from sslbench.data import prepare
 
     df = select_records(root, dataset, profile)

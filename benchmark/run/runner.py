@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from sslbench import __version__
 from sslbench.base.atomic import remove_orphans, write_json, write_text
 from sslbench.base.config import DataConfig, ResolvedConfig, TrainConfig, config_keys, resolve_config
@@ -33,11 +34,7 @@ from sslbench.data import PreparedDataset, check_dataset_name, prepare, split_la
 from sslbench.method import METHODS, MethodContext, SSLMethod
 from sslbench.report.evaluation import evaluate, validation_dice
 from sslbench.report.metrics import EMPTY_POLICY
-from sslbench.train.peak_memory import (
-    peak_memory_kind,
-    peak_memory_mb,
-    reset_peak_memory,
-)
+from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import precision
 from sslbench.train.trainer import TrainData, Trainer
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import torch
 from scipy import ndimage
+
 from sslbench.base.config import TrainConfig
 from sslbench.method import METHODS, MethodContext, SSLMethod
 from sslbench.train.trainer import TrainData, Trainer

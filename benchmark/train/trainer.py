@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
 from sslbench.base.atomic import atomic_path
 from sslbench.base.config import TrainConfig
 from sslbench.base.errors import BenchError, TrainingDiverged
@@ -32,8 +35,6 @@ from sslbench.nn.augment import ssl4mis_weak
 from sslbench.train.peak_memory import peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import autocast
 from sslbench.train.sampler import CyclicSampler
-from torch import Tensor
-from tqdm.auto import tqdm
 
 
 @dataclass

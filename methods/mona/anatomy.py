@@ -69,16 +69,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from sslbench.base.errors import ConfigError
 from sslbench.method import MethodConfig, MethodContext, StepInfo
 from sslbench.methods.mona.banks import ClassMemoryBank
 from sslbench.methods.mona.heads import FeatureExtractor, pointwise, representation_head
-from sslbench.nn.augment import (
-    cutmix,
-    photometric,
-    random_deformation,
-    random_spatial,
-)
+from sslbench.nn.augment import cutmix, photometric, random_deformation, random_spatial
 from sslbench.nn.banks import FeatureQueue
 from sslbench.nn.ema import EMATeacher
 from sslbench.nn.losses import (
@@ -91,7 +88,6 @@ from sslbench.nn.losses import (
 )
 from sslbench.nn.mask_sampling import pick_where, sample_where
 from sslbench.nn.unet import UNet
-from torch import Tensor, nn
 
 Losses = dict[str, Tensor]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
 from sslbench.method import Batch, Losses, MethodContext, StepInfo, register_method
 from sslbench.methods.contrastive import ContrastiveConfig, FineTuned, GlobalContrastive
 from sslbench.methods.mona.anatomy import ReconstructionConfig
@@ -14,7 +16,6 @@ from sslbench.nn.banks import FeatureQueue
 from sslbench.nn.ema import EMATeacher
 from sslbench.nn.heads import GlobalHead, mlp
 from sslbench.nn.losses import ce_dice_loss, relational_kl
-from torch import nn
 
 
 @dataclass
