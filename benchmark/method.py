@@ -102,9 +102,11 @@ class StepInfo:
     ``force_ramps`` makes every ramp return its final value (used by the conformance tests, so that a
     loss whose weight is still ramping up is checked at full strength). ``generator`` is the trainer's
     seeded generator on the batch's device (checkpointed with the run): every random draw a method
-    makes for augmentations, views, noise and samples should come from ``rng(device)``. Draws torch
-    offers no generator for (dropout, the Beta/Gamma samplers) use the global generator, which the
-    trainer seeds and checkpoints too.
+    makes for augmentations, views, noise, feature perturbations and samples comes from
+    ``rng(device)``. Three draws stay on the global generator, which the trainer seeds and
+    checkpoints too: the networks' dropout layers and ICT's Beta coefficients (torch takes no
+    generator for either) and DCT's rotation (a host-side choice: drawing it on the device would
+    make the step wait for the device).
     """
 
     stage: str

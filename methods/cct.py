@@ -46,7 +46,8 @@ class CCT(SSLMethod):
         return MultiDecoderUNet(ctx.in_channels, ctx.num_classes, ctx.base_width).to(ctx.device)
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
-        main, aux = self.student.forward_all(batch.joint())
+        x = batch.joint()
+        main, aux = self.student.forward_all(x, g=step.rng(x.device))
         n = batch.n_l
         sup = torch.stack([ce_dice_loss(o[:n], batch.y_l) for o in [main, *aux]]).mean()
         cons = cross_consistency(main[n:], [a[n:] for a in aux], self.cfg.detach_main)

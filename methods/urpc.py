@@ -42,7 +42,8 @@ class URPC(SSLMethod):
         return PyramidUNet(ctx.in_channels, ctx.num_classes, ctx.base_width).to(ctx.device)
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
-        outs = self.student.forward_pyramid(batch.joint())
+        x = batch.joint()
+        outs = self.student.forward_pyramid(x, g=step.rng(x.device))
         n = batch.n_l
         sup = torch.stack([ce_dice_loss(o[:n], batch.y_l) for o in outs]).mean()
         cons = rectified_pyramid_consistency([o[n:] for o in outs])

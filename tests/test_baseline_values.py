@@ -158,7 +158,7 @@ def test_ict(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_cct() -> None:
     method, batch = make("cct")
-    perturb = (lambda x: 0.5 * x, lambda x: 1.5 * x, lambda x: x + 0.2)
+    perturb = (lambda x, g=None: 0.5 * x, lambda x, g=None: 1.5 * x, lambda x, g=None: x + 0.2)
     method.student.perturbations = perturb
     out = method.training_step(batch, STEP)
     net = method.student
@@ -176,7 +176,7 @@ def test_cct() -> None:
 
 def test_urpc() -> None:
     method, batch = make("urpc")
-    method.student.aux_perturbations = (lambda x: 0.5 * x, lambda x: 1.5 * x, lambda x: x + 0.2)
+    method.student.aux_perturbations = (lambda x, g=None: 0.5 * x, lambda x, g=None: 1.5 * x, lambda x, g=None: x + 0.2)
     out = method.training_step(batch, STEP)
     outs = method.student.forward_pyramid(batch.joint())
     sup = sum(F.cross_entropy(o[:2], batch.y_l) + ref_dice(o[:2], batch.y_l) for o in outs) / 8

@@ -107,7 +107,7 @@ def test_urpc_heads_read_the_reference_stages_and_perturbations() -> None:
     seen: list[tuple[str, int]] = []
 
     def spy(tag: str):  # noqa: ANN202
-        return lambda x: (seen.append((tag, x.shape[1])), x)[1]
+        return lambda x, g=None: (seen.append((tag, x.shape[1])), x)[1]
 
     net.aux_perturbations = (spy("dropout"), spy("feature_dropout"), spy("feature_noise"))
     outs = net.forward_pyramid(torch.rand(2, 1, 64, 64))
@@ -126,7 +126,7 @@ def test_cct_auxiliary_decoders_read_every_encoder_level_perturbed() -> None:
     seen: list[tuple[int, int]] = []
 
     def spy(k: int):  # noqa: ANN202
-        return lambda x: (seen.append((k, x.shape[1])), x)[1]
+        return lambda x, g=None: (seen.append((k, x.shape[1])), x)[1]
 
     net.perturbations = (spy(0), spy(1), spy(2))
     main, aux = net.forward_all(torch.rand(2, 1, 32, 32))
@@ -142,6 +142,7 @@ def test_cct_perturbation_order_is_the_reference() -> None:
     assert CCT_PERTURBATIONS[0] is perturb.feature_noise and CCT_PERTURBATIONS[2] is perturb.feature_dropout
     torch.manual_seed(0)
     x = torch.ones(1, 1, 200, 200)
-    kept = (CCT_PERTURBATIONS[1](x) != 0).float().mean()
-    assert float(kept) == pytest.approx(0.7, abs=0.01)
-    assert float(CCT_PERTURBATIONS[1](x).max()) == pytest.approx(1 / 0.7)      # inverted dropout scaling
+    for g in (None, torch.Generator().manual_seed(0)):   # the global generator, or the trainer's
+        kept = (CCT_PERTURBATIONS[1](x, g=g) != 0).float().mean()
+        assert float(kept) == pytest.approx(0.7, abs=0.01)
+        assert float(CCT_PERTURBATIONS[1](x, g=g).max()) == pytest.approx(1 / 0.7)      # inverted dropout scaling

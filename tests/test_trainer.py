@@ -156,3 +156,14 @@ def test_methods_draw_their_augmentations_from_the_trainers_generator(monkeypatc
         t = build(name)
         t.train_step()
         assert seen and all(g is t.generator for g in seen), name
+
+
+def test_cct_and_urpc_perturbations_draw_from_the_trainers_generator() -> None:
+    for name, attribute in (("cct", "perturbations"), ("urpc", "aux_perturbations")):
+        t = build(name)
+        seen: list[object] = []
+        net = t.method.student
+        setattr(net, attribute, tuple((lambda f, g=None, p=p: (seen.append(g), p(f, g=g))[1])
+                                      for p in getattr(net, attribute)))
+        t.train_step()
+        assert seen and all(g is t.generator for g in seen), name

@@ -228,22 +228,27 @@ def gaussian_noise(x: Tensor, std: float = 0.1, clip: float = 0.2, g: torch.Gene
 
 
 # ------------------------------------------------------------------ feature perturbations (CCT, URPC)
-def feature_noise(x: Tensor, magnitude: float = 0.3) -> Tensor:
+def feature_noise(x: Tensor, magnitude: float = 0.3, g: torch.Generator | None = None) -> Tensor:
     """``x + x * u`` with u ~ U(-m, m) of shape (C, H, W), shared across the batch."""
-    u = (torch.rand(x.shape[1:], device=x.device, dtype=x.dtype) * 2 - 1) * magnitude
+    u = (torch.rand(x.shape[1:], generator=g or default_generator(x.device), device=x.device, dtype=x.dtype) * 2
+         - 1) * magnitude
     return x + x * u.unsqueeze(0)
 
 
-def feature_dropout(x: Tensor, low: float = 0.7, high: float = 0.9) -> Tensor:
+def feature_dropout(x: Tensor, low: float = 0.7, high: float = 0.9, g: torch.Generator | None = None) -> Tensor:
     """Zero the most active positions: those whose channel-mean activation reaches gamma times its
     per-sample maximum, gamma ~ U(low, high) drawn once per call (SSL4MIS ``FeatureDropout``:
     ``x * (attention < threshold)``). Usually a few % of the positions are dropped."""
     attention = x.mean(dim=1, keepdim=True)
     peak = attention.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
-    gamma = low + (high - low) * torch.rand((), device=x.device)
+    gamma = low + (high - low) * torch.rand((), generator=g or default_generator(x.device), device=x.device)
     return x * (attention < peak * gamma).to(x.dtype)
 
 
-def dropout(x: Tensor, p: float) -> Tensor:
-    """Dropout that stays active in eval mode too (SSL4MIS's ``F.dropout(x, p)`` default)."""
-    return F.dropout(x, p=p, training=True)
+def dropout(x: Tensor, p: float, g: torch.Generator | None = None) -> Tensor:
+    """Dropout that stays active in eval mode too (SSL4MIS's ``F.dropout(x, p)`` default): keep each
+    element with probability 1 - p and scale by 1 / (1 - p), the mask drawn from ``g``."""
+    if g is None:
+        return F.dropout(x, p=p, training=True)
+    keep = torch.rand(x.shape, generator=g, device=x.device) >= p
+    return x * keep.to(x.dtype) / (1.0 - p)

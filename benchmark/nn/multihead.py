@@ -11,15 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sslbench.nn.augment import dropout, feature_dropout, feature_noise
 from sslbench.nn.unet import SSL4MIS_DROPOUT, Decoder, Encoder
 
-Perturbation = Callable[[Tensor], Tensor]
+# a perturbation takes the features and, as keyword ``g``, the generator to draw from (None: global)
+Perturbation = Callable[..., Tensor]
 
-CCT_PERTURBATIONS: tuple[Perturbation, ...] = (feature_noise, lambda x: dropout(x, 0.3), feature_dropout)
+
+def _dropout(p: float) -> Perturbation:
+    def perturb(x: Tensor, g: torch.Generator | None = None) -> Tensor:
+        return dropout(x, p, g)
+    return perturb
+
+
+CCT_PERTURBATIONS: tuple[Perturbation, ...] = (feature_noise, _dropout(0.3), feature_dropout)
 
 
 class MultiDecoderUNet(nn.Module):
@@ -35,11 +44,11 @@ class MultiDecoderUNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.encoder(x))[0]
 
-    def forward_all(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Main logits and one logits map per auxiliary decoder."""
+    def forward_all(self, x: Tensor, g: torch.Generator | None = None) -> tuple[Tensor, list[Tensor]]:
+        """Main logits and one logits map per auxiliary decoder (perturbations drawn from ``g``)."""
         feats = self.encoder(x)
         main = self.decoder(feats)[0]
-        aux = [dec([perturb(f) for f in feats])[0] for dec, perturb in zip(self.aux_decoders, self.perturbations)]
+        aux = [dec([perturb(f, g=g) for f in feats])[0] for dec, perturb in zip(self.aux_decoders, self.perturbations)]
         return main, aux
 
 
@@ -60,17 +69,16 @@ class PyramidUNet(nn.Module):
         coarse = widths[::-1][1:4]  # 8x, 4x, 2x channels
         self.aux_heads = nn.ModuleList(nn.Conv2d(c, num_classes, kernel_size=3, padding=1) for c in coarse)
         self.bottleneck_head = nn.Conv2d(widths[-1], num_classes, kernel_size=3, padding=1)  # unused, as the reference
-        self.aux_perturbations: tuple[Perturbation, ...] = (lambda x: dropout(x, 0.5), feature_dropout,
-                                                             feature_noise)
+        self.aux_perturbations: tuple[Perturbation, ...] = (_dropout(0.5), feature_dropout, feature_noise)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.encoder(x))[0]
 
-    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
-        """[main, 1/2-scale, 1/4-scale, 1/8-scale] logits, all at the input size."""
+    def forward_pyramid(self, x: Tensor, g: torch.Generator | None = None) -> list[Tensor]:
+        """[main, 1/2-scale, 1/4-scale, 1/8-scale] logits, all at the input size (perturbations drawn from ``g``)."""
         main, stages = self.decoder(self.encoder(x))
         outs = [main]
         for head, perturb, feat in zip(reversed(self.aux_heads), reversed(self.aux_perturbations), reversed(stages[:3])):
-            logits = head(perturb(feat) if self.training else feat)
+            logits = head(perturb(feat, g=g) if self.training else feat)
             outs.append(F.interpolate(logits, size=x.shape[-2:], mode="nearest"))
         return outs
