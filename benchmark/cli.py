@@ -255,6 +255,37 @@ def plot(kind: str, results: Path | None, dataset: str | None, profile: str | No
         click.echo(str(path))
 
 
+@main.command("speed")
+@click.option("--methods", default="unet-l,mt", show_default=True,
+              help="Comma-separated methods (UNet-L, the baseline of the ratios, is always timed).")
+@click.option("--profile", default="quick", show_default=True, help="Batch, image size, width and precision "
+              "come from this profile.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (as bench run).")
+@click.option("--steps", default=20, show_default=True, type=click.IntRange(1), help="Timed steps per stage.")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0), help="Untimed steps first.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help="Import extra plugin modules.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
+@user_errors
+def speed_cmd(methods: str, profile: str, overrides: tuple[str, ...], steps: int, warmup: int, device: str,
+              fmt: str, plugins: tuple[str, ...], output: Path | None) -> None:
+    """Time training steps per method and stage on synthetic slices of the profile's size (no dataset
+    needed): step time, it/s, ratio to UNet-L measured in the same call, share of the step spent
+    preparing the batch, peak memory; plus evaluation throughput and metric time per volume."""
+    from .base.atomic import write_text
+    from .run.speed import render, speed
+
+    _load_plugins(plugins)
+    report = speed(_csv(methods, "methods"), profile, overrides, device, steps, warmup,
+                   log=lambda m: click.echo(m, err=True))
+    text = render(report, fmt)
+    if output:
+        write_text(output, text + "\n")
+    else:
+        click.echo(text)
+
+
 @main.command("methods")
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help="Import extra plugin modules.")
 @user_errors

@@ -1,0 +1,165 @@
+"""``bench speed``: what a training step costs, per method and stage, measured side by side.
+
+For each method (UNet-L is always measured too, as the baseline of the ratios) it builds the method
+and the trainer exactly as a run would, from the profile's settings and ``--set`` overrides, on
+synthetic slices of the profile's size (no dataset needed), runs ``warmup`` steps and times ``steps``
+more of every stage. It also times the trainer's batch preparation alone (sampling + augmentation),
+reported as the share of the step spent outside the method's forward and backward, and the
+evaluation path: slices per second through ``predict_volume`` and the metrics of one ACDC-size volume.
+
+Times on a CPU are this machine's; compare ratios measured in one call, not absolute numbers across
+machines. On CUDA every timed section ends with a synchronisation.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tabulate import tabulate
+
+from sslbench.base.config import resolve_config
+from sslbench.method import METHODS, MethodContext
+from sslbench.report.evaluation import predict_volume
+from sslbench.report.metrics import volume_metrics
+from sslbench.run.runner import pick_device, scope_overrides, seed_everything
+from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
+from sslbench.train.trainer import TrainData, Trainer
+
+BASELINE = "unet-l"
+NUM_CLASSES = 4
+
+
+@dataclass
+class SpeedRow:
+    method: str
+    stage: str
+    step_s: float
+    it_s: float
+    ratio_to_unet_l: float
+    outside_share: float      # batch sampling + augmentation, as a share of the step
+    peak_mem_mb: float
+    peak_mem_kind: str
+    batch: int
+    image_size: int
+    precision: str
+
+
+def synthetic_data(n: int, size: int, device: torch.device, seed: int = 0) -> TrainData:
+    """Smooth random slices with labels that follow their intensity (4 classes), half labeled."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.avg_pool2d(torch.rand(n, 1, size, size, generator=g), 5, 1, 2)
+    edges = x.flatten().quantile(torch.tensor([0.4, 0.6, 0.8]))
+    labels = torch.bucketize(x[:, 0], edges).to(torch.uint8)
+    idx = torch.arange(n)
+    return TrainData(x.to(device), labels.to(device), idx[: n // 2].to(device), idx[n // 2:].to(device),
+                     ((idx % 8 + 0.5) / 8).float().to(device))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], n: int, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / n
+
+
+def measure_method(name: str, profile: str, overrides: Sequence[str], device: torch.device, steps: int,
+                   warmup: int) -> tuple[list[dict[str, Any]], Any]:
+    """Per stage: seconds per step, seconds of batch preparation per step, peak memory."""
+    cls = METHODS.get(name)
+    cfg = resolve_config(cls.Config, profile, "synthetic-cardiac", name, tuple(overrides))
+    seed_everything(0)
+    ctx = MethodContext(in_channels=1, num_classes=NUM_CLASSES, image_size=cfg.train.image_size, device=device,
+                        base_width=cfg.train.base_width)
+    method = cls(cfg.method, ctx)
+    data = synthetic_data(max(4 * cfg.train.batch_size, 16), cfg.train.image_size, device)
+    trainer = Trainer(method, data, cfg.train, 0, progress=False, desc=name)
+    out = []
+    for index, stage in enumerate(trainer.stages):
+        trainer.stage_index, trainer.iteration = index, 0
+        trainer.optimizer = trainer._make_optimizer()
+        for _ in range(warmup):
+            trainer.train_step()
+        reset_peak_memory(device)
+        step_s = _timed(trainer.train_step, steps, device)
+        batch_s = _timed(trainer.next_batch, steps, device)
+        out.append({"stage": stage, "step_s": step_s, "batch_s": batch_s, "peak_mem_mb": peak_memory_mb(device)})
+        trainer._acc, trainer._acc_n = {}, 0  # the losses are never read back here
+    return out, (cfg, method)
+
+
+def evaluation_speed(method: Any, size: int, device: torch.device, amp: bool, repeats: int = 2) -> dict[str, float]:
+    """Slices per second through prediction (resize in and out included) and seconds per volume of
+    the metrics of an ACDC-size volume (10 x 256 x 216, three classes)."""
+    rng = np.random.default_rng(0)
+    volume = rng.random((16, size, size)).astype(np.float32)
+    method.eval()
+    predict_volume(method, volume, size, device, amp=amp)  # warm-up
+    per_volume = _timed(lambda: predict_volume(method, volume, size, device, amp=amp), repeats, device)
+    ref = np.zeros((10, 256, 216), np.uint8)
+    ref[2:8, 60:180, 50:170] = 1
+    ref[3:7, 90:150, 80:140] = 2
+    ref[4:6, 110:130, 100:120] = 3
+    pred = np.roll(ref, (0, 3, -2), axis=(0, 1, 2))
+    start = time.perf_counter()
+    volume_metrics(pred, ref, ["background", "RV", "Myo", "LV"], (10.0, 1.5, 1.5))
+    return {"eval_slices_per_s": volume.shape[0] / per_volume, "metrics_s_per_volume": time.perf_counter() - start}
+
+
+def speed(methods: Sequence[str], profile: str = "quick", overrides: Sequence[str] = (), device_name: str = "auto",
+          steps: int = 20, warmup: int = 3, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Rows (one per method and stage) and the evaluation figures of UNet-L."""
+    device = pick_device(device_name)
+    names = list(dict.fromkeys([BASELINE, *methods]))
+    scoped = scope_overrides(names, overrides)
+    measured: dict[str, list[dict[str, Any]]] = {}
+    baseline_cfg_method = None
+    for name in names:
+        log(f"timing {name} ({steps} steps after {warmup} warm-up, each stage)")
+        measured[name], cfg_method = measure_method(name, profile, scoped[name], device, steps, warmup)
+        if name == BASELINE:
+            baseline_cfg_method = cfg_method
+    base_step = measured[BASELINE][-1]["step_s"]
+    rows = []
+    for name in names:
+        if name == BASELINE and BASELINE not in methods:
+            continue
+        cfg = resolve_config(METHODS.get(name).Config, profile, "synthetic-cardiac", name, scoped[name]).train
+        for m in measured[name]:
+            rows.append(SpeedRow(
+                name, m["stage"], m["step_s"], 1.0 / m["step_s"], m["step_s"] / base_step,
+                min(1.0, m["batch_s"] / m["step_s"]), m["peak_mem_mb"], peak_memory_kind(device), cfg.batch_size,
+                cfg.image_size, "bf16-autocast" if cfg.amp and device.type == "cuda" else "fp32"))
+    assert baseline_cfg_method is not None
+    cfg, method = baseline_cfg_method
+    evaluation = evaluation_speed(method, cfg.train.image_size, device, cfg.train.amp)
+    return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+            else "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "profile": profile,
+            "baseline": {"method": BASELINE, "step_s": base_step}, "rows": [asdict(r) for r in rows],
+            "evaluation": evaluation}
+
+
+def render(report: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report, indent=2)
+    table = [(r["method"], r["stage"], f"{1000 * r['step_s']:.1f}", f"{r['it_s']:.2f}", f"{r['ratio_to_unet_l']:.2f}",
+              f"{100 * r['outside_share']:.0f}%", f"{r['peak_mem_mb']:.0f}", r["precision"]) for r in report["rows"]]
+    head = ["method", "stage", "step [ms]", "it/s", "x UNet-L", "batch prep", "peak MB", "precision"]
+    ev = report["evaluation"]
+    return (f"**bench speed: profile {report['profile']}, {report['device']} ({report['device_name']}), "
+            f"{report['threads']} threads, torch {report['torch']}; UNet-L step {1000 * report['baseline']['step_s']:.1f}"
+            f" ms; peak memory: {report['rows'][0]['peak_mem_kind'] if report['rows'] else ''}**\n\n"
+            + tabulate(table, headers=head, tablefmt="github")
+            + f"\n\nevaluation (UNet-L): {ev['eval_slices_per_s']:.1f} slices/s; metrics of a 10 x 256 x 216 "
+              f"volume: {1000 * ev['metrics_s_per_volume']:.0f} ms")
