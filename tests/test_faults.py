@@ -497,3 +497,18 @@ def test_a_session_killed_before_its_first_checkpoint_leaves_no_log_behind(tmp_p
     t.run_dir = tmp_path
     assert t.try_resume() is None
     assert (tmp_path / "train_log.jsonl").read_text() == ""
+
+
+def test_checkpoints_kept_after_a_run_are_the_users_choice(tmp_path: Path, cache_dir: Path) -> None:
+    import torch
+
+    code, _, err = bench("run", "--methods", "mt", "--results", str(tmp_path), "--quiet", "--no-table",
+                         "--keep-checkpoints", "best", *TINY_RUN)
+    assert code == 0, err
+    ckpt = next(tmp_path.rglob("ckpt"))
+    assert not (ckpt / "last.pt").exists()
+    best = torch.load(ckpt / "best.pt", weights_only=True)
+    assert best["inference_only"] and not any(k.startswith("teacher") for k in best["weights"])
+    code, _, err = bench("run", "--methods", "mt", "--results", str(tmp_path / "n"), "--quiet", "--no-table",
+                         "--keep-checkpoints", "none", *TINY_RUN)
+    assert code == 0 and not list((tmp_path / "n").rglob("*.pt"))

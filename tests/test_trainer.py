@@ -48,7 +48,8 @@ def test_fit_selects_best_and_logs(tmp_path: Path) -> None:
     assert (result.selected, result.best_iteration, result.best_score) == ("best", 8, 0.9)
     best = torch.load(tmp_path / "ckpt" / "best.pt", weights_only=True)
     assert (best["iteration"], best["val_dice"]) == (8, 0.9)              # tagged with what it holds
-    assert all(torch.equal(v, best["weights"][k]) for k, v in t.method.state_dict().items())  # loaded
+    assert best["inference_only"] and best["weights"].keys() == t.method.inference_net().state_dict().keys()
+    assert all(torch.equal(v, best["weights"][k]) for k, v in t.method.inference_net().state_dict().items())
     lines = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [x["val_dice"] for x in lines if "val_dice" in x] == [0.2, 0.9, 0.4]
     assert all("loss_sup" in x for x in lines if "val_dice" not in x)

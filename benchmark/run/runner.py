@@ -88,6 +88,7 @@ class RunOptions:
     plugins: tuple[str, ...] = ()
     threads: int | None = None
     save_predictions: bool = False
+    keep_checkpoints: str = "all"  # after a run is done: "all", "last", "best" or "none"
 
 
 @dataclass
@@ -364,7 +365,22 @@ def _run_locked(spec: RunSpec, opts: RunOptions, folder: Path, log: Callable[[st
     record = _record(job, fit, metrics, policy, {"t0": t0, "eval_s": time.perf_counter() - t_eval})
     write_json(folder / "run.json", record)
     write_text(folder / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    _prune_checkpoints(folder / "ckpt", opts.keep_checkpoints)
     return RunOutcome(spec, "done", str(folder), record["summary"])
+
+
+KEEP = {"all": ("last.pt", "best.pt"), "last": ("last.pt",), "best": ("best.pt",), "none": ()}
+
+
+def _prune_checkpoints(ckpt: Path, keep: str) -> None:
+    """After the record is written: drop the checkpoints the user does not keep (``last.pt`` carries
+    optimiser state, teachers and memory banks, hundreds of MB for MONA; ``best.pt`` only the
+    evaluated network's weights)."""
+    if keep not in KEEP:
+        raise BenchError(f"--keep-checkpoints {keep!r}: one of {', '.join(KEEP)}")
+    for name in ("last.pt", "best.pt"):
+        if name not in KEEP[keep]:
+            (ckpt / name).unlink(missing_ok=True)
 
 
 @dataclass

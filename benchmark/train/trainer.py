@@ -305,10 +305,11 @@ class Trainer:
         self._write_log({"stage": self.stage, "iteration": self.iteration, "val_dice": round(score, 6)})
         if self.cfg.select == "best" and score > self.best_score:
             self.best_score, self.best_iteration = score, self.iteration
-            # tagged with its iteration: after a kill between this write and last.pt's, the resumed
-            # run can tell best.pt's weights from the ones its record names
+            # the evaluated network's weights only (no teacher copies, banks or queues), tagged with its
+            # iteration: after a kill between this write and last.pt's, the resumed run can tell
+            # best.pt's weights from the ones its record names
             self._save("best.pt", {"iteration": self.iteration, "stage": self.stage, "val_dice": score,
-                                   "weights": self.method.state_dict()})
+                                   "inference_only": True, "weights": self.method.inference_net().state_dict()})
         return score
 
     def fit(self) -> FitResult:
@@ -384,7 +385,10 @@ class Trainer:
                                f"{self.best_iteration} this run recorded")
                 else:
                     try:
-                        self.method.load_state_dict(saved["weights"] if tagged else saved)
+                        if tagged and saved.get("inference_only"):
+                            self.method.inference_net().load_state_dict(saved["weights"])
+                        else:  # written by an older version: the whole method
+                            self.method.load_state_dict(saved["weights"] if tagged else saved)
                     except Exception as exc:  # noqa: BLE001
                         self.method.load_state_dict(backup)
                         problem = f"not this method's weights ({type(exc).__name__})"
