@@ -1,7 +1,8 @@
 """Speed of the surface metrics against medpy 0.5.2 on a 3-D volume (pytest-benchmark).
 
-Both cases share one group, so ``pytest tests/test_metrics_speed.py --benchmark-enable`` prints the
-ratio of their times side by side (the slower row shows its multiple of the faster one). With the
+Per volume size, both implementations share one benchmark group, so ``pytest
+tests/test_metrics_speed.py --benchmark-enable --benchmark-group-by=group,param`` prints the ratio of
+their times side by side (the slower row shows its multiple of the faster one). With the
 default ``--benchmark-disable`` each case runs once as a plain correctness test.
 """
 from __future__ import annotations
@@ -13,25 +14,28 @@ from sslbench.report.metrics import binary_metrics
 
 medpy_binary = pytest.importorskip("medpy.metric.binary")
 
-SPACING = (5.0, 1.4, 1.4)
+# (shape, spacing, radius in mm): an ACDC short-axis volume's size (10 x 256 x 216, 10 mm slices) with
+# a ventricle-sized object, and a larger CT-like volume
+CASES = {"acdc-size": ((10, 256, 216), (10.0, 1.5, 1.5), 40.0), "ct-size": ((40, 192, 192), (5.0, 1.4, 1.4), 30.0)}
 
 
-@pytest.fixture(scope="module")
-def volume_pair() -> tuple[np.ndarray, np.ndarray]:
-    zz, yy, xx = np.mgrid[0:40, 0:192, 0:192]
-    ref = ((zz - 20) * 5.0) ** 2 + ((yy - 90) * 1.4) ** 2 + ((xx - 100) * 1.4) ** 2 < 30.0**2
-    pred = ((zz - 21) * 5.0) ** 2 + ((yy - 93) * 1.4) ** 2 + ((xx - 98) * 1.4) ** 2 < 28.0**2
-    return pred, ref
+@pytest.fixture(scope="module", params=list(CASES))
+def volume_pair(request: pytest.FixtureRequest) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    shape, sp, radius = CASES[request.param]
+    zz, yy, xx = np.mgrid[0:shape[0], 0:shape[1], 0:shape[2]]
+    cz, cy, cx = shape[0] / 2, shape[1] / 2, shape[2] / 2
+    ref = ((zz - cz) * sp[0]) ** 2 + ((yy - cy) * sp[1]) ** 2 + ((xx - cx) * sp[2]) ** 2 < radius**2
+    pred = ((zz - cz - 1) * sp[0]) ** 2 + ((yy - cy - 3) * sp[1]) ** 2 + ((xx - cx + 2) * sp[2]) ** 2 < (0.93 * radius)**2
+    return pred, ref, sp
 
 
-def ours(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
-    m = binary_metrics(pred, ref, SPACING)
+def ours(pred: np.ndarray, ref: np.ndarray, sp: tuple[float, ...]) -> tuple[float, float, float]:
+    m = binary_metrics(pred, ref, sp)
     return m["asd"], m["assd"], m["hd95"]
 
 
-def medpy_all(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
-    return (medpy_binary.asd(pred, ref, SPACING), medpy_binary.assd(pred, ref, SPACING),
-            medpy_binary.hd95(pred, ref, SPACING))
+def medpy_all(pred: np.ndarray, ref: np.ndarray, sp: tuple[float, ...]) -> tuple[float, float, float]:
+    return medpy_binary.asd(pred, ref, sp), medpy_binary.assd(pred, ref, sp), medpy_binary.hd95(pred, ref, sp)
 
 
 @pytest.mark.benchmark(group="surface-metrics-3d")

@@ -53,8 +53,15 @@ def _border(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
 
 
 def _union_box(pred: np.ndarray, ref: np.ndarray) -> tuple[slice, ...]:
-    idx = np.nonzero(pred | ref)
-    return tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in idx)
+    """The bounding box of both masks plus a one-voxel margin (distances inside it are those of the
+    whole volume: every surface voxel and its nearest counterpart lie in it). Found from one
+    projection per axis, not from the coordinates of every voxel."""
+    both = pred | ref
+    box = []
+    for axis in range(both.ndim):
+        hit = np.flatnonzero(both.any(axis=tuple(a for a in range(both.ndim) if a != axis)))
+        box.append(slice(max(int(hit[0]) - 1, 0), int(hit[-1]) + 2))
+    return tuple(box)
 
 
 def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None,
@@ -105,6 +112,8 @@ def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] |
         out.update({"asd": worst, "assd": worst, "hd95": worst})
         out.update({k: diagonal(pred.shape, None) for k in LEGACY_KEYS})
         return out
+    box = _union_box(pred, ref)  # crop once for both unit systems
+    pred, ref = pred[box], ref[box]
     d_pr, d_rp = surface_distances(pred, ref, spacing, connectivity)
     out["asd"] = float(d_pr.mean())
     out["assd"] = float(np.concatenate([d_pr, d_rp]).mean())
