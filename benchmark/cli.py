@@ -117,13 +117,16 @@ def main() -> None:
 @click.option("--keep-checkpoints", type=click.Choice(["all", "last", "best", "none"]), default="all",
               show_default=True, help="Checkpoints kept once a run is done: last.pt (resumable: optimiser, "
               "teachers, banks) and/or best.pt (the evaluated network's weights only).")
+@click.option("--eval-workers", type=click.IntRange(0), default=None,
+              help="Processes computing each volume's metrics while the next one is predicted "
+                   "(default: cores - 1 when predicting on a GPU, 0 on a CPU; 0: in this process).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--no-table", is_flag=True, help="Do not print the table at the end.")
 @user_errors
 def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, overrides: tuple[str, ...],
         sweep: Path | None, tag: str, eval_split: str | None, results: Path | None, cache: Path | None, jobs: int, device: str,
-        plugins: tuple[str, ...], force: bool, save_predictions: bool, keep_checkpoints: str, quiet: bool,
-        no_table: bool) -> None:
+        plugins: tuple[str, ...], force: bool, save_predictions: bool, keep_checkpoints: str,
+        eval_workers: int | None, quiet: bool, no_table: bool) -> None:
     """Train and evaluate every method x dataset x ratio x seed; skip runs already done, resume
     interrupted ones, then print the table."""
     from sslbench.report.tables import tables
@@ -148,7 +151,8 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
                        profile, overrides, cache, tag)
     root = results or _default_results()
     opts = RunOptions(results=root, cache=cache, device=device, force=force, progress=not quiet,
-                      plugins=plugins, save_predictions=save_predictions, keep_checkpoints=keep_checkpoints)
+                      plugins=plugins, save_predictions=save_predictions, keep_checkpoints=keep_checkpoints,
+                      eval_workers=eval_workers)
     click.echo(f"{len(specs)} run(s): {', '.join(method_list)} on {', '.join(dataset_list)}, "
                f"profile {profile}; results in {root}", err=True)
     outcomes = execute(specs, opts, jobs=jobs, log=lambda m: click.echo(m, err=True))

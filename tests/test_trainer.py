@@ -168,3 +168,14 @@ def test_cct_and_urpc_perturbations_draw_from_the_trainers_generator() -> None:
                                       for p in getattr(net, attribute)))
         t.train_step()
         assert seen and all(g is t.generator for g in seen), name
+
+
+def test_parallel_evaluation_gives_the_same_metrics(cardiac) -> None:  # noqa: ANN001
+    from sslbench.report.evaluation import evaluate
+
+    t = build("unet-l")
+    ids = [c.id for c in cardiac.eval_cases("val")][:3]
+    device = torch.device("cpu")
+    one = evaluate(t.method, cardiac, ids, 32, device, False, None, workers=0)
+    two = evaluate(t.method, cardiac, ids, 32, device, False, None, workers=1)
+    assert one == two and [c["case"] for c in two["metric_per_case"]] == ids

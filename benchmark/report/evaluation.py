@@ -47,19 +47,55 @@ def validation_dice(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[s
 
 def evaluate(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[str], size: int,
              device: torch.device, amp: bool = True,
-             on_prediction: Callable[[str, np.ndarray], None] | None = None) -> dict[str, Any]:
+             on_prediction: Callable[[str, np.ndarray], None] | None = None, workers: int = 0) -> dict[str, Any]:
     """Every metric per case and class, plus the case-averaged per-class and foreground means.
-    ``on_prediction(case, labels)`` receives each predicted label volume (to save it)."""
-    per_case = []
+    ``on_prediction(case, labels)`` receives each predicted label volume (to save it).
+
+    With ``workers > 0`` the metrics of each volume are computed in that many worker processes while
+    the next volume is predicted here (the surface distances are CPU work that the prediction does
+    not need to wait for); results are the same and in the same order."""
     spacings = {c.id: c.spacing for c in ds.cases}
-    for cid in case_ids:
-        image, label = ds.volume(cid)
-        pred = predict_volume(method, np.asarray(image), size, device, ds.interpolation, amp=amp)
-        if on_prediction is not None:
-            on_prediction(cid, pred)
-        per_case.append({"case": cid, "spacing": spacings[cid],
-                         "metrics": volume_metrics(pred, np.asarray(label), ds.classes, spacings[cid])})
+    pool = None
+    if workers > 0 and len(case_ids) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_metric_context())
+    try:
+        pending = []
+        for cid in case_ids:
+            image, label = ds.volume(cid)
+            pred = predict_volume(method, np.asarray(image), size, device, ds.interpolation, amp=amp)
+            if on_prediction is not None:
+                on_prediction(cid, pred)
+            args = (pred, np.asarray(label), ds.classes, spacings[cid])
+            pending.append((cid, pool.submit(volume_metrics, *args) if pool is not None else volume_metrics(*args)))
+        per_case = [{"case": cid, "spacing": spacings[cid], "metrics": m.result() if pool is not None else m}
+                    for cid, m in pending]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return {"metric_per_case": per_case, **summarise(per_case, ds.classes[1:])}
+
+
+def _metric_context() -> Any:
+    """Workers that start fast and never inherit the trainer's threads or device: forked from a
+    server process that has imported the metrics once (Linux), else spawned."""
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["sslbench.report.metrics"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def default_eval_workers(device: torch.device) -> int:
+    """With prediction on a GPU, all cores but one compute metrics. With prediction on the CPU it
+    already uses every core and dominates (ACDC val at 128 px on 2 cores: predict 2.2 s, metrics
+    0.24 s), so a pool's start-up would cost more than it saves: none."""
+    import os
+
+    return max((os.cpu_count() or 1) - 1, 0) if device.type == "cuda" else 0
 
 
 def summarise(per_case: list[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from sslbench.base.locks import FolderLock
 from sslbench.base.results import is_done, read_json, run_dir
 from sslbench.data import PreparedDataset, check_dataset_name, prepare, split_labeled
 from sslbench.method import METHODS, MethodContext, SSLMethod
-from sslbench.report.evaluation import evaluate, validation_dice
+from sslbench.report.evaluation import default_eval_workers, evaluate, validation_dice
 from sslbench.report.metrics import EMPTY_POLICY
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import precision
@@ -89,6 +89,7 @@ class RunOptions:
     threads: int | None = None
     save_predictions: bool = False
     keep_checkpoints: str = "all"  # after a run is done: "all", "last", "best" or "none"
+    eval_workers: int | None = None  # metric processes during evaluation (None: cores - 1)
 
 
 @dataclass
@@ -425,7 +426,8 @@ def _evaluate(job: _Job, opts: RunOptions, folder: Path) -> tuple[dict[str, Any]
     cfg, ds = job.cfg, job.ds
     eval_ids = [c.id for c in ds.eval_cases(cfg.data.eval_split)]
     saver = prediction_saver(ds, folder / "predictions") if opts.save_predictions else None
-    metrics = evaluate(job.method, ds, eval_ids, cfg.train.image_size, job.device, cfg.train.amp, saver)
+    workers = default_eval_workers(job.device) if opts.eval_workers is None else opts.eval_workers
+    metrics = evaluate(job.method, ds, eval_ids, cfg.train.image_size, job.device, cfg.train.amp, saver, workers)
     policy = {**EMPTY_POLICY, "spacing": "mm from the dataset" if all(c.spacing for c in ds.cases) else "voxels",
               "connectivity": 1}
     write_json(folder / "metrics.json", {**metrics, "policy": policy})
@@ -501,7 +503,8 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
     import multiprocessing as mp
 
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
-    wopts = dataclasses.replace(opts, progress=False, threads=threads)
+    wopts = dataclasses.replace(opts, progress=False, threads=threads,  # the jobs already use the cores
+                                eval_workers=0 if opts.eval_workers is None else opts.eval_workers)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(_worker, spec, wopts): spec for spec in specs}
         for i, fut in enumerate(as_completed(futures), 1):
