@@ -2,7 +2,9 @@
 # The GPU check: the CUDA-only tests (tests/test_gpu.py: bf16 and fp32 training steps of every method
 # and stage without a host sync, evaluation on the GPU equal to the CPU's) on a CUDA machine that has
 # torch, numpy, scipy and pytest but maybe no network. Writes a report (device, versions, per-test
-# outcome and time) to REPORT_DIR (default: ./gpu-report). Usage: tools/gpu_check.sh [REPORT_DIR]
+# outcome and time) to REPORT_DIR (default: ./gpu-report), then the performance report (bench speed of
+# every method at the ssl4mis and paper settings in fp32 and bf16, 1/2/4 concurrent runs) to PERF_DIR
+# (default: docs/perf). Usage: tools/gpu_check.sh [REPORT_DIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-report}"
@@ -42,4 +44,10 @@ code=${PIPESTATUS[0]}
   fi
 } > "$out/report.md"
 cat "$out/report.md"
+# the performance half: bench speed of every method (ssl4mis, paper; fp32, bf16) and 1/2/4 concurrent
+# runs, written to docs/perf/ (PERF_DIR); GPU_CHECK_CPU_SMOKE=1 runs it at tiny sizes on the CPU
+if [ "${GPU_CHECK_SKIP_PERF:-0}" != "1" ]; then
+  smoke=""; [ "${GPU_CHECK_CPU_SMOKE:-0}" = "1" ] && smoke="--cpu-smoke"
+  python3 -m sslbench.run.perf_report --out "${PERF_DIR:-docs/perf}" $smoke || code=1
+fi
 exit "$code"
