@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from sslbench.base.registry import Registry
+from sslbench.nn.augment import default_generator
 from sslbench.nn.ema import EMATeacher
 from sslbench.nn.ramps import ssl4mis_consistency_weight
 from sslbench.nn.unet import UNet, build_unet
@@ -119,8 +120,6 @@ class StepInfo:
         """The trainer's generator when it lives on ``device``, else the device's global one."""
         if self.generator is not None and self.generator.device.type == torch.device(device).type:
             return self.generator
-        from sslbench.nn.augment import default_generator
-
         return default_generator(torch.device(device))
 
     def consistency_weight(self, weight: float, start_fraction: float = 0.0) -> float:

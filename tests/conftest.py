@@ -36,3 +36,23 @@ def cardiac(cache_dir: Path):  # noqa: ANN201
     from sslbench.data import prepare
 
     return prepare("synthetic-cardiac", cache_root=cache_dir)
+
+
+def tiny_method(name: str, num_classes: int, **cfg: object):  # noqa: ANN201
+    """A registered method built as the value tests need it: seed 0, 32 x 32 slices, base width 4, on
+    the CPU, every dropout off (so a loss is a function of the weights and the batch alone)."""
+    import dataclasses
+
+    from torch import nn
+
+    from sslbench.method import METHODS, MethodContext
+
+    cls = METHODS.get(name)
+    torch.manual_seed(0)
+    ctx = MethodContext(in_channels=1, num_classes=num_classes, image_size=32, device=torch.device("cpu"),
+                        base_width=4)
+    method = cls(dataclasses.replace(cls.Config(), **cfg), ctx)
+    for m in method.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.p = 0.0
+    return method

@@ -10,7 +10,6 @@ wrong ramp changes the values: ``w = 0.1 sigmoid_rampup(15000 // 150, 200) = 0.1
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -19,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslbench.method import METHODS, Batch, MethodContext, SSLMethod, StepInfo
+from sslbench.method import METHODS, Batch, SSLMethod, StepInfo
+
+from .conftest import tiny_method
 
 C = 3
 STEP = StepInfo("train", 15000, 30000)
@@ -45,13 +46,8 @@ def ref_sup(logits: Tensor, y: Tensor) -> Tensor:
 def make(name: str, **cfg: Any) -> tuple[SSLMethod, Batch]:
     """A tiny method in train mode without dropout, a teacher that differs from its student, a batch
     of 2 labeled and 4 unlabeled 32 x 32 slices."""
-    cls = METHODS.get(name)
-    torch.manual_seed(0)
-    ctx = MethodContext(in_channels=1, num_classes=C, image_size=32, device=torch.device("cpu"), base_width=4)
-    method = cls(dataclasses.replace(cls.Config(), **cfg), ctx)
-    for m in method.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
-            m.p = 0.0
+    method = tiny_method(name, C, **cfg)
+    cls = type(method)
     teacher = getattr(method, "teacher", None)
     if teacher is not None:
         with torch.no_grad():

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslbench.method import METHODS, Batch, MethodContext, SSLMethod, StepInfo
+from sslbench.method import METHODS, Batch, SSLMethod, StepInfo
+
+from .conftest import tiny_method
 
 C = 3
 STEP = StepInfo("train", 3, 10)
@@ -33,13 +35,7 @@ def view_b(x: Tensor, g: Any = None) -> Tensor:
 
 
 def make(name: str, **cfg: Any) -> tuple[SSLMethod, Batch]:
-    cls = METHODS.get(name)
-    torch.manual_seed(0)
-    ctx = MethodContext(in_channels=1, num_classes=C, image_size=32, device=torch.device("cpu"), base_width=4)
-    method = cls(dataclasses.replace(cls.Config(), **cfg), ctx)
-    for m in method.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
-            m.p = 0.0
+    method = tiny_method(name, C, **cfg)
     with torch.no_grad():  # EMA copies that differ from the online network: using the wrong one shows
         for name in ("teacher", "key_encoder", "target"):
             ema = getattr(method, name, None)

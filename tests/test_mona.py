@@ -256,3 +256,15 @@ def test_table3_compares_the_default_run_with_table_1s_number(tmp_path) -> None:
     text = paper_table(tmp_path / "none", 3, vs_paper=True)
     assert "teacher / student" in text and "| student strong / teacher weak" in text
     assert "| 88.8 " in next(line for line in text.splitlines() if "student strong / teacher weak" in line)
+
+
+def test_a_fine_tuned_framework_pre_trains_with_its_own_decay() -> None:
+    """In a two-stage variant ``pretrain_ema_decay`` drives the framework's EMA copy and ``ema_decay``
+    stage 2's teacher; in the plain framework ``ema_decay`` is the framework's."""
+    from .conftest import tiny_method
+
+    moco = tiny_method("mocov2-ft", 3, pretrain_ema_decay=0.9, ema_decay=0.5)
+    assert moco.key_encoder.momentum == 0.9 and moco.reco.teacher.momentum == 0.5
+    mona = tiny_method("mona", 3, pretrain_ema_decay=0.8, ema_decay=0.6)
+    assert mona.teacher.momentum == 0.8 and mona.reco.teacher.momentum == 0.6
+    assert tiny_method("mocov2", 3, ema_decay=0.7).key_encoder.momentum == 0.7

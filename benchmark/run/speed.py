@@ -27,11 +27,12 @@ from sslbench.method import METHODS, MethodContext
 from sslbench.report.evaluation import predict_volume
 from sslbench.report.metrics import volume_metrics
 from sslbench.run.runner import pick_device, scope_overrides, seed_everything
+from sslbench.train.conformance import NUM_CLASSES, tiny_data
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
+from sslbench.train.precision import precision
 from sslbench.train.trainer import TrainData, Trainer
 
 BASELINE = "unet-l"
-NUM_CLASSES = 4
 
 
 @dataclass
@@ -50,14 +51,10 @@ class SpeedRow:
 
 
 def synthetic_data(n: int, size: int, device: torch.device, seed: int = 0) -> TrainData:
-    """Smooth random slices with labels that follow their intensity (4 classes), half labeled."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.nn.functional.avg_pool2d(torch.rand(n, 1, size, size, generator=g), 5, 1, 2)
-    edges = x.flatten().quantile(torch.tensor([0.4, 0.6, 0.8]))
-    labels = torch.bucketize(x[:, 0], edges).to(torch.uint8)
-    idx = torch.arange(n)
-    return TrainData(x.to(device), labels.to(device), idx[: n // 2].to(device), idx[n // 2:].to(device),
-                     ((idx % 8 + 0.5) / 8).float().to(device))
+    """The conformance kit's smooth slices (labels follow the intensity), half labeled, on ``device``."""
+    data = tiny_data(seed, n, size)
+    return TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled)),
+                     positions=data.positions.to(device) if data.positions is not None else None)
 
 
 def _sync(device: torch.device) -> None:
@@ -123,26 +120,22 @@ def speed(methods: Sequence[str], profile: str = "quick", overrides: Sequence[st
     device = pick_device(device_name)
     names = list(dict.fromkeys([BASELINE, *methods]))
     scoped = scope_overrides(names, overrides)
-    measured: dict[str, list[dict[str, Any]]] = {}
-    baseline_cfg_method = None
+    measured: dict[str, tuple[list[dict[str, Any]], Any]] = {}
     for name in names:
         log(f"timing {name} ({steps} steps after {warmup} warm-up, each stage)")
-        measured[name], cfg_method = measure_method(name, profile, scoped[name], device, steps, warmup)
-        if name == BASELINE:
-            baseline_cfg_method = cfg_method
-    base_step = measured[BASELINE][-1]["step_s"]
+        measured[name] = measure_method(name, profile, scoped[name], device, steps, warmup)
+    base_step = measured[BASELINE][0][-1]["step_s"]
     rows = []
     for name in names:
         if name == BASELINE and BASELINE not in methods:
             continue
-        cfg = resolve_config(METHODS.get(name).Config, profile, "synthetic-cardiac", name, scoped[name]).train
-        for m in measured[name]:
+        stages, (cfg, _) = measured[name]
+        for m in stages:
             rows.append(SpeedRow(
                 name, m["stage"], m["step_s"], 1.0 / m["step_s"], m["step_s"] / base_step,
-                min(1.0, m["batch_s"] / m["step_s"]), m["peak_mem_mb"], peak_memory_kind(device), cfg.batch_size,
-                cfg.image_size, "bf16-autocast" if cfg.amp and device.type == "cuda" else "fp32"))
-    assert baseline_cfg_method is not None
-    cfg, method = baseline_cfg_method
+                min(1.0, m["batch_s"] / m["step_s"]), m["peak_mem_mb"], peak_memory_kind(device),
+                cfg.train.batch_size, cfg.train.image_size, precision(device, cfg.train.amp)))
+    cfg, method = measured[BASELINE][1]
     evaluation = evaluation_speed(method, cfg.train.image_size, device, cfg.train.amp)
     return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
             else "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "profile": profile,

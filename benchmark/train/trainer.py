@@ -368,7 +368,6 @@ class Trainer:
             result.selected, result.best_iteration = "last", self.iteration
             result.selection_note = "no finite validation score, so the last weights were evaluated"
             return
-        backup = copy.deepcopy(self.method.state_dict())
         if not best.exists():
             problem = "missing"
         else:
@@ -384,13 +383,13 @@ class Trainer:
                     problem = (f"from iteration {saved['iteration']}, not the best iteration "
                                f"{self.best_iteration} this run recorded")
                 else:
+                    # the evaluated network, or the whole method for a best.pt of an older version
+                    target = self.method.inference_net() if tagged and saved.get("inference_only") else self.method
+                    backup = copy.deepcopy(target.state_dict())  # a failed load may leave it half written
                     try:
-                        if tagged and saved.get("inference_only"):
-                            self.method.inference_net().load_state_dict(saved["weights"])
-                        else:  # written by an older version: the whole method
-                            self.method.load_state_dict(saved["weights"] if tagged else saved)
+                        target.load_state_dict(saved["weights"] if tagged else saved)
                     except Exception as exc:  # noqa: BLE001
-                        self.method.load_state_dict(backup)
+                        target.load_state_dict(backup)
                         problem = f"not this method's weights ({type(exc).__name__})"
         if problem:
             result.selected = "last"
