@@ -70,6 +70,35 @@ def _load_plugins(plugins: tuple[str, ...]) -> None:
         METHODS.load_plugin_module(module)
 
 
+def _slurm_options(fn: F) -> F:
+    """``bench run``'s executor options (SLURM settings: defaults < --executor-config file < flags)."""
+    options = [
+        click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+                     help="Where runs train: this machine, or a SLURM job array (submitted through submitit)."),
+        click.option("--executor-config", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+                     help="TOML file with a [slurm] table of the settings below (a lab writes its cluster once)."),
+        click.option("--partition", default=None, help="SLURM partition."),
+        click.option("--gpus-per-task", type=click.IntRange(0), default=None, help="GPUs per array task."),
+        click.option("--cpus-per-task", type=click.IntRange(1), default=None, help="CPUs per array task."),
+        click.option("--mem-gb", type=click.FloatRange(min=0, min_open=True), default=None, help="Memory per task (GB)."),
+        click.option("--time-min", type=click.IntRange(1), default=None,
+                     help="Time limit per task in minutes (default 240); longer runs checkpoint, requeue and resume."),
+        click.option("--array-parallelism", type=click.IntRange(1), default=None,
+                     help="Array tasks running at once (default 64)."),
+        click.option("--account", default=None, help="SLURM account."),
+        click.option("--qos", default=None, help="SLURM quality of service."),
+        click.option("--runs-per-task", type=click.IntRange(1), default=None,
+                     help="Runs per array task, trained side by side as that many processes (default 1)."),
+        click.option("--slurm", "sbatch", multiple=True, metavar="KEY=VALUE",
+                     help="Any other sbatch option, e.g. --slurm constraint=a100 (repeatable)."),
+        click.option("--wait", is_flag=True, help="With --executor slurm: follow the array until it ends, "
+                     "then print the table."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sslbench")
 def main() -> None:
@@ -122,18 +151,23 @@ def main() -> None:
                    "(default: cores - 1 when predicting on a GPU, 0 on a CPU; 0: in this process).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--no-table", is_flag=True, help="Do not print the table at the end.")
+@_slurm_options
 @user_errors
 def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, overrides: tuple[str, ...],
         sweep: Path | None, tag: str, eval_split: str | None, results: Path | None, cache: Path | None, jobs: int, device: str,
         plugins: tuple[str, ...], force: bool, save_predictions: bool, keep_checkpoints: str,
-        eval_workers: int | None, quiet: bool, no_table: bool) -> None:
+        eval_workers: int | None, quiet: bool, no_table: bool, executor: str, executor_config: Path | None,
+        sbatch: tuple[str, ...], wait: bool, **slurm: Any) -> None:
     """Train and evaluate every method x dataset x ratio x seed; skip runs already done, resume
-    interrupted ones, then print the table."""
-    from sslbench.report.tables import tables
+    interrupted ones, then print the table. With --executor slurm: submit the runs as one SLURM job
+    array and return (--wait: follow it and print the table at the end)."""
     from sslbench.run.runner import RunOptions, execute, expand, load_sweep, pick_device
 
     _load_plugins(plugins)
-    pick_device(device)  # before anything is written
+    if executor == "local":
+        pick_device(device)  # before anything is written (on SLURM, the nodes' device counts)
+    elif device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise BenchError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
     overrides = tuple(overrides) + ((f"data.eval_split={eval_split}",) if eval_split else ())
     if sweep is not None:
         explicit = click.get_current_context().get_parameter_source("profile") == click.core.ParameterSource.COMMANDLINE
@@ -155,6 +189,16 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
                       eval_workers=eval_workers)
     click.echo(f"{len(specs)} run(s): {', '.join(method_list)} on {', '.join(dataset_list)}, "
                f"profile {profile}; results in {root}", err=True)
+    if executor == "slurm":
+        if jobs > 1:
+            raise BenchError("--jobs is for the local executor; on SLURM use --runs-per-task K")
+        _run_on_slurm(specs, opts, executor_config, sbatch, wait, slurm,
+                      lambda: _print_tables(root, dataset_list, profile, specs) if not no_table else None)
+        return
+    given = [k for k, v in slurm.items() if v is not None] + (["slurm"] if sbatch else []) + \
+        (["executor_config"] if executor_config else []) + (["wait"] if wait else [])
+    if given:
+        raise BenchError(f"--{given[0].replace('_', '-')} needs --executor slurm")
     outcomes = execute(specs, opts, jobs=jobs, log=lambda m: click.echo(m, err=True))
     skipped = sum(o.status == "skipped" for o in outcomes)
     busy = sum(o.status == "busy" for o in outcomes)
@@ -162,10 +206,7 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
     if skipped == len(outcomes):
         click.echo(f"nothing to do: all {skipped} run(s) already done with the same configuration", err=True)
     if not no_table and len(failed) < len(outcomes):
-        for ds in dataset_list:
-            click.echo(tables(root, "markdown", dataset=ds, profile=profile,
-                              methods=[s.method for s in specs]))
-            click.echo()
+        _print_tables(root, dataset_list, profile, specs)
     if busy:
         click.echo(f"{busy} run(s) were being trained by another process and were left to it; "
                    "`bench run` again later picks up any it did not finish", err=True)
@@ -174,6 +215,72 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
         for o in failed:
             click.echo(f"  {o.spec.label}: {o.message}", err=True)
         sys.exit(1)
+
+
+def _print_tables(root: Path, datasets: list[str], profile: str, specs: list[Any]) -> None:
+    from sslbench.report.tables import tables
+
+    for ds in datasets:
+        click.echo(tables(root, "markdown", dataset=ds, profile=profile, methods=[s.method for s in specs]))
+        click.echo()
+
+
+def _run_on_slurm(specs: list[Any], opts: Any, config: Path | None, sbatch: tuple[str, ...], wait: bool,
+                  given: dict[str, Any], print_tables: Callable[[], None]) -> None:
+    """Submit the sweep's unfinished runs as one job array; with ``wait``, follow it to the end."""
+    from sslbench.base.results import run_dir
+    from sslbench.run.slurm import load_settings, submit
+    from sslbench.run.slurm import wait as wait_for
+    from sslbench.run.status import collect
+
+    settings = load_settings(config, sbatch, **given)
+    sub = submit(specs, opts, settings, log=lambda m: click.echo(m, err=True))
+    for why, labels in sub.skipped.items():
+        if labels:
+            what = {"done": "already done", "running": "being trained now", "queued": "already queued"}[why]
+            click.echo(f"{len(labels)} run(s) {what}: not submitted again", err=True)
+    if sub.job_ids:
+        array = sub.job_ids[0].split("_")[0]
+        click.echo(f"submitted {sum(len(r) for r in sub.runs.values())} run(s) as SLURM job "
+                   f"{'array ' if '_' in sub.job_ids[0] else ''}{array} ({len(sub.job_ids)} task(s), "
+                   f"{settings.runs_per_task} run(s) per task); logs in {sub.logs}/{array}*", err=True)
+    elif not wait:
+        click.echo("nothing submitted", err=True)
+    if not wait:
+        click.echo(f"follow with: bench status --results {opts.results}", err=True)
+        return
+    folders = [run_dir(opts.results.absolute(), s.dataset, s.profile, s.folder_method, s.ratio, s.seed) for s in specs]
+    watching = list(sub.job_ids)
+    from sslbench.run.slurm import queued_job, squeue_states
+
+    queue = squeue_states() or {}
+    watching += [j for f in folders if (q := queued_job(f, queue)) for j in [q[0]]]
+    wait_for(opts.results.absolute(), watching, folders, log=lambda m: click.echo(m, err=True))
+    states = collect(opts.results.absolute(), squeue_states(), folders)
+    print_tables()
+    unfinished = [s for s in states if s.state != "done"]
+    if unfinished:
+        click.echo(f"{len(unfinished)} run(s) did not finish (bench status --results {opts.results}):", err=True)
+        for s in unfinished:
+            click.echo(f"  {s.run}: {s.state} {s.error or s.note or ''}".rstrip(), err=True)
+        sys.exit(1)
+
+
+@main.command()
+@results_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@user_errors
+def status(results: Path | None, fmt: str) -> None:
+    """Every run under the results folder: pending, running (stage, iteration, it/s, ETA, host), done,
+    failed (the error's last line) or stale (a lock whose process is gone), from the run folders
+    alone, plus each run's SLURM job state where squeue answers."""
+    from sslbench.run.slurm import squeue_states
+    from sslbench.run.status import collect, render
+
+    root = results or _default_results()
+    if not root.is_dir():
+        raise BenchError(f"{root}: no such results folder")
+    click.echo(render(collect(root, squeue_states()), fmt))
 
 
 @main.command()

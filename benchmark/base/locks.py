@@ -30,6 +30,42 @@ def _describe(text: str) -> str:
         return "an unknown process"
 
 
+def _flock_retrying(fd: int, wait: bool) -> None:
+    """Take the exclusive lock; without waiting, try a few times over ~50 ms first, so that
+    ``probe`` (``bench status``), which holds a lock for an instant, never makes a run look busy."""
+    if wait:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    for attempt in range(5):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == 4:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+
+
+def probe(path: Path) -> tuple[str, str]:
+    """Whether a lock file is ``"held"`` by a live process, ``"stale"`` (its holder died without letting
+    go) or ``"free"`` (no file), and who holds or held it. Reads only: a stale file stays for the next
+    run to take over (and report)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return "free", ""
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "held", _describe(text)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return ("stale", _describe(text)) if text else ("free", "")
+    finally:
+        os.close(fd)
+
+
 class FolderLock:
     """``with FolderLock(path) as lock:`` waits for the lock; ``lock.acquire(wait=False)`` returns
     False at once when another live process holds it (``lock.holder`` says who)."""
@@ -45,7 +81,7 @@ class FolderLock:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                _flock_retrying(fd, wait)
             except BlockingIOError:
                 self.holder = _describe(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
                 os.close(fd)

@@ -8,6 +8,9 @@
         metrics.json      per case, per class metrics; per-class and foreground means; policy
         run.json          the record: summary, selection, timing, environment, code version
         DONE              marker: the run is complete
+        progress.json     while training: stage, iteration, it/s, host (read by ``bench status``)
+        failed.json       the last session's error (cleared when a session starts the run again)
+        slurm.json        the SLURM job given the run (``--executor slurm``)
 """
 from __future__ import annotations
 

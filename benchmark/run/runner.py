@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,13 @@ from sslbench.data import PreparedDataset, check_dataset_name, prepare, split_la
 from sslbench.method import METHODS, MethodContext, SSLMethod
 from sslbench.report.evaluation import default_eval_workers, evaluate, validation_dice
 from sslbench.report.metrics import EMPTY_POLICY
+from sslbench.train.interrupt import Interrupted, stop_on_signals, stop_requested
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import precision
 from sslbench.train.trainer import TrainData, Trainer
 
 LOCK_NAME = ".lock"  # in each run folder: who is training it (see sslbench.locks)
+FAILED_NAME = "failed.json"  # in a run folder whose last session ended with an error (for bench status)
 
 
 @dataclass(frozen=True)
@@ -90,12 +92,15 @@ class RunOptions:
     save_predictions: bool = False
     keep_checkpoints: str = "all"  # after a run is done: "all", "last", "best" or "none"
     eval_workers: int | None = None  # metric processes during evaluation (None: cores - 1)
+    # signals that ask a run to checkpoint at the next step and stop (a cluster's warning before a
+    # time limit or preemption, e.g. ("USR2",)); set in worker processes too
+    stop_signals: tuple[str, ...] = ()
 
 
 @dataclass
 class RunOutcome:
     spec: RunSpec
-    status: str  # "done", "skipped", "busy" (another process holds the run) or "failed"
+    status: str  # "done", "skipped", "busy" (another process holds it), "failed" or "interrupted" (asked to stop)
     folder: str
     summary: dict[str, float] = field(default_factory=dict)
     message: str = ""
@@ -326,9 +331,27 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
         for sub in (folder, folder / "ckpt", folder / "predictions"):
             remove_orphans(sub, ".*.tmp")  # half-written files of a killed session
         remove_orphans(folder / "predictions", ".tmp-*")  # a NIfTI prediction being written
-        return _run_locked(spec, opts, folder, log)
+        (folder / FAILED_NAME).unlink(missing_ok=True)
+        try:
+            return _run_locked(spec, opts, folder, log)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            _note_failure(folder, exc)
+            raise
     finally:
         lock.release()
+
+
+def _note_failure(folder: Path, exc: BaseException) -> None:
+    """``failed.json`` with the error's last line, so ``bench status`` can say why a run stopped."""
+    kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
+    lines = str(exc).strip().splitlines() or [""]
+    try:
+        write_json(folder / FAILED_NAME, {"error": f"{kind}{lines[-1]}"[:500], "host": platform.node(),
+                                          "pid": os.getpid(), "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    except OSError:
+        pass  # the error itself is what matters; the caller reports it
 
 
 def _clear_folder(folder: Path) -> None:
@@ -466,13 +489,36 @@ def _record(job: _Job, fit: Any, metrics: dict[str, Any], policy: dict[str, Any]
     }
 
 
+def _init_worker(stop_signals: tuple[str, ...]) -> None:
+    stop_on_signals(stop_signals)
+
+
 def _worker(spec: RunSpec, opts: RunOptions) -> RunOutcome:
+    if stop_requested():
+        return _interrupted(spec, opts, "not started: a stop was requested")
     if opts.threads:
         torch.set_num_threads(opts.threads)
     METHODS.load_env_plugins()  # $BENCH_PLUGINS, as the parent process loaded them
     for module in opts.plugins:
         METHODS.load_plugin_module(module)
-    return run_one(spec, opts, log=lambda msg: None)
+    try:
+        return run_one(spec, opts, log=lambda msg: None)
+    except Interrupted as exc:
+        return _interrupted(spec, opts, str(exc))
+
+
+def check_inputs(specs: Sequence[RunSpec], opts: RunOptions, check_device: bool = True) -> None:
+    """Every input problem of a sweep, before its first run starts (or is submitted): the device, the
+    datasets (prepared once here, before any worker or array task reads them), folder conflicts and
+    the evaluation splits."""
+    if check_device:
+        pick_device(opts.device)  # a bad --device fails here, before any run folder is written
+    prepared = {name: prepare(name, cache_root=opts.cache) for name in dict.fromkeys(s.dataset for s in specs)}
+    for spec in specs:
+        check_folder(spec, opts)
+        cfg = spec.resolved()
+        prepared[spec.dataset].eval_cases("val")
+        prepared[spec.dataset].eval_cases(cfg.data.eval_split)
 
 
 def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
@@ -482,19 +528,17 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
     Folder conflicts are checked for every run before any starts. A run that fails (a diverged loss,
     a bug in a plugin) is reported and the sweep goes on; its checkpoint stays for a later resume.
     """
-    pick_device(opts.device)  # a bad --device fails here, before any run folder is written
-    prepared = {name: prepare(name, cache_root=opts.cache)  # once, before any worker starts
-                for name in dict.fromkeys(s.dataset for s in specs)}
-    for spec in specs:  # every input problem surfaces before the first run starts
-        check_folder(spec, opts)
-        cfg = spec.resolved()
-        prepared[spec.dataset].eval_cases("val")
-        prepared[spec.dataset].eval_cases(cfg.data.eval_split)
+    check_inputs(specs, opts)
     outcomes: list[RunOutcome] = []
     if jobs <= 1:
         for i, spec in enumerate(specs, 1):
             try:
-                outcome = run_one(spec, opts, log)
+                if stop_requested():
+                    outcome = _interrupted(spec, opts, "not started: a stop was requested")
+                else:
+                    outcome = run_one(spec, opts, log)
+            except Interrupted as exc:
+                outcome = _interrupted(spec, opts, str(exc))
             except Exception as exc:  # noqa: BLE001 - one failed run must not end the sweep
                 outcome = _failed(spec, opts, exc)
             outcomes.append(outcome)
@@ -505,16 +549,27 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
     wopts = dataclasses.replace(opts, progress=False, threads=threads,  # the jobs already use the cores
                                 eval_workers=0 if opts.eval_workers is None else opts.eval_workers)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker, initargs=(opts.stop_signals,)) as pool:
         futures = {pool.submit(_worker, spec, wopts): spec for spec in specs}
         for i, fut in enumerate(as_completed(futures), 1):
             try:
                 outcome = fut.result()
+            except CancelledError:
+                outcome = _interrupted(futures[fut], opts, "not started: a stop was requested")
             except Exception as exc:  # noqa: BLE001
                 outcome = _failed(futures[fut], opts, exc)
             outcomes.append(outcome)
             log(_describe(i, len(specs), outcome))
+            if stop_requested():  # the running workers checkpoint and stop; none starts another
+                for other in futures:
+                    other.cancel()
     return outcomes
+
+
+def _interrupted(spec: RunSpec, opts: RunOptions, message: str) -> RunOutcome:
+    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
+    return RunOutcome(spec, "interrupted", str(folder), message=message)
 
 
 def _failed(spec: RunSpec, opts: RunOptions, exc: BaseException) -> RunOutcome:
@@ -530,5 +585,7 @@ def _describe(i: int, n: int, outcome: RunOutcome) -> str:
     score = f"Dice {100 * s['dice']:.1f}  ASSD {s['assd']:.2f}" if s else ""
     if outcome.status == "busy":
         return f"[{i}/{n}] {outcome.spec.label}: skipped, {outcome.message}"
+    if outcome.status == "interrupted":
+        return f"[{i}/{n}] {outcome.spec.label}: interrupted, {outcome.message}"
     what = "already done, skipped" if outcome.status == "skipped" else "done"
     return f"[{i}/{n}] {outcome.spec.label}: {what}  {score}"

@@ -16,6 +16,8 @@ import inspect
 import json
 import logging
 import math
+import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -27,11 +29,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from sslbench.base.atomic import atomic_path
+from sslbench.base.atomic import atomic_path, write_json
 from sslbench.base.config import TrainConfig
 from sslbench.base.errors import BenchError, TrainingDiverged
 from sslbench.method import Batch, ExtraOptimizer, SSLMethod, StepInfo
 from sslbench.nn.augment import ssl4mis_weak
+from sslbench.train.interrupt import Interrupted, stop_requested
 from sslbench.train.peak_memory import peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import autocast
 from sslbench.train.sampler import CyclicSampler
@@ -107,6 +110,7 @@ class Trainer:
         self._acc: dict[str, Tensor | float] = {}
         self._acc_n = 0
         self._log_start = 0
+        self._rate_mark = (time.time(), 0, 0)  # (when, stage index, iteration) of the last progress write
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -209,9 +213,24 @@ class Trainer:
         record = {"stage": self.stage, "iteration": self.iteration, "lr": self.lr_at(self.iteration - 1),
                   **{k: round(v, 6) for k, v in means.items()}}
         self._write_log(record)
+        self._write_progress()
         if bar is not None:
             bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
         return means
+
+    def _write_progress(self) -> None:
+        """``progress.json``: where this run is and how fast it goes, for ``bench status``."""
+        if self.run_dir is None:
+            return
+        now = time.time()
+        mark_t, mark_stage, mark_it = self._rate_mark
+        rate = ((self.iteration - mark_it) / (now - mark_t)
+                if mark_stage == self.stage_index and now > mark_t and self.iteration > mark_it else None)
+        self._rate_mark = (now, self.stage_index, self.iteration)
+        write_json(self.run_dir / "progress.json", {
+            "stage": self.stage, "iteration": self.iteration, "stages": dict(self.lengths),
+            "it_s": None if rate is None else round(rate, 4), "updated": round(now, 3),
+            "host": socket.gethostname(), "pid": os.getpid()})
 
     def _write_log(self, record: dict[str, Any]) -> None:
         if self.run_dir is not None:
@@ -229,6 +248,9 @@ class Trainer:
             "unl_sampler": self.unl_sampler.state_dict() if self.unl_sampler else None,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            # the losses summed since the last log line: a checkpoint between two log lines (a stop
+            # request) resumes into the same next line as an uninterrupted run
+            "log_acc": dict(self._acc), "log_acc_n": self._acc_n, "log_start": self._log_start,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -248,7 +270,9 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self._log_start = self.iteration
+        self._acc = dict(state.get("log_acc", {}))
+        self._acc_n = int(state.get("log_acc_n", 0))
+        self._log_start = int(state.get("log_start", self.iteration))
 
     def _save(self, name: str, obj: Any) -> None:
         if self.run_dir is None:
@@ -323,6 +347,7 @@ class Trainer:
                        desc=f"{self.desc} [{stage}]" if len(self.stages) > 1 else self.desc, leave=False,
                        mininterval=0.2 if sys.stderr.isatty() else 30.0)
             start = time.perf_counter()
+            self._rate_mark = (time.time(), self.stage_index, self.iteration)
             reset_peak_memory(self.device)
             while self.iteration < total:
                 self.train_step()
@@ -337,6 +362,12 @@ class Trainer:
                     self.elapsed[stage] = self.elapsed.get(stage, 0.0) + time.perf_counter() - start
                     start = time.perf_counter()
                     self.checkpoint()
+                if stop_requested():  # a cluster's warning before a time limit or preemption
+                    self.elapsed[stage] = self.elapsed.get(stage, 0.0) + time.perf_counter() - start
+                    self.checkpoint()
+                    bar.close()
+                    raise Interrupted(f"{self.desc}: stopped at iteration {self.iteration} of stage '{stage}' "
+                                      f"({stop_requested()}); checkpoint written")
             bar.close()
             self.elapsed[stage] = self.elapsed.get(stage, 0.0) + time.perf_counter() - start
             result.stage_peak_mem_mb[stage] = peak_memory_mb(self.device)

@@ -1,0 +1,310 @@
+"""Sweeps on a SLURM cluster through submitit: one job array, one array task per run (or per group
+of ``runs_per_task`` runs, trained side by side as that many processes on the task's GPU).
+
+An array task runs its specs through :func:`sslbench.run.runner.execute`, the same code path as a
+local ``bench run``: run spec in, run folder out, records the only shared state, so the tables do
+not depend on the executor. SLURM warns a task ``signal_delay_s`` seconds before its time limit or a
+preemption with ``SIGUSR2``; the task then checkpoints at the next step boundary
+(:mod:`sslbench.train.interrupt`) and hands over to submitit's checkpoint/requeue protocol, which
+requeues the same task; the requeued task skips the runs already done and resumes the others from
+``last.pt``.
+
+Submitting writes ``slurm.json`` (job id, log paths) into each run folder; a later ``bench run``
+submits a run again only when it is neither done, nor being trained (its lock is held), nor still
+in SLURM's queue under that id.
+"""
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sslbench.base.atomic import write_json
+from sslbench.base.errors import BenchError
+from sslbench.base.locks import probe
+from sslbench.base.results import read_json, run_dir
+
+SLURM_NAME = "slurm.json"  # in a run folder: the SLURM job that was given the run
+LOGS = "slurm-logs"        # under the results root: submitit's pickles and the tasks' stdout/stderr
+ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+          "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
+
+
+@dataclass
+class SlurmSettings:
+    """Where and how the array tasks run; a lab writes these once in a TOML file (``[slurm]``)."""
+
+    partition: str | None = None
+    gpus_per_task: int | None = None
+    cpus_per_task: int | None = None
+    mem_gb: float | None = None
+    time_min: int = 240                 # each task's time limit; a longer run is requeued and resumes
+    array_parallelism: int = 64         # array tasks running at once
+    account: str | None = None
+    qos: str | None = None
+    runs_per_task: int = 1              # runs per array task, trained as that many processes
+    signal_delay_s: int = 120           # SIGUSR2 this long before the time limit: checkpoint and requeue
+    max_requeues: int = 20              # after a time limit (preemptions do not count)
+    setup: tuple[str, ...] = ()         # shell lines before the task starts (module load ..., source ...)
+    python: str | None = None           # the interpreter on the nodes (default: this one)
+    sbatch: dict[str, str] = field(default_factory=dict)  # free extras: {"constraint": "a100"}
+
+    def sbatch_parameters(self) -> dict[str, Any]:
+        """submitit's ``SlurmExecutor.update_parameters`` arguments."""
+        params: dict[str, Any] = {"time": self.time_min, "array_parallelism": self.array_parallelism,
+                                  "signal_delay_s": self.signal_delay_s, "job_name": "sslbench",
+                                  "setup": list(self.setup)}
+        for key in ("partition", "gpus_per_task", "cpus_per_task", "account", "qos"):
+            value = getattr(self, key)
+            if value is not None:
+                params[key] = value
+        if self.mem_gb is not None:
+            params["mem"] = f"{max(1, round(self.mem_gb * 1024))}M"
+        if self.sbatch:
+            params["additional_parameters"] = dict(self.sbatch)
+        return params
+
+
+_TYPES: dict[str, Callable[[Any], Any]] = {
+    "partition": str, "gpus_per_task": int, "cpus_per_task": int, "mem_gb": float, "time_min": int,
+    "array_parallelism": int, "account": str, "qos": str, "runs_per_task": int, "signal_delay_s": int,
+    "max_requeues": int, "python": str,
+}
+
+
+def load_settings(path: Path | None = None, sbatch: Sequence[str] = (), **given: Any) -> SlurmSettings:
+    """Settings from defaults, then the TOML file (``[slurm]`` table, ``[slurm.sbatch]`` extras), then
+    the command line (``given``: options left as None are not given; ``sbatch``: ``KEY=VALUE`` items)."""
+    values: dict[str, Any] = {}
+    extras: dict[str, str] = {}
+    if path is not None:
+        import tomllib
+
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise BenchError(f"{path}: unreadable executor config ({exc})") from exc
+        table = data.get("slurm")
+        if not isinstance(table, dict) or set(data) != {"slurm"}:
+            raise BenchError(f"{path}: expected one [slurm] table (keys: {', '.join(sorted(_TYPES))}, "
+                             "setup, sbatch)")
+        for key, value in table.items():
+            if key == "sbatch":
+                if not isinstance(value, dict):
+                    raise BenchError(f"{path}: [slurm.sbatch] must be a table of sbatch options")
+                extras.update({str(k): str(v) for k, v in value.items()})
+            elif key == "setup":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise BenchError(f"{path}: slurm.setup must be a list of shell lines")
+                values["setup"] = tuple(value)
+            elif key in _TYPES:
+                values[key] = _typed(key, value, str(path))
+            else:
+                raise BenchError(f"{path}: unknown key slurm.{key} (known: {', '.join(sorted(_TYPES))}, "
+                                 "setup, sbatch)")
+    for key, value in given.items():
+        if key not in _TYPES:
+            raise BenchError(f"unknown SLURM setting {key!r}")
+        if value is not None:
+            values[key] = _typed(key, value, "the command line")
+    for item in sbatch:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise BenchError(f"--slurm {item!r}: expected KEY=VALUE (an sbatch option, e.g. constraint=a100)")
+        extras[key.strip().lstrip("-")] = value.strip()
+    settings = SlurmSettings(**values, sbatch=extras)
+    for key in ("runs_per_task", "time_min", "array_parallelism"):
+        if getattr(settings, key) < 1:
+            raise BenchError(f"SLURM setting {key} must be >= 1, got {getattr(settings, key)}")
+    if settings.signal_delay_s < 1 or settings.max_requeues < 0:
+        raise BenchError("SLURM settings: signal_delay_s must be >= 1 and max_requeues >= 0")
+    return settings
+
+
+def _typed(key: str, value: Any, where: str) -> Any:
+    if isinstance(value, bool) or (_TYPES[key] is not str and isinstance(value, str) and not value.strip()):
+        raise BenchError(f"{where}: slurm.{key} = {value!r} is not a {_TYPES[key].__name__}")
+    try:
+        return _TYPES[key](value)
+    except (TypeError, ValueError) as exc:
+        raise BenchError(f"{where}: slurm.{key} = {value!r} is not a {_TYPES[key].__name__}") from exc
+
+
+# ---------------------------------------------------------------------------------------------- queue
+def squeue_states() -> dict[str, str] | None:
+    """SLURM state of each of this user's jobs (array tasks one per line, ``"123_4"``); None where
+    ``squeue`` is not available or does not answer."""
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    states = {}
+    for line in out.stdout.splitlines():
+        job, _, state = line.strip().partition("|")
+        if job:
+            states[job] = state.strip()
+    return states
+
+
+def queued_job(folder: Path, queue: dict[str, str] | None) -> tuple[str, str] | None:
+    """(job id, SLURM state) of the job this run was given, while that job is still in the queue."""
+    if queue is None or not (folder / SLURM_NAME).exists():
+        return None
+    try:
+        job = str(read_json(folder / SLURM_NAME).get("job_id", ""))
+    except (BenchError, AttributeError):
+        return None
+    state = queue.get(job)
+    return (job, state) if state in ACTIVE else None
+
+
+# ---------------------------------------------------------------------------------------------- task
+class SlurmTask:
+    """What an array task runs: its runs through the local executor, with ``SIGUSR2`` asking them to
+    checkpoint and stop; then requeue (submitit's protocol) if any run is unfinished. Picklable: it
+    holds nothing; the runs and options are its call arguments."""
+
+    def __call__(self, specs: list[Any], opts: Any) -> list[dict[str, Any]]:
+        from sslbench.method import METHODS
+        from sslbench.run.runner import execute
+        from sslbench.train import interrupt
+
+        def say(message: str) -> None:
+            print(message, flush=True)
+
+        submitit_handler = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint() then requeue
+        interrupt.clear()
+        interrupt.stop_on_signals(["USR2"])
+        cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0)
+        jobs = max(1, min(len(specs), int(os.environ.get("SSLBENCH_RUNS_PER_TASK", "1"))))
+        if cpus:
+            import torch
+
+            torch.set_num_threads(max(1, cpus // jobs))
+        METHODS.load_env_plugins()
+        for module in opts.plugins:
+            METHODS.load_plugin_module(module)
+        threads = max(1, cpus // jobs) if cpus else None
+        opts = dataclasses.replace(opts, stop_signals=("USR2",), progress=False, threads=threads)
+        outcomes = execute(specs, opts, jobs=jobs, log=say)
+        if any(o.status == "interrupted" for o in outcomes) and callable(submitit_handler):
+            say(f"{interrupt.stop_requested()}: checkpoints written; handing over to requeue")
+            signal.signal(signal.SIGUSR2, submitit_handler)
+            submitit_handler(signal.SIGUSR2, None)  # calls self.checkpoint, requeues, exits
+        failed = [o for o in outcomes if o.status == "failed"]
+        if failed:  # the SLURM job ends FAILED, with every failed run's reason in its log
+            raise BenchError("; ".join(f"{o.spec.label}: {o.message}" for o in failed))
+        return [{"run": o.spec.label, "status": o.status, "folder": o.folder, "summary": o.summary}
+                for o in outcomes]
+
+    def checkpoint(self, specs: list[Any], opts: Any) -> Any:
+        """submitit's hook before a requeue: the same task again (its runs resume from ``last.pt``)."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(SlurmTask(), specs, opts)
+
+
+# ---------------------------------------------------------------------------------------------- submit
+@dataclass
+class Submission:
+    job_ids: list[str]          # one per array task
+    runs: dict[str, list[str]]  # job id -> run labels
+    skipped: dict[str, list[str]]  # "done" / "running" / "queued" -> run labels
+    logs: Path
+
+
+def _import_submitit() -> Any:
+    try:
+        import submitit
+    except ImportError as exc:
+        raise BenchError("--executor slurm needs submitit: pip install 'sslbench[slurm]'") from exc
+    return submitit
+
+
+def submit(specs: Sequence[Any], opts: Any, settings: SlurmSettings,
+           log: Callable[[str], None] = print) -> Submission:
+    """Submit the runs that are not done, not running and not queued, as one job array."""
+    from sslbench.run.runner import check_folder, check_inputs
+
+    submitit = _import_submitit()
+    if shutil.which("sbatch") is None:
+        raise BenchError("--executor slurm: sbatch not found (run this on the cluster's login node)")
+    opts = dataclasses.replace(opts, results=Path(opts.results).absolute(),
+                               cache=None if opts.cache is None else Path(opts.cache).absolute())
+    check_inputs(specs, opts, check_device=False)  # the nodes' device, not this login node's
+    queue = squeue_states()
+    skipped: dict[str, list[str]] = {"done": [], "running": [], "queued": []}
+    todo = []
+    for spec in specs:
+        folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
+        if check_folder(spec, opts) == "done":
+            skipped["done"].append(spec.label)
+        elif probe(folder / ".lock")[0] == "held":
+            skipped["running"].append(spec.label)
+        elif queued_job(folder, queue) is not None:
+            skipped["queued"].append(spec.label)
+        else:
+            todo.append(spec)
+    logs = opts.results / LOGS
+    if not todo:
+        return Submission([], {}, skipped, logs)
+    k = settings.runs_per_task
+    groups = [list(todo[i:i + k]) for i in range(0, len(todo), k)]
+    executor = submitit.SlurmExecutor(folder=logs / "%j", max_num_timeout=settings.max_requeues,
+                                      python=settings.python)
+    params = settings.sbatch_parameters()
+    params["setup"] = [f"export SSLBENCH_RUNS_PER_TASK={k}", *params["setup"]]
+    try:
+        executor.update_parameters(**params)
+    except ValueError as exc:
+        raise BenchError(f"SLURM settings: {exc}") from exc
+    started = time.time()
+    try:
+        jobs = executor.map_array(SlurmTask(), groups, [opts] * len(groups))
+    except Exception as exc:  # noqa: BLE001 - sbatch refused (partition, account, limits): say what it said
+        raise BenchError(f"sbatch refused the array: {str(exc).strip().splitlines()[-1][:400]}") from exc
+    runs: dict[str, list[str]] = {}
+    for job, group in zip(jobs, groups):
+        runs[job.job_id] = [spec.label for spec in group]
+        for spec in group:
+            folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(folder / SLURM_NAME, {
+                "job_id": job.job_id, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+                "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr), "runs_per_task": k})
+    return Submission([job.job_id for job in jobs], runs, skipped, logs)
+
+
+def wait(results: Path, job_ids: Sequence[str], folders: Sequence[Path], log: Callable[[str], None],
+         poll_s: float = 2.0, max_poll_s: float = 30.0) -> None:
+    """Block until none of ``job_ids`` is in SLURM's queue, logging a summary line when it changes
+    (polling every 2 s at first, then less often, up to every 30 s)."""
+    from sslbench.run.status import collect, summary_line
+
+    last = ""
+    while True:
+        queue = squeue_states()
+        states = collect(results, queue, folders)
+        line = summary_line(states)
+        if line != last:
+            log(f"[{time.strftime('%H:%M:%S')}] {line}")
+            last = line
+        if queue is not None and not any(queue.get(j) in ACTIVE for j in job_ids):
+            return
+        if queue is None and all(s.state in ("done", "failed") for s in states):
+            return
+        time.sleep(poll_s)
+        poll_s = min(max_poll_s, poll_s * 1.25)

@@ -1,0 +1,192 @@
+"""The pieces of the SLURM executor that need no cluster: the stop request a signal raises, the
+executor settings, and ``bench status``'s reading of run folders (tests/test_slurm.py runs the whole
+thing against a real cluster)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from sslbench.base.atomic import write_json
+from sslbench.base.errors import BenchError
+from sslbench.base.locks import FolderLock, probe
+from sslbench.run.slurm import SlurmSettings, load_settings, queued_job
+from sslbench.run.status import collect, render, summary_line
+from sslbench.testing import TINY, build
+from sslbench.train import interrupt
+
+from .test_cli import bench
+
+
+@pytest.fixture(autouse=True)
+def no_stop_request() -> None:
+    interrupt.clear()
+    yield
+    interrupt.clear()
+
+
+def _log(folder: Path) -> list[dict]:
+    return [json.loads(x) for x in (folder / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_a_stop_request_checkpoints_between_steps_and_resumes_to_the_same_log(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(TINY, iterations=12, val_every=6, log_every=4)
+    for name in ("full", "cut"):
+        (tmp_path / name).mkdir()
+    full = build("mt", cfg=cfg)
+    full.run_dir, full.validate = tmp_path / "full", (lambda: 0.5)
+    full.fit()
+
+    cut = build("mt", cfg=cfg)
+    cut.run_dir, cut.validate = tmp_path / "cut", (lambda: 0.5)
+    steps = cut.train_step
+
+    def step_then_signal():  # noqa: ANN202 - the signal arrives in the middle of a log interval
+        out = steps()
+        if cut.iteration == 11:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return out
+
+    cut.train_step = step_then_signal
+    previous = interrupt.stop_on_signals(["USR2"])
+    try:
+        with pytest.raises(interrupt.Interrupted, match=r"stopped at iteration 11 of stage 'train' \(signal SIGUSR2\)"):
+            cut.fit()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    state = torch.load(tmp_path / "cut" / "ckpt" / "last.pt", weights_only=True)
+    assert state["iteration"] == 11 and state["log_acc_n"] == 3   # iterations 9-11 not yet logged
+    interrupt.clear()
+    again = build("mt", seed=5, cfg=cfg)
+    again.run_dir, again.validate = tmp_path / "cut", (lambda: 0.5)
+    result = again.fit()
+    assert result.resumed_from == 11
+    assert _log(tmp_path / "cut") == _log(tmp_path / "full")       # same lines, same losses
+    for k, v in full.method.state_dict().items():
+        assert torch.equal(v, again.method.state_dict()[k]), k
+
+
+def test_a_stop_requested_before_a_run_starts_none(tmp_path: Path, cache_dir: Path) -> None:
+    from sslbench.run.runner import RunOptions, execute, expand
+
+    specs = expand(["unet-l"], ["synthetic-cardiac"], [5], [0, 1], "quick",
+                   ["train.iterations=4", "train.image_size=32", "train.base_width=4"])
+    interrupt.request_stop("test")
+    outcomes = execute(specs, RunOptions(results=tmp_path, progress=False), log=lambda m: None)
+    assert [o.status for o in outcomes] == ["interrupted", "interrupted"]
+    assert not list(tmp_path.rglob("config.json"))
+
+
+def test_settings_file_then_flags(tmp_path: Path) -> None:
+    f = tmp_path / "cluster.toml"
+    f.write_text('[slurm]\npartition = "gpu"\ngpus_per_task = 1\nmem_gb = 32\ntime_min = 120\n'
+                 'setup = ["module load cuda"]\n[slurm.sbatch]\nconstraint = "a100"\n')
+    s = load_settings(f, ["mail-type=END"], partition="debug", qos=None, runs_per_task=2)
+    assert (s.partition, s.gpus_per_task, s.mem_gb, s.time_min, s.runs_per_task) == ("debug", 1, 32.0, 120, 2)
+    assert s.sbatch == {"constraint": "a100", "mail-type": "END"} and s.setup == ("module load cuda",)
+    p = s.sbatch_parameters()
+    assert p["partition"] == "debug" and p["gpus_per_task"] == 1 and p["mem"] == "32768M" and p["time"] == 120
+    assert p["additional_parameters"] == {"constraint": "a100", "mail-type": "END"} and "qos" not in p
+    assert SlurmSettings().sbatch_parameters()["signal_delay_s"] == 120
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[slurm]\npartiton = 'gpu'\n", "unknown key slurm.partiton"),
+    ("[slurm]\ntime_min = 'long'\n", "slurm.time_min = 'long' is not a int"),
+    ("partition = 'gpu'\n", "expected one [slurm] table"),
+    ("[slurm\n", "unreadable executor config"),
+])
+def test_bad_settings_files_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    f = tmp_path / "cluster.toml"
+    f.write_text(text)
+    with pytest.raises(BenchError) as info:
+        load_settings(f)
+    assert str(info.value).startswith(f"{f}: ") and message in str(info.value)
+
+
+def test_bad_settings_flags() -> None:
+    with pytest.raises(BenchError, match="expected KEY=VALUE"):
+        load_settings(None, ["constraint"])
+    with pytest.raises(BenchError, match="runs_per_task must be >= 1"):
+        load_settings(None, runs_per_task=0)
+
+
+def test_slurm_options_need_the_slurm_executor(tmp_path: Path) -> None:
+    code, _, err = bench("run", "--results", str(tmp_path), "--partition", "gpu")
+    assert code == 2 and "--partition needs --executor slurm" in err
+    code, _, err = bench("run", "--results", str(tmp_path), "--executor", "slurm", "--jobs", "2")
+    assert code == 2 and "--runs-per-task" in err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_slurm_without_sbatch_is_one_clear_error(tmp_path: Path, cache_dir: Path, monkeypatch) -> None:  # noqa: ANN001
+    import sslbench.run.slurm as slurm
+
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
+    code, _, err = bench("run", "--results", str(tmp_path / "r"), "--executor", "slurm")
+    assert code == 2 and "sbatch not found" in err and not (tmp_path / "r").exists()
+
+
+def _folder(root: Path, method: str, seed: int = 0) -> Path:
+    folder = root / "ds" / "quick" / method / "ratio-5" / f"seed-{seed}"
+    folder.mkdir(parents=True)
+    write_json(folder / "config.json", {"hash": "x"})
+    return folder
+
+
+def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:
+    done = _folder(tmp_path, "done")
+    write_json(done / "run.json", {"summary": {}})
+    (done / "DONE").write_text("now\n")
+    running = _folder(tmp_path, "running")
+    write_json(running / "progress.json", {"stage": "train", "iteration": 300, "stages": {"pretrain": 100, "train": 1000},
+                                           "it_s": 10.0, "host": "node7", "pid": 1})
+    failed = _folder(tmp_path, "failed")
+    write_json(failed / "failed.json", {"error": "RuntimeError: out of memory", "host": "node3"})
+    stale = _folder(tmp_path, "stale")
+    (stale / ".lock").write_text(json.dumps({"host": "node9", "pid": 4242, "since": "2026-01-01T00:00:00"}))
+    pending = _folder(tmp_path, "pending")
+    write_json(pending / "slurm.json", {"job_id": "77_3"})
+    resumable = _folder(tmp_path, "resumable")
+    (resumable / "ckpt").mkdir()
+    (resumable / "ckpt" / "last.pt").write_bytes(b"")
+    write_json(resumable / "progress.json", {"stage": "train", "iteration": 40, "stages": {"train": 100}})
+    (tmp_path / "slurm-logs" / "77_3").mkdir(parents=True)                  # not a run folder
+
+    with FolderLock(running / ".lock"):
+        assert probe(running / ".lock")[0] == "held"
+        states = {s.run.split("/")[2]: s for s in collect(tmp_path, {"77_3": "PENDING"})}
+    assert {k: s.state for k, s in states.items()} == {
+        "done": "done", "running": "running", "failed": "failed", "stale": "stale", "pending": "pending",
+        "resumable": "pending"}
+    r = states["running"]
+    assert (r.stage, r.iteration, r.total, r.it_s, r.host) == ("train", 300, 1000, 10.0, "node7")
+    assert r.eta_s == 70.0                                          # 700 iterations left at 10 it/s
+    assert states["failed"].error == "RuntimeError: out of memory"
+    assert states["stale"].note == "lock left by pid 4242 on node9 since 2026-01-01T00:00:00"
+    assert (states["pending"].job_id, states["pending"].slurm_state) == ("77_3", "PENDING")
+    assert states["resumable"].note == "interrupted; resumes at iteration 40"
+    assert probe(stale / ".lock")[0] == "stale" and (stale / ".lock").exists()   # status never removes it
+    text = render(list(states.values()))
+    assert "ETA 1m10s" in text and "on node7" in text and "job 77_3 PENDING" in text
+    assert text.endswith("6 run(s): 1 done, 1 running, 2 pending, 1 failed, 1 stale")
+    assert summary_line([]) == "0 run(s): none"
+    # once the job has left the queue, the run is no longer queued; a failure shows again
+    assert queued_job(pending, {}) is None and queued_job(pending, {"77_3": "RUNNING"}) == ("77_3", "RUNNING")
+
+
+def test_bench_status_command(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, "mt")
+    write_json(folder / "failed.json", {"error": "boom"})
+    code, out, _ = bench("status", "--results", str(tmp_path), "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["runs"][0]["state"] == "failed" and data["summary"] == "1 run(s): 1 failed"
+    code, _, err = bench("status", "--results", str(tmp_path / "nowhere"))
+    assert code == 2 and "no such results folder" in err
