@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sslbench.methods.mona.anatomy import AnatomicalReconstruction, ReconstructionConfig
+from sslbench.methods.mona.fused import FusedMap
 from sslbench.nn.losses import confident_ce
 from sslbench.method import MethodContext, StepInfo
 from sslbench.nn.unet import build_unet
@@ -67,7 +68,7 @@ def test_tailness_queries_prototypes_and_bank_writes(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(anatomy, "prototype_contrast", spy)
     monkeypatch.setattr(reco.bank, "push", lambda c, feats, valid: writes.append((c, feats.detach(), valid.clone())))
-    loss = reco.tailness(fused, t_fused, t_prob, s_prob, labels, N_L, StepInfo("train", 0, 10), g)
+    loss = reco.tailness(FusedMap(fused), FusedMap(t_fused), t_prob, s_prob, labels, N_L, StepInfo("train", 0, 10), g)
 
     flat = lambda t: t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])  # noqa: E731  (pixels, channels)
     pix_label, pix_t = labels.flatten(), flat(t_prob)
@@ -116,7 +117,8 @@ def test_tailness_is_zero_with_fewer_than_two_classes() -> None:
     labels = torch.ones(n, S, S, dtype=torch.long)              # one class everywhere
     probs = torch.softmax(torch.randn(n, C, S, S, generator=g), 1)
     fused = torch.randn(n, dim, S, S, generator=g, requires_grad=True)
-    loss = reco.tailness(fused, fused.detach(), probs, probs, labels, N_L, StepInfo("train", 0, 10), g)
+    loss = reco.tailness(FusedMap(fused), FusedMap(fused.detach()), probs, probs, labels, N_L,
+                         StepInfo("train", 0, 10), g)
     assert float(loss.detach()) == 0.0
 
 
@@ -214,3 +216,38 @@ def test_every_stage_2_term_is_a_positive_loss_with_its_weight() -> None:
         assert float(out[key].detach()) > 0, key
     close = lambda a, b: abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))  # noqa: E731
     assert close(out["loss_tailness"].detach(), 0.01 * out["tailness"])
+
+
+def test_tailness_on_the_factored_map_equals_the_released_full_map() -> None:
+    """The FPN's half-resolution map plus the finest stage give the same loss, gradients and bank
+    writes as the (B, 496, H, W) map the released code builds."""
+    reco = _reco()
+    n = N_L + N_U
+    g = torch.Generator().manual_seed(7)
+    coarse = torch.randn(n, 12, S // 2, S // 2, generator=g, requires_grad=True)
+    fine = torch.randn(n, 4, S, S, generator=g, requires_grad=True)
+    reco.fpn.out = torch.nn.Conv2d(16, 16, 1, bias=False)
+    reco.teacher.module.fpn.out = torch.nn.Conv2d(16, 16, 1, bias=False)
+    reco.rep_head = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 1, bias=False))
+    reco.bank = type(reco.bank)([64] * C, 16)
+    labels = torch.randint(0, C, (n, S, S), generator=g)
+    probs = torch.softmax(3 * torch.randn(n, C, S, S, generator=g), 1)
+    t_coarse, t_fine = torch.randn(n, 12, S // 2, S // 2, generator=g), torch.randn(n, 4, S, S, generator=g)
+    state = {k: v.clone() for k, v in reco.bank.state_dict().items()}
+    results = []
+    for factored in (True, False):
+        reco.bank.load_state_dict(state)
+        student, teacher = FusedMap(fine, coarse), FusedMap(t_fine, t_coarse)
+        if not factored:
+            student, teacher = FusedMap(student.full()), FusedMap(teacher.full())
+        loss = reco.tailness(student, teacher, probs, probs, labels, N_L, StepInfo("train", 3, 10),
+                             torch.Generator().manual_seed(1))
+        grads = torch.autograd.grad(loss, [coarse, fine])
+        results.append((loss.detach(), grads, {k: v.clone() for k, v in reco.bank.state_dict().items()}))
+    (l1, g1, b1), (l2, g2, b2) = results
+    assert float(l1) > 0
+    torch.testing.assert_close(l1, l2)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+    for k in b1:
+        torch.testing.assert_close(b1[k], b2[k])

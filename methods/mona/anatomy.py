@@ -74,6 +74,7 @@ from torch import Tensor, nn
 from sslbench.base.errors import ConfigError
 from sslbench.method import MethodConfig, MethodContext, StepInfo
 from sslbench.methods.mona.banks import ClassMemoryBank
+from sslbench.methods.mona.fused import FusedMap
 from sslbench.methods.mona.heads import FeatureExtractor, pointwise, representation_head
 from sslbench.nn.augment import cutmix, photometric, random_deformation, random_spatial
 from sslbench.nn.banks import FeatureQueue
@@ -132,7 +133,7 @@ class _Segmenter(nn.Module):
         super().__init__()
         self.net, self.fpn = net, fpn
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, FusedMap]:
         """Logits and the fused feature map before the representation's pixel-wise linear layers."""
         out = self.net(x, features=True)
         return out.logits, self.fpn.fuse([out.bottleneck, *out.decoder])
@@ -218,10 +219,9 @@ class AnatomicalReconstruction(nn.Module):
         """Fused features -> the teacher's representation (its FPN output conv; no extra head)."""
         return pointwise([self.teacher.module.fpn.out], v.float())
 
-    def pooled(self, fused: Tensor, proj: Callable[[Tensor], Tensor]) -> Tensor:
+    def pooled(self, fused: FusedMap, proj: Callable[[Tensor], Tensor]) -> Tensor:
         """The representation map average-pooled to ``knn_grid`` cells, flattened (the lean kNN key)."""
-        cells = F.adaptive_avg_pool2d(fused.float(), self.grid).flatten(2).transpose(1, 2)
-        return proj(cells).flatten(1)
+        return proj(fused.pooled(self.grid)).flatten(1)
 
     # ------------------------------------------------------------------ terms
     def equivariance(self, images: Tensor, logits: Tensor, labels: Tensor, conf: Tensor,
@@ -238,8 +238,8 @@ class AnatomicalReconstruction(nn.Module):
             loss = loss + masked_kl(t.apply(logits.float(), "prob"), pred_t.detach(), mask)
         return loss
 
-    def tailness(self, fused: Tensor, t_fused: Tensor, t_prob: Tensor, s_prob: Tensor, labels: Tensor, n_l: int,
-                 step: StepInfo, g: torch.Generator) -> Tensor:
+    def tailness(self, fused: FusedMap, t_fused: FusedMap, t_prob: Tensor, s_prob: Tensor, labels: Tensor,
+                 n_l: int, step: StepInfo, g: torch.Generator) -> Tensor:
         """Class-prototype contrast with memory-bank negatives (MONA's tailness / ACF term).
 
         ``labels``: ground truth then pseudo-labels; ``t_prob`` the teacher's probabilities (query and
@@ -247,8 +247,8 @@ class AnatomicalReconstruction(nn.Module):
         slices sets the reliable / unreliable percentiles, as ``train_arco_2d.py`` (``prob = prob_u``).
         A class with reliable pixels in the batch counts in the normaliser; its term is added when it
         has queries; fewer than two such classes give 0 (``valid_seg``, ``len(seg_num_list) <= 1``).
-        Works on (B, C, H*W) views of the fused maps and projects only the sampled pixels and the
-        class means (the projection is linear, so the mean of projections is the projected mean)."""
+        Reads the fused maps only at the sampled pixels and as class sums (``FusedMap``), and projects
+        only those (the projection is linear, so the mean of projections is the projected mean)."""
         cfg = self.cfg
         n, _, h, w = fused.shape
         hw = h * w
@@ -256,12 +256,9 @@ class AnatomicalReconstruction(nn.Module):
         ent = entropy_map(s_prob[n_l:]).flatten()
         # Python-float quantiles: a tensor of quantiles is range-checked on the device (a host sync)
         low_thr, high_thr = torch.quantile(ent, alpha / 100), torch.quantile(ent, 1 - alpha / 100)
-        ones = torch.ones(n_l * hw, dtype=torch.bool, device=fused.device)
+        ones = torch.ones(n_l * hw, dtype=torch.bool, device=ent.device)
         low, high = torch.cat([ones, ent <= low_thr]), torch.cat([ones, ent >= high_thr])
-        rep_v, t_rep_v = fused.flatten(2), t_fused.detach().float().flatten(2)  # (B, C, HW) views
-
-        def gather(maps: Tensor, idx: Tensor) -> Tensor:
-            return maps[idx // hw, :, idx % hw]  # (Q, D)
+        t_fused = t_fused.detach_float()
 
         prob_f = t_prob.permute(0, 2, 3, 1).reshape(-1, t_prob.shape[1])
         lab_f = labels.flatten()
@@ -269,12 +266,12 @@ class AnatomicalReconstruction(nn.Module):
         c_num = t_prob.shape[1]
         reliable_all = F.one_hot(lab_f, c_num).bool() & low[:, None]  # (N_pix, C)
         with torch.no_grad():  # class means of the teacher's fused features, all classes in one product
-            sums = torch.bmm(t_rep_v, reliable_all.view(n, hw, c_num).float()).sum(0)  # (C_feat, C)
+            sums = t_fused.class_sums(reliable_all.view(n, hw, c_num))  # (C_feat, C)
             protos = self.teacher_proj((sums / reliable_all.sum(0).clamp(min=1)).t())  # (C, D)
         draws = [sample_where(reliable_all[:, c] & (prob_f[:, c] > cfg.query_threshold), cfg.queries, g)
                  for c in range(c_num)]
         # one gather for every class's queries: its backward allocates one map-sized gradient, not C
-        queries = self.student_proj(gather(rep_v, torch.cat([idx for idx, _ in draws]))).view(c_num, cfg.queries, -1)
+        queries = self.student_proj(fused.gather(torch.cat([idx for idx, _ in draws]))).view(c_num, cfg.queries, -1)
         terms, present, queried = [], [], []
         for c, (_, valid) in enumerate(draws):
             negs = self.bank.sample(c, (cfg.negatives,), g)  # shared by the class's queries (see above)
@@ -284,7 +281,7 @@ class AnatomicalReconstruction(nn.Module):
             hard = (lab_f != c) & (rank[:, c] < 3) & (prob_f[:, c] < cfg.hard_threshold) & high
             cand, valid_key = pick_where(hard, min(cfg.bank_writes, self.bank.sizes[c]), g)
             with torch.no_grad():
-                self.bank.push(c, self.teacher_proj(gather(t_rep_v, cand)), valid_key)
+                self.bank.push(c, self.teacher_proj(t_fused.gather(cand)), valid_key)
         w = torch.stack(present).float()
         on = w * torch.stack(queried).float()
         loss = (torch.stack(terms) * on).sum() / w.sum().clamp(min=1.0)  # / valid_seg, as coded

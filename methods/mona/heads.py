@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sslbench.methods.mona.fused import FusedMap
+
 
 class WindowHead(nn.Module):
     """GLCon's local branch: per-window embeddings of a (B, C, H, W) map over a 7 x 7 grid of windows
@@ -54,21 +56,25 @@ class FeatureExtractor(nn.Module):
         self.out = nn.Conv2d(chans[-1], chans[-1], 1, bias=False)
         self.channels = chans[-1]
 
-    def fuse(self, feats: list[Tensor]) -> Tensor:
-        """The fused map before the last 1x1 conv. Everything after it is pixel-wise linear, so a
-        caller that needs the representation only at some pixels or averaged over regions can apply
-        ``pointwise([self.out, ...], ...)`` there instead of convolving the full-resolution map."""
+    def fuse(self, feats: list[Tensor]) -> FusedMap:
+        """The fused map before the last 1x1 conv, its last upsampling left undone (see ``FusedMap``).
+        Everything after it is pixel-wise linear, so a caller that needs the representation only at
+        some pixels or averaged over regions applies ``pointwise([self.out, ...], ...)`` there."""
         x = feats[0]
-        for conv, nxt in zip(self.lateral, feats[1:]):
+        last = len(feats) - 2
+        for i, (conv, nxt) in enumerate(zip(self.lateral, feats[1:])):
+            if i == last:  # the widest lateral step, left to FusedMap to apply where the map is read
+                return FusedMap(nxt, x, conv.weight)
             x = conv(x) + x
-            # channels-last: CPU bilinear upsampling of a wide map is ~10x faster in that layout
+            # channels-last: CPU bilinear upsampling of a wide map is ~10x faster in that layout, and
+            # FusedMap reads the last map's pixels as rows (a view in that layout, not a copy)
             x = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=nxt.shape[-2:],
                               mode="bilinear", align_corners=True)
-            x = torch.cat([x, nxt], dim=1)
-        return x
+            x = torch.cat([x, nxt.contiguous(memory_format=torch.channels_last)], dim=1)
+        return FusedMap(x)
 
     def forward(self, feats: list[Tensor]) -> Tensor:
-        return self.out(self.fuse(feats))
+        return self.out(self.fuse(feats).full())
 
 
 def pointwise(convs: list[nn.Module], v: Tensor) -> Tensor:
