@@ -275,7 +275,9 @@ def test_preparation_reads_labels_in_their_own_type_and_peaks_below_3x_the_volum
         tracemalloc.stop()
     volume_f32 = image.size * 4
     assert peak <= 3 * volume_f32, f"peak {peak / 2**20:.1f} MB for a {volume_f32 / 2**20:.1f} MB volume"
-    assert np.array_equal(np.load(tmp_path / "ds" / "volumes" / "c.label.npy"), label.astype(np.uint8))
+    from sslbench.io.slabs import read_slabs
+
+    assert np.array_equal(read_slabs(tmp_path / "ds" / "volumes" / "c.label.slabs"), label.astype(np.uint8))
 
 
 # --------------------------------------------------------------------------- results and checkpoints
