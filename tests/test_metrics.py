@@ -114,3 +114,30 @@ def test_volume_metrics_per_class() -> None:
         assert_same(out[name]["assd"], medpy_binary.assd(pred == c, ref == c, (5.0, 1.0, 1.0)))
     with pytest.raises(ValueError):
         volume_metrics(pred[:3], ref, ("background", "a", "b"))
+
+
+@pytest.mark.parametrize("spacing", [(10.0, 1.5, 1.5), None, (2.5, 0.8, 0.8), (5.0, 0.7, 1.3)],
+                         ids=["acdc-like", "voxels", "ct-like", "anisotropic-in-plane"])
+@pytest.mark.parametrize("pairs, limit", [(4_000_000, 200_000_000), (50, 200_000_000), (4_000_000, 10)],
+                         ids=["one-pass", "chunked", "3d-fallback"])
+def test_slice_wise_distances_equal_medpy(spacing: tuple[float, ...] | None, pairs: int, limit: int,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slice-wise path (2-D transforms per slice, combined across slices), its chunking and its
+    fall back to 3-D transforms give medpy's values in both unit systems."""
+    import sslbench.report.metrics as metrics
+
+    monkeypatch.setattr(metrics, "_PAIRS", pairs)
+    monkeypatch.setattr(metrics, "_SLICEWISE_LIMIT", limit)
+    calls = []
+    real = metrics._across_slices
+    monkeypatch.setattr(metrics, "_across_slices", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(5)
+    a, b = blobs(rng, (9, 60, 52), 0.51), blobs(rng, (9, 60, 52), 0.515)
+    a[0], b[-1] = False, False                      # slices without one of the surfaces
+    m = binary_metrics(a, b, spacing)
+    assert_same(m["asd"], medpy_binary.asd(a, b, spacing))
+    assert_same(m["assd"], medpy_binary.assd(a, b, spacing))
+    assert_same(m["hd95"], medpy_binary.hd95(a, b, spacing))
+    assert_same(m["asd_legacy"], medpy_binary.asd(a, b, None))
+    assert_same(m["hd95_legacy"], medpy_binary.hd95(a, b, None))
+    assert bool(calls) == (limit > 10)              # the path this case is meant to take
