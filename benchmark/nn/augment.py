@@ -106,9 +106,9 @@ def random_deformation(n: int, h: int, w: int, g: torch.Generator, device: torch
     return SpatialTransform(identity_grid(n, h, w, device) + on * disp)
 
 
-def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
-    """Per-sample isotropic Gaussian blur of (B, C, H, W) with ``sigma`` (B,) in pixels."""
-    radius = 4  # fixed (covers sigma <= 1.3): a data-dependent size would need a host sync
+def gaussian_blur(x: Tensor, sigma: Tensor, radius: int = 4) -> Tensor:
+    """Per-sample isotropic Gaussian blur of (B, C, H, W) with ``sigma`` (B,) in pixels; the kernel
+    has a fixed ``radius`` (4 covers 3 sigma up to 1.3): a data-dependent size would need a host sync."""
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma[:, None].clamp(min=1e-3) ** 2))
     kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (B, K)
