@@ -55,13 +55,23 @@ def box_mask(h: int, w: int, g: torch.Generator, device: torch.device, fraction:
 
 
 def mix_loss(logits: Tensor, outer: Tensor, inner: Tensor, mask: Tensor, outer_weight: float,
-             inner_weight: float) -> tuple[Tensor, Tensor]:
+             inner_weight: float, background_unmasked: bool = False) -> tuple[Tensor, Tensor]:
     """The release's ``mix_loss``: Dice (eps 1e-10) and CE of ``outer`` labels over the pixels where
-    ``mask`` is 1 and of ``inner`` labels where it is 0, each weighted; returns (Dice, CE)."""
+    ``mask`` is 1 and of ``inner`` labels where it is 0, each weighted; returns (Dice, CE).
+    ``background_unmasked``: the background's Dice term over every pixel, as ABD's copy of the Dice
+    loss computes it (its mask encoder maps class 0 to an all-ones mask)."""
     probs = torch.softmax(logits.float(), dim=1)
     m = mask.expand(logits.shape[0], *mask.shape[-2:])
-    dice = (outer_weight * masked_dice_loss(probs, outer, m, eps=1e-10)
-            + inner_weight * masked_dice_loss(probs, inner, 1 - m, eps=1e-10))
+
+    def region(r: Tensor) -> Tensor:
+        if not background_unmasked:
+            return r
+        per_class = r[:, None].expand(-1, probs.shape[1], -1, -1).clone()
+        per_class[:, 0] = 1.0
+        return per_class
+
+    dice = (outer_weight * masked_dice_loss(probs, outer, region(m), eps=1e-10)
+            + inner_weight * masked_dice_loss(probs, inner, region(1 - m), eps=1e-10))
     ce_out = F.cross_entropy(logits.float(), outer.long(), reduction="none")
     ce_in = F.cross_entropy(logits.float(), inner.long(), reduction="none")
     ce = (outer_weight * (ce_out * m).sum() / (m.sum() + 1e-16)

@@ -19,17 +19,20 @@ def dice_loss(logits: Tensor, target: Tensor, eps: float = 1e-5) -> Tensor:
     return (1.0 - (2.0 * inter + eps) / (denom + eps)).mean()
 
 
-def masked_dice_loss(probs: Tensor, target: Tensor, mask: Tensor, eps: float = 1e-5) -> Tensor:
+def masked_dice_loss(probs: Tensor, target: Tensor, mask: Tensor, eps: float = 1e-5, reduce: bool = True) -> Tensor:
     """Dice over the pixels where ``mask`` is 1 (the whole batch pooled), per class including the
-    background, averaged over classes: UniMatch's ``DiceLoss(..., ignore=1 - mask)`` (eps 1e-5) and
-    BCP's ``DiceLoss(..., mask)`` (eps 1e-10). ``probs`` (B, C, H, W) already softmaxed."""
+    background, averaged over classes (``reduce=False``: the per-class losses): UniMatch's
+    ``DiceLoss(..., ignore=1 - mask)`` (eps 1e-5) and BCP's ``DiceLoss(..., mask)`` (eps 1e-10).
+    ``probs`` (B, C, H, W) already softmaxed; ``mask`` (B, H, W) or (B, C, H, W) per class."""
     probs = probs.float()
     onehot = F.one_hot(target.long(), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
-    m = mask.to(probs.dtype)[:, None]
+    m = mask.to(probs.dtype)
+    m = m[:, None] if m.dim() == 3 else m
     dims = (0, 2, 3)
     inter = (probs * onehot * m).sum(dims)
     denom = (probs * probs * m).sum(dims) + (onehot * m).sum(dims)
-    return (1.0 - (2.0 * inter + eps) / (denom + eps)).mean()
+    per_class = 1.0 - (2.0 * inter + eps) / (denom + eps)
+    return per_class.mean() if reduce else per_class
 
 
 def ce_dice_loss(logits: Tensor, target: Tensor, weight: float = 0.5) -> Tensor:

@@ -1,0 +1,133 @@
+"""ABD (on BCP) pinned against its released ACDC code (chy-upc/ABD, code/train_ACDC_BCP.py and
+code/utils/displacement.py): the patch layout, both displacement rules, the strong view, the Dice
+loss as ABD ships it and the loss assembly."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from sslbench.method import StepInfo
+from sslbench.methods.abd import ABDConfig, cutout_gray, displace, from_patches, hard_dice, to_patches
+from sslbench.methods.bcp import mix_loss
+from sslbench.testing import build
+
+CFG = ABDConfig()
+
+
+def test_patch_layout_is_row_major() -> None:
+    x = torch.arange(2 * 8 * 8, dtype=torch.float32).view(2, 8, 8)
+    p = to_patches(x, 4)                                    # 16 patches of 2 x 2
+    assert p.shape == (2, 16, 4)
+    assert p[0, 5].tolist() == [18.0, 19.0, 26.0, 27.0]    # patch row 1, column 1: pixels (2..3, 2..3)
+    assert torch.equal(from_patches(p, 4, 8, 8), x)
+
+
+def _views() -> tuple[torch.Tensor, ...]:
+    """Two 1-image views, 4 x 4 patches of 1 pixel; view 1's patch values 0..15, view 2's 100..115."""
+    img1 = torch.arange(16, dtype=torch.float32).view(1, 4, 4)
+    img2 = img1 + 100
+    conf1 = torch.full((1, 4, 4), 0.5)
+    conf2 = torch.full((1, 4, 4), 0.5)
+    conf1[0, 0, 3], conf1[0, 2, 2] = 0.1, 0.9   # view 1: least confident patch 3, most confident 10
+    conf2[0, 1, 0], conf2[0, 3, 3] = 0.2, 0.95  # view 2: least confident patch 4, most confident 15
+    return conf1, conf2, img1, img2
+
+
+def test_most_confident_patch_replaces_the_least_confident_one() -> None:
+    conf1, conf2, img1, img2 = _views()
+    logits = torch.zeros(1, 2, 4, 4)
+    out = displace(conf1, conf2, logits, logits, img1, img2, torch.Generator().manual_seed(0),
+                   dataclasses.replace(CFG, grid=4, kl_rule_p=0.0))
+    new1, new2 = to_patches(out[:1], 4)[0, :, 0], to_patches(out[1:], 4)[0, :, 0]
+    assert new1[3] == 115 and (new1[torch.arange(16) != 3] == img1.flatten()[torch.arange(16) != 3]).all()
+    assert new2[4] == 10 and (new2[torch.arange(16) != 4] == img2.flatten()[torch.arange(16) != 4]).all()
+
+
+def test_the_kl_rule_picks_the_confident_patch_closest_to_the_replaced_one() -> None:
+    conf1, conf2, img1, img2 = _views()
+    conf1[0, 0, 0], conf1[0, 0, 1], conf1[0, 0, 2] = 0.8, 0.85, 0.7    # view 1's top 4: 10, 1, 0, 2
+    conf2[0, 3, 2], conf2[0, 3, 1], conf2[0, 3, 0] = 0.9, 0.85, 0.8   # view 2's top 4: 15, 14, 13, 12
+    logits1, logits2 = torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+    logits2[0, 2, 1, 0] = 4.0      # view 2's least confident patch (4) predicts class 2 ...
+    logits1[0, 2, 0, 0] = 4.0      # ... and of view 1's candidates, patch 0 does too: it goes to view 2
+    logits1[0, 1, 0, 3] = 4.0      # view 1's least confident patch (3) predicts class 1 ...
+    logits2[0, 1, 3, 1] = 4.0      # ... so view 2's candidate 13 goes to view 1
+    out = displace(conf1, conf2, logits1, logits2, img1, img2, torch.Generator().manual_seed(0),
+                   dataclasses.replace(CFG, grid=4, kl_rule_p=1.0))
+    new1, new2 = to_patches(out[:1], 4)[0, :, 0], to_patches(out[1:], 4)[0, :, 0]
+    assert new1[3] == 113 and new2[4] == 0
+
+
+def test_abds_dice_runs_the_background_over_every_pixel() -> None:
+    """One image of 1 x 2 pixels (mask 1, 0), two classes; ABD's Dice maps class 0 to an all-ones mask."""
+    p1 = torch.tensor([0.8, 0.3])
+    logits = torch.log(torch.stack([1 - p1, p1])).view(1, 2, 1, 2)
+    outer, inner, mask = torch.tensor([[[1, 0]]]), torch.tensor([[[0, 0]]]), torch.tensor([[1.0, 0.0]])
+    dice, _ = mix_loss(logits, outer, inner, mask, 1.0, 1.0, background_unmasked=True)
+    # outer: class 0 over both pixels (targets 0, 1 -> class-0 one-hot 0, 1): p0 = 0.2, 0.7
+    #   1 - 2 * 0.7 / (0.04 + 0.49 + 1); class 1 over pixel 1: 1 - 1.6 / 1.64
+    # inner: class 0 over both pixels (targets 0, 0): 1 - 2 * 0.9 / (0.53 + 2); class 1 over pixel 2: 1 - 0
+    want = ((1 - 1.4 / 1.53) + (1 - 1.6 / 1.64)) / 2 + ((1 - 1.8 / 2.53) + 1.0) / 2
+    assert math.isclose(float(dice), want, rel_tol=1e-6)
+
+
+def test_cutout_writes_binary_noise_and_background_labels() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.full((200, 1, 16, 16), 0.5), torch.ones(200, 16, 16, dtype=torch.long)
+    xc, yc = cutout_gray(x, y, g, CFG)
+    box = xc[:, 0] != 0.5
+    assert torch.equal(box, yc == 0)                                     # the label is background in the box
+    assert set(xc[:, 0][box].unique().tolist()) <= {0.0, 1.0}
+    assert 0.4 < float(box.flatten(1).any(1).float().mean()) < 0.6     # p = 0.5 (a box of all-0.5 noise is rare)
+
+
+def test_each_student_learns_from_the_others_argmax_only() -> None:
+    a = torch.randn(2, 3, 4, 4, requires_grad=True)
+    b = torch.randn(2, 3, 4, 4, requires_grad=True)
+    hard_dice(a, b).backward()
+    assert b.grad is None and a.grad is not None
+
+
+def test_loss_assembly_and_both_students_start_pretrained() -> None:
+    t = build("abd")
+    m = t.method
+    with torch.no_grad():
+        for p in m.student.parameters():
+            p.add_(0.5)
+    m.after_step(StepInfo("pretrain", 3, 4))
+    for net in (m.model_2, m.teacher.module):
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), m.student.state_dict().values()))
+    t.stage_index = 1
+    t.optimizer = t._make_optimizer()
+    out = t.train_step()
+    for k in ("loss_model1", "loss_model2"):
+        assert math.isfinite(float(out[k]))
+    total = float(out["bcp_1"] + out["bcp_2"] + out["cps"] + out["displaced_cps"])
+    assert math.isclose(float(out["loss"]), total, rel_tol=1e-5)
+
+
+def test_who_learns_from_whom(monkeypatch) -> None:  # noqa: ANN001
+    """model_1 on the weak mixes and model_2 on the strong ones, ABD's Dice in both copy-paste
+    losses, and each student's softmax against the other's argmax on the mixes and displaced images."""
+    import sslbench.methods.abd as abd
+    from sslbench.method import Batch
+
+    t = build("abd")
+    m = t.method
+    pairs, flags, branches = [], [], []
+    real_dice, real_mix, real_branch = abd.hard_dice, abd.mix_loss, type(m).branch
+    monkeypatch.setattr(abd, "hard_dice", lambda a, b: pairs.append((a, b)) or real_dice(a, b))
+    monkeypatch.setattr(abd, "mix_loss", lambda *a, **k: flags.append(k.get("background_unmasked")) or real_mix(*a, **k))
+    monkeypatch.setattr(type(m), "branch", lambda self, net, a, *r: branches.append((net, a)) or real_branch(self, net, a, *r))
+    g = torch.Generator().manual_seed(0)
+    x_l, x_u = torch.rand(4, 1, 32, 32, generator=g), torch.rand(4, 1, 32, 32, generator=g)
+    y_l = torch.randint(0, 3, (4, 32, 32), generator=g)
+    m.training_step(Batch(x_l, y_l, x_u), StepInfo("train", 0, 10, generator=torch.Generator().manual_seed(3)))
+    (net1, a1), (net2, a2) = branches
+    assert net1 is m.student and net2 is m.model_2
+    assert torch.equal(a1, x_l[:2]) and not torch.equal(a2, x_l[:2])      # model_2 sees the strong views
+    assert flags == [True] * 4
+    (o1, o2), (o2b, o1b), (d1, d2), (d2b, d1b) = pairs
+    assert o1 is o1b and o2 is o2b and d1 is d1b and d2 is d2b and o1 is not o2 and d1 is not d2
