@@ -290,8 +290,9 @@ def status(results: Path | None, fmt: str) -> None:
 @click.option("--dataset", default=None, help="Only this dataset.")
 @click.option("--profile", default=None, help="Only this profile.")
 @click.option("--methods", default=None, help="Only these methods (comma-separated).")
-@click.option("--table", "table_no", type=int, default=None,
-              help="Lay out as the paper's Table 1-5: its rows and order, best in bold, significance marks.")
+@click.option("--table", "table_no", type=str, default=None,
+              help="Lay out as the paper's Table 1-5 (its rows and order, best in bold, significance marks), or "
+                   "'beyond': BCP, UniMatch and ABD beside MONA with their own published numbers.")
 @click.option("--vs-paper", is_flag=True, help="With --table: add the published value and the difference.")
 @click.option("--paper-dataset", default=None,
               help="With --vs-paper: which paper dataset to compare with (default: the same name, else the "
@@ -302,7 +303,7 @@ def status(results: Path | None, fmt: str) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
 @user_errors
 def table(results: Path | None, fmt: str, dataset: str | None, profile: str | None, methods: str | None,
-          table_no: int | None, vs_paper: bool, paper_dataset: str | None, cost: bool, per_class: bool,
+          table_no: str | None, vs_paper: bool, paper_dataset: str | None, cost: bool, per_class: bool,
           output: Path | None) -> None:
     """Turn the run records into tables: by default one per dataset and profile (one row per method
     in the paper's order, columns ratio x (DSC, ASD), mean ± std over seeds); with --table N the

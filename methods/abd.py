@@ -25,12 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from sslbench.base.errors import ConfigError
 from sslbench.method import Batch, Losses, MethodContext, StepInfo, register_method
-from sslbench.methods.bcp import BCP, BCPConfig, box_mask, ema_state, halves, mix_loss
+from sslbench.methods.bcp import BCP, BCPConfig, box_mask, halves, mix_loss
 from sslbench.methods.unimatch import color_jitter
 from sslbench.nn.losses import masked_dice_loss
 

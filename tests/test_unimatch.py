@@ -9,8 +9,7 @@ import math
 import pytest
 import torch
 
-from sslbench.methods.unimatch import (UniMatchConfig, channel_dropout, color_jitter, cutmix_boxes,
-                                       unimatch_losses)
+from sslbench.methods.unimatch import UniMatchConfig, channel_dropout, color_jitter, cutmix_boxes, unimatch_losses
 from sslbench.nn.losses import masked_dice_loss
 from sslbench.testing import build
 

@@ -14,14 +14,33 @@ TABLES = {
     3: "Table 3: augmentation pairs for student / teacher",
     4: "Table 4: comparison with SSL methods on MM-WHS",
     5: "Table 5: contrastive frameworks, only pre-training vs with fine-tuning (ACDC)",
+    6: "Beyond the paper: methods that lead ACDC today, beside MONA (published numbers from each method's "
+       "own paper; `bench table --table beyond --vs-paper`; sources in configs/paper/beyond_published.csv)",
 }
+TABLE_NAMES = {"beyond": 6}  # --table beyond
+
+
+def table_number(name: str | int) -> int:
+    """``--table`` value: a paper table's number, or a name of ours (``beyond``)."""
+    from sslbench.base.errors import BenchError
+
+    text = str(name).strip().lower()
+    if text in TABLE_NAMES:
+        return TABLE_NAMES[text]
+    if text.isdigit() and int(text) in TABLES:
+        return int(text)
+    raise BenchError(f"unknown table {name!r} (known: {', '.join([*map(str, TABLES), *TABLE_NAMES])})")
 
 
 @lru_cache(maxsize=1)
 def paper_cells() -> pd.DataFrame:
     """Columns: table, dataset, method, variant, ratio, dsc, asd (DSC in %, ASD as printed)."""
-    df = pd.read_csv(configs_dir() / "paper" / "mona_paper_tables.csv", keep_default_na=False)
+    main = pd.read_csv(configs_dir() / "paper" / "mona_paper_tables.csv", keep_default_na=False)
+    beyond = pd.read_csv(configs_dir() / "paper" / "beyond_published.csv", keep_default_na=False)
+    df = pd.concat([main, beyond.drop(columns=["source"])], ignore_index=True)
     df["ratio"] = df["ratio"].astype(float)
+    for key in ("dsc", "asd"):  # a value a paper does not give (UniMatch's ASD) is empty: NaN
+        df[key] = pd.to_numeric(df[key], errors="coerce")
     return df
 
 

@@ -171,16 +171,15 @@ def _cell_runs(recs: pd.DataFrame, method: str, variant: str, ratio: float) -> p
     return sub if sub.all_labels.all() else sub[sub.ratio == ratio]
 
 
-def paper_table(root: Path, table: int, fmt: str = "markdown", dataset: str | None = None,
+def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: str | None = None,
                 profile: str | None = None, vs_paper: bool = False, paper_dataset: str | None = None,
                 warn: Callable[[str], None] | None = None) -> str:
     """One of the paper's tables from the records: its rows in its order, mean ± std over seeds,
     best per column in bold, a significance mark, missing runs as "—" (with a warning), and with
     ``vs_paper`` the published value and the difference beside each DSC and ASD."""
-    from sslbench.report.paper import TABLES, layout
+    from sslbench.report.paper import layout, table_number
 
-    if table not in TABLES:
-        raise BenchError(f"unknown table {table} (known: {', '.join(map(str, TABLES))})")
+    table = table_number(table)
     if fmt not in FORMATS:
         raise BenchError(f"unknown table format '{fmt}' (known: {', '.join(FORMATS)})")
     lay = layout(table)
@@ -251,7 +250,7 @@ def _paper_rows(table: int, rows_lay: pd.DataFrame, recs: pd.DataFrame, ref_ds: 
                 if vs_paper:
                     pub = published[(published.method == method) & (published.ratio == r)
                                     & (published.variant == published_variant(table, variant))]
-                    value = float(pub[key].iloc[0]) if len(pub) else None
+                    value = float(pub[key].iloc[0]) if len(pub) and pub[key].notna().iloc[0] else None
                     row.append("—" if value is None else f"{value:.1f}" if key == "dsc" else f"{value:g}")
                     mine = means.get((i, r, key))
                     row.append("—" if value is None or mine is None else f"{mine - value:+.{1 if key == 'dsc' else 2}f}")
