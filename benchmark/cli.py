@@ -229,7 +229,7 @@ def _run_on_slurm(specs: list[Any], opts: Any, config: Path | None, sbatch: tupl
                   given: dict[str, Any], print_tables: Callable[[], None]) -> None:
     """Submit the sweep's unfinished runs as one job array; with ``wait``, follow it to the end."""
     from sslbench.base.results import run_dir
-    from sslbench.run.slurm import load_settings, submit
+    from sslbench.run.slurm import load_settings, queued_job, squeue_states, submit
     from sslbench.run.slurm import wait as wait_for
     from sslbench.run.status import collect
 
@@ -250,11 +250,8 @@ def _run_on_slurm(specs: list[Any], opts: Any, config: Path | None, sbatch: tupl
         click.echo(f"follow with: bench status --results {opts.results}", err=True)
         return
     folders = [run_dir(opts.results.absolute(), s.dataset, s.profile, s.folder_method, s.ratio, s.seed) for s in specs]
-    watching = list(sub.job_ids)
-    from sslbench.run.slurm import queued_job, squeue_states
-
-    queue = squeue_states() or {}
-    watching += [j for f in folders if (q := queued_job(f, queue)) for j in [q[0]]]
+    queue = squeue_states() or {}  # and the runs an earlier submission still has in the queue
+    watching = [*sub.job_ids, *(q[0] for f in folders if (q := queued_job(f, queue)) is not None)]
     wait_for(opts.results.absolute(), watching, folders, log=lambda m: click.echo(m, err=True))
     states = collect(opts.results.absolute(), squeue_states(), folders)
     print_tables()
