@@ -25,9 +25,9 @@ from .test_cli import bench
 
 pytestmark = pytest.mark.slurm
 
-# a run long enough (~40 s of training on one core) to outlive the signal SLURM sends before a
+# a run long enough (~50 s of training on one core here) to outlive the signal SLURM sends before a
 # one-minute time limit (slurmctld checks limits every 30 s, so the signal comes 1-31 s in)
-LONG_RUN = ("--set", "train.iterations=2600", "--set", "train.image_size=48", "--set", "train.batch_size=4",
+LONG_RUN = ("--set", "train.iterations=3200", "--set", "train.image_size=48", "--set", "train.batch_size=4",
             "--set", "train.labeled_bs=2", "--set", "train.val_every=200", "--set", "train.log_every=10",
             "--set", "train.base_width=4")
 
@@ -155,7 +155,7 @@ def test_scancel_then_bench_run_again_resumes(tmp_path: Path, uninterrupted: dic
             break
         assert time.time() < end, row
         time.sleep(0.5)
-    assert row["stage"] == "train" and row["total"] == 2600 and row["it_s"] > 0 and row["eta_s"] > 0
+    assert row["stage"] == "train" and row["total"] == 3200 and row["it_s"] > 0 and row["eta_s"] > 0
     assert row["host"] and row["job_id"] == job and row["slurm_state"] == "RUNNING"
     subprocess.run(["scancel", job], check=True)
     _wait_gone(job)
