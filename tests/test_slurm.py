@@ -25,9 +25,11 @@ from .test_cli import bench
 
 pytestmark = pytest.mark.slurm
 
-# a run long enough (~50 s of training on one core here) to outlive the signal SLURM sends before a
-# one-minute time limit (slurmctld checks limits every 30 s, so the signal comes 1-31 s in)
-LONG_RUN = ("--set", "train.iterations=3200", "--set", "train.image_size=48", "--set", "train.batch_size=4",
+# a run long enough (~80 s of training on one core here) to outlive a one-minute time limit: with
+# signal_delay_s = 30 the warning comes at slurmctld's first limit check (every 30 s) after 30 s of
+# running, i.e. 30-60 s in (a delay of 59 s would be reached at once; and a requeued task starts a
+# few seconds before a check, so it would get ~3 s a time)
+LONG_RUN = ("--set", "train.iterations=5400", "--set", "train.image_size=48", "--set", "train.batch_size=4",
             "--set", "train.labeled_bs=2", "--set", "train.val_every=200", "--set", "train.log_every=10",
             "--set", "train.base_width=4")
 
@@ -131,7 +133,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, one
 
 def test_time_limit_requeues_and_finishes_as_an_uninterrupted_run(tmp_path: Path, uninterrupted: dict) -> None:
     config = tmp_path / "cluster.toml"
-    config.write_text("[slurm]\ntime_min = 1\nsignal_delay_s = 59\n")  # the warning comes 1-31 s in
+    config.write_text("[slurm]\ntime_min = 1\nsignal_delay_s = 30\n")  # the warning comes 30-60 s in
     code, _, err = _slurm_run(tmp_path / "r", "--methods", "mt", *LONG_RUN, "--executor-config", str(config),
                               "--wait", "--no-table")
     assert code == 0, err
@@ -155,7 +157,7 @@ def test_scancel_then_bench_run_again_resumes(tmp_path: Path, uninterrupted: dic
             break
         assert time.time() < end, row
         time.sleep(0.5)
-    assert row["stage"] == "train" and row["total"] == 3200 and row["it_s"] > 0 and row["eta_s"] > 0
+    assert row["stage"] == "train" and row["total"] == 5400 and row["it_s"] > 0 and row["eta_s"] > 0
     assert row["host"] and row["job_id"] == job and row["slurm_state"] == "RUNNING"
     subprocess.run(["scancel", job], check=True)
     _wait_gone(job)
