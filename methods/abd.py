@@ -30,7 +30,7 @@ from torch import Tensor
 from sslbench.base.errors import ConfigError
 from sslbench.method import Batch, Losses, MethodContext, StepInfo, register_method
 from sslbench.methods.bcp import BCP, BCPConfig, box_mask, halves, mix_loss
-from sslbench.methods.unimatch import color_jitter
+from sslbench.nn.augment import color_jitter, random_boxes
 from sslbench.nn.losses import masked_dice_loss
 
 
@@ -46,15 +46,11 @@ class ABDConfig(BCPConfig):
     eval_net: str = "model1"      # "model1" (weak-view student) or "model2"
 
 
-def cutout_gray(x: Tensor, y: Tensor, g: torch.Generator, cfg: ABDConfig, tries: int = 16) -> tuple[Tensor, Tensor]:
-    """The release's ``cutout_gray``: with probability ``cutout_p`` a box (area U(0.02, 0.4) of the
-    image, aspect U(0.3, 1/0.3), corner uniform, redrawn until it fits) of random 0/1 pixels, its
-    label set to background."""
-    from sslbench.methods.unimatch import UniMatchConfig, cutmix_boxes
-
+def cutout_gray(x: Tensor, y: Tensor, g: torch.Generator, cfg: ABDConfig) -> tuple[Tensor, Tensor]:
+    """The release's ``cutout_gray``: with probability ``cutout_p`` a box (``random_boxes``) of
+    random 0/1 pixels, its label set to background."""
     n, _, h, w = x.shape
-    boxes = cutmix_boxes(n, h, w, g, x.device, UniMatchConfig(box_p=cfg.cutout_p, box_area=cfg.cutout_area,
-                                                               box_ratio=cfg.cutout_ratio), tries)
+    boxes = random_boxes(n, h, w, g, x.device, cfg.cutout_p, cfg.cutout_area, cfg.cutout_ratio)
     noise = torch.randint(0, 2, x.shape, generator=g, device=x.device).to(x.dtype)
     return torch.where(boxes[:, None], noise, x), torch.where(boxes, torch.zeros_like(y), y)
 
@@ -85,8 +81,11 @@ def displace(conf1: Tensor, conf2: Tensor, logits1: Tensor, logits2: Tensor, img
     b, h, w = img1.shape
     k = cfg.grid
     c1, c2 = to_patches(conf1, k).mean(2), to_patches(conf2, k).mean(2)                     # (B, k*k)
-    m1 = torch.stack([to_patches(logits1[:, c], k).mean(2) for c in range(logits1.shape[1])], dim=2)
-    m2 = torch.stack([to_patches(logits2[:, c], k).mean(2) for c in range(logits2.shape[1])], dim=2)
+
+    def patch_means(logits: Tensor) -> Tensor:  # (B, k*k, C): each patch's mean logits
+        return to_patches(logits.flatten(0, 1), k).mean(2).view(b, -1, k * k).transpose(1, 2)
+
+    m1, m2 = patch_means(logits1), patch_means(logits2)
     p1, p2 = to_patches(img1, k), to_patches(img2, k)
     rows = torch.arange(b, device=img1.device)
     low1, low2 = c1.argmin(1), c2.argmin(1)

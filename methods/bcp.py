@@ -79,19 +79,6 @@ def mix_loss(logits: Tensor, outer: Tensor, inner: Tensor, mask: Tensor, outer_w
     return dice, ce
 
 
-@torch.no_grad()
-def ema_state(teacher: torch.nn.Module, student: torch.nn.Module, alpha: float) -> None:
-    """The release's ``update_model_ema``: every float entry of the state (parameters and BN running
-    statistics) ``alpha * teacher + (1 - alpha) * student``; counters copied."""
-    s_state = student.state_dict()
-    for name, t in teacher.state_dict().items():
-        s = s_state[name]
-        if t.is_floating_point():
-            t.mul_(alpha).add_(s.detach(), alpha=1 - alpha)
-        else:
-            t.copy_(s)
-
-
 def halves(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return x[:k], x[k:2 * k]
 
@@ -108,7 +95,7 @@ class BCP(SSLMethod):
     def __init__(self, cfg: BCPConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.cfg: BCPConfig = cfg
-        self.teacher = EMATeacher(self.student, cfg.ema_decay, warmup=False, train_mode=True)
+        self.teacher = EMATeacher(self.student, cfg.ema_decay, warmup=False, train_mode=True, buffers=True)
 
     def pseudo_labels(self, x: Tensor) -> Tensor:
         with torch.no_grad():
@@ -144,4 +131,4 @@ class BCP(SSLMethod):
             if step.iteration == step.total - 1:  # stage 2's teacher starts as the pre-trained network
                 self.teacher.module.load_state_dict(self.student.state_dict())
             return
-        ema_state(self.teacher.module, self.student, self.cfg.ema_decay)
+        self.teacher.update(self.student, step.iteration)

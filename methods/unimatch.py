@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.augment import gaussian_blur
+from sslbench.nn.augment import color_jitter, gaussian_blur, random_boxes
 from sslbench.nn.losses import ce_dice_loss, masked_dice_loss
 
 
@@ -47,61 +47,19 @@ class UniMatchConfig(MethodConfig):
     box_ratio: tuple[float, float] = (0.3, 1 / 0.3)
 
 
-def _uniform(shape: tuple[int, ...], low: float, high: float, g: torch.Generator, device: torch.device) -> Tensor:
-    return low + (high - low) * torch.rand(shape, generator=g, device=device)
-
-
-def color_jitter(x: Tensor, g: torch.Generator, p: float, strength: float) -> Tensor:
-    """torchvision ``ColorJitter(b, c)`` on grayscale images with probability ``p`` per sample:
-    brightness ``x * f`` and contrast ``mean + (x - mean) * f`` (mean of the whole image), each
-    clipped to [0, 1], in a random order."""
-    n, device = x.shape[0], x.device
-    on = (torch.rand(n, generator=g, device=device) < p).view(n, 1, 1, 1)
-    fb = _uniform((n, 1, 1, 1), 1 - strength, 1 + strength, g, device).to(x.dtype)
-    fc = _uniform((n, 1, 1, 1), 1 - strength, 1 + strength, g, device).to(x.dtype)
-    brightness_first = (torch.rand(n, generator=g, device=device) < 0.5).view(n, 1, 1, 1)
-
-    def bright(t: Tensor) -> Tensor:
-        return (t * fb).clamp(0, 1)
-
-    def contrast(t: Tensor) -> Tensor:
-        mean = t.mean(dim=(1, 2, 3), keepdim=True)
-        return (mean + (t - mean) * fc).clamp(0, 1)
-
-    jittered = torch.where(brightness_first, contrast(bright(x)), bright(contrast(x)))
-    return torch.where(on, jittered, x)
-
-
 def strong_view(x: Tensor, g: torch.Generator, cfg: UniMatchConfig) -> Tensor:
     """Colour jitter, then a Gaussian blur with probability ``blur_p`` (sigma U(0.1, 2.0))."""
     n = x.shape[0]
     x = color_jitter(x, g, cfg.jitter_p, cfg.jitter)
     on = (torch.rand(n, generator=g, device=x.device) < cfg.blur_p).view(n, 1, 1, 1)
-    sigma = _uniform((n,), *cfg.blur_sigma, g, x.device).to(x.dtype)
+    sigma = (cfg.blur_sigma[0] + (cfg.blur_sigma[1] - cfg.blur_sigma[0])
+             * torch.rand(n, generator=g, device=x.device)).to(x.dtype)
     return torch.where(on, gaussian_blur(x, sigma, radius=6), x)
 
 
-def cutmix_boxes(n: int, h: int, w: int, g: torch.Generator, device: torch.device, cfg: UniMatchConfig,
-                 tries: int = 16) -> Tensor:
-    """(n, h, w) box masks as the release's ``obtain_cutmix_box``: with probability ``box_p`` a box of
-    area U(0.02, 0.4) of the image, aspect ratio U(0.3, 1/0.3) and top-left corner uniform over the
-    image, aspect and corner redrawn until the box fits (the first fitting of ``tries`` draws, on the
-    device)."""
-    on = torch.rand(n, generator=g, device=device) < cfg.box_p
-    area = _uniform((n, 1), *cfg.box_area, g, device) * h * w
-    ratio = _uniform((n, tries), *cfg.box_ratio, g, device)
-    bw = torch.sqrt(area / ratio).floor()
-    bh = torch.sqrt(area * ratio).floor()
-    x0 = torch.randint(0, w, (n, tries), generator=g, device=device).to(bw.dtype)
-    y0 = torch.randint(0, h, (n, tries), generator=g, device=device).to(bh.dtype)
-    fits = (x0 + bw <= w) & (y0 + bh <= h)
-    pick = torch.argmax(fits.to(torch.uint8), dim=1, keepdim=True)  # the first fitting draw
-    x0, y0, bw, bh = (t.gather(1, pick) for t in (x0, y0, bw, bh))
-    rows = torch.arange(h, device=device).view(1, h, 1)
-    cols = torch.arange(w, device=device).view(1, 1, w)
-    box = ((rows >= y0.view(n, 1, 1)) & (rows < (y0 + bh).view(n, 1, 1))
-           & (cols >= x0.view(n, 1, 1)) & (cols < (x0 + bw).view(n, 1, 1)))
-    return box & (on & fits.gather(1, pick)[:, 0]).view(n, 1, 1)
+def cutmix_boxes(n: int, h: int, w: int, g: torch.Generator, device: torch.device, cfg: UniMatchConfig) -> Tensor:
+    """The release's ``obtain_cutmix_box`` (see ``random_boxes``) with this config's p, area and ratio."""
+    return random_boxes(n, h, w, g, device, cfg.box_p, cfg.box_area, cfg.box_ratio)
 
 
 def channel_dropout(x: Tensor, p: float, g: torch.Generator) -> Tensor:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from sslbench.method import Batch, StepInfo
-from sslbench.methods.bcp import box_mask, ema_state, mix_loss
+from sslbench.methods.bcp import box_mask, mix_loss
+from sslbench.nn.ema import EMATeacher
 from sslbench.testing import build
 
 
@@ -119,9 +120,11 @@ def test_teacher_starts_from_the_pretrained_student_then_follows_every_state_ent
 
 
 def test_ema_state_by_hand() -> None:
-    t, s = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    s = torch.nn.BatchNorm1d(2)
+    teacher = EMATeacher(s, 0.9, warmup=False, buffers=True)
+    t = teacher.module
     with torch.no_grad():
         t.weight.fill_(1.0), s.weight.fill_(3.0)
         t.running_mean.fill_(0.0), s.running_mean.fill_(10.0)
-    ema_state(t, s, 0.9)
+    teacher.update(s, 0)
     assert torch.allclose(t.weight, torch.full((2,), 1.2)) and torch.allclose(t.running_mean, torch.full((2,), 1.0))

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.device) -> Tensor:
-    return low + (high - low) * torch.rand(n, generator=g, device=device)
+def _uniform(shape: int | tuple[int, ...], low: float, high: float, g: torch.Generator, device: torch.device) -> Tensor:
+    return low + (high - low) * torch.rand(shape, generator=g, device=device)
 
 
 @dataclass
@@ -160,6 +160,52 @@ def cutmix(x: Tensor, targets: list[Tensor], g: torch.Generator, area: float = 0
         return torch.where(m, t[other], t)
 
     return mix(x), [mix(t) for t in targets], box.to(x.dtype)
+
+
+def color_jitter(x: Tensor, g: torch.Generator, p: float, strength: float) -> Tensor:
+    """torchvision ``ColorJitter(b, c)`` on grayscale images with probability ``p`` per sample (its
+    saturation and hue are the identity on one channel): brightness ``x * f`` and contrast
+    ``mean + (x - mean) * f`` (mean of the whole image), f ~ U(1 - strength, 1 + strength), each
+    clipped to [0, 1], in a random order. UniMatch's (0.5, p 0.8) and ABD's (0.8, always) strong views."""
+    n, device = x.shape[0], x.device
+    on = (torch.rand(n, generator=g, device=device) < p).view(n, 1, 1, 1)
+    fb = _uniform((n, 1, 1, 1), 1 - strength, 1 + strength, g, device).to(x.dtype)
+    fc = _uniform((n, 1, 1, 1), 1 - strength, 1 + strength, g, device).to(x.dtype)
+    brightness_first = (torch.rand(n, generator=g, device=device) < 0.5).view(n, 1, 1, 1)
+
+    def bright(t: Tensor) -> Tensor:
+        return (t * fb).clamp(0, 1)
+
+    def contrast(t: Tensor) -> Tensor:
+        mean = t.mean(dim=(1, 2, 3), keepdim=True)
+        return (mean + (t - mean) * fc).clamp(0, 1)
+
+    jittered = torch.where(brightness_first, contrast(bright(x)), bright(contrast(x)))
+    return torch.where(on, jittered, x)
+
+
+def random_boxes(n: int, h: int, w: int, g: torch.Generator, device: torch.device, p: float = 0.5,
+                 area: tuple[float, float] = (0.02, 0.4), ratio: tuple[float, float] = (0.3, 1 / 0.3),
+                 tries: int = 16) -> Tensor:
+    """(n, h, w) box masks as UniMatch's ``obtain_cutmix_box`` and ABD's ``cutout_gray`` draw them:
+    with probability ``p`` a box of ``area`` of the image (U), aspect ratio U(``ratio``) and top-left
+    corner uniform over the image, aspect and corner redrawn until the box fits (the first fitting
+    of ``tries`` draws, on the device)."""
+    on = torch.rand(n, generator=g, device=device) < p
+    size = _uniform((n, 1), *area, g, device) * h * w
+    aspect = _uniform((n, tries), *ratio, g, device)
+    bw = torch.sqrt(size / aspect).floor()
+    bh = torch.sqrt(size * aspect).floor()
+    x0 = torch.randint(0, w, (n, tries), generator=g, device=device).to(bw.dtype)
+    y0 = torch.randint(0, h, (n, tries), generator=g, device=device).to(bh.dtype)
+    fits = (x0 + bw <= w) & (y0 + bh <= h)
+    pick = torch.argmax(fits.to(torch.uint8), dim=1, keepdim=True)  # the first fitting draw
+    x0, y0, bw, bh = (t.gather(1, pick) for t in (x0, y0, bw, bh))
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
+    box = ((rows >= y0.view(n, 1, 1)) & (rows < (y0 + bh).view(n, 1, 1))
+           & (cols >= x0.view(n, 1, 1)) & (cols < (x0 + bw).view(n, 1, 1)))
+    return box & (on & fits.gather(1, pick)[:, 0]).view(n, 1, 1)
 
 
 def default_generator(device: torch.device) -> torch.Generator:

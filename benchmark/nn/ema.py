@@ -15,7 +15,7 @@ class EMATeacher(nn.Module):
     """
 
     def __init__(self, student: nn.Module, momentum: float = 0.99, warmup: bool = True,
-                 train_mode: bool = True) -> None:
+                 train_mode: bool = True, buffers: bool = False) -> None:
         super().__init__()
         self.module = copy.deepcopy(student)
         for p in self.module.parameters():
@@ -23,6 +23,7 @@ class EMATeacher(nn.Module):
         self.momentum = momentum
         self.warmup = warmup
         self.train_mode = train_mode
+        self.buffers_too = buffers  # BCP's update_model_ema: BN running statistics follow by EMA too
 
     def train(self, mode: bool = True) -> EMATeacher:
         """With ``train_mode=False`` the teacher stays in eval mode (no dropout, running BN
@@ -40,6 +41,12 @@ class EMATeacher(nn.Module):
         s_params = [p.detach() for p in student.parameters()]
         torch._foreach_mul_(t_params, alpha)
         torch._foreach_add_(t_params, s_params, alpha=1.0 - alpha)
+        if self.buffers_too:
+            for t, s in zip(self.module.buffers(), student.buffers()):
+                if t.is_floating_point():
+                    t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
+                else:
+                    t.copy_(s)  # counters (num_batches_tracked)
 
     def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         return self.module(*args, **kwargs)

@@ -190,14 +190,14 @@ class SlurmTask:
         interrupt.stop_on_signals(["USR2"])
         cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0)
         jobs = max(1, min(len(specs), int(os.environ.get("SSLBENCH_RUNS_PER_TASK", "1"))))
-        if cpus:
+        threads = max(1, cpus // jobs) if cpus else None  # the task's CPUs shared by its runs
+        if threads:
             import torch
 
-            torch.set_num_threads(max(1, cpus // jobs))
+            torch.set_num_threads(threads)
         METHODS.load_env_plugins()
         for module in opts.plugins:
             METHODS.load_plugin_module(module)
-        threads = max(1, cpus // jobs) if cpus else None
         opts = dataclasses.replace(opts, stop_signals=("USR2",), progress=False, threads=threads)
         outcomes = execute(specs, opts, jobs=jobs, log=say)
         if any(o.status == "interrupted" for o in outcomes) and callable(submitit_handler):

@@ -52,10 +52,11 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _progress(folder: Path, state: RunState) -> None:
+def _progress(folder: Path, state: RunState) -> dict[str, Any]:
+    """Fill ``state`` from ``progress.json``; returns what the file held."""
     p = _read(folder / "progress.json")
     if not p:
-        return
+        return p
     stages = p.get("stages") or {}
     state.stage, state.iteration = p.get("stage"), p.get("iteration")
     state.total, state.it_s = stages.get(state.stage), p.get("it_s")
@@ -64,6 +65,7 @@ def _progress(folder: Path, state: RunState) -> None:
         later = names[names.index(state.stage) + 1:] if state.stage in names else []
         left = state.total - state.iteration + sum(stages[n] for n in later)
         state.eta_s = round(left / state.it_s, 1)
+    return p
 
 
 def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState:
@@ -80,10 +82,10 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
     lock, holder = probe(folder / ".lock")
     failed = _read(folder / "failed.json")
     queued = queued_job(folder, queue)
-    _progress(folder, state)
+    progress = _progress(folder, state)
     if lock == "held":
         state.state = "running"
-        state.host = _read(folder / "progress.json").get("host") or holder
+        state.host = progress.get("host") or holder
         if state.iteration is None:
             state.note = f"starting ({holder})"
     elif failed and queued is None:
