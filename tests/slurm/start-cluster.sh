@@ -15,7 +15,7 @@ host="$(hostname -s)"
 cpus="$(nproc)"
 mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))  # a little under the machine's
 
-# munge: the key Debian's package made, or a new one; a private socket so a system munged is left alone
+# munge: the key Debian's package made, or a new one; a munged already running is used (and left running)
 key=/etc/munge/munge.key
 if [ ! -s "$key" ]; then
   mkdir -p /etc/munge
@@ -59,8 +59,7 @@ CONF
 
 rm -f "$dir/munged.pid"
 if ! pgrep -x munged >/dev/null; then  # started here only when none runs; then stopped here too
-  munged --force 2>/dev/null
-  pgrep -x munged | head -1 > "$dir/munged.pid"
+  munged --force --pid-file="$dir/munged.pid" 2>/dev/null  # munged writes its own pid once it runs
 fi
 slurmctld -c -f "$dir/slurm.conf"
 slurmd -c -f "$dir/slurm.conf"
