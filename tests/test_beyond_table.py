@@ -78,3 +78,15 @@ def test_our_run_sits_beside_its_published_number_with_the_difference(tmp_path: 
     row = frame[frame.Method == "BCP"].iloc[0]
     assert row["5% DSC"] == "80.0" and row["5% DSC paper"] == "87.6" and row["5% DSC Δ"] == "-7.6"
     assert row["5% ASD paper"] == "0.67" and row["5% ASD Δ"] == "+1.33"
+
+
+def test_with_vs_paper_the_table_says_where_each_published_number_comes_from(tmp_path: Path) -> None:
+    from sslbench.report.tables import paper_table
+
+    text = paper_table(tmp_path / "none", "beyond", vs_paper=True)
+    notes = [line for line in text.splitlines() if line.startswith("* published: ")]
+    assert [n.split(": ", 1)[1].split(" ", 1)[0] for n in notes] == ["MONA", "UniMatch", "BCP", "BCP", "ABD", "ABD"]
+    assert any("yyliu01/TraCoCo" in n for n in notes) and all("same," not in n for n in notes)
+    assert "published: " not in paper_table(tmp_path / "none", "beyond", vs_paper=False)
+    assert "% published: MONA" in paper_table(tmp_path / "none", "beyond", fmt="latex", vs_paper=True)
+    assert "\n* published: " not in paper_table(tmp_path / "none", 1, vs_paper=True)  # the paper's own tables

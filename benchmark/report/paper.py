@@ -44,6 +44,20 @@ def paper_cells() -> pd.DataFrame:
     return df
 
 
+def sources(table: int) -> list[tuple[str, str]]:
+    """(method, where its published numbers come from) of our own tables (``beyond``), in the file's
+    order, one line per method and source; the paper's Tables 1-5 all come from the paper itself."""
+    if table not in TABLE_NAMES.values():
+        return []
+    beyond = pd.read_csv(configs_dir() / "paper" / "beyond_published.csv", keep_default_na=False)
+    rows = beyond[beyond.table == table]
+    seen: dict[str, list[str]] = {}
+    for method, source in zip(rows.method, rows.source):
+        if not source.startswith("same,") and source not in seen.setdefault(method, []):
+            seen[method].append(source)
+    return [(m, s) for m, srcs in seen.items() for s in srcs]
+
+
 def layout(table: int) -> pd.DataFrame:
     """The rows (method, variant) in the paper's order, with datasets and ratios, of one table."""
     df = paper_cells()

@@ -177,7 +177,7 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
     """One of the paper's tables from the records: its rows in its order, mean ± std over seeds,
     best per column in bold, a significance mark, missing runs as "—" (with a warning), and with
     ``vs_paper`` the published value and the difference beside each DSC and ASD."""
-    from sslbench.report.paper import layout, table_number
+    from sslbench.report.paper import layout, sources, table_number
 
     table = table_number(table)
     if fmt not in FORMATS:
@@ -198,14 +198,16 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
         headers, body, units = _paper_rows(table, lay[lay.dataset == ref_ds], recs, ref_ds, fmt, vs_paper,
                                            lambda m, ds=ds: warn(f"table {table}, {ds}: {m}") if warn else None)
         caption = _paper_caption(table, ds, ref_ds, units, vs_paper)
+        notes = ["published: " + src for _, src in sources(table)] if vs_paper else []
         if fmt == "csv":
             frame = pd.DataFrame(body, columns=headers)
             frame.insert(0, "dataset", ds)
             out.append(frame.to_csv(index=False, header=not out).rstrip("\n"))
         elif fmt == "markdown":
-            out.append(f"**{caption}**\n\n{render(headers, body, fmt)}")
+            text = f"**{caption}**\n\n{render(headers, body, fmt)}"
+            out.append(text + "".join(f"\n\n* {n}" if i == 0 else f"\n* {n}" for i, n in enumerate(notes)))
         else:
-            out.append(_latex(headers, body, caption))
+            out.append(_latex(headers, body, caption) + "".join(f"\n% {n}" for n in notes))
     return ("\n" if fmt == "csv" else "\n\n").join(out)
 
 
