@@ -144,6 +144,9 @@ class SSLMethod(nn.Module):
     uses_unlabeled: ClassVar[bool] = True
     uses_all_labels: ClassVar[bool] = False  # UNet-F: trains on every training label, ratio ignored
     inference_net_name: ClassVar[str] = "student"
+    # earlier stages whose best-validated inference network, not their last, goes on into the next
+    # stage, as releases that reload "<stage>_best_model.pth" do (BCP's and ABD's pre-training)
+    carry_best_of: ClassVar[tuple[str, ...]] = ()
     # config overrides the conformance kit applies: settings under which every loss term is active on
     # an untrained tiny network (for example a confidence threshold that would mask everything)
     conformance_config: ClassVar[dict[str, Any]] = {}
@@ -152,6 +155,7 @@ class SSLMethod(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.ctx = ctx
+        self.current_stage = self.stages[-1]  # the trainer sets it as stages run (and on resume)
         self.student = self.build_student(ctx)
 
     def build_student(self, ctx: MethodContext) -> nn.Module:
@@ -175,6 +179,10 @@ class SSLMethod(nn.Module):
         starts with ``_`` reach this hook only (never logged, never optimised): the place for what
         the step computed for the hook, such as the keys a queue stores. A plugin's
         ``after_step(self, step)`` without ``outputs`` keeps working."""
+
+    def start_stage(self, stage: str) -> None:
+        """Called once when ``stage`` (not the first) begins, after a ``carry_best_of`` stage's best
+        weights were put into the inference network: the place to copy them into teachers or twins."""
 
     def extra_optimizers(self) -> dict[str, ExtraOptimizer]:
         """Further optimisers, stepped in this order after the main one (default: none)."""

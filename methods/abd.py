@@ -136,7 +136,10 @@ class ABD(BCP):
         self.inference_net_name = cfg.eval_net
 
     def inference_net(self) -> torch.nn.Module:
-        return self.model_2 if self.cfg.eval_net == "model2" else self.student
+        # pre-training trains (and validates, and carries on) the one network both students start from
+        if self.cfg.eval_net == "model2" and self.current_stage != "pretrain":
+            return self.model_2
+        return self.student
 
     def branch(self, net: torch.nn.Module, a: Tensor, b: Tensor, ua: Tensor, ub: Tensor, ya: Tensor, yb: Tensor,
                m: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -176,7 +179,6 @@ class ABD(BCP):
                 "bcp_1": bcp_1.detach(), "bcp_2": bcp_2.detach(), "cps": (cps_1 + cps_2).detach(),
                 "displaced_cps": (dis_1 + dis_2).detach()}
 
-    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
-        if step.stage == "pretrain" and step.iteration == step.total - 1:
-            self.model_2.load_state_dict(self.student.state_dict())  # both students start pre-trained
-        super().after_step(step, outputs)
+    def start_stage(self, stage: str) -> None:
+        self.model_2.load_state_dict(self.student.state_dict())  # both students start pre-trained
+        super().start_stage(stage)

@@ -13,9 +13,9 @@ Two stages on the shared UNet:
   weighted ``u_weight`` (0.5); loss ``(Dice + CE) / 2`` summed over both mixed images; the teacher
   follows the student by EMA 0.99 of every parameter and BN statistic after each step.
 
-Deviations: the pre-trained network handed to stage 2 is the last one, not the one with the best
-validation Dice (the suite validates the final stage only); stage 2 starts a fresh optimiser (the
-release loads the pre-training's momentum buffers); the unused projection / selector heads of the
+As released, stage 2 starts from the pre-trained network with the best validation Dice (validated at
+every ``train.val_every``; the last one when no validation runs). Deviations: stage 2 starts a fresh
+optimiser (the release loads the pre-training's momentum buffers); the unused projection / selector heads of the
 release's ``UNet_2d`` are left out (they get no gradient); when the labeled and unlabeled parts of a
 batch differ in size, both are cut to the smaller even size (the release assumes 12 + 12).
 """
@@ -91,6 +91,7 @@ class BCP(SSLMethod):
     paper_name = "BCP"
     Config = BCPConfig
     stages = ("pretrain", "train")
+    carry_best_of = ("pretrain",)  # stage 2 loads the pre-training's best-on-validation network
 
     def __init__(self, cfg: BCPConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -126,9 +127,10 @@ class BCP(SSLMethod):
         dice, ce = unl_dice + l_dice, unl_ce + l_ce
         return {"loss_mix": (dice + ce) / 2, "mix_dice": dice.detach(), "mix_ce": ce.detach()}
 
+    def start_stage(self, stage: str) -> None:
+        # stage 2's teacher starts as the pre-trained network (the best-validated one: carry_best_of)
+        self.teacher.module.load_state_dict(self.student.state_dict())
+
     def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
-        if step.stage == "pretrain":
-            if step.iteration == step.total - 1:  # stage 2's teacher starts as the pre-trained network
-                self.teacher.module.load_state_dict(self.student.state_dict())
-            return
-        self.teacher.update(self.student, step.iteration)
+        if step.stage == "train":
+            self.teacher.update(self.student, step.iteration)

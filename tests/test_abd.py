@@ -96,7 +96,7 @@ def test_loss_assembly_and_both_students_start_pretrained() -> None:
     with torch.no_grad():
         for p in m.student.parameters():
             p.add_(0.5)
-    m.after_step(StepInfo("pretrain", 3, 4))
+    m.start_stage("train")
     for net in (m.model_2, m.teacher.module):
         assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), m.student.state_dict().values()))
     t.stage_index = 1

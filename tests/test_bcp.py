@@ -105,6 +105,8 @@ def test_teacher_starts_from_the_pretrained_student_then_follows_every_state_ent
         for p in m.student.parameters():
             p.add_(1.0)
     m.after_step(StepInfo("pretrain", 3, 4))                                 # the last pre-training step
+    assert not any(torch.equal(a, b) for a, b in zip(m.teacher.module.parameters(), m.student.parameters()))
+    m.start_stage("train")                                                   # stage 2 begins
     assert all(torch.equal(a, b) for a, b in zip(m.teacher.module.state_dict().values(),
                                                  m.student.state_dict().values()))
     before = {k: v.clone() for k, v in m.teacher.module.state_dict().items()}

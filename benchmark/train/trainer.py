@@ -64,6 +64,8 @@ class FitResult:
     resumed_from: int | None = None
     resumed_stage: str | None = None
     selection_note: str = ""        # why the rule in ``selected`` differs from the config's, if it does
+    # per ``carry_best_of`` stage: the iteration and validation Dice of the weights the next stage began with
+    carried: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def stage_iterations(method: SSLMethod, cfg: TrainConfig) -> dict[str, int]:
@@ -104,6 +106,7 @@ class Trainer:
         self.iteration = 0
         self.best_score = -math.inf
         self.best_iteration = -1
+        self.carried: dict[str, dict[str, Any]] = {}  # a carry_best_of stage's best (iteration, val_dice)
         self.optimizer = self._make_optimizer()
         self.force_ramps = False
         self.elapsed: dict[str, float] = {}  # seconds per stage, summed over resumed sessions
@@ -242,6 +245,7 @@ class Trainer:
         return {
             "stage_index": self.stage_index, "iteration": self.iteration,
             "best_score": self.best_score, "best_iteration": self.best_iteration,
+            "carried": {stage: dict(rec) for stage, rec in self.carried.items()},
             "elapsed": dict(self.elapsed), "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
             "extra_optimizers": {name: opt.state_dict() for name, opt in self.extra.items()},
             "lab_sampler": self.lab_sampler.state_dict(),
@@ -257,6 +261,7 @@ class Trainer:
         self.stage_index = state["stage_index"]
         self.iteration = state["iteration"]
         self.best_score, self.best_iteration = state["best_score"], state["best_iteration"]
+        self.carried = {stage: dict(rec) for stage, rec in state.get("carried", {}).items()}
         self.elapsed = dict(state.get("elapsed", {}))
         self.method.load_state_dict(state["method"])
         self.optimizer = self._make_optimizer()
@@ -336,12 +341,42 @@ class Trainer:
                                    "inference_only": True, "weights": self.method.inference_net().state_dict()})
         return score
 
+    def _validate_carried(self) -> float:
+        """Validation inside a ``carry_best_of`` stage: logged, and the best inference weights so far
+        kept in ``ckpt/<stage>-best.pt`` for the next stage to start from."""
+        score = self.validate() if self.validate is not None else float("nan")
+        self._write_log({"stage": self.stage, "iteration": self.iteration, "val_dice": round(score, 6)})
+        best = self.carried.get(self.stage, {}).get("val_dice", -math.inf)
+        if score > best:
+            self._save(f"{self.stage}-best.pt", {"iteration": self.iteration, "stage": self.stage, "val_dice": score,
+                                                 "weights": self.method.inference_net().state_dict()})
+            self.carried[self.stage] = {"iteration": self.iteration, "val_dice": score}
+        return score
+
+    def _carry_best(self, stage: str) -> None:
+        """Put ``stage``'s best-validated weights into the inference network; without a finite score or
+        its file (no validation, no run folder) the last weights go on, and the record says so."""
+        rec = self.carried.get(stage)
+        path = None if self.run_dir is None else self.run_dir / "ckpt" / f"{stage}-best.pt"
+        if rec is None or path is None or not path.exists():
+            self.carried[stage] = {"iteration": self.iteration, "val_dice": None, "note": "no validation score: the last weights"}
+            return
+        saved = torch.load(path, map_location=self.device, weights_only=True)
+        if saved.get("iteration") != rec["iteration"]:  # a file from a kill between its write and last.pt's
+            self.carried[stage] = {"iteration": self.iteration, "val_dice": None,
+                                   "note": f"{path.name} is from iteration {saved.get('iteration')}, not the "
+                                           f"recorded best {rec['iteration']}: the last weights"}
+            self.warn(f"{path}: {self.carried[stage]['note']}")
+            return
+        self.method.inference_net().load_state_dict(saved["weights"])
+
     def fit(self) -> FitResult:
         resumed = self.try_resume()
         result = FitResult(self.cfg.select, -1, float("nan"), resumed_from=resumed,
                            resumed_stage=self.stage if resumed is not None else None)
         while self.stage_index < len(self.stages):
             stage, total = self.stage, self.lengths[self.stage]
+            self.method.current_stage = stage
             is_last = self.stage_index == len(self.stages) - 1
             bar = tqdm(total=total, initial=self.iteration, disable=not self.progress, dynamic_ncols=True,
                        desc=f"{self.desc} [{stage}]" if len(self.stages) > 1 else self.desc, leave=False,
@@ -359,6 +394,8 @@ class Trainer:
                     if is_last:
                         score = self._validate()
                         bar.set_postfix(val_dice=f"{score:.4f}", best=f"{max(self.best_score, score):.4f}")
+                    elif stage in self.method.carry_best_of:
+                        bar.set_postfix(val_dice=f"{self._validate_carried():.4f}")
                     self.elapsed[stage] = self.elapsed.get(stage, 0.0) + time.perf_counter() - start
                     start = time.perf_counter()
                     self.checkpoint()
@@ -372,13 +409,19 @@ class Trainer:
             self.elapsed[stage] = self.elapsed.get(stage, 0.0) + time.perf_counter() - start
             result.stage_peak_mem_mb[stage] = peak_memory_mb(self.device)
             if not is_last:
+                if stage in self.method.carry_best_of:
+                    self._carry_best(stage)
                 self.stage_index += 1
                 self.iteration = 0
                 self._log_start = 0
+                self.method.start_stage(self.stage)
                 self.optimizer = self._make_optimizer()
                 self.checkpoint()
+                if self.run_dir is not None:  # its weights are in last.pt now
+                    (self.run_dir / "ckpt" / f"{stage}-best.pt").unlink(missing_ok=True)
             else:
                 break
+        result.carried = {stage: dict(rec) for stage, rec in self.carried.items()}
         for stage, seconds in self.elapsed.items():  # every stage, summed over resumed sessions
             result.stage_seconds[stage] = seconds
             result.iterations_per_second[stage] = self.lengths[stage] / seconds if seconds > 0 else 0.0
