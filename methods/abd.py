@@ -16,8 +16,8 @@ student's BCP loss:
 
 Loss per student ``(Dice + CE) / 2 + CPS + CPS on the displaced images``, summed. The evaluated
 network is ``model_1`` (``eval_net = "model2"`` for the other). Kept as released: the background
-class's Dice term in the copy-paste losses runs over every pixel (ABD's Dice loss maps class 0 to an
-all-ones mask). Deviations: BCP's (module ``bcp``); the random choice between the two displacement
+class's Dice term in the copy-paste losses, the pre-training's included, runs over every pixel (ABD's
+Dice loss maps class 0 to an all-ones mask). Deviations: BCP's (module ``bcp``); the random choice between the two displacement
 rules and the patch choices are drawn on the device, per image (the release draws on the host).
 """
 from __future__ import annotations
@@ -123,6 +123,7 @@ class ABD(BCP):
 
     paper_name = "ABD"
     Config = ABDConfig
+    background_unmasked = True  # its release's mix_loss, in the pre-training as in stage 2
 
     def __init__(self, cfg: ABDConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -148,8 +149,9 @@ class ABD(BCP):
         plab_a, plab_b = self.pseudo_labels(ua), self.pseudo_labels(ub)
         x_unl, x_l = ua * m + a * (1 - m), b * m + ub * (1 - m)
         out_unl, out_l = net(x_unl), net(x_l)
-        unl_dice, unl_ce = mix_loss(out_unl, plab_a, ya, mask, cfg.u_weight, 1.0, background_unmasked=True)
-        l_dice, l_ce = mix_loss(out_l, yb, plab_b, mask, 1.0, cfg.u_weight, background_unmasked=True)
+        bg = self.background_unmasked
+        unl_dice, unl_ce = mix_loss(out_unl, plab_a, ya, mask, cfg.u_weight, 1.0, background_unmasked=bg)
+        l_dice, l_ce = mix_loss(out_l, yb, plab_b, mask, 1.0, cfg.u_weight, background_unmasked=bg)
         return torch.cat([out_unl, out_l]), torch.cat([x_unl, x_l]), (unl_dice + l_dice + unl_ce + l_ce) / 2
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:

@@ -92,6 +92,7 @@ class BCP(SSLMethod):
     Config = BCPConfig
     stages = ("pretrain", "train")
     carry_best_of = ("pretrain",)  # stage 2 loads the pre-training's best-on-validation network
+    background_unmasked = False    # see ``mix_loss`` (ABD's copy of the Dice loss: True in both stages)
 
     def __init__(self, cfg: BCPConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -114,7 +115,8 @@ class BCP(SSLMethod):
         if step.stage == "pretrain":
             k = x_l.shape[0] // 2
             (a, b), (ya, yb) = halves(x_l, k), halves(y_l, k)
-            dice, ce = mix_loss(self.student(a * m + b * (1 - m)), ya, yb, mask, 1.0, 1.0)
+            dice, ce = mix_loss(self.student(a * m + b * (1 - m)), ya, yb, mask, 1.0, 1.0,
+                                background_unmasked=self.background_unmasked)
             return {"loss_mix": (dice + ce) / 2, "mix_dice": dice.detach(), "mix_ce": ce.detach()}
         assert batch.x_u is not None
         k = min(x_l.shape[0], batch.x_u.shape[0]) // 2

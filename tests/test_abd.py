@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
 import torch
 
 from sslbench.method import StepInfo
@@ -131,3 +132,29 @@ def test_who_learns_from_whom(monkeypatch) -> None:  # noqa: ANN001
     assert flags == [True] * 4
     (o1, o2), (o2b, o1b), (d1, d2), (d2b, d1b) = pairs
     assert o1 is o1b and o2 is o2b and d1 is d1b and d2 is d2b and o1 is not o2 and d1 is not d2
+
+
+@pytest.mark.parametrize("name, unmasked", [("bcp", False), ("abd", True)])
+def test_the_pretraining_loss_uses_each_releases_dice(name: str, unmasked: bool) -> None:
+    """ABD's pre-training runs its own mix_loss (background Dice over every pixel), BCP's its own:
+    the stage's loss equals the by-hand mix of the pre-training's two labeled halves."""
+    from sslbench.method import Batch
+    from sslbench.methods.bcp import box_mask
+
+    t = build(name)
+    m = t.method
+    g = torch.Generator().manual_seed(0)
+    x_l, y_l = torch.rand(4, 1, 32, 32, generator=g), torch.randint(0, 3, (4, 32, 32), generator=g)
+    batch = Batch(x_l, y_l, torch.rand(4, 1, 32, 32, generator=g))
+    torch.manual_seed(11)                               # the UNet's dropout draws from the global generator
+    out = m.training_step(batch,
+                          StepInfo("pretrain", 0, 10, generator=torch.Generator().manual_seed(7)))
+    mask = box_mask(32, 32, torch.Generator().manual_seed(7), torch.device("cpu"))
+    mm = mask.view(1, 1, 32, 32)
+    torch.manual_seed(11)
+    logits = m.student(x_l[:2] * mm + x_l[2:] * (1 - mm))
+    dice, ce = mix_loss(logits, y_l[:2], y_l[2:], mask, 1.0, 1.0, background_unmasked=unmasked)
+    other, _ = mix_loss(logits, y_l[:2], y_l[2:], mask, 1.0, 1.0, background_unmasked=not unmasked)
+    assert math.isclose(float(out["mix_dice"]), float(dice), rel_tol=1e-5)
+    assert not math.isclose(float(out["mix_dice"]), float(other), rel_tol=1e-3)
+    assert math.isclose(float(out["loss_mix"].detach()), float(dice + ce) / 2, rel_tol=1e-5)

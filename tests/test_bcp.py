@@ -77,7 +77,7 @@ def test_pretraining_mixes_the_labeled_halves(monkeypatch: pytest.MonkeyPatch) -
     t = build("bcp")
     calls = []
     real = bcp.mix_loss
-    monkeypatch.setattr(bcp, "mix_loss", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(bcp, "mix_loss", lambda *a, **k: calls.append(a) or real(*a, **k))
     g = torch.Generator().manual_seed(0)
     x_l, y_l = torch.rand(4, 1, 32, 32, generator=g), torch.randint(0, 3, (4, 32, 32), generator=g)
     out = t.method.training_step(Batch(x_l, y_l, torch.rand(4, 1, 32, 32)), StepInfo("pretrain", 0, 10, generator=g))
