@@ -103,3 +103,22 @@ def test_a_method_without_carry_best_of_ends_its_pretraining_with_its_last_netwo
     t.validate = lambda: calls.append(t.stage) or 0.5   # type: ignore[func-returns-value]
     result = t.fit()
     assert calls == ["train"] and result.carried == {}  # MONA's GLCon stage is not validated
+
+
+def test_a_missing_best_file_falls_back_to_the_last_weights_and_says_so(tmp_path: Path) -> None:
+    t = build("bcp", cfg=CFG)
+    t.run_dir = tmp_path
+    warnings: list[str] = []
+    t.warn = warnings.append
+    scores = iter([0.9, 0.2, 0.1, 0.5])
+
+    def validate() -> float:
+        score = next(scores)
+        if t.stage == "pretrain" and t.iteration == 8:   # the best file is lost before the stage ends
+            (tmp_path / "ckpt" / "pretrain-best.pt").unlink()
+        return score
+
+    t.validate = validate
+    result = t.fit()
+    assert result.carried["pretrain"]["iteration"] == 12 and "pretrain-best.pt is missing" in result.carried["pretrain"]["note"]
+    assert any("starts from its last weights" in w for w in warnings)

@@ -5,7 +5,8 @@ iteration-based loop: sample a labeled + unlabeled batch from slices kept on the
 the device, call ``method.training_step``, sum the ``*loss*`` terms, step SGD (poly or step decay),
 call ``method.after_step`` (EMA, banks). Every ``val_every`` iterations of the last stage it scores
 the validation volumes, keeps the best weights (``best.pt``) and writes a resumable checkpoint
-(``last.pt``: method, optimiser, samplers, RNG states, counters). Losses are accumulated on the
+(``last.pt``: method, optimiser, samplers, RNG states, counters); a stage the method names in
+``carry_best_of`` is validated too, and the next stage starts from its best weights. Losses are accumulated on the
 device and read back only at log points, where NaN/Inf is caught; nothing in the step waits for the
 host. AMP (bf16) runs on CUDA only.
 """
@@ -359,7 +360,11 @@ class Trainer:
         rec = self.carried.get(stage)
         path = None if self.run_dir is None else self.run_dir / "ckpt" / f"{stage}-best.pt"
         if rec is None or path is None or not path.exists():
-            self.carried[stage] = {"iteration": self.iteration, "val_dice": None, "note": "no validation score: the last weights"}
+            why = ("no finite validation score" if rec is None else
+                   "no run folder to keep the best weights in" if path is None else f"{path.name} is missing")
+            self.carried[stage] = {"iteration": self.iteration, "val_dice": None, "note": f"{why}: the last weights"}
+            if rec is not None:
+                self.warn(f"stage '{stage}': {why}; the next stage starts from its last weights")
             return
         saved = torch.load(path, map_location=self.device, weights_only=True)
         if saved.get("iteration") != rec["iteration"]:  # a file from a kill between its write and last.pt's
