@@ -21,6 +21,23 @@ def test_poly_and_step_schedules() -> None:
     assert t.lr_at(50) == pytest.approx(0.01 * 0.5**0.9)
     t = build("unet-l", cfg=dataclasses.replace(TINY, iterations=100, lr_schedule="step", lr_step=30))
     assert [t.lr_at(i) for i in (0, 29, 30, 61)] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
+    t = build("unet-l", cfg=dataclasses.replace(TINY, iterations=100, lr=0.02, lr_schedule="constant"))
+    assert [t.lr_at(i) for i in (0, 50, 99)] == [0.02, 0.02, 0.02]
+
+
+def test_bcp_and_abd_train_at_their_releases_constant_rate_unless_told_otherwise() -> None:
+    """Both releases build SGD(lr=0.01) and never change the rate; the method layer says so, in every
+    profile, and an explicit --set still wins. UniMatch's release decays (poly), as the profile."""
+    from sslbench.base.config import resolve_config
+    from sslbench.method import METHODS
+
+    for profile in ("quick", "ssl4mis", "paper"):
+        for name in ("bcp", "abd"):
+            cfg = resolve_config(METHODS.get(name).Config, profile, "acdc", name)
+            assert cfg.train.lr_schedule == "constant" and f"configs/methods/{name}.toml" in cfg.sources
+        assert resolve_config(METHODS.get("unimatch").Config, profile, "acdc", "unimatch").train.lr_schedule != "constant"
+    told = resolve_config(METHODS.get("bcp").Config, "ssl4mis", "acdc", "bcp", ["train.lr_schedule=poly"])
+    assert told.train.lr_schedule == "poly"
 
 
 class ExplodingUNet(UNetL):

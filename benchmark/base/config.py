@@ -48,7 +48,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    lr_schedule: str = "poly"        # "poly" (SSL4MIS) or "step" (the paper: lr / 10 every lr_step)
+    lr_schedule: str = "poly"        # "poly" (SSL4MIS), "step" (the paper: lr / 10 every lr_step) or "constant" (BCP, ABD)
     poly_power: float = 0.9
     lr_step: int = 2500
     lr_gamma: float = 0.1
@@ -59,7 +59,7 @@ class TrainConfig:
     amp: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
 
     def validate(self) -> None:
-        _choice("train.lr_schedule", self.lr_schedule, ("poly", "step"))
+        _choice("train.lr_schedule", self.lr_schedule, ("poly", "step", "constant"))
         _choice("train.augment", self.augment, ("ssl4mis", "none"))
         _choice("train.select", self.select, ("best", "last"))
         for name in ("iterations", "batch_size", "image_size", "base_width", "val_every", "log_every"):

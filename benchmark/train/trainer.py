@@ -149,6 +149,8 @@ class Trainer:
         total = self.lengths[self.stage]
         if self.cfg.lr_schedule == "poly":
             return self.cfg.lr * (1.0 - iteration / total) ** self.cfg.poly_power
+        if self.cfg.lr_schedule == "constant":
+            return self.cfg.lr
         return self.cfg.lr * self.cfg.lr_gamma ** (iteration // self.cfg.lr_step)
 
     def step_info(self) -> StepInfo:
