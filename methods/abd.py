@@ -17,8 +17,9 @@ student's BCP loss:
 Loss per student ``(Dice + CE) / 2 + CPS + CPS on the displaced images``, summed. The evaluated
 network is ``model_1`` (``eval_net = "model2"`` for the other). Kept as released: the background
 class's Dice term in the copy-paste losses, the pre-training's included, runs over every pixel (ABD's
-Dice loss maps class 0 to an all-ones mask). BCP's constant learning rate too (``configs/methods/abd.toml``). Deviations: BCP's (module ``bcp``); the random choice between the two displacement
-rules and the patch choices are drawn on the device, per image (the release draws on the host).
+Dice loss maps class 0 to an all-ones mask); BCP's constant learning rate (``configs/methods/abd.toml``).
+Deviations: BCP's (module ``bcp``); the random choice between the two displacement rules and the
+patch choices are drawn on the device, per image (the release draws on the host).
 """
 from __future__ import annotations
 

@@ -16,10 +16,10 @@ Two stages on the shared UNet:
 As released, stage 2 starts from the pre-trained network with the best validation Dice (validated at
 every ``train.val_every``; the last one when no validation runs), and both stages train at a constant
 learning rate (``configs/methods/bcp.toml``: ``train.lr_schedule = "constant"``; the release never
-decays it). Deviations: stage 2 starts a fresh
-optimiser (the release loads the pre-training's momentum buffers); the unused projection / selector heads of the
-release's ``UNet_2d`` are left out (they get no gradient); when the labeled and unlabeled parts of a
-batch differ in size, both are cut to the smaller even size (the release assumes 12 + 12).
+decays it). Deviations: stage 2 starts a fresh optimiser (the release loads the pre-training's
+momentum buffers); the unused projection / selector heads of the release's ``UNet_2d`` are left out
+(they get no gradient); when the labeled and unlabeled parts of a batch differ in size, both are cut
+to the smaller even size (the release assumes 12 + 12).
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.augment import color_jitter, gaussian_blur, random_boxes
+from sslbench.nn.augment import color_jitter, gaussian_blur, random_boxes, uniform
 from sslbench.nn.losses import ce_dice_loss, masked_dice_loss
 
 
@@ -52,8 +52,7 @@ def strong_view(x: Tensor, g: torch.Generator, cfg: UniMatchConfig) -> Tensor:
     n = x.shape[0]
     x = color_jitter(x, g, cfg.jitter_p, cfg.jitter)
     on = (torch.rand(n, generator=g, device=x.device) < cfg.blur_p).view(n, 1, 1, 1)
-    sigma = (cfg.blur_sigma[0] + (cfg.blur_sigma[1] - cfg.blur_sigma[0])
-             * torch.rand(n, generator=g, device=x.device)).to(x.dtype)
+    sigma = uniform(n, *cfg.blur_sigma, g, x.device).to(x.dtype)
     return torch.where(on, gaussian_blur(x, sigma, radius=6), x)
 
 

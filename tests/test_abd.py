@@ -158,3 +158,23 @@ def test_the_pretraining_loss_uses_each_releases_dice(name: str, unmasked: bool)
     assert math.isclose(float(out["mix_dice"]), float(dice), rel_tol=1e-5)
     assert not math.isclose(float(out["mix_dice"]), float(other), rel_tol=1e-3)
     assert math.isclose(float(out["loss_mix"].detach()), float(dice + ce) / 2, rel_tol=1e-5)
+
+
+def test_both_students_predict_the_displaced_images(monkeypatch) -> None:  # noqa: ANN001
+    """Each student runs its two copy-paste mixes and then the same displaced batch (their outputs
+    then supervise each other): three forwards each, the last one on identical inputs."""
+    from sslbench.method import Batch
+
+    t = build("abd")
+    m = t.method
+    seen: dict[str, list[torch.Tensor]] = {"model1": [], "model2": []}
+    for key, net in (("model1", m.student), ("model2", m.model_2)):
+        real = net.forward
+        monkeypatch.setattr(net, "forward", lambda x, *a, _r=real, _k=key, **k: seen[_k].append(x) or _r(x, *a, **k))
+    g = torch.Generator().manual_seed(0)
+    x_l, x_u = torch.rand(4, 1, 32, 32, generator=g), torch.rand(4, 1, 32, 32, generator=g)
+    y_l = torch.randint(0, 3, (4, 32, 32), generator=g)
+    m.training_step(Batch(x_l, y_l, x_u), StepInfo("train", 0, 10, generator=torch.Generator().manual_seed(3)))
+    assert [len(v) for v in seen.values()] == [3, 3]
+    assert torch.equal(seen["model1"][2], seen["model2"][2]) and seen["model1"][2].shape[0] == 8  # both views
+    assert not torch.equal(seen["model1"][0], seen["model2"][0])   # the mixes: weak vs strong views

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _uniform(shape: int | tuple[int, ...], low: float, high: float, g: torch.Generator, device: torch.device) -> Tensor:
+def uniform(shape: int | tuple[int, ...], low: float, high: float, g: torch.Generator, device: torch.device) -> Tensor:
+    """U(low, high) draws of ``shape`` from ``g`` on ``device`` (every random factor of the augmenters)."""
     return low + (high - low) * torch.rand(shape, generator=g, device=device)
 
 
@@ -83,9 +84,9 @@ def random_spatial(n: int, h: int, w: int, g: torch.Generator, device: torch.dev
                    deform: float = 0.0) -> SpatialTransform:
     """Random per-sample affine warps (defaults: MONA's RandTPS affine ranges) and an optional smooth
     deformation of standard deviation ``deform`` (normalised units; up to about 0.1 it does not fold)."""
-    angle = _uniform(n, -rotate, rotate, g, device) * (math.pi / 180)
-    s = _uniform(n, *scale, g, device)
-    t = _uniform(2 * n, -translate, translate, g, device).view(n, 2)
+    angle = uniform(n, -rotate, rotate, g, device) * (math.pi / 180)
+    s = uniform(n, *scale, g, device)
+    t = uniform(2 * n, -translate, translate, g, device).view(n, 2)
     mirror = torch.where(torch.rand(n, generator=g, device=device) < 0.5, -1.0, 1.0) if flip \
         else torch.ones(n, device=device)
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
@@ -128,12 +129,12 @@ def photometric(x: Tensor, g: torch.Generator, p: float = 0.5, brightness: tuple
     n, device = x.shape[0], x.device
     on_color = (torch.rand(n, generator=g, device=device) < p).to(x.dtype).view(n, 1, 1, 1)
     on_blur = (torch.rand(n, generator=g, device=device) < p).to(x.dtype).view(n, 1, 1, 1)
-    bright = _uniform(n, *brightness, g, device).view(n, 1, 1, 1).to(x.dtype)
-    contr = _uniform(n, *contrast, g, device).view(n, 1, 1, 1).to(x.dtype)
+    bright = uniform(n, *brightness, g, device).view(n, 1, 1, 1).to(x.dtype)
+    contr = uniform(n, *contrast, g, device).view(n, 1, 1, 1).to(x.dtype)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     jittered = ((x - mean) * contr + mean) * bright
     x = on_color * jittered + (1 - on_color) * x
-    blurred = gaussian_blur(x, _uniform(n, *blur, g, device).to(x.dtype))
+    blurred = gaussian_blur(x, uniform(n, *blur, g, device).to(x.dtype))
     x = on_blur * blurred + (1 - on_blur) * x
     return x.clamp(0.0, 1.0)
 
@@ -144,7 +145,7 @@ def cutmix(x: Tensor, targets: list[Tensor], g: torch.Generator, area: float = 0
     targets and the (B, 1, H, W) box mask."""
     n, _, h, w = x.shape
     device = x.device
-    aspect = _uniform(n, 0.5, 2.0, g, device)
+    aspect = uniform(n, 0.5, 2.0, g, device)
     bh = (torch.sqrt(area * h * w * aspect)).clamp(max=h)
     bw = (area * h * w / bh).clamp(max=w)
     y0 = torch.rand(n, generator=g, device=device) * (h - bh)
@@ -169,8 +170,8 @@ def color_jitter(x: Tensor, g: torch.Generator, p: float, strength: float) -> Te
     clipped to [0, 1], in a random order. UniMatch's (0.5, p 0.8) and ABD's (0.8, always) strong views."""
     n, device = x.shape[0], x.device
     on = (torch.rand(n, generator=g, device=device) < p).view(n, 1, 1, 1)
-    fb = _uniform((n, 1, 1, 1), 1 - strength, 1 + strength, g, device).to(x.dtype)
-    fc = _uniform((n, 1, 1, 1), 1 - strength, 1 + strength, g, device).to(x.dtype)
+    fb = uniform((n, 1, 1, 1), 1 - strength, 1 + strength, g, device).to(x.dtype)
+    fc = uniform((n, 1, 1, 1), 1 - strength, 1 + strength, g, device).to(x.dtype)
     brightness_first = (torch.rand(n, generator=g, device=device) < 0.5).view(n, 1, 1, 1)
 
     def bright(t: Tensor) -> Tensor:
@@ -192,8 +193,8 @@ def random_boxes(n: int, h: int, w: int, g: torch.Generator, device: torch.devic
     corner uniform over the image, aspect and corner redrawn until the box fits (the first fitting
     of ``tries`` draws, on the device)."""
     on = torch.rand(n, generator=g, device=device) < p
-    size = _uniform((n, 1), *area, g, device) * h * w
-    aspect = _uniform((n, tries), *ratio, g, device)
+    size = uniform((n, 1), *area, g, device) * h * w
+    aspect = uniform((n, tries), *ratio, g, device)
     bw = torch.sqrt(size / aspect).floor()
     bh = torch.sqrt(size * aspect).floor()
     x0 = torch.randint(0, w, (n, tries), generator=g, device=device).to(bw.dtype)

@@ -42,10 +42,13 @@ class EMATeacher(nn.Module):
         torch._foreach_mul_(t_params, alpha)
         torch._foreach_add_(t_params, s_params, alpha=1.0 - alpha)
         if self.buffers_too:
-            for t, s in zip(self.module.buffers(), student.buffers()):
-                if t.is_floating_point():
-                    t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
-                else:
+            pairs = list(zip(self.module.buffers(), student.buffers()))
+            t_float = [t for t, _ in pairs if t.is_floating_point()]
+            s_float = [s.detach() for t, s in pairs if t.is_floating_point()]
+            torch._foreach_mul_(t_float, alpha)
+            torch._foreach_add_(t_float, s_float, alpha=1.0 - alpha)
+            for t, s in pairs:
+                if not t.is_floating_point():
                     t.copy_(s)  # counters (num_batches_tracked)
 
     def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]

@@ -6,9 +6,9 @@ the device, call ``method.training_step``, sum the ``*loss*`` terms, step SGD (p
 call ``method.after_step`` (EMA, banks). Every ``val_every`` iterations of the last stage it scores
 the validation volumes, keeps the best weights (``best.pt``) and writes a resumable checkpoint
 (``last.pt``: method, optimiser, samplers, RNG states, counters); a stage the method names in
-``carry_best_of`` is validated too, and the next stage starts from its best weights. Losses are accumulated on the
-device and read back only at log points, where NaN/Inf is caught; nothing in the step waits for the
-host. AMP (bf16) runs on CUDA only.
+``carry_best_of`` is validated too, and the next stage starts from its best weights. Losses are
+accumulated on the device and read back only at log points, where NaN/Inf is caught; nothing in the
+step waits for the host. AMP (bf16) runs on CUDA only.
 """
 from __future__ import annotations
 
@@ -332,9 +332,14 @@ class Trainer:
             tmp.write_text("".join(f"{line}\n" for line in keep))
 
     # ------------------------------------------------------------------ loop
-    def _validate(self) -> float:
+    def _score(self) -> float:
+        """The validation Dice of the inference network now (NaN without a validation), logged."""
         score = self.validate() if self.validate is not None else float("nan")
         self._write_log({"stage": self.stage, "iteration": self.iteration, "val_dice": round(score, 6)})
+        return score
+
+    def _validate(self) -> float:
+        score = self._score()
         if self.cfg.select == "best" and score > self.best_score:
             self.best_score, self.best_iteration = score, self.iteration
             # the evaluated network's weights only (no teacher copies, banks or queues), tagged with its
@@ -347,8 +352,7 @@ class Trainer:
     def _validate_carried(self) -> float:
         """Validation inside a ``carry_best_of`` stage: logged, and the best inference weights so far
         kept in ``ckpt/<stage>-best.pt`` for the next stage to start from."""
-        score = self.validate() if self.validate is not None else float("nan")
-        self._write_log({"stage": self.stage, "iteration": self.iteration, "val_dice": round(score, 6)})
+        score = self._score()
         best = self.carried.get(self.stage, {}).get("val_dice", -math.inf)
         if score > best:
             self._save(f"{self.stage}-best.pt", {"iteration": self.iteration, "stage": self.stage, "val_dice": score,
