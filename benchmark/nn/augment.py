@@ -20,7 +20,11 @@ whole batch): ``ssl4mis_weak`` reproduces SSL4MIS's ``RandomGenerator`` (2020-20
 probability 0.5 a rot90 by k in {0..3} followed by a flip of a random axis; otherwise, with
 probability 0.5, a rotation by an integer angle in [-20, 19] degrees (nearest neighbour, zero fill,
 no reshape); otherwise nothing. Images and labels are both resampled with nearest neighbour, as
-SSL4MIS's ``order=0``.
+SSL4MIS's ``order=0``. SSL4MIS rotates a slice at its native size and zooms it to the network size
+after; our slices are zoomed first, so the small rotation is composed in the native pixel aspect
+(``aspect`` = native height / width per slice): the same map as rotate-then-zoom up to
+interpolation, where a rotation of the square grid would shear a 256 x 216 slice. rot90 and flips
+map the normalised square onto itself, so they need no correction.
 
 Feature perturbations of CCT (Ouali 2020) as SSL4MIS implements them (CCT and URPC): ``feature_noise``,
 ``feature_dropout``, ``dropout``.
@@ -232,8 +236,21 @@ def contrastive_views(x: Tensor, g: torch.Generator | None = None) -> tuple[Tens
 
 
 # ------------------------------------------------------------------ SSL4MIS's weak augmentation
-def ssl4mis_weak_matrices(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
-    """(n, 2, 3) affine matrices in normalised coordinates (``affine_grid`` convention)."""
+def rotation_matrices(degrees: Tensor, aspect: Tensor | None = None) -> Tensor:
+    """(n, 2, 2) rotations by ``degrees`` in normalised coordinates of slices whose native height /
+    width is ``aspect`` (n,) (None: square pixels grids). A rotation R in native pixels reads, in the
+    normalised coordinates of the zoomed slice, ``D^-1 R D`` with D = diag(W, H) / 2; only the ratio
+    r = H / W survives: [[cos, -sin r], [sin / r, cos]]. Same direction as ``scipy.ndimage.rotate``."""
+    theta = degrees.float() * (math.pi / 180)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    r = torch.ones_like(cos) if aspect is None else aspect.to(cos)
+    return torch.stack([torch.stack([cos, -sin * r], dim=-1), torch.stack([sin / r, cos], dim=-1)], dim=-2)
+
+
+def ssl4mis_weak_matrices(n: int, generator: torch.Generator, device: torch.device,
+                          aspect: Tensor | None = None) -> Tensor:
+    """(n, 2, 3) affine matrices in normalised coordinates (``affine_grid`` convention); ``aspect``
+    (n,) the native height / width of each slice, for the small rotation (None: square)."""
     u = torch.rand(n, 2, generator=generator, device=device)
     k = torch.randint(0, 4, (n,), generator=generator, device=device)
     flip_axis = torch.randint(0, 2, (n,), generator=generator, device=device)
@@ -241,19 +258,17 @@ def ssl4mis_weak_matrices(n: int, generator: torch.Generator, device: torch.devi
     rot_flip = u[:, 0] < 0.5
     rotate = (~rot_flip) & (u[:, 1] < 0.5)
 
-    theta = torch.where(rot_flip, k.float() * (math.pi / 2), torch.zeros_like(degrees))
-    theta = torch.where(rotate, degrees * (math.pi / 180), theta)
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    # snap rot90 multiples to exact integers so grid points land on pixel centres
-    cos = torch.where(rot_flip, cos.round(), cos)
-    sin = torch.where(rot_flip, sin.round(), sin)
-    mat = torch.zeros(n, 2, 3, device=device)
-    mat[:, 0, 0], mat[:, 0, 1], mat[:, 1, 0], mat[:, 1, 1] = cos, -sin, sin, cos
+    # rot90 multiples snapped to exact integers so grid points land on pixel centres
+    quarter = k.float() * (math.pi / 2)
+    c90, s90 = torch.cos(quarter).round(), torch.sin(quarter).round()
+    rot90 = torch.stack([torch.stack([c90, -s90], dim=-1), torch.stack([s90, c90], dim=-1)], dim=-2)
     flip = torch.ones(n, 2, device=device)
-    flip_sign = torch.where(rot_flip, -1.0, 1.0)
-    flip[torch.arange(n, device=device), flip_axis] = flip_sign
-    mat[:, :, :2] = mat[:, :, :2] * flip[:, None, :]
-    return mat
+    flip[torch.arange(n, device=device), flip_axis] = -1.0
+    rot90 = rot90 * flip[:, None, :]
+    small = rotation_matrices(degrees, aspect)
+    eye = torch.eye(2, device=device).expand(n, 2, 2)
+    lin = torch.where(rot_flip.view(n, 1, 1), rot90, torch.where(rotate.view(n, 1, 1), small, eye))
+    return torch.cat([lin, torch.zeros(n, 2, 1, device=device)], dim=2)
 
 
 def affine(mat: Tensor, like: Tensor) -> SpatialTransform:
@@ -261,10 +276,11 @@ def affine(mat: Tensor, like: Tensor) -> SpatialTransform:
     return SpatialTransform(F.affine_grid(mat.to(like.dtype), list(like.shape), align_corners=False))
 
 
-def ssl4mis_weak(x: Tensor, y: Tensor | None, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+def ssl4mis_weak(x: Tensor, y: Tensor | None, generator: torch.Generator,
+                 aspect: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """Augment images (B, C, H, W) and, when given, their labels (B, H, W) with the same transform
-    (nearest neighbour for both, as SSL4MIS's ``order=0``)."""
-    t = affine(ssl4mis_weak_matrices(x.shape[0], generator, x.device), x)
+    (nearest neighbour for both, as SSL4MIS's ``order=0``); ``aspect`` (B,) native height / width."""
+    t = affine(ssl4mis_weak_matrices(x.shape[0], generator, x.device, aspect), x)
     return t.apply(x, "nearest"), (t.apply(y, "label") if y is not None else None)
 
 

@@ -270,8 +270,11 @@ def build_train_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[st
     first = np.searchsorted(owner, owner)  # slices of a case are contiguous and in order
     depth = np.bincount(owner)[owner]
     positions = (np.arange(len(owner)) - first + 0.5) / depth
+    native = np.array([c.shape[1:3] for c in ds.split_cases("train")], dtype=np.float64).reshape(-1, 2)
+    aspect = (native[:, 0] / native[:, 1])[owner]  # each slice's native height / width
     return TrainData(
         positions=torch.from_numpy(positions.astype(np.float32)).to(device),
+        aspect=torch.from_numpy(aspect.astype(np.float32)).to(device),
         images=torch.from_numpy(np.array(images, dtype=np.float32))[:, None].to(device),
         labels=torch.from_numpy(np.array(labels)).to(device),
         labeled=torch.from_numpy(lab_idx).long().to(device),

@@ -44,14 +44,16 @@ from sslbench.train.sampler import CyclicSampler
 @dataclass
 class TrainData:
     """Training slices on the device: images (N, C, S, S) float, labels (N, S, S) uint8, the indices
-    of the labeled and unlabeled slices, and each slice's relative position in its volume (N,) in
-    [0, 1) (GCL's partition positives; None when unknown)."""
+    of the labeled and unlabeled slices, each slice's relative position in its volume (N,) in
+    [0, 1) (GCL's partition positives; None when unknown) and its native height / width (N,) before
+    the resize to S x S (the weak rotation's aspect; None: square)."""
 
     images: Tensor
     labels: Tensor
     labeled: Tensor
     unlabeled: Tensor
     positions: Tensor | None = None
+    aspect: Tensor | None = None
 
 
 @dataclass
@@ -166,9 +168,10 @@ class Trainer:
             idx_u = self.unl_sampler.next(cfg.batch_size - cfg.labeled_bs)
             x_u = d.images[idx_u]
         if cfg.augment == "ssl4mis":
-            x_l, y_l = ssl4mis_weak(x_l, y_l, self.generator)
+            aspect = d.aspect
+            x_l, y_l = ssl4mis_weak(x_l, y_l, self.generator, None if aspect is None else aspect[idx_l])
             if x_u is not None:
-                x_u, _ = ssl4mis_weak(x_u, None, self.generator)
+                x_u, _ = ssl4mis_weak(x_u, None, self.generator, None if aspect is None else aspect[idx_u])
         pos = None
         if d.positions is not None:
             pos = d.positions[idx_l] if idx_u is None else torch.cat([d.positions[idx_l], d.positions[idx_u]])
