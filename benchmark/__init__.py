@@ -12,7 +12,4 @@ Layers, each importing only the ones below it:
 """
 from __future__ import annotations
 
-from ._moved import install as _install_moved
-
 __version__ = "0.1.0"
-_install_moved()

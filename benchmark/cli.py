@@ -228,8 +228,9 @@ def _print_tables(root: Path, datasets: list[str], profile: str, specs: list[Any
 def _run_on_slurm(specs: list[Any], opts: Any, config: Path | None, sbatch: tuple[str, ...], wait: bool,
                   given: dict[str, Any], print_tables: Callable[[], None]) -> None:
     """Submit the sweep's unfinished runs as one job array; with ``wait``, follow it to the end."""
-    from sslbench.base.results import run_dir
-    from sslbench.run.slurm import load_settings, queued_job, squeue_states, submit
+    from sslbench.base.run_files import RunFiles
+    from sslbench.run.queue import queued_job, squeue_states
+    from sslbench.run.slurm import load_settings, submit
     from sslbench.run.slurm import wait as wait_for
     from sslbench.run.status import collect
 
@@ -249,9 +250,9 @@ def _run_on_slurm(specs: list[Any], opts: Any, config: Path | None, sbatch: tupl
     if not wait:
         click.echo(f"follow with: bench status --results {opts.results}", err=True)
         return
-    folders = [run_dir(opts.results.absolute(), s.dataset, s.profile, s.folder_method, s.ratio, s.seed) for s in specs]
+    folders = [s.files(opts.results.absolute()).folder for s in specs]
     queue = squeue_states() or {}  # and the runs an earlier submission still has in the queue
-    watching = [*sub.job_ids, *(q[0] for f in folders if (q := queued_job(f, queue)) is not None)]
+    watching = [*sub.job_ids, *(q[0] for f in folders if (q := queued_job(RunFiles(f), queue)) is not None)]
     wait_for(opts.results.absolute(), watching, folders, log=lambda m: click.echo(m, err=True))
     states = collect(opts.results.absolute(), squeue_states(), folders)
     print_tables()
@@ -424,7 +425,9 @@ def datasets_cmd(cache: Path | None) -> None:
     """List the registered datasets, their classes and whether they are prepared."""
     from tabulate import tabulate
 
-    from sslbench.data import DATASETS, PreparedDataset, dataset_folder, prepared_names
+    from sslbench.data import DATASETS
+
+    from sslbench.cache import PreparedDataset, dataset_folder, prepared_names
 
     rows = []
     for e in DATASETS:
@@ -463,7 +466,7 @@ def prepare(dataset: str, raw: Path | None, kind: str | None, cache: Path | None
     bench prepare acdc --raw /data/ACDC_ssl4mis
     bench prepare mydata --raw /data/Dataset042_Thing --format nnunet
     """
-    from sslbench.data import prepare as do_prepare
+    from sslbench.cache import prepare as do_prepare
 
     if raw is not None and not raw.is_dir():
         raise BenchError(f"{raw}: no such folder")

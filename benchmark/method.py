@@ -1,21 +1,31 @@
 """The method-plugin contract: what a semi-supervised method implements and what it is given.
 
-A method is an ``nn.Module`` registered under its CLI name with ``@register_method("name")``. It
-declares its paper name, a ``Config`` dataclass of hyper-parameters (paper defaults), its stages and
-whether it uses unlabeled data, builds its networks with ``ctx.build_unet()``, and returns named
-losses from ``training_step``. The trainer sums every value whose key contains ``"loss"`` and
-optimises it; other keys are only logged. Hooks run after each optimiser step (EMA teachers, banks).
+The contract comes in three tiers; a plugin uses only the ones it needs (docs/adding-a-method.md):
+
+1. every method: ``@register_method("name")`` on an ``SSLMethod[MyConfig]`` subclass (the config
+   dataclass's fields become ``method.<key>`` settings) whose ``training_step(batch, step)`` returns
+   named terms; the trainer sums and optimises every term whose key contains ``"loss"`` and only
+   logs the others;
+2. methods with more networks: ``after_step(step, outputs)`` after each optimiser step (EMA
+   teachers, banks), teachers from ``make_teacher``, and ``eval_nets`` naming the networks
+   ``method.eval_net`` may pick for evaluation;
+3. methods with more structure: ``stages`` (a ``pretrain`` stage), ``carry_best_of``,
+   ``start_stage``, ``extra_optimizers`` / ``extra_step``, ``conformance_config``.
+
 The method never steps an optimiser, samples data or evaluates: the trainer does, identically for all.
 """
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from operator import attrgetter
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
 
+from sslbench.base.errors import ConfigError
 from sslbench.base.registry import Registry
 from sslbench.nn.augment import default_generator
 from sslbench.nn.ema import EMATeacher
@@ -134,8 +144,12 @@ class StepInfo:
         return 1.0 if self.force_ramps else self.iteration / max(self.total, 1)
 
 
-class SSLMethod(nn.Module):
-    """Base class of all method plugins."""
+C = TypeVar("C", bound=MethodConfig)
+
+
+class SSLMethod(nn.Module, Generic[C]):
+    """Base of all method plugins: ``class MyMethod(SSLMethod[MyConfig])`` types ``self.cfg`` and
+    sets ``Config`` (a subclass of another method sets ``Config`` and annotates ``cfg`` itself)."""
 
     name: ClassVar[str] = ""
     paper_name: ClassVar[str] = ""
@@ -143,19 +157,35 @@ class SSLMethod(nn.Module):
     stages: ClassVar[tuple[str, ...]] = ("train",)
     uses_unlabeled: ClassVar[bool] = True
     uses_all_labels: ClassVar[bool] = False  # UNet-F: trains on every training label, ratio ignored
-    inference_net_name: ClassVar[str] = "student"
+    # the networks ``method.eval_net`` may choose for validation and evaluation: choice -> attribute
+    # path (the first is the default when the config has no ``eval_net``); the record names the choice
+    eval_nets: ClassVar[dict[str, str]] = {"student": "student"}
     # earlier stages whose best-validated inference network, not their last, goes on into the next
     # stage, as releases that reload "<stage>_best_model.pth" do (BCP's and ABD's pre-training)
     carry_best_of: ClassVar[tuple[str, ...]] = ()
     # config overrides the conformance kit applies: settings under which every loss term is active on
     # an untrained tiny network (for example a confidence threshold that would mask everything)
     conformance_config: ClassVar[dict[str, Any]] = {}
+    cfg: C
 
-    def __init__(self, cfg: MethodConfig, ctx: MethodContext) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Config" not in cls.__dict__:  # SSLMethod[MyConfig] says it once
+            for base in cls.__dict__.get("__orig_bases__", ()):
+                args = typing.get_args(base)
+                if typing.get_origin(base) is SSLMethod and args and isinstance(args[0], type):
+                    cls.Config = args[0]
+
+    def __init__(self, cfg: C, ctx: MethodContext) -> None:
         super().__init__()
         self.cfg = cfg
         self.ctx = ctx
         self.current_stage = self.stages[-1]  # the trainer sets it as stages run (and on resume)
+        choice = getattr(cfg, "eval_net", None)
+        if choice is not None and choice not in self.eval_nets:
+            raise ConfigError(f"method.eval_net must be {' or '.join(repr(n) for n in self.eval_nets)}, "
+                              f"got {choice!r}")
+        self.inference_net_name: str = choice if choice is not None else next(iter(self.eval_nets))
         self.student = self.build_student(ctx)
 
     def build_student(self, ctx: MethodContext) -> nn.Module:
@@ -173,12 +203,11 @@ class SSLMethod(nn.Module):
         raise NotImplementedError
 
     # -------------------------------------------------------------- optional hooks
-    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses) -> None:
         """Called after each optimiser step (EMA teachers, memory banks) with the step's outputs:
         ``training_step``'s dict (plus ``<optimiser>/<key>`` of extra optimisers). Entries whose key
         starts with ``_`` reach this hook only (never logged, never optimised): the place for what
-        the step computed for the hook, such as the keys a queue stores. A plugin's
-        ``after_step(self, step)`` without ``outputs`` keeps working."""
+        the step computed for the hook, such as the keys a queue stores."""
 
     def start_stage(self, stage: str) -> None:
         """Called once when ``stage`` (not the first) begins, after a ``carry_best_of`` stage's best
@@ -199,8 +228,8 @@ class SSLMethod(nn.Module):
         return (p for p in self.parameters() if p.requires_grad and id(p) not in owned)
 
     def inference_net(self) -> nn.Module:
-        """The network evaluated on validation and test volumes (recorded in the run record)."""
-        return self.student
+        """The network evaluated on validation and test volumes: ``eval_nets[inference_net_name]``."""
+        return attrgetter(self.eval_nets[self.inference_net_name])(self)
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:

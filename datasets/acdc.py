@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from sslbench.base.errors import DataError
-from sslbench.data import CacheWriter, DatasetSpec, paper_list, register_dataset
-from sslbench.datasets.nifti_cases import add_nifti_cases
+from sslbench.data import CacheWriter, DatasetSpec, register_dataset
+from sslbench.splits import paper_list
+from sslbench.datasets._nifti_cases import add_nifti_cases
 from sslbench.io.readers import check_image, manifest, read_h5, read_list
 
 SLICE_ID = re.compile(r"^(?P<volume>.+)_slice_(?P<index>\d+)$")

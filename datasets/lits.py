@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from sslbench.data import register_dataset
-from sslbench.datasets.paired import PairedNiftiDataset
+from sslbench.datasets._paired import PairedNiftiDataset
 
 
 @register_dataset("lits")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from sslbench.data import register_dataset
-from sslbench.datasets.paired import PairedNiftiDataset
+from sslbench.datasets._paired import PairedNiftiDataset
 
 LABELS = {0: 0, 205: 1, 420: 2, 421: 2, 500: 3, 550: 4, 600: 5, 820: 6, 850: 7}
 

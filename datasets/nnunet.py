@@ -17,8 +17,8 @@ from pathlib import Path
 
 from sslbench.base.errors import DataError
 from sslbench.data import CacheWriter, DatasetSpec, register_dataset
-from sslbench.datasets.nifti_cases import add_nifti_cases
-from sslbench.datasets.splits import read_split_file, seeded_split
+from sslbench.datasets._nifti_cases import add_nifti_cases
+from sslbench.datasets._splits import read_split_file, seeded_split
 from sslbench.io.readers import manifest
 
 FILE_ENDINGS = (".nii.gz", ".nii")

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from sslbench.data import register_dataset
-from sslbench.datasets.phantom import PhantomDataset, bias_field, ellipse, grid, minmax, smooth_noise
+from sslbench.datasets._phantom import PhantomDataset, bias_field, ellipse, grid, minmax, smooth_noise
 
 SPLITS = {"train": 40, "val": 8, "test": 20}
 GENERATOR_SEED = 20240101

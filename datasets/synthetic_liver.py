@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sslbench.data import register_dataset
-from sslbench.datasets.phantom import PhantomDataset, ellipse, finish_ct_like, grid, smooth_noise
+from sslbench.datasets._phantom import PhantomDataset, ellipse, finish_ct_like, grid, smooth_noise
 
 SPLITS = {"train": 40, "val": 8, "test": 16}
 GENERATOR_SEED = 20240202

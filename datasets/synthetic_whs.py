@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from sslbench.data import register_dataset
-from sslbench.datasets.phantom import PhantomDataset, ellipse, finish_ct_like, grid, smooth_noise
+from sslbench.datasets._phantom import PhantomDataset, ellipse, finish_ct_like, grid, smooth_noise
 
 SPLITS = {"train": 30, "val": 6, "test": 10}
 GENERATOR_SEED = 20240303

@@ -31,7 +31,8 @@ from torch import Tensor
 from sslbench.base.errors import ConfigError
 from sslbench.method import Batch, Losses, MethodContext, StepInfo, register_method
 from sslbench.methods.bcp import BCP, BCPConfig, box_mask, halves, mix_loss
-from sslbench.nn.augment import color_jitter, random_boxes
+from sslbench.nn.augment import color_jitter
+from sslbench.nn.boxes import random_boxes
 from sslbench.nn.losses import masked_dice_loss
 
 
@@ -48,10 +49,10 @@ class ABDConfig(BCPConfig):
 
 
 def cutout_gray(x: Tensor, y: Tensor, g: torch.Generator, cfg: ABDConfig) -> tuple[Tensor, Tensor]:
-    """The release's ``cutout_gray``: with probability ``cutout_p`` a box (``random_boxes``) of
-    random 0/1 pixels, its label set to background."""
+    """The release's ``cutout_gray``: with probability ``cutout_p`` a box of random 0/1 pixels, its
+    label set to background; the area is redrawn with the aspect until the box fits (``sslbench.nn.boxes``)."""
     n, _, h, w = x.shape
-    boxes = random_boxes(n, h, w, g, x.device, cfg.cutout_p, cfg.cutout_area, cfg.cutout_ratio)
+    boxes = random_boxes(n, h, w, g, x.device, cfg.cutout_p, cfg.cutout_area, cfg.cutout_ratio, redraw_area=True)
     noise = torch.randint(0, 2, x.shape, generator=g, device=x.device).to(x.dtype)
     return torch.where(boxes[:, None], noise, x), torch.where(boxes, torch.zeros_like(y), y)
 
@@ -124,24 +125,20 @@ class ABD(BCP):
 
     paper_name = "ABD"
     Config = ABDConfig
+    cfg: ABDConfig
     background_unmasked = True  # its release's mix_loss, in the pre-training as in stage 2
+    eval_nets = {"model1": "student", "model2": "model_2"}
 
     def __init__(self, cfg: ABDConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: ABDConfig = cfg
-        if cfg.eval_net not in ("model1", "model2"):
-            raise ConfigError(f"method.eval_net must be 'model1' or 'model2', got '{cfg.eval_net}'")
         if ctx.image_size % cfg.grid:
             raise ConfigError(f"ABD cuts images into method.grid = {cfg.grid} patches per side; train.image_size "
                               f"{ctx.image_size} is not a multiple of it")
         self.model_2 = ctx.build_unet()
-        self.inference_net_name = cfg.eval_net
 
     def inference_net(self) -> torch.nn.Module:
         # pre-training trains (and validates, and carries on) the one network both students start from
-        if self.cfg.eval_net == "model2" and self.current_stage != "pretrain":
-            return self.model_2
-        return self.student
+        return self.student if self.current_stage == "pretrain" else super().inference_net()
 
     def branch(self, net: torch.nn.Module, a: Tensor, b: Tensor, ua: Tensor, ub: Tensor, ya: Tensor, yb: Tensor,
                m: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:

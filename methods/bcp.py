@@ -41,7 +41,6 @@ class BCPConfig(MethodConfig):
     box_fraction: float = 2 / 3   # side of the pasted box, as a fraction of the image side
     ema_decay: float = 0.99
     largest_component: bool = True  # clean pseudo-labels to each class's largest component per slice
-    component_rounds: int = 64    # label-propagation rounds on a GPU (see sslbench.nn.components)
 
 
 def box_mask(h: int, w: int, g: torch.Generator, device: torch.device, fraction: float = 2 / 3) -> Tensor:
@@ -86,26 +85,24 @@ def halves(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 @register_method("bcp")
-class BCP(SSLMethod):
+class BCP(SSLMethod[BCPConfig]):
     """BCP: copy-paste between labeled and unlabeled slices in both directions with a mean teacher,
     after a copy-paste pre-training on the labeled slices (module docstring: recipe, deviations)."""
 
     paper_name = "BCP"
-    Config = BCPConfig
     stages = ("pretrain", "train")
     carry_best_of = ("pretrain",)  # stage 2 loads the pre-training's best-on-validation network
     background_unmasked = False    # see ``mix_loss`` (ABD's copy of the Dice loss: True in both stages)
 
     def __init__(self, cfg: BCPConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: BCPConfig = cfg
         self.teacher = EMATeacher(self.student, cfg.ema_decay, warmup=False, train_mode=True, buffers=True)
 
     def pseudo_labels(self, x: Tensor) -> Tensor:
         with torch.no_grad():
             labels = self.teacher(x).argmax(dim=1)
         if self.cfg.largest_component:
-            labels = keep_largest_per_class(labels, self.ctx.num_classes, self.cfg.component_rounds)
+            labels = keep_largest_per_class(labels, self.ctx.num_classes)
         return labels
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
@@ -135,6 +132,6 @@ class BCP(SSLMethod):
         # stage 2's teacher starts as the pre-trained network (the best-validated one: carry_best_of)
         self.teacher.module.load_state_dict(self.student.state_dict())
 
-    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses) -> None:
         if step.stage == "train":
             self.teacher.update(self.student, step.iteration)

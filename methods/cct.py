@@ -28,7 +28,7 @@ def cross_consistency(main_logits: Tensor, aux_logits: list[Tensor], detach_main
 
 
 @register_method("cct")
-class CCT(SSLMethod):
+class CCT(SSLMethod[CCTConfig]):
     """One shared encoder, a main decoder and three auxiliary decoders reading all encoder levels
     through feature noise, dropout (p 0.3, always on) and feature dropout. Supervised: the mean of CE
     and Dice over the four decoders on labeled slices; unsupervised: ``w(t)`` times the main-vs-
@@ -40,7 +40,6 @@ class CCT(SSLMethod):
     """
 
     paper_name = "CCT"
-    Config = CCTConfig
 
     def build_student(self, ctx: MethodContext) -> nn.Module:
         return MultiDecoderUNet(ctx.in_channels, ctx.num_classes, ctx.base_width).to(ctx.device)

@@ -6,7 +6,7 @@ framework's instance-discrimination loss on views of the unlabeled slices, compu
 bottleneck through a projection head. "With fine-tuning" is a method of its own, declared beside
 each framework (``simclr-ft``, ``mocov2-ft``, ``knn-moco-ft``, ``byol-ft``, ``isd-ft``; GLCon's is
 ``mona``): the framework as the ``pretrain`` stage, then MONA's stage 2
-(``sslbench.methods.mona.anatomy``) as the ``train`` stage, with the ``ReconstructionConfig`` keys on
+(``sslbench.methods.mona._anatomy``) as the ``train`` stage, with the ``ReconstructionConfig`` keys on
 top of the framework's own. Every EMA decay is called ``ema_decay``; in a fine-tuned variant the
 framework's is ``pretrain_ema_decay`` and ``ema_decay`` is stage 2's teacher. No official medical code
 exists for these rows (METHODS 2.15); the settings are the frameworks' standard ones, listed per class.
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.methods.mona.anatomy import AnatomicalReconstruction, ReconstructionConfig
+from sslbench.methods.mona._anatomy import AnatomicalReconstruction, ReconstructionConfig
 from sslbench.nn.augment import contrastive_views, strong_view
 from sslbench.nn.banks import FeatureQueue
 from sslbench.nn.ema import EMATeacher
@@ -63,16 +63,14 @@ FINETUNE_CONFORMANCE = {"unsup_threshold": 0.0, "query_threshold": 0.0, "bank_si
                         "bank_writes": 32, "queries": 16, "negatives": 8}
 
 
-class GlobalContrastive(SSLMethod):
+class GlobalContrastive(SSLMethod[ContrastiveConfig]):
     """Shared plumbing: the supervised loss on labeled slices plus ``contrast`` on unlabeled ones;
     in a fine-tuned variant (``FineTuned``) the stage 2 of MONA follows as the ``train`` stage."""
 
-    Config = ContrastiveConfig
     finetune: ClassVar[bool] = False
 
     def __init__(self, cfg: ContrastiveConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: ContrastiveConfig = cfg
         self.embedder = Embedder(self.student, self.build_head().to(ctx.device))
         self.reco = AnatomicalReconstruction(self.student, cfg, ctx) if self.finetune else None  # type: ignore[arg-type]
 
@@ -107,7 +105,7 @@ class GlobalContrastive(SSLMethod):
             return self.reco.losses(batch.x_l, batch.y_l, batch.x_u, step)
         return self.framework_step(batch, step)
 
-    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses) -> None:
         if self.reco is not None:
             self.reco.after_step(step)  # the stage-2 teacher follows the student from the start
         if self.reco is None or step.stage != "train":
@@ -183,10 +181,10 @@ class KNNMoCo(MoCoV2):
 
     paper_name = "kNN-MoCo"
     Config = KNNMoCoConfig
+    cfg: KNNMoCoConfig
 
     def __init__(self, cfg: KNNMoCoConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: KNNMoCoConfig = cfg
         self.backbone_queue = FeatureQueue(cfg.queue, self.student.widths[-1]).to(ctx.device)
 
     def contrast(self, x_u: Tensor, g: torch.Generator) -> tuple[Tensor, Losses]:
@@ -261,10 +259,10 @@ class ISD(GlobalContrastive):
 
     paper_name = "ISD"
     Config = ISDConfig
+    cfg: ISDConfig
 
     def __init__(self, cfg: ISDConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: ISDConfig = cfg
         self.predictor = mlp(cfg.proj_dim, cfg.hidden, cfg.proj_dim).to(ctx.device)
         self.teacher = EMATeacher(self.embedder, self.framework_ema, warmup=False)
         self.queue = FeatureQueue(cfg.queue, cfg.proj_dim).to(ctx.device)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from sslbench.base.errors import ConfigError
 from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.nn.losses import ce_dice_loss
 
@@ -24,7 +23,7 @@ def cross_pseudo_losses(logits1: Tensor, logits2: Tensor) -> tuple[Tensor, Tenso
 
 
 @register_method("cps")
-class CPS(SSLMethod):
+class CPS(SSLMethod[CPSConfig]):
     """Two UNets with independent initialisations, each trained with 0.5 (CE + Dice) on labeled slices
     and ``w(t)`` times the CE against the other network's argmax on unlabeled slices (no confidence
     threshold, as SSL4MIS). Both losses are summed and optimised together.
@@ -35,17 +34,12 @@ class CPS(SSLMethod):
     """
 
     paper_name = "CPS"
-    Config = CPSConfig
+
+    eval_nets = {"model1": "student", "model2": "model2"}
 
     def __init__(self, cfg: CPSConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        if cfg.eval_net not in ("model1", "model2"):
-            raise ConfigError(f"method.eval_net must be 'model1' or 'model2', got '{cfg.eval_net}'")
         self.model2 = ctx.build_unet()
-        self.inference_net_name = cfg.eval_net
-
-    def inference_net(self) -> nn.Module:
-        return self.model2 if self.cfg.eval_net == "model2" else self.student
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
         x, n = batch.joint(), batch.n_l

@@ -65,7 +65,7 @@ class DANConfig(ConsistencyConfig):
 
 
 @register_method("dan")
-class DAN(SSLMethod):
+class DAN(SSLMethod[DANConfig]):
     """A segmenter and a discriminator D(probabilities, image) that tells predictions on labeled
     slices (target 1) from predictions on unlabeled slices (target 0). Segmenter step (D in eval):
     0.5 (CE + Dice) on labeled slices plus ``w(t)`` times CE(D(p_u, x_u), 1), i.e. make unlabeled
@@ -77,7 +77,6 @@ class DAN(SSLMethod):
     """
 
     paper_name = "DAN"
-    Config = DANConfig
 
     def __init__(self, cfg: DANConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)

@@ -18,7 +18,7 @@ def rotation_consistency(rot_logits: Tensor, logits: Tensor, k: int) -> Tensor:
 
 
 @register_method("dct")
-class DCT(SSLMethod):
+class DCT(SSLMethod[ConsistencyConfig]):
     """0.5 (CE + Dice) on labeled slices plus ``w(t)`` times the rotation consistency between the
     prediction of an unlabeled batch rotated by k·90° (k ~ U{0..3} per iteration) and the rotated
     prediction of the unrotated batch.
@@ -29,7 +29,6 @@ class DCT(SSLMethod):
     """
 
     paper_name = "DCT"
-    Config = ConsistencyConfig
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
         assert batch.x_u is not None

@@ -16,7 +16,7 @@ class EMConfig(ConsistencyConfig):
 
 
 @register_method("em")
-class EntropyMinimization(SSLMethod):
+class EntropyMinimization(SSLMethod[EMConfig]):
     """0.5 (CE + Dice) on labeled slices plus ``w(t)`` times the mean per-pixel entropy (normalised by
     log C) of the student's softmax.
 
@@ -26,7 +26,6 @@ class EntropyMinimization(SSLMethod):
     """
 
     paper_name = "EM"
-    Config = EMConfig
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
         logits = self.student(batch.joint())

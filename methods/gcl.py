@@ -36,7 +36,7 @@ def other_indices(n: int, device: torch.device) -> Tensor:
 
 
 @register_method("gcl")
-class GCL(SSLMethod):
+class GCL(SSLMethod[GCLConfig]):
     """``pretrain`` stage, no labels: the global loss on the encoder (NT-Xent, τ = 0.1, where slices
     from the same of 4 volume partitions are positives and same-partition samples are left out of the
     denominator) and the local loss on the decoder at 1/4 resolution (13 fixed 3 x 3 regions, each
@@ -52,12 +52,10 @@ class GCL(SSLMethod):
     replace Adam at 1e-3. Local views differ photometrically only, so regions stay aligned."""
 
     paper_name = "GCL"
-    Config = GCLConfig
     stages = ("pretrain", "train")
 
     def __init__(self, cfg: GCLConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: GCLConfig = cfg
         widths = self.student.widths
         self.global_head = GlobalHead(widths[-1], cfg.hidden, cfg.proj_dim, norm=False, relu=True, bias=False)
         c = widths[-3]  # decoder width at 1/4 resolution

@@ -29,7 +29,7 @@ class ICTConfig(TeacherConfig):
 
 
 @register_method("ict")
-class ICT(SSLMethod):
+class ICT(SSLMethod[ICTConfig]):
     """The unlabeled batch is split in halves and mixed pairwise, ``u_mix = (1-λ) u_a + λ u_b``; the
     student's softmax on ``u_mix`` is pulled (MSE, weight ``w(t)``) towards the same mix of the EMA
     teacher's softmax on ``u_a`` and ``u_b``. The student sees labeled and mixed slices in one pass.
@@ -40,7 +40,6 @@ class ICT(SSLMethod):
     """
 
     paper_name = "ICT"
-    Config = ICTConfig
 
     def __init__(self, cfg: ICTConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -60,5 +59,5 @@ class ICT(SSLMethod):
         return {"loss_sup": ce_dice_loss(logits[:batch.n_l], batch.y_l), "loss_cons": weight * cons,
                 "cons_mse": cons.detach(), "cons_weight": weight}
 
-    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses) -> None:
         self.teacher.update(self.student, step.iteration)

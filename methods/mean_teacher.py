@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import torch
 
-from sslbench.base.errors import ConfigError
 from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, TeacherConfig, register_method
 from sslbench.nn.augment import gaussian_noise
 from sslbench.nn.losses import ce_dice_loss, softmax_mse
@@ -20,7 +19,7 @@ class MTConfig(TeacherConfig):
 
 
 @register_method("mt")
-class MeanTeacher(SSLMethod):
+class MeanTeacher(SSLMethod[MTConfig]):
     """Student trained with 0.5 (CE + Dice) on labeled slices plus ``w(t)`` times the MSE between its
     softmax and an EMA teacher's softmax on noisy unlabeled slices.
 
@@ -34,18 +33,11 @@ class MeanTeacher(SSLMethod):
     """
 
     paper_name = "MT"
-    Config = MTConfig
+    eval_nets = {"student": "student", "teacher": "teacher.module"}
 
     def __init__(self, cfg: MTConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: MTConfig = cfg
-        if cfg.eval_net not in ("student", "teacher"):
-            raise ConfigError(f"method.eval_net must be 'student' or 'teacher', got '{cfg.eval_net}'")
         self.teacher = self.make_teacher()
-        self.inference_net_name = cfg.eval_net
-
-    def inference_net(self) -> torch.nn.Module:
-        return self.teacher.module if self.cfg.eval_net == "teacher" else self.student
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
         assert batch.x_u is not None
@@ -63,5 +55,5 @@ class MeanTeacher(SSLMethod):
             "cons_weight": weight,
         }
 
-    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses) -> None:
         self.teacher.update(self.student, step.iteration)

@@ -23,7 +23,7 @@ class PLCConfig(MethodConfig):
 
 
 @register_method("plc")
-class PLC(SSLMethod):
+class PLC(SSLMethod[PLCConfig]):
     """``pretrain`` stage: a baseline UNet (the pseudo-labeller) trained with Dice (background
     included) on the labeled slices. ``train`` stage, from random initialisation: Dice on the labeled
     slices plus ``0.1 L_local`` on two augmented views of the unlabeled slices with the labeller's
@@ -40,12 +40,10 @@ class PLC(SSLMethod):
     schedule replace Adam at 1e-3."""
 
     paper_name = "PLC"
-    Config = PLCConfig
     stages = ("pretrain", "train")
 
     def __init__(self, cfg: PLCConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: PLCConfig = cfg
         self.labeller = ctx.build_unet()
         c = self.student.widths[0]
         self.head = nn.Sequential(nn.Conv2d(c, c, 1), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
@@ -99,7 +97,7 @@ class PLC(SSLMethod):
         return {"loss_sup": dice_loss(self.student(batch.x_l), batch.y_l), "loss_local": self.cfg.lamda_local * local,
                 "local": local.detach()}
 
-    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses) -> None:
         every = max(step.total // self.cfg.refresh, 1)
         if step.stage == "train" and (step.iteration + 1) % every == 0 and step.iteration + 1 < step.total:
             self.labeller.load_state_dict(self.student.state_dict())

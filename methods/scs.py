@@ -28,7 +28,7 @@ class SCSConfig(MethodConfig):
 
 
 @register_method("scs")
-class SCS(SSLMethod):
+class SCS(SSLMethod[SCSConfig]):
     """``pretrain`` stage: SimCLR (NT-Xent, τ = 0.5, head GAP -> Linear(w, 512) -> Linear(512, 128) with
     no activation) on every slice, plus supervised local contrast on the labeled slices (two
     photometric views, full-resolution decoder features -> 1x1 conv 256 -> 1x1 conv 128, L2-normalised,
@@ -42,12 +42,10 @@ class SCS(SSLMethod):
     and schedule, without the mixup variant."""
 
     paper_name = "SCS"
-    Config = SCSConfig
     stages = ("pretrain", "train")
 
     def __init__(self, cfg: SCSConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: SCSConfig = cfg
         widths = self.student.widths
         self.global_head = GlobalHead(widths[-1], cfg.hidden, cfg.proj_dim, norm=False)
         self.local_head = nn.Sequential(nn.Conv2d(widths[0], cfg.local_hidden, 1), nn.Conv2d(cfg.local_hidden, cfg.local_dim, 1))

@@ -51,7 +51,7 @@ def masked_consistency(dist: Tensor, uncertainty: Tensor, threshold: float) -> t
 
 
 @register_method("uamt")
-class UAMT(SSLMethod):
+class UAMT(SSLMethod[UAMTConfig]):
     """Mean teacher whose consistency only counts pixels the teacher is certain about: the entropy of
     the mean softmax over ``mc_passes`` noisy, dropout-active teacher passes must be below
     ``τ(t) = (0.75 + 0.25 · sigmoid_rampup(t, T)) · τ_max``.
@@ -63,7 +63,6 @@ class UAMT(SSLMethod):
     """
 
     paper_name = "UAMT"
-    Config = UAMTConfig
     # an untrained network is uncertain everywhere, so the kit checks the term with the lnC threshold
     conformance_config: ClassVar[dict[str, Any]] = {"threshold_max": "lnC"}
 
@@ -92,5 +91,5 @@ class UAMT(SSLMethod):
         return {"loss_sup": ce_dice_loss(logits[:batch.n_l], batch.y_l), "loss_cons": weight * cons,
                 "certain_fraction": certain.detach(), "cons_weight": weight}
 
-    def after_step(self, step: StepInfo, outputs: Losses | None = None) -> None:
+    def after_step(self, step: StepInfo, outputs: Losses) -> None:
         self.teacher.update(self.student, step.iteration)

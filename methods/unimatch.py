@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.augment import color_jitter, gaussian_blur, random_boxes, uniform
+from sslbench.nn.augment import color_jitter, gaussian_blur, uniform
+from sslbench.nn.boxes import random_boxes
 from sslbench.nn.losses import ce_dice_loss, masked_dice_loss
 
 
@@ -57,7 +58,8 @@ def strong_view(x: Tensor, g: torch.Generator, cfg: UniMatchConfig) -> Tensor:
 
 
 def cutmix_boxes(n: int, h: int, w: int, g: torch.Generator, device: torch.device, cfg: UniMatchConfig) -> Tensor:
-    """The release's ``obtain_cutmix_box`` (see ``random_boxes``) with this config's p, area and ratio."""
+    """The release's ``obtain_cutmix_box`` (the area drawn once; ``sslbench.nn.boxes``) with this
+    config's p, area and ratio."""
     return random_boxes(n, h, w, g, device, cfg.box_p, cfg.box_area, cfg.box_ratio)
 
 
@@ -91,18 +93,16 @@ def unimatch_losses(logits_x: Tensor, y_x: Tensor, logits_w: Tensor, logits_fp: 
 
 
 @register_method("unimatch")
-class UniMatch(SSLMethod):
+class UniMatch(SSLMethod[UniMatchConfig]):
     """UniMatch: weak-to-strong consistency with two strong views and feature perturbation (see the
     module docstring for the release's recipe and the deviations)."""
 
     paper_name = "UniMatch"
-    Config = UniMatchConfig
     # the kit checks every term at full strength: no confidence threshold hides one at initialisation
     conformance_config = {"conf_thresh": 0.0}
 
     def __init__(self, cfg: UniMatchConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: UniMatchConfig = cfg
 
     def weak_and_perturbed(self, x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
         """Logits of ``x`` and of the decoder run on channel-dropped features, in one decoder pass

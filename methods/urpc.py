@@ -27,7 +27,7 @@ def rectified_pyramid_consistency(logits: list[Tensor]) -> Tensor:
 
 
 @register_method("urpc")
-class URPC(SSLMethod):
+class URPC(SSLMethod[ConsistencyConfig]):
     """A UNet whose decoder predicts at four scales (coarse heads on perturbed features in training).
     Supervised: mean of CE and Dice over the four outputs; unsupervised: ``w(t)`` times the
     uncertainty-rectified consistency of each scale with the pyramid mean, on unlabeled slices.
@@ -36,7 +36,6 @@ class URPC(SSLMethod):
     """
 
     paper_name = "URPC"
-    Config = ConsistencyConfig
 
     def build_student(self, ctx: MethodContext) -> nn.Module:
         return PyramidUNet(ctx.in_channels, ctx.num_classes, ctx.base_width).to(ctx.device)

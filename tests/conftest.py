@@ -33,7 +33,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cardiac(cache_dir: Path):  # noqa: ANN201
-    from sslbench.data import prepare
+    from sslbench.cache import prepare
 
     return prepare("synthetic-cardiac", cache_root=cache_dir)
 

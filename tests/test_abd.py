@@ -101,7 +101,7 @@ def test_loss_assembly_and_both_students_start_pretrained() -> None:
     for net in (m.model_2, m.teacher.module):
         assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), m.student.state_dict().values()))
     t.stage_index = 1
-    t.optimizer = t._make_optimizer()
+    t.optimizer, t.extra = t.make_optimizers()
     out = t.train_step()
     for k in ("loss_model1", "loss_model2"):
         assert math.isfinite(float(out[k]))

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sslbench.data import prepare, split_labeled
+from sslbench.cache import prepare
+from sslbench.splits import split_labeled
 from sslbench.base.errors import DataError
 
 from .conftest import TINY_RUN

@@ -1,4 +1,4 @@
-"""MONA's stage-2 terms pinned directly (``sslbench.methods.mona.anatomy``) against the released definitions
+"""MONA's stage-2 terms pinned directly (``sslbench.methods.mona._anatomy``) against the released definitions
 (``train_arco_2d.py``, ``loss_helper.py: compute_contra_memobank_loss``, ReCo's unsupervised loss).
 
 The tailness test makes every representation carry its pixel's index (identity projections), so the
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sslbench.methods.mona.anatomy import AnatomicalReconstruction, ReconstructionConfig
-from sslbench.methods.mona.fused import FusedMap
+from sslbench.methods.mona._anatomy import AnatomicalReconstruction, ReconstructionConfig
+from sslbench.methods.mona._fused import FusedMap
 from sslbench.nn.losses import confident_ce
 from sslbench.method import MethodContext, StepInfo
 from sslbench.nn.unet import build_unet
@@ -45,7 +45,7 @@ def _entropy(p: Tensor) -> Tensor:
 
 
 def test_tailness_queries_prototypes_and_bank_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslbench.methods.mona.anatomy as anatomy
+    import sslbench.methods.mona._anatomy as anatomy
 
     reco = _reco()
     dim = _identity_projections(reco)

@@ -86,7 +86,8 @@ def test_weak_matrices_use_each_slices_aspect_in_the_rotation_branch_only() -> N
 
 def test_the_trainer_gives_each_slice_its_native_aspect(tmp_path: Path) -> None:
     """``build_train_data`` hands every training slice its case's native height / width."""
-    from sslbench.data import CacheWriter, DatasetSpec, PreparedDataset
+    from sslbench.data import CacheWriter, DatasetSpec
+    from sslbench.cache import PreparedDataset
     from sslbench.run.runner import build_train_data
 
     class Two(DatasetSpec):

@@ -104,7 +104,7 @@ def test_teacher_starts_from_the_pretrained_student_then_follows_every_state_ent
     with torch.no_grad():
         for p in m.student.parameters():
             p.add_(1.0)
-    m.after_step(StepInfo("pretrain", 3, 4))                                 # the last pre-training step
+    m.after_step(StepInfo("pretrain", 3, 4), {})                               # the last pre-training step
     assert not any(torch.equal(a, b) for a, b in zip(m.teacher.module.parameters(), m.student.parameters()))
     m.start_stage("train")                                                   # stage 2 begins
     assert all(torch.equal(a, b) for a, b in zip(m.teacher.module.state_dict().values(),
@@ -112,7 +112,7 @@ def test_teacher_starts_from_the_pretrained_student_then_follows_every_state_ent
     before = {k: v.clone() for k, v in m.teacher.module.state_dict().items()}
     m.student.train()
     m.student(torch.rand(4, 1, 32, 32))                                      # moves the student's BN statistics
-    m.after_step(StepInfo("train", 0, 10))
+    m.after_step(StepInfo("train", 0, 10), {})
     for k, v in m.teacher.module.state_dict().items():
         s = m.student.state_dict()[k]
         if v.is_floating_point():

@@ -35,8 +35,13 @@ def test_the_beyond_table_has_a_name_and_every_row_says_where_it_comes_from() ->
             assert "not transcribed" in r["source"], f"{r['method']} {r['ratio']} %: empty without saying why"
     # a number quoted in the source text is the number in the cells (no drift between the two)
     for r in rows:
-        if r["method"] == "BCP" and r["dsc"]:
+        if r["method"] in ("BCP", "ABD") and r["dsc"]:
             assert f"Dice {r['dsc']}," in r["source"] and f"ASD {r['asd']};" in r["source"]
+    abd = {r["ratio"]: r for r in rows if r["method"] == "ABD"}
+    assert (abd["5"]["dsc"], abd["5"]["asd"], abd["10"]["dsc"], abd["10"]["asd"]) == ("88.96", "0.52", "89.81", "0.49")
+    assert all("secondary quotation" in r["source"] and "magic-fortune/AdaMix" in r["source"] for r in abd.values())
+    unimatch = next(r for r in rows if r["method"] == "UniMatch" and r["ratio"] == "1")
+    assert "valtest" in unimatch["source"] and "selected on it" in unimatch["source"]
 
 
 def test_monas_row_in_the_beyond_table_is_its_table_1_row() -> None:
@@ -61,7 +66,7 @@ def test_the_layout_shows_the_published_numbers_and_a_dash_where_a_paper_gives_n
     at = {name: i for i, name in enumerate(cols)}
     assert lines["BCP"][at["5% DSC paper"]] == "87.6" and lines["BCP"][at["10% ASD paper"]] == "1.17"
     assert lines["UniMatch"][at["10% DSC paper"]] == "89.9" and lines["UniMatch"][at["10% ASD paper"]] == "—"
-    assert lines["ABD"][at["5% DSC paper"]] == "—"
+    assert lines["ABD"][at["5% DSC paper"]] == "89.0" and lines["ABD"][at["10% ASD paper"]] == "0.49"
     assert lines["MONA"][at["5% DSC paper"]] == "88.8"
 
 
@@ -76,8 +81,8 @@ def test_our_run_sits_beside_its_published_number_with_the_difference(tmp_path: 
     text = tables.paper_table(tmp_path / "r", "beyond", vs_paper=True, fmt="csv")
     frame = pd.read_csv(__import__("io").StringIO(text), keep_default_na=False)
     row = frame[frame.Method == "BCP"].iloc[0]
-    assert row["5% DSC"] == "80.0" and row["5% DSC paper"] == "87.6" and row["5% DSC Δ"] == "-7.6"
-    assert row["5% ASD paper"] == "0.67" and row["5% ASD Δ"] == "+1.33"
+    assert str(row["5% DSC"]) == "80.0" and str(row["5% DSC paper"]) == "87.6" and row["5% DSC Δ"] == "-7.6"
+    assert str(row["5% ASD paper"]) == "0.67" and row["5% ASD Δ"] == "+1.33"
 
 
 def test_with_vs_paper_the_table_says_where_each_published_number_comes_from(tmp_path: Path) -> None:

@@ -44,8 +44,7 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 @pytest.mark.parametrize("name", ["bcp", "abd"])
 def test_stage_two_starts_from_the_best_validated_pretrained_network(tmp_path: Path, name: str) -> None:
-    t = build(name, cfg=CFG)
-    t.run_dir = tmp_path
+    t = build(name, cfg=CFG, folder=tmp_path)
     snaps: dict[int, dict[str, torch.Tensor]] = {}
     seen = _spy(t, snaps, [0.2, 0.9, 0.4, 0.5])
     result = t.fit()
@@ -63,15 +62,13 @@ def test_stage_two_starts_from_the_best_validated_pretrained_network(tmp_path: P
 
 
 def test_a_resumed_pretraining_still_carries_its_best(tmp_path: Path) -> None:
-    first = build("bcp", cfg=CFG)
-    first.run_dir = tmp_path
+    first = build("bcp", cfg=CFG, folder=tmp_path)
     snaps: dict[int, dict[str, torch.Tensor]] = {}
     _spy(first, snaps, [0.2, 0.9])                     # killed at the third validation (iteration 12)
     with pytest.raises(StopIteration):
         first.fit()
     assert torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)["iteration"] == 8
-    second = build("bcp", seed=5, cfg=CFG)
-    second.run_dir = tmp_path
+    second = build("bcp", seed=5, cfg=CFG, folder=tmp_path)
     seen = _spy(second, {}, [0.4, 0.5])
     result = second.fit()
     assert result.resumed_from == 8 and result.carried["pretrain"] == {"iteration": 8, "val_dice": 0.9}
@@ -79,8 +76,7 @@ def test_a_resumed_pretraining_still_carries_its_best(tmp_path: Path) -> None:
 
 
 def test_without_validation_the_last_pretrained_network_goes_on_and_the_record_says_so(tmp_path: Path) -> None:
-    t = build("bcp", cfg=CFG)
-    t.run_dir = tmp_path
+    t = build("bcp", cfg=CFG, folder=tmp_path)
     result = t.fit()                                    # no validate callable: scores are NaN
     assert result.carried["pretrain"]["iteration"] == 12 and result.carried["pretrain"]["val_dice"] is None
     assert "last weights" in result.carried["pretrain"]["note"]
@@ -89,7 +85,7 @@ def test_without_validation_the_last_pretrained_network_goes_on_and_the_record_s
 def test_abd_validates_the_pretrained_network_even_when_model_2_is_evaluated() -> None:
     t = build("abd", cfg=CFG)
     m = t.method
-    m.cfg.eval_net = "model2"
+    m.inference_net_name = "model2"                      # as method.eval_net=model2 sets it
     m.current_stage = "pretrain"
     assert m.inference_net() is m.student               # model_2 is not trained before stage 2
     m.current_stage = "train"
@@ -97,8 +93,7 @@ def test_abd_validates_the_pretrained_network_even_when_model_2_is_evaluated() -
 
 
 def test_a_method_without_carry_best_of_ends_its_pretraining_with_its_last_network(tmp_path: Path) -> None:
-    t = build("mona", cfg=dataclasses.replace(CFG, pretrain_iterations=4))
-    t.run_dir = tmp_path
+    t = build("mona", cfg=dataclasses.replace(CFG, pretrain_iterations=4), folder=tmp_path)
     calls: list[str] = []
     t.validate = lambda: calls.append(t.stage) or 0.5   # type: ignore[func-returns-value]
     result = t.fit()
@@ -106,8 +101,7 @@ def test_a_method_without_carry_best_of_ends_its_pretraining_with_its_last_netwo
 
 
 def test_a_missing_best_file_falls_back_to_the_last_weights_and_says_so(tmp_path: Path) -> None:
-    t = build("bcp", cfg=CFG)
-    t.run_dir = tmp_path
+    t = build("bcp", cfg=CFG, folder=tmp_path)
     warnings: list[str] = []
     t.warn = warnings.append
     scores = iter([0.9, 0.2, 0.1, 0.5])

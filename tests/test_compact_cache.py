@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from sslbench.base.errors import DataError
-from sslbench.data import DATASETS, CacheWriter, PreparedDataset
-from sslbench.datasets.nifti_cases import add_nifti_cases
+from sslbench.data import DATASETS, CacheWriter
+from sslbench.cache import PreparedDataset
+from sslbench.datasets._nifti_cases import add_nifti_cases
 from sslbench.io.nifti import normalize, read_case
 from sslbench.io.slabs import read_slabs, write_slabs
 from sslbench.report.metrics import volume_metrics
@@ -83,18 +84,23 @@ def test_metrics_of_a_case_are_unchanged(tmp_path: Path) -> None:
     assert volume_metrics(pred, got_label, classes, spacing) == volume_metrics(pred, label, classes, spacing)
 
 
-def test_older_float32_caches_read_as_before(tmp_path: Path) -> None:
+def test_an_older_cache_format_is_refused_with_how_to_rebuild_it(tmp_path: Path) -> None:
+    """No compatibility layer before a first release: a float32, uncropped cache (format 1) is one
+    line naming its meta.json and the command that rebuilds it; ``prepare --force`` may replace it."""
+    from sslbench.base.errors import DataError
+    from sslbench.cache.prepare import _owned
+
     folder = tmp_path / "old"
     (folder / "volumes").mkdir(parents=True)
     image = np.random.default_rng(0).random((4, 8, 8)).astype(np.float32)
-    label = (image > 0.5).astype(np.uint8)
     np.save(folder / "volumes" / "a.image.npy", image)
-    np.save(folder / "volumes" / "a.label.npy", label)
     (folder / "meta.json").write_text(json.dumps({
         "format": 1, "name": "old", "classes": ["background", "x"],
         "cases": [{"id": "a", "patient": "a", "split": "train", "shape": [4, 8, 8], "spacing": None}]}))
-    got_image, got_label = PreparedDataset(folder).volume("a")
-    assert np.array_equal(got_image, image) and np.array_equal(got_label, label)
+    with pytest.raises(DataError, match=r"old/meta.json: a prepared dataset in cache format 1, not 2 .*"
+                                         r"bench prepare old --raw PATH --force"):
+        PreparedDataset(folder)
+    assert _owned(folder) is not None          # ours: --force may replace it
 
 
 def test_a_damaged_volume_is_one_clear_error(tmp_path: Path) -> None:

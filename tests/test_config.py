@@ -101,3 +101,40 @@ def test_method_overrides_apply_to_the_methods_that_have_the_key() -> None:
                          ("nosuch.lr=1", "neither train, data, method nor a method name")]:
         with pytest.raises(BenchError, match=message):
             expand(["unet-l", "mt", "uamt"], ["synthetic-cardiac"], [5], [0], "quick", [bad])
+
+
+def test_bcp_and_abd_pretrain_10k_iterations_under_the_releases_schedule() -> None:
+    """Their releases pre-train 10 000 iterations (``--pre_iterations 10000``) before 30 000: the
+    ssl4mis profile follows that schedule through the method files' ``[profile.ssl4mis.train]``;
+    other profiles keep their own length, and ``--set`` still wins."""
+    for name in ("bcp", "abd"):
+        def cfg(profile: str, *overrides: str):  # noqa: ANN202
+            return resolve_config(METHODS.get(name).Config, profile, "acdc", name, overrides).train
+
+        assert (cfg("ssl4mis").pretrain_iterations, cfg("ssl4mis").iterations) == (10000, 30000)
+        assert cfg("ssl4mis").lr_schedule == "constant"
+        assert cfg("quick").pretrain_iterations == 300 and cfg("paper").pretrain_iterations == 30000
+        assert cfg("ssl4mis", "train.pretrain_iterations=77").pretrain_iterations == 77
+    unimatch = resolve_config(METHODS.get("unimatch").Config, "ssl4mis", "acdc", "unimatch", ()).train
+    assert unimatch.pretrain_iterations == 30000      # the profile's, untouched by BCP's file
+
+
+def test_profile_tables_in_a_method_file_are_checked(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import sslbench.base.config as config
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "quick.toml").write_text("[train]\niterations = 5\n")
+    (tmp_path / "profiles" / "slow.toml").write_text("[train]\niterations = 50\n")
+    (tmp_path / "methods").mkdir()
+    monkeypatch.setattr(config, "configs_dir", lambda: tmp_path)
+    (tmp_path / "methods" / "mt.toml").write_text(
+        "[train]\nlr = 0.5\n[profile.slow.train]\nlr = 0.1\n[profile.slow.method]\nema_decay = 0.9\n")
+    assert (mt_config().train.lr, mt_config().method.ema_decay) == (0.5, 0.99)
+    slow = mt_config(profile="slow")
+    assert (slow.train.iterations, slow.train.lr, slow.method.ema_decay) == (50, 0.1, 0.9)
+    (tmp_path / "methods" / "mt.toml").write_text("[profile.fast.train]\nlr = 0.1\n")
+    with pytest.raises(ConfigError, match=r"mt.toml: unknown profile\(s\) fast"):
+        mt_config()
+    (tmp_path / "methods" / "mt.toml").write_text("[profile.slow.train]\nbogus = 1\n")
+    with pytest.raises(ConfigError, match=r"mt.toml \[profile.slow\]: unknown key train.bogus"):
+        mt_config(profile="slow")

@@ -174,7 +174,7 @@ def test_isd_value(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_glcon_value(monkeypatch: pytest.MonkeyPatch) -> None:
     """Global: bottleneck -> MLP -> predictor vs the teacher's MLP; local: the 49 output windows; both
     ``KL(p_t ‖ p_s)`` (τ_t 0.01, τ_s 0.1) over the filled bank slots; supervision CE + Dice."""
-    from sslbench.methods.mona.heads import WindowHead
+    from sslbench.methods.mona._heads import WindowHead
     from sslbench.methods.mona import glcon as mona
 
     monkeypatch.setattr(mona, "photometric", lambda x, g=None: view_a(x))
@@ -207,7 +207,7 @@ def test_glcon_value(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_glcon_local_head_as_released() -> None:
     """``ProjectionHead``: pooling, 1x1 conv C -> 2C, 1x1 conv 2C -> C; the predictor two 1x1 convs C -> C."""
-    from sslbench.methods.mona.heads import WindowHead, window_predictor
+    from sslbench.methods.mona._heads import WindowHead, window_predictor
 
     for c in (3, 4):
         head = WindowHead(c)
@@ -218,7 +218,7 @@ def test_glcon_local_head_as_released() -> None:
 def test_fpn_on_fixed_weights_as_released() -> None:
     """MONA's ``FeatureExtractor``: every conv without bias; x = conv(x) + x, bilinear (align_corners)
     to the next stage, concatenate, ... and a last conv (no residual) on the 496-channel concat."""
-    from sslbench.methods.mona.heads import FeatureExtractor
+    from sslbench.methods.mona._heads import FeatureExtractor
 
     fpn = FeatureExtractor((16, 32, 64, 128, 256))
     assert all(m.bias is None for m in fpn.modules() if isinstance(m, nn.Conv2d))
@@ -235,7 +235,7 @@ def test_fpn_on_fixed_weights_as_released() -> None:
 
 
 def test_pointwise_equals_convolving_then_picking() -> None:
-    from sslbench.methods.mona.heads import pointwise, representation_head
+    from sslbench.methods.mona._heads import pointwise, representation_head
 
     torch.manual_seed(0)
     convs = [nn.Conv2d(6, 5, 1), *representation_head(5)]
@@ -402,8 +402,8 @@ def test_plc_labeller_takes_the_students_weights_at_its_refresh_points() -> None
     with torch.no_grad():
         for p in method.student.parameters():
             p.add_(1.0)
-    method.after_step(StepInfo("train", every - 2, 10))
+    method.after_step(StepInfo("train", every - 2, 10), {})
     assert not torch.equal(method.labeller.decoder.head.weight, method.student.decoder.head.weight)
-    method.after_step(StepInfo("train", every - 1, 10))
+    method.after_step(StepInfo("train", every - 1, 10), {})
     assert all(torch.equal(a, b) for a, b in zip(method.labeller.state_dict().values(),
                                                   method.student.state_dict().values()))

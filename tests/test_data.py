@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from sslbench.data import (DATASETS, CacheWriter, DatasetSpec, PreparedDataset, labeled_count, prepare,
-                           resize_slices, split_labeled)
+from sslbench.data import DATASETS, CacheWriter, DatasetSpec
+from sslbench.io.resize import resize_slices
+from sslbench.cache import PreparedDataset, prepare
+from sslbench.splits import labeled_count, split_labeled
 from sslbench.datasets.synthetic_cardiac import SPLITS, cardiac_volume
 from sslbench.base.errors import DataError
 
@@ -143,10 +145,11 @@ def test_random_split_labels_as_many_patients_as_the_paper_list(tmp_path: Path) 
     from sslbench.base.config import configs_dir
 
     patients = (configs_dir() / "splits" / "acdc" / "train.txt").read_text().split()
-    cases = [{"id": f"{p}_frame0{f}", "patient": p, "split": "train", "shape": [1, 4, 4], "spacing": None}
+    cases = [{"id": f"{p}_frame0{f}", "patient": p, "split": "train", "shape": [1, 4, 4], "spacing": None,
+              "crop": [[0, 1], [0, 4], [0, 4]], "fill": 0.0, "image_dtype": "float16"}
              for p in patients for f in (1, 2)]
-    (tmp_path / "meta.json").write_text(json.dumps({"name": "acdc", "kind": "acdc", "classes": ["bg", "a"],
-                                                    "cases": cases}))
+    (tmp_path / "meta.json").write_text(json.dumps({"format": 2, "name": "acdc", "kind": "acdc",
+                                                    "classes": ["bg", "a"], "cases": cases}))
     ds = PreparedDataset(tmp_path)
     for ratio, n_patients in ((1, 1), (5, 3), (10, 7), (20, 14)):   # 20 %: no list, round(0.2 x 70)
         paper, _ = split_labeled(ds, ratio, seed=0, mode="paper")

@@ -15,7 +15,9 @@ import torch
 from sslbench.base.atomic import write_json
 from sslbench.base.errors import BenchError
 from sslbench.base.locks import FolderLock, probe
-from sslbench.run.slurm import SlurmSettings, load_settings, queued_job
+from sslbench.base.run_files import RunFiles
+from sslbench.run.queue import queued_job
+from sslbench.run.slurm import SlurmSettings, load_settings
 from sslbench.run.status import collect, render, summary_line
 from sslbench.testing import TINY, build
 from sslbench.train import interrupt
@@ -38,12 +40,12 @@ def test_a_stop_request_checkpoints_between_steps_and_resumes_to_the_same_log(tm
     cfg = dataclasses.replace(TINY, iterations=12, val_every=6, log_every=4)
     for name in ("full", "cut"):
         (tmp_path / name).mkdir()
-    full = build("mt", cfg=cfg)
-    full.run_dir, full.validate = tmp_path / "full", (lambda: 0.5)
+    full = build("mt", cfg=cfg, folder=tmp_path / "full")
+    full.validate = (lambda: 0.5)
     full.fit()
 
-    cut = build("mt", cfg=cfg)
-    cut.run_dir, cut.validate = tmp_path / "cut", (lambda: 0.5)
+    cut = build("mt", cfg=cfg, folder=tmp_path / "cut")
+    cut.validate = (lambda: 0.5)
     steps = cut.train_step
 
     def step_then_signal():  # noqa: ANN202 - the signal arrives in the middle of a log interval
@@ -63,8 +65,8 @@ def test_a_stop_request_checkpoints_between_steps_and_resumes_to_the_same_log(tm
     state = torch.load(tmp_path / "cut" / "ckpt" / "last.pt", weights_only=True)
     assert state["iteration"] == 11 and state["log_acc_n"] == 3   # iterations 9-11 not yet logged
     interrupt.clear()
-    again = build("mt", seed=5, cfg=cfg)
-    again.run_dir, again.validate = tmp_path / "cut", (lambda: 0.5)
+    again = build("mt", seed=5, cfg=cfg, folder=tmp_path / "cut")
+    again.validate = (lambda: 0.5)
     result = again.fit()
     assert result.resumed_from == 11
     assert _log(tmp_path / "cut") == _log(tmp_path / "full")       # same lines, same losses
@@ -178,7 +180,9 @@ def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:
     assert text.endswith("6 run(s): 1 done, 1 running, 2 pending, 1 failed, 1 stale")
     assert summary_line([]) == "0 run(s): none"
     # once the job has left the queue, the run is no longer queued; a failure shows again
-    assert queued_job(pending, {}) is None and queued_job(pending, {"77_3": "RUNNING"}) == ("77_3", "RUNNING")
+    pending_files = RunFiles(pending)
+    assert queued_job(pending_files, {}) is None
+    assert queued_job(pending_files, {"77_3": "RUNNING"}) == ("77_3", "RUNNING")
 
 
 def test_bench_status_command(tmp_path: Path) -> None:

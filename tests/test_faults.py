@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from sslbench.data import PreparedDataset, prepare
+from sslbench.cache import PreparedDataset, prepare
 from sslbench.base.errors import DataError
 
 from .conftest import TINY_RUN
@@ -253,7 +253,7 @@ def test_a_label_that_lost_its_orientation_takes_the_images_geometry(tmp_path: P
 
 def test_preparation_reads_labels_in_their_own_type_and_peaks_below_3x_the_volume(tmp_path: Path) -> None:
     from sslbench.data import DATASETS, CacheWriter
-    from sslbench.datasets.nifti_cases import add_nifti_cases
+    from sslbench.datasets._nifti_cases import add_nifti_cases
 
     shape = (40, 160, 192)   # an int16 CT-like volume, 4.9 MB as float32
     rng = np.random.default_rng(0)
@@ -495,9 +495,8 @@ def test_a_session_killed_before_its_first_checkpoint_leaves_no_log_behind(tmp_p
 
     (tmp_path / "train_log.jsonl").write_text(
         '{"stage": "train", "iteration": 3, "loss": 1.0}\n{"stage": "train", "iter')   # torn last line
-    t = build("unet-l")
-    t.run_dir = tmp_path
-    assert t.try_resume() is None
+    t = build("unet-l", folder=tmp_path)
+    assert t.resume() is None
     assert (tmp_path / "train_log.jsonl").read_text() == ""
 
 
@@ -510,7 +509,7 @@ def test_checkpoints_kept_after_a_run_are_the_users_choice(tmp_path: Path, cache
     ckpt = next(tmp_path.rglob("ckpt"))
     assert not (ckpt / "last.pt").exists()
     best = torch.load(ckpt / "best.pt", weights_only=True)
-    assert best["inference_only"] and not any(k.startswith("teacher") for k in best["weights"])
+    assert not any(k.startswith("teacher") for k in best["weights"])
     code, _, err = bench("run", "--methods", "mt", "--results", str(tmp_path / "n"), "--quiet", "--no-table",
                          "--keep-checkpoints", "none", *TINY_RUN)
     assert code == 0 and not list((tmp_path / "n").rglob("*.pt"))

@@ -1,4 +1,4 @@
-"""MONA's factored FPN map (``sslbench.methods.mona.fused``): every read equals the same read of the
+"""MONA's factored FPN map (``sslbench.methods.mona._fused``): every read equals the same read of the
 released full-resolution map (the last lateral step ``x + conv1x1(x)``, bilinear align_corners
 upsampling, then concatenation), gradients included."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslbench.methods.mona.fused import FusedMap, pool_matrix, upsample_matrix
+from sslbench.methods.mona._fused import FusedMap, pool_matrix, upsample_matrix
 
 
 @pytest.mark.parametrize("out, inp", [(16, 8), (15, 8), (7, 4), (5, 5), (1, 3), (4, 1)])
@@ -83,7 +83,7 @@ def test_gradients_reach_both_parts_as_through_the_full_map(maps: tuple[FusedMap
 
 
 def test_the_fpn_leaves_only_its_last_lateral_step_undone() -> None:
-    from sslbench.methods.mona.heads import FeatureExtractor
+    from sslbench.methods.mona._heads import FeatureExtractor
     from sslbench.nn.unet import build_unet
 
     torch.manual_seed(0)

@@ -25,11 +25,26 @@ def _stages() -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("amp", [True, False], ids=["bf16", "fp32"])
 @pytest.mark.parametrize("name,stage", _stages())
-def test_cuda_step_without_host_sync(name: str, stage: int, amp: bool) -> None:
+def test_cuda_step_without_host_sync(name: str, stage: int, amp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sslbench.nn.components as components
+
+    reads = []
+
+    def documented_read(lab: torch.Tensor, before: torch.Tensor) -> bool:
+        """The connected components' convergence read (BCP, ABD): their one documented sync, counted."""
+        torch.cuda.set_sync_debug_mode("default")
+        try:
+            reads.append(1)
+            return torch.equal(lab, before)
+        finally:
+            torch.cuda.set_sync_debug_mode("error")
+
+    monkeypatch.setattr(components, "converged", documented_read)
     trainer = build(name, cfg=dataclasses.replace(TINY, amp=amp), device="cuda")
     trainer.stage_index = stage
     trainer.train_step()                       # warm-up: allocations, cuDNN autotuning
     torch.cuda.synchronize()
+    reads.clear()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
@@ -38,6 +53,7 @@ def test_cuda_step_without_host_sync(name: str, stage: int, amp: bool) -> None:
         torch.cuda.set_sync_debug_mode("default")
     assert all(torch.isfinite(torch.as_tensor(v)).all() for v in out.values())
     assert next(trainer.method.parameters()).device.type == "cuda"
+    assert len(reads) <= 3 * 4                 # a few convergence reads a step (8 rounds each), if any
 
 
 def test_evaluation_on_cuda_matches_cpu() -> None:
@@ -52,3 +68,26 @@ def test_evaluation_on_cuda_matches_cpu() -> None:
     gpu = predict_volume(method.cuda(), image, 32, torch.device("cuda"), amp=False)
     assert cpu.shape == gpu.shape == image.shape
     assert (cpu == gpu).mean() > 0.999        # fp32 on both; cuDNN may differ in the last bits
+
+
+def test_connected_components_on_cuda_equal_scipy() -> None:
+    """The device path itself (a convergence read every 8 rounds) on spirals, C, ring and U shapes."""
+    from sslbench.nn.components import component_labels
+
+    from .test_components import hard_shapes, smallest_index_labels
+
+    masks = hard_shapes()
+    got = component_labels(torch.from_numpy(masks).cuda()).cpu().numpy()
+    for i, m in enumerate(masks):
+        assert np.array_equal(got[i], smallest_index_labels(m)), i
+
+
+def test_boxes_on_cuda_have_the_cpu_distribution() -> None:
+    """Both box draws run on the device: sizes within the image, each present with probability p."""
+    from sslbench.nn.boxes import random_boxes
+
+    for redraw in (False, True):
+        g = torch.Generator(device="cuda").manual_seed(0)
+        masks = random_boxes(4000, 64, 64, g, torch.device("cuda"), 0.5, redraw_area=redraw)
+        present = masks.flatten(1).any(1).float().mean().item()
+        assert abs(present - 0.5) < 0.03

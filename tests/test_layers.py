@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RANK = {  # module prefix -> layer (higher may import lower, never the reverse)
-    "sslbench.base": 0, "sslbench.io": 1, "sslbench.nn": 1, "sslbench.method": 2, "sslbench.data": 2,
+    "sslbench.base": 0, "sslbench.io": 1, "sslbench.nn": 1, "sslbench.method": 2, "sslbench.data": 2, "sslbench.cache": 2, "sslbench.splits": 2,
     "sslbench.methods": 3, "sslbench.datasets": 3, "sslbench.train": 4, "sslbench.testing": 4,
     "sslbench.report": 5, "sslbench.run": 6, "sslbench.cli": 7,
 }
@@ -48,7 +48,7 @@ def test_no_module_imports_a_higher_layer() -> None:
     upward = []
     for name, path in modules().items():
         own = layer(name)
-        if own is None or name == "sslbench._moved":
+        if own is None:
             continue
         for target in imports(name, path):
             other = layer(target)
@@ -58,25 +58,16 @@ def test_no_module_imports_a_higher_layer() -> None:
 
 
 def test_the_layer_table_covers_every_module() -> None:
-    unplaced = [name for name in modules() if layer(name) is None and name not in ("sslbench", "sslbench._moved")]
+    unplaced = [name for name in modules() if layer(name) is None and name != "sslbench"]
     assert not unplaced, unplaced
 
 
-def test_old_import_paths_still_work_with_a_warning() -> None:
+def test_old_flat_import_paths_are_gone() -> None:
+    """No compatibility layer before a first release: the former flat modules do not import."""
     import importlib
-    import sys
-    import warnings
 
-    import sslbench.nn.losses
+    import pytest
 
-    for old in ("sslbench.losses", "sslbench.heads"):
-        sys.modules.pop(old, None)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            module = importlib.import_module(old)
-        assert any(issubclass(w.category, DeprecationWarning) and "moved to" in str(w.message) for w in caught)
-    assert sys.modules["sslbench.losses"] is sslbench.nn.losses          # the same module object
-    from sslbench.methods.mona.heads import WindowHead
-    from sslbench.nn.heads import GlobalHead
-
-    assert module.WindowHead is WindowHead and module.GlobalHead is GlobalHead   # a split module's names
+    for old in ("sslbench.losses", "sslbench.heads", "sslbench.trainer"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)

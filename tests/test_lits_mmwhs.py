@@ -7,7 +7,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sslbench.data import prepare, split_labeled
+from sslbench.cache import prepare
+from sslbench.splits import split_labeled
 from sslbench.base.errors import DataError
 
 AFFINE = np.diag([0.7, 0.7, 2.5, 1.0])

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslbench.methods.mona.banks import ClassMemoryBank
-from sslbench.methods.mona.heads import FeatureExtractor, WindowHead
+from sslbench.methods.mona._banks import ClassMemoryBank
+from sslbench.methods.mona._heads import FeatureExtractor, WindowHead
 from sslbench.nn.losses import knn_positive_loss, nearest_neighbour_loss, prototype_contrast, relational_kl
 from sslbench.method import METHODS
 from sslbench.methods.contrastive import FINETUNE_CONFORMANCE
@@ -208,7 +208,7 @@ def test_fine_tuned_variants_are_declared_methods_that_run_what_they_list(name: 
     stage 2's, nothing else; the plain framework has no stage-2 key. (The conformance kit runs every
     registered method, the variants included.)"""
     from sslbench.base.config import config_keys
-    from sslbench.methods.mona.anatomy import ReconstructionConfig
+    from sslbench.methods.mona._anatomy import ReconstructionConfig
 
     plain = METHODS.get(name)
     tuned = METHODS.get("mona" if name == "glcon" else f"{name}-ft")

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sslbench.data import PreparedDataset, prepare
+from sslbench.cache import PreparedDataset, prepare
 from sslbench.io.nifti import load_volume, save_volume
 from sslbench.report.metrics import binary_metrics
 

@@ -55,7 +55,8 @@ def test_supcon_by_hand() -> None:
 
 
 def test_train_data_positions_follow_the_volumes(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from sslbench.data import prepare, split_labeled
+    from sslbench.cache import prepare
+    from sslbench.splits import split_labeled
     from sslbench.run.runner import build_train_data
 
     ds = prepare("synthetic-cardiac", cache_root=tmp_path)

@@ -47,8 +47,7 @@ class ExplodingUNet(UNetL):
 
 
 def test_nan_guard_names_the_loss(tmp_path: Path) -> None:
-    t = build(ExplodingUNet, cfg=dataclasses.replace(TINY, iterations=12, val_every=4, log_every=2))
-    t.run_dir = tmp_path
+    t = build(ExplodingUNet, cfg=dataclasses.replace(TINY, iterations=12, val_every=4, log_every=2), folder=tmp_path)
     t.validate = lambda: 0.5
     with pytest.raises(TrainingDiverged, match=r"loss_sup.*NaN/Inf between iterations 4 and 6"):
         t.fit()
@@ -58,14 +57,13 @@ def test_nan_guard_names_the_loss(tmp_path: Path) -> None:
 
 def test_fit_selects_best_and_logs(tmp_path: Path) -> None:
     scores = iter([0.2, 0.9, 0.4])
-    t = build("unet-l", cfg=dataclasses.replace(TINY, iterations=12, val_every=4, log_every=4))
-    t.run_dir = tmp_path
+    t = build("unet-l", cfg=dataclasses.replace(TINY, iterations=12, val_every=4, log_every=4), folder=tmp_path)
     t.validate = lambda: next(scores)
     result = t.fit()
     assert (result.selected, result.best_iteration, result.best_score) == ("best", 8, 0.9)
     best = torch.load(tmp_path / "ckpt" / "best.pt", weights_only=True)
     assert (best["iteration"], best["val_dice"]) == (8, 0.9)              # tagged with what it holds
-    assert best["inference_only"] and best["weights"].keys() == t.method.inference_net().state_dict().keys()
+    assert best["weights"].keys() == t.method.inference_net().state_dict().keys()
     assert all(torch.equal(v, best["weights"][k]) for k, v in t.method.inference_net().state_dict().items())
     lines = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [x["val_dice"] for x in lines if "val_dice" in x] == [0.2, 0.9, 0.4]
@@ -78,14 +76,12 @@ def test_resume_from_file_continues_identically(tmp_path: Path) -> None:
     full.validate = lambda: 0.0
     reference = [ {k: float(v) for k, v in full.train_step().items()} for _ in range(8)]
 
-    first = build("mt", cfg=cfg)
-    first.run_dir = tmp_path
+    first = build("mt", cfg=cfg, folder=tmp_path)
     for _ in range(4):
         first.train_step()
     first.checkpoint()
-    second = build("mt", seed=99, cfg=cfg)
-    second.run_dir = tmp_path
-    assert second.try_resume() == 4
+    second = build("mt", seed=99, cfg=cfg, folder=tmp_path)
+    assert second.resume() == 4
     rest = [{k: float(v) for k, v in second.train_step().items()} for _ in range(4)]
     assert rest == reference[4:]
 
@@ -118,31 +114,17 @@ def test_a_crafted_checkpoint_runs_no_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     (tmp_path / "ckpt").mkdir()
     torch.save({"iteration": 3, "evil": _Payload(marker)}, tmp_path / "ckpt" / "last.pt")
-    t = build("unet-l")
-    t.run_dir = tmp_path
+    t = build("unet-l", folder=tmp_path)
     warnings: list[str] = []
     t.warn = warnings.append
-    assert t.try_resume() is None              # refused, moved aside, the run starts over
+    assert t.resume() is None              # refused, moved aside, the run starts over
     assert not marker.exists()
     assert len(warnings) == 1 and "unusable checkpoint" in warnings[0]
     assert not (tmp_path / "ckpt" / "last.pt").exists()
     assert len(list((tmp_path / "ckpt").glob("last.pt.unusable-*"))) == 1
 
 
-class OldStyleHook(UNetL):
-    """A plugin written before hooks received the step's outputs."""
-
-    calls = 0
-
-    def after_step(self, step: StepInfo) -> None:  # type: ignore[override]
-        type(self).calls += 1
-
-
-def test_hooks_see_the_outputs_and_old_hooks_still_run() -> None:
-    t = build(OldStyleHook)
-    t.train_step()
-    t.train_step()
-    assert OldStyleHook.calls == 2
+def test_hooks_see_the_outputs() -> None:
     moco = build("mocov2")
     seen: list[set[str]] = []
     original = moco.method.after_step

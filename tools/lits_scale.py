@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
     from sslbench.data import DATASETS, CacheWriter
-    from sslbench.datasets.nifti_cases import add_nifti_cases
+    from sslbench.datasets._nifti_cases import add_nifti_cases
 
     created = not args.workdir.exists()
     raw = args.workdir / "raw"

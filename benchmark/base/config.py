@@ -10,8 +10,11 @@ Layers, lowest first:
 4. ``configs/methods/<method>.toml`` (method-specific settings), if present;
 5. ``--set section.key=value`` (or a bare ``key`` when it names exactly one field).
 
-Every TOML layer may hold ``[train]``, ``[data]`` and ``[method]`` tables. Unknown sections, unknown
-keys and values of the wrong type are errors naming the file (or the ``--set`` item).
+Every TOML layer may hold ``[train]``, ``[data]`` and ``[method]`` tables. A dataset or method file may
+also hold ``[profile.<name>.train]`` (``.data``, ``.method``) tables, applied after its own tables
+when that profile is resolved (BCP's release pre-trains 10k iterations: its file sets that for the
+``ssl4mis`` profile only). Unknown sections, profiles, keys and values of the wrong type are errors
+naming the file (or the ``--set`` item).
 """
 from __future__ import annotations
 
@@ -194,13 +197,17 @@ def resolve_config(method_config_cls: type, profile: str, dataset: str, method: 
         if not path.is_file():
             continue
         sources.append(str(path.relative_to(root.parent)) if root.parent in path.parents else str(path))
-        for section, table in _read_toml(path).items():
-            if section not in sections or not isinstance(table, dict):
-                raise ConfigError(f"{path}: unknown section [{section}] (allowed: train, data, method)")
-            for key, value in table.items():
-                if key not in types_[section]:
-                    raise ConfigError(f"{path}: unknown key {section}.{key}")
-                values[section][key] = _coerce(value, types_[section][key], f"{path}: {section}.{key}")
+        layer = _read_toml(path)
+        per_profile = layer.pop("profile", {}) if path != profile_path else {}
+        if not isinstance(per_profile, dict) or not all(isinstance(t, dict) for t in per_profile.values()):
+            raise ConfigError(f"{path}: [profile.<name>.<section>] tables expected under [profile]")
+        unknown = sorted(set(per_profile) - set(list_profiles()))
+        if unknown:
+            raise ConfigError(f"{path}: unknown profile(s) {', '.join(unknown)} under [profile] "
+                              f"(known: {', '.join(list_profiles())})")
+        # the file's own tables, then its [profile.<this profile>.*] tables (more specific, so they win)
+        for where, tables in ((str(path), layer), (f"{path} [profile.{profile}]", per_profile.get(profile, {}))):
+            _apply_tables(tables, types_, values, where)
 
     for item in overrides:
         if "=" not in item:
@@ -225,6 +232,18 @@ def resolve_config(method_config_cls: type, profile: str, dataset: str, method: 
         if hasattr(obj, "validate"):
             obj.validate()
     return ResolvedConfig(resolved["train"], resolved["data"], resolved["method"], sources)
+
+
+def _apply_tables(tables: dict[str, Any], types_: dict[str, dict[str, Any]], values: dict[str, dict[str, Any]],
+                  where: str) -> None:
+    """Put a TOML layer's ``[train]`` / ``[data]`` / ``[method]`` tables into ``values``, checked."""
+    for section, table in tables.items():
+        if section not in types_ or not isinstance(table, dict):
+            raise ConfigError(f"{where}: unknown section [{section}] (allowed: train, data, method)")
+        for key, value in table.items():
+            if key not in types_[section]:
+                raise ConfigError(f"{where}: unknown key {section}.{key}")
+            values[section][key] = _coerce(value, types_[section][key], f"{where}: {section}.{key}")
 
 
 def _suggest(key: str, types_: dict[str, dict[str, Any]]) -> str:

@@ -22,6 +22,7 @@ from .augment import (
                       strong_view,
 )
 from .banks import FeatureQueue
+from .boxes import random_boxes
 from .ema import EMATeacher
 from .heads import GlobalHead, mlp
 from .losses import ce_dice_loss, dice_loss, entropy_map, softmax_mse
@@ -34,6 +35,6 @@ __all__ = [
     "EMATeacher", "FeatureQueue", "GlobalHead", "MultiDecoderUNet", "PyramidUNet", "SpatialTransform", "UNet",
     "build_unet", "ce_dice_loss", "contrastive_views", "cutmix", "default_generator", "dice_loss", "dropout",
     "entropy_map", "feature_dropout", "feature_noise", "gaussian_noise", "mlp", "photometric", "pick_where",
-    "random_deformation", "random_spatial", "sample_where", "sigmoid_rampup", "softmax_mse", "ssl4mis_weak",
+    "random_boxes", "random_deformation", "random_spatial", "sample_where", "sigmoid_rampup", "softmax_mse", "ssl4mis_weak",
     "strong_view",
 ]

@@ -189,30 +189,6 @@ def color_jitter(x: Tensor, g: torch.Generator, p: float, strength: float) -> Te
     return torch.where(on, jittered, x)
 
 
-def random_boxes(n: int, h: int, w: int, g: torch.Generator, device: torch.device, p: float = 0.5,
-                 area: tuple[float, float] = (0.02, 0.4), ratio: tuple[float, float] = (0.3, 1 / 0.3),
-                 tries: int = 16) -> Tensor:
-    """(n, h, w) box masks as UniMatch's ``obtain_cutmix_box`` and ABD's ``cutout_gray`` draw them:
-    with probability ``p`` a box of ``area`` of the image (U), aspect ratio U(``ratio``) and top-left
-    corner uniform over the image, aspect and corner redrawn until the box fits (the first fitting
-    of ``tries`` draws, on the device)."""
-    on = torch.rand(n, generator=g, device=device) < p
-    size = uniform((n, 1), *area, g, device) * h * w
-    aspect = uniform((n, tries), *ratio, g, device)
-    bw = torch.sqrt(size / aspect).floor()
-    bh = torch.sqrt(size * aspect).floor()
-    x0 = torch.randint(0, w, (n, tries), generator=g, device=device).to(bw.dtype)
-    y0 = torch.randint(0, h, (n, tries), generator=g, device=device).to(bh.dtype)
-    fits = (x0 + bw <= w) & (y0 + bh <= h)
-    pick = torch.argmax(fits.to(torch.uint8), dim=1, keepdim=True)  # the first fitting draw
-    x0, y0, bw, bh = (t.gather(1, pick) for t in (x0, y0, bw, bh))
-    rows = torch.arange(h, device=device).view(1, h, 1)
-    cols = torch.arange(w, device=device).view(1, 1, w)
-    box = ((rows >= y0.view(n, 1, 1)) & (rows < (y0 + bh).view(n, 1, 1))
-           & (cols >= x0.view(n, 1, 1)) & (cols < (x0 + bw).view(n, 1, 1)))
-    return box & (on & fits.gather(1, pick)[:, 0]).view(n, 1, 1)
-
-
 def default_generator(device: torch.device) -> torch.Generator:
     """The global generator of ``device`` (checkpointed by the trainer with the RNG states)."""
     if device.type == "cuda":

@@ -2,12 +2,20 @@
 per slice and class, only the largest 8-connected component (``skimage.measure.label`` +
 ``bincount`` in their code, on the host).
 
-Components are found by label propagation: every pixel of a class starts with its own flat index,
-then each round takes the minimum over its 3 x 3 neighbours of the same class and jumps to the
-label its label points at (pointer jumping), so a component converges to the index of its first
-pixel in raster order, skimage's numbering order. On a CPU the rounds stop when nothing changes; on a
-GPU a fixed number run (reading "did it change" would make the step wait for the device), enough for
-any blob-like shape; a component that has not converged by then would be counted as pieces.
+Every foreground pixel starts with its own flat index as its label, and a label is read as a pointer
+to a pixel of the same component. Each round (a parallel union-find):
+
+1. every pixel takes the smallest label in its 3 x 3 window of the same mask (propagation);
+2. the pixel its old label pointed to is re-pointed to that smallest label too (hooking: a whole
+   tree moves at once, not one pixel layer per round);
+3. every label jumps twice to the label of the pixel it points to (path compression).
+
+Labels only decrease, so a round that changes nothing is a fixed point, where every component
+carries one label: the smallest flat index in it (skimage's raster order). The loop runs until that
+fixed point on every device, so the result is exact for any shape (spirals, C and U shapes need tens
+to hundreds of rounds of plain propagation; a few with hooking). On a GPU the "did anything change"
+read is the only host sync of the cleaning and happens once every ``check_every`` rounds (8); on a
+CPU it is free and happens every round.
 """
 from __future__ import annotations
 
@@ -15,34 +23,55 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+GPU_CHECK_EVERY = 8
 
-def component_labels(mask: Tensor, max_rounds: int = 64) -> Tensor:
+
+def _round(lab: Tensor, mask: Tensor, big: int) -> Tensor:
+    """One propagation + hooking + two pointer jumps over labels (N, H*W + 1); the last slot is the
+    background's sentinel ``big``, which points to itself."""
+    n, size = lab.shape[0], big
+    h, w = mask.shape[1:]
+    pixels = lab[:, :size]
+    smallest = -F.max_pool2d(-pixels.view(n, 1, h, w).float(), 3, stride=1, padding=1).view(n, size).long()
+    smallest = torch.where(mask.view(n, size), torch.minimum(pixels, smallest), pixels)
+    hooked = lab.scatter_reduce(1, pixels, smallest, reduce="amin")     # the pixel I pointed to follows me
+    hooked[:, :size] = torch.minimum(hooked[:, :size], smallest)
+    hooked = hooked.gather(1, hooked)
+    return hooked.gather(1, hooked)
+
+
+def converged(lab: Tensor, before: Tensor) -> bool:
+    """Whether ``check_every`` rounds changed nothing: the cleaning's one host read (a sync on a GPU)."""
+    return torch.equal(lab, before)
+
+
+def component_labels(mask: Tensor, check_every: int | None = None) -> Tensor:
     """(N, H, W) bool -> (N, H, W) int64: each foreground pixel labelled with the smallest flat index
-    of its 8-connected component; background ``H * W``. ``max_rounds`` bounds the rounds on a GPU
-    (a blob converges in a handful; a 256-pixel snake folded 64 times needs a few hundred)."""
+    of its 8-connected component; background ``H * W``. ``check_every``: rounds between convergence
+    checks (default: every round on a CPU, ``GPU_CHECK_EVERY`` elsewhere; tests force the GPU's
+    value on a CPU); the loop always runs to convergence."""
     n, h, w = mask.shape
     big = h * w
-    index = torch.arange(big, device=mask.device, dtype=torch.float32).view(1, h, w).expand(n, h, w)
-    lab = torch.where(mask, index, torch.full_like(index, float(big)))
-    on_cpu = mask.device.type == "cpu"
-    for _ in range(big if on_cpu else max_rounds):  # on a CPU: until nothing changes
-        prev = lab
-        nbr = -F.max_pool2d(-lab[:, None], 3, stride=1, padding=1)[:, 0]   # min over the 3 x 3 window
-        lab = torch.where(mask, torch.minimum(lab, nbr), lab)
-        flat = lab.flatten(1)
-        jumped = flat.gather(1, flat.long().clamp(max=big - 1)).view(n, h, w)  # the label of my label
-        lab = torch.where(mask, torch.minimum(lab, jumped), lab)
-        if on_cpu and torch.equal(lab, prev):
+    if check_every is None:
+        check_every = 1 if mask.device.type == "cpu" else GPU_CHECK_EVERY
+    index = torch.arange(big, device=mask.device).expand(n, big)
+    lab = torch.where(mask.reshape(n, big), index, torch.full_like(index, big))
+    lab = torch.cat([lab, torch.full((n, 1), big, device=mask.device, dtype=lab.dtype)], dim=1)
+    while True:  # each round that is not a fixed point lowers a label: at most H * W of them
+        before = lab
+        for _ in range(check_every):
+            lab = _round(lab, mask, big)
+        if converged(lab, before):  # labels never rise: unchanged over k rounds means a fixed point
             break
-    return lab.long()
+    return lab[:, :big].view(n, h, w)
 
 
-def largest_component(mask: Tensor, max_rounds: int = 64) -> Tensor:
+def largest_component(mask: Tensor, check_every: int | None = None) -> Tensor:
     """(N, H, W) bool -> the largest 8-connected component of each map (ties: the one whose first
     pixel comes first in raster order, as ``np.argmax(np.bincount(...))`` picks); empty maps stay empty."""
     n, h, w = mask.shape
     big = h * w
-    lab = component_labels(mask, max_rounds)
+    lab = component_labels(mask, check_every)
     counts = torch.zeros(n, big + 1, device=mask.device, dtype=torch.float32)
     counts.scatter_add_(1, lab.flatten(1), torch.ones(n, big, device=mask.device))
     counts[:, big] = -1.0                                              # the background is never picked
@@ -51,11 +80,11 @@ def largest_component(mask: Tensor, max_rounds: int = 64) -> Tensor:
     return mask & (lab == best.view(n, 1, 1))
 
 
-def keep_largest_per_class(labels: Tensor, num_classes: int, max_rounds: int = 64) -> Tensor:
+def keep_largest_per_class(labels: Tensor, num_classes: int, check_every: int | None = None) -> Tensor:
     """BCP's ``get_ACDC_2DLargestCC``: per slice and foreground class, the pixels outside that class's
     largest component become background (0)."""
     masks = torch.stack([labels == c for c in range(1, num_classes)], dim=1)  # (B, C-1, H, W)
     b, k, h, w = masks.shape
-    kept = largest_component(masks.view(b * k, h, w), max_rounds).view(b, k, h, w)
+    kept = largest_component(masks.view(b * k, h, w), check_every).view(b, k, h, w)
     classes = torch.arange(1, num_classes, device=labels.device).view(1, k, 1, 1)
     return (kept.long() * classes).sum(dim=1)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sslbench.data import PreparedDataset
+from sslbench.cache import PreparedDataset
 from sslbench.io.resize import resize_slices
 from sslbench.method import SSLMethod
 from sslbench.report.metrics import DISTANCE_KEYS, dice, volume_metrics

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd
 
 from sslbench.base.atomic import atomic_path
 from sslbench.base.errors import BenchError
+from sslbench.base.run_files import RunFiles
 from sslbench.report.tables import paper_order, select_records
 
 COLUMN_WIDTH_IN = 3.5  # one column of a two-column paper
@@ -77,7 +77,7 @@ def plot_classes(root: Path, out: Path, dataset: str | None = None, profile: str
     df = df[(df.ratio == ratio) | df.all_labels]
     rows = []
     for _, rec in df.iterrows():
-        metrics = json.loads((Path(rec.dir) / "metrics.json").read_text())
+        metrics = RunFiles(Path(rec.dir)).read(RunFiles.METRICS)
         for case in metrics["metric_per_case"]:
             for cls, m in case["metrics"].items():
                 rows.append({"method": rec.paper_name, "class": cls, "dsc": 100 * m["dice"]})
@@ -95,7 +95,8 @@ def plot_classes(root: Path, out: Path, dataset: str | None = None, profile: str
 
 
 def _load_prediction(folder: Path, case: str) -> np.ndarray | None:
-    npy, nii = folder / "predictions" / f"{case}.npy", folder / "predictions" / f"{case}.nii.gz"
+    predictions = RunFiles(folder).predictions
+    npy, nii = predictions / f"{case}.npy", predictions / f"{case}.nii.gz"
     if npy.exists():
         return np.load(npy)
     if nii.exists():
@@ -111,7 +112,7 @@ def plot_qualitative(root: Path, out: Path, dataset: str, profile: str | None = 
     plt, _ = _pyplot()
     from matplotlib.colors import ListedColormap
 
-    from sslbench.data import prepare
+    from sslbench.cache import prepare
 
     df = select_records(root, dataset, profile)
     df = df[df.seed == seed]
@@ -120,10 +121,10 @@ def plot_qualitative(root: Path, out: Path, dataset: str, profile: str | None = 
     runs = [(rec.paper_name, Path(rec.dir)) for _, rec in df.iterrows()]
     runs.sort(key=lambda t: paper_order(t[0]))
     ds = prepare(dataset, cache_root=cache)
-    with_preds = [(n, d) for n, d in runs if (d / "predictions").is_dir()]
+    with_preds = [(n, d) for n, d in runs if RunFiles(d).predictions.is_dir()]
     if not with_preds:
         raise BenchError(f"{root}: no saved predictions for {dataset}; run `bench run --save-predictions` first")
-    case = sorted(p.name.split(".")[0] for p in (with_preds[0][1] / "predictions").iterdir())[0]
+    case = sorted(p.name.split(".")[0] for p in RunFiles(with_preds[0][1]).predictions.iterdir())[0]
     image, label = (np.asarray(a) for a in ds.volume(case))
     fg = (label > 0).reshape(label.shape[0], -1).sum(1)
     slices = sorted(np.argsort(fg)[::-1][:n_slices].tolist())
@@ -157,7 +158,7 @@ def plot_param(root: Path, out: Path, key: str, dataset: str | None = None, prof
     section, name = key.split(".", 1)
     values = []
     for _, rec in df.iterrows():
-        cfg = json.loads((Path(rec.dir) / "config.json").read_text())
+        cfg = RunFiles(Path(rec.dir)).read(RunFiles.CONFIG)
         values.append(cfg.get(section, {}).get(name))
     df = df.assign(value=values).dropna(subset=["value"])
     if df.empty or df.value.nunique() < 2:

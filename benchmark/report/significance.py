@@ -2,18 +2,19 @@
 seeds, compared with the Wilcoxon signed-rank test (two-sided)."""
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from sslbench.base.run_files import RunFiles
+
 
 @lru_cache(maxsize=4096)
 def per_case_dice(run_dir: str) -> dict[str, float]:
     """case -> Dice averaged over foreground classes, from a run's metrics.json."""
-    data = json.loads((Path(run_dir) / "metrics.json").read_text())
+    data = RunFiles(Path(run_dir)).read(RunFiles.METRICS)
     return {c["case"]: float(np.mean([m["dice"] for m in c["metrics"].values()])) for c in data["metric_per_case"]}
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from sslbench.base.errors import BenchError
-from sslbench.base.results import iter_records
+from sslbench.base.run_files import iter_records
 
 PAPER_ORDER = ("UNet-F", "UNet-L", "EM", "CCT", "DAN", "URPC", "DCT", "ICT", "MT", "UAMT", "CPS", "GCL",
                "SCS", "PLC", "MoCov2", "kNN-MoCo", "SimCLR", "BYOL", "ISD", "GLCon", "MONA")

@@ -12,7 +12,6 @@ import dataclasses
 import os
 import platform
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -25,12 +24,12 @@ import numpy as np
 import torch
 
 from sslbench import __version__
-from sslbench.base.atomic import remove_orphans, write_json, write_text
 from sslbench.base.config import DataConfig, ResolvedConfig, TrainConfig, config_keys, resolve_config
 from sslbench.base.errors import BenchError
 from sslbench.base.locks import FolderLock
-from sslbench.base.results import is_done, read_json, run_dir
-from sslbench.data import PreparedDataset, check_dataset_name, prepare, split_labeled
+from sslbench.base.run_files import RunFiles, run_dir
+from sslbench.cache import PreparedDataset, check_dataset_name, prepare
+from sslbench.splits import split_labeled
 from sslbench.method import METHODS, MethodContext, SSLMethod
 from sslbench.report.evaluation import default_eval_workers, evaluate, validation_dice
 from sslbench.report.metrics import EMPTY_POLICY
@@ -38,10 +37,6 @@ from sslbench.train.interrupt import Interrupted, stop_on_signals, stop_requeste
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import precision
 from sslbench.train.trainer import TrainData, Trainer
-
-LOCK_NAME = ".lock"  # in each run folder: who is training it (see sslbench.locks)
-FAILED_NAME = "failed.json"  # in a run folder whose last session ended with an error (for bench status)
-
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -70,6 +65,10 @@ class RunSpec:
     @property
     def folder_method(self) -> str:
         return f"{self.method}@{slug(self.tag)}" if self.tag else self.method
+
+    def files(self, results: Path) -> RunFiles:
+        """This run's folder under the results root."""
+        return RunFiles(run_dir(results, self.dataset, self.profile, self.folder_method, self.ratio, self.seed))
 
 
 def slug(text: str) -> str:
@@ -307,107 +306,67 @@ def check_folder(spec: RunSpec, opts: RunOptions) -> str:
     """State of a run's folder: "new", "resume", "done" or "replace" (with --force). A folder that
     holds another configuration is an error unless --force: nothing is overwritten by accident."""
     chash = spec.resolved().hash()
-    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
-    config_path = folder / "config.json"
-    if not config_path.exists():
+    files = spec.files(opts.results)
+    if not files.has(RunFiles.CONFIG):
         return "new"
-    old = read_json(config_path).get("hash")
+    old = files.read(RunFiles.CONFIG).get("hash")
     if old != chash:
         if not opts.force:
-            raise BenchError(f"{folder}: holds a run with another configuration (hash {old}, now {chash}); "
+            raise BenchError(f"{files.folder}: holds a run with another configuration (hash {old}, now {chash}); "
                              "use --force to replace it or --results for another folder")
         return "replace"
-    return "done" if is_done(folder) else "resume"
+    return "done" if files.is_done() else "resume"
 
 
 def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print) -> RunOutcome:
     """One run, holding its folder's lock: a run another process is training is skipped ("busy"),
     never trained twice; a lock left by a killed process is taken over with a warning."""
-    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FolderLock(folder / LOCK_NAME)
+    files = spec.files(opts.results)
+    files.create()
+    lock = FolderLock(files.lock_path)
     if not lock.acquire(wait=False):
-        return RunOutcome(spec, "busy", str(folder), message=f"running elsewhere ({lock.holder})")
+        return RunOutcome(spec, "busy", str(files.folder), message=f"running elsewhere ({lock.holder})")
     try:
         if lock.stale:
             log(f"warning: {spec.label}: its last session ({lock.stale}) ended without finishing; taking over")
-        for sub in (folder, folder / "ckpt", folder / "predictions"):
-            remove_orphans(sub, ".*.tmp")  # half-written files of a killed session
-        remove_orphans(folder / "predictions", ".tmp-*")  # a NIfTI prediction being written
-        (folder / FAILED_NAME).unlink(missing_ok=True)
+        files.remove_orphans()
+        files.remove(RunFiles.FAILED)
         try:
-            return _run_locked(spec, opts, folder, log)
+            return _run_locked(spec, opts, files, log)
         except Interrupted:
             raise
         except Exception as exc:
-            _note_failure(folder, exc)
+            files.note_failure(exc)
             raise
     finally:
         lock.release()
 
 
-def _note_failure(folder: Path, exc: BaseException) -> None:
-    """``failed.json`` with the error's last line, so ``bench status`` can say why a run stopped."""
-    kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
-    lines = str(exc).strip().splitlines() or [""]
-    try:
-        write_json(folder / FAILED_NAME, {"error": f"{kind}{lines[-1]}"[:500], "host": platform.node(),
-                                          "pid": os.getpid(), "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    except OSError:
-        pass  # the error itself is what matters; the caller reports it
-
-
-def _clear_folder(folder: Path) -> None:
-    """Empty a run folder for --force, keeping the lock we hold on it."""
-    for child in folder.iterdir():
-        if child.name == LOCK_NAME:
-            continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-
-
-def _run_locked(spec: RunSpec, opts: RunOptions, folder: Path, log: Callable[[str], None]) -> RunOutcome:
+def _run_locked(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str], None]) -> RunOutcome:
     """Skip, replace or (re)start the run whose lock we hold: train, evaluate, record."""
     cfg: ResolvedConfig = spec.resolved()
     state = check_folder(spec, opts)
     if state == "done":
-        record = read_json(folder / "run.json")
-        return RunOutcome(spec, "skipped", str(folder), record.get("summary", {}), "already done")
+        record = files.read(RunFiles.RECORD)
+        return RunOutcome(spec, "skipped", str(files.folder), record.get("summary", {}), "already done")
     if state == "replace":
-        _clear_folder(folder)
+        files.clear()
     spec_fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "config"}
-    write_json(folder / "config.json", {"hash": cfg.hash(), "spec": spec_fields, "sources": cfg.sources,
-                                        **cfg.to_dict()})
+    files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "sources": cfg.sources, **cfg.to_dict()})
     t0 = time.perf_counter()
-    job = _set_up(spec, opts, folder, log)
-    if (folder / "ckpt" / "last.pt").exists():
+    job = _set_up(spec, opts, files, log)
+    if files.has_checkpoint(RunFiles.LAST):
         log(f"resuming {spec.label} from its checkpoint")
     fit = job.trainer.fit()
     if fit.resumed_from is not None:
         log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{fit.resumed_stage}'")
     t_eval = time.perf_counter()
-    metrics, policy = _evaluate(job, opts, folder)
+    metrics, policy = _evaluate(job, opts, files)
     record = _record(job, fit, metrics, policy, {"t0": t0, "eval_s": time.perf_counter() - t_eval})
-    write_json(folder / "run.json", record)
-    write_text(folder / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
-    _prune_checkpoints(folder / "ckpt", opts.keep_checkpoints)
-    return RunOutcome(spec, "done", str(folder), record["summary"])
-
-
-KEEP = {"all": ("last.pt", "best.pt"), "last": ("last.pt",), "best": ("best.pt",), "none": ()}
-
-
-def _prune_checkpoints(ckpt: Path, keep: str) -> None:
-    """After the record is written: drop the checkpoints the user does not keep (``last.pt`` carries
-    optimiser state, teachers and memory banks, hundreds of MB for MONA; ``best.pt`` only the
-    evaluated network's weights)."""
-    if keep not in KEEP:
-        raise BenchError(f"--keep-checkpoints {keep!r}: one of {', '.join(KEEP)}")
-    for name in ("last.pt", "best.pt"):
-        if name not in KEEP[keep]:
-            (ckpt / name).unlink(missing_ok=True)
+    files.write(RunFiles.RECORD, record)
+    files.mark_done()
+    files.prune_checkpoints(opts.keep_checkpoints)
+    return RunOutcome(spec, "done", str(files.folder), record["summary"])
 
 
 @dataclass
@@ -424,7 +383,7 @@ class _Job:
     trainer: Trainer
 
 
-def _set_up(spec: RunSpec, opts: RunOptions, folder: Path, log: Callable[[str], None]) -> _Job:
+def _set_up(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str], None]) -> _Job:
     """Data, split, method and trainer of a run (the evaluation split is checked before training)."""
     cls: type[SSLMethod] = METHODS.get(spec.method)
     cfg = spec.resolved()
@@ -442,21 +401,21 @@ def _set_up(spec: RunSpec, opts: RunOptions, folder: Path, log: Callable[[str], 
     trainer = Trainer(
         method, data, cfg.train, spec.seed,
         validate=lambda: validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp),
-        run_dir=folder, progress=opts.progress, desc=spec.label, warn=lambda m: log(f"warning: {m}"),
+        files=files, progress=opts.progress, desc=spec.label, warn=lambda m: log(f"warning: {m}"),
     )
     return _Job(spec, cfg, device, ds, labeled, data, method, trainer)
 
 
-def _evaluate(job: _Job, opts: RunOptions, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate(job: _Job, opts: RunOptions, files: RunFiles) -> tuple[dict[str, Any], dict[str, Any]]:
     """Metrics of the selected weights on the evaluation split, written to ``metrics.json``."""
     cfg, ds = job.cfg, job.ds
     eval_ids = [c.id for c in ds.eval_cases(cfg.data.eval_split)]
-    saver = prediction_saver(ds, folder / "predictions") if opts.save_predictions else None
+    saver = prediction_saver(ds, files.predictions) if opts.save_predictions else None
     workers = default_eval_workers(job.device) if opts.eval_workers is None else opts.eval_workers
     metrics = evaluate(job.method, ds, eval_ids, cfg.train.image_size, job.device, cfg.train.amp, saver, workers)
     policy = {**EMPTY_POLICY, "spacing": "mm from the dataset" if all(c.spacing for c in ds.cases) else "voxels",
               "connectivity": 1}
-    write_json(folder / "metrics.json", {**metrics, "policy": policy})
+    files.write(RunFiles.METRICS, {**metrics, "policy": policy})
     return metrics, policy
 
 
@@ -572,12 +531,11 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
 
 
 def _interrupted(spec: RunSpec, opts: RunOptions, message: str) -> RunOutcome:
-    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
-    return RunOutcome(spec, "interrupted", str(folder), message=message)
+    return RunOutcome(spec, "interrupted", str(spec.files(opts.results).folder), message=message)
 
 
 def _failed(spec: RunSpec, opts: RunOptions, exc: BaseException) -> RunOutcome:
-    folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
+    folder = spec.files(opts.results).folder
     kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
     return RunOutcome(spec, "failed", str(folder), message=f"{kind}{exc}")
 

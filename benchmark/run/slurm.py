@@ -16,26 +16,22 @@ in SLURM's queue under that id.
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sslbench.base.atomic import write_json
 from sslbench.base.errors import BenchError
 from sslbench.base.locks import probe
-from sslbench.base.results import read_json, run_dir
+from sslbench.base.run_files import RunFiles
+from sslbench.run.queue import ACTIVE, queued_job, squeue_states
+from sslbench.run.status import collect, summary_line
 
-SLURM_NAME = "slurm.json"  # in a run folder: the SLURM job that was given the run
 LOGS = "slurm-logs"        # under the results root: submitit's pickles and the tasks' stdout/stderr
-ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
-          "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
 
 
 @dataclass
@@ -138,39 +134,6 @@ def _typed(key: str, value: Any, where: str) -> Any:
         raise BenchError(f"{where}: slurm.{key} = {value!r} is not a {_TYPES[key].__name__}") from exc
 
 
-# ---------------------------------------------------------------------------------------------- queue
-def squeue_states() -> dict[str, str] | None:
-    """SLURM state of each of this user's jobs (array tasks one per line, ``"123_4"``); None where
-    ``squeue`` is not available or does not answer."""
-    if shutil.which("squeue") is None:
-        return None
-    try:
-        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"], capture_output=True,
-                             text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    states = {}
-    for line in out.stdout.splitlines():
-        job, _, state = line.strip().partition("|")
-        if job:
-            states[job] = state.strip()
-    return states
-
-
-def queued_job(folder: Path, queue: dict[str, str] | None) -> tuple[str, str] | None:
-    """(job id, SLURM state) of the job this run was given, while that job is still in the queue."""
-    if queue is None or not (folder / SLURM_NAME).exists():
-        return None
-    try:
-        job = str(read_json(folder / SLURM_NAME).get("job_id", ""))
-    except (BenchError, AttributeError):
-        return None
-    state = queue.get(job)
-    return (job, state) if state in ACTIVE else None
-
-
 # ---------------------------------------------------------------------------------------------- task
 class SlurmTask:
     """What an array task runs: its runs through the local executor, with ``SIGUSR2`` asking them to
@@ -249,12 +212,12 @@ def submit(specs: Sequence[Any], opts: Any, settings: SlurmSettings,
     skipped: dict[str, list[str]] = {"done": [], "running": [], "queued": []}
     todo = []
     for spec in specs:
-        folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
+        files = spec.files(opts.results)
         if check_folder(spec, opts) == "done":
             skipped["done"].append(spec.label)
-        elif probe(folder / ".lock")[0] == "held":
+        elif probe(files.lock_path)[0] == "held":
             skipped["running"].append(spec.label)
-        elif queued_job(folder, queue) is not None:
+        elif queued_job(files, queue) is not None:
             skipped["queued"].append(spec.label)
         else:
             todo.append(spec)
@@ -280,9 +243,9 @@ def submit(specs: Sequence[Any], opts: Any, settings: SlurmSettings,
     for job, group in zip(jobs, groups):
         runs[job.job_id] = [spec.label for spec in group]
         for spec in group:
-            folder = run_dir(opts.results, spec.dataset, spec.profile, spec.folder_method, spec.ratio, spec.seed)
-            folder.mkdir(parents=True, exist_ok=True)
-            write_json(folder / SLURM_NAME, {
+            files = spec.files(opts.results)
+            files.create()
+            files.write(RunFiles.SLURM, {
                 "job_id": job.job_id, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
                 "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr), "runs_per_task": k})
     return Submission([job.job_id for job in jobs], runs, skipped, logs)
@@ -292,8 +255,6 @@ def wait(results: Path, job_ids: Sequence[str], folders: Sequence[Path], log: Ca
          poll_s: float = 2.0, max_poll_s: float = 30.0) -> None:
     """Block until none of ``job_ids`` is in SLURM's queue, logging a summary line when it changes
     (polling every 2 s at first, then less often, up to every 30 s)."""
-    from sslbench.run.status import collect, summary_line
-
     last = ""
     while True:
         queue = squeue_states()

@@ -85,14 +85,14 @@ def measure_method(name: str, profile: str, overrides: Sequence[str], device: to
     out = []
     for index, stage in enumerate(trainer.stages):
         trainer.stage_index, trainer.iteration = index, 0
-        trainer.optimizer = trainer._make_optimizer()
+        trainer.optimizer, trainer.extra = trainer.make_optimizers()
         for _ in range(warmup):
             trainer.train_step()
         reset_peak_memory(device)
         step_s = _timed(trainer.train_step, steps, device)
         batch_s = _timed(trainer.next_batch, steps, device)
         out.append({"stage": stage, "step_s": step_s, "batch_s": batch_s, "peak_mem_mb": peak_memory_mb(device)})
-        trainer._acc, trainer._acc_n = {}, 0  # the losses are never read back here
+        trainer.log.sums, trainer.log.count = {}, 0  # the losses are never read back here
     return out, (cfg, method)
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sslbench.base.locks import probe
-from sslbench.base.results import is_done
+from sslbench.base.run_files import RunFiles
+from sslbench.run.queue import given_job, queued_job
 
 STATES = ("done", "running", "pending", "failed", "stale")
 
@@ -40,21 +41,19 @@ class RunState:
 
 def run_folders(root: Path) -> list[Path]:
     """Folders of runs that were started or submitted (``<ds>/<profile>/<method>/ratio-r/seed-s``)."""
-    names = ("config.json", "slurm.json", ".lock", "DONE", "failed.json")
-    return sorted(f for f in root.glob("*/*/*/ratio-*/seed-*") if f.is_dir() and any((f / n).exists() for n in names))
+    names = (RunFiles.CONFIG, RunFiles.SLURM, RunFiles.LOCK, RunFiles.DONE, RunFiles.FAILED)
+    return sorted(f for f in root.glob("*/*/*/ratio-*/seed-*")
+                  if f.is_dir() and any(RunFiles(f).has(n) for n in names))
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+def _read(files: RunFiles, name: str) -> dict[str, Any]:
+    data = files.read_if_any(name)
+    return data if isinstance(data, dict) else {}
 
 
-def _progress(folder: Path, state: RunState) -> dict[str, Any]:
+def _progress(files: RunFiles, state: RunState) -> dict[str, Any]:
     """Fill ``state`` from ``progress.json``; returns what the file held."""
-    p = _read(folder / "progress.json")
+    p = _read(files, RunFiles.PROGRESS)
     if not p:
         return p
     stages = p.get("stages") or {}
@@ -69,20 +68,18 @@ def _progress(folder: Path, state: RunState) -> dict[str, Any]:
 
 
 def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState:
-    from sslbench.run.slurm import SLURM_NAME, queued_job
-
+    files = RunFiles(folder)
     state = RunState(str(folder.relative_to(root)), "pending")
-    job = _read(folder / SLURM_NAME).get("job_id")
-    state.job_id = None if job is None else str(job)
+    state.job_id = given_job(files)
     if queue is not None and state.job_id is not None:
         state.slurm_state = queue.get(state.job_id)
-    if is_done(folder):
+    if files.is_done():
         state.state = "done"
         return state
-    lock, holder = probe(folder / ".lock")
-    failed = _read(folder / "failed.json")
-    queued = queued_job(folder, queue)
-    progress = _progress(folder, state)
+    lock, holder = probe(files.lock_path)
+    failed = _read(files, RunFiles.FAILED)
+    queued = queued_job(files, queue)
+    progress = _progress(files, state)
     if lock == "held":
         state.state = "running"
         state.host = progress.get("host") or holder
@@ -98,7 +95,7 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
         state.state, state.note, state.eta_s = "stale", f"lock left by {holder}", None
     else:
         state.eta_s = None
-        if (folder / "ckpt" / "last.pt").exists() and state.iteration is not None:
+        if files.has_checkpoint(RunFiles.LAST) and state.iteration is not None:
             state.note = f"interrupted; resumes at iteration {state.iteration}"
     return state
 

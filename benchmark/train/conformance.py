@@ -20,11 +20,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from scipy import ndimage
 
 from sslbench.base.config import TrainConfig
+from sslbench.base.run_files import RunFiles
 from sslbench.method import METHODS, MethodContext, SSLMethod
 from sslbench.train.trainer import TrainData, Trainer
 
@@ -49,8 +51,10 @@ def tiny_data(seed: int = 0, n: int = 12, size: int = 32) -> TrainData:
 MethodRef = str | type[SSLMethod]
 
 
-def build(name: MethodRef, seed: int = 0, cfg: TrainConfig = TINY, device: str = "cpu") -> Trainer:
-    """A tiny trainer for a registered method name or a method class."""
+def build(name: MethodRef, seed: int = 0, cfg: TrainConfig = TINY, device: str = "cpu",
+          folder: Path | None = None) -> Trainer:
+    """A tiny trainer for a registered method name or a method class; ``folder``: its run folder
+    (none: checkpoints in memory)."""
     cls = METHODS.get(name) if isinstance(name, str) else name
     torch.manual_seed(seed)
     ctx = MethodContext(in_channels=1, num_classes=NUM_CLASSES, image_size=cfg.image_size,
@@ -58,7 +62,8 @@ def build(name: MethodRef, seed: int = 0, cfg: TrainConfig = TINY, device: str =
     method = cls(dataclasses.replace(cls.Config(), **cls.conformance_config), ctx)
     data = tiny_data()
     data = TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled, data.positions)))
-    return Trainer(method, data, cfg, seed, progress=False, desc=cls.name or cls.__name__)
+    return Trainer(method, data, cfg, seed, progress=False, desc=cls.name or cls.__name__,
+                   files=RunFiles(folder) if folder is not None else None)
 
 
 def _values(losses: dict[str, torch.Tensor | float]) -> dict[str, float]:

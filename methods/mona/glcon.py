@@ -9,8 +9,8 @@ from torch import nn
 
 from sslbench.method import Batch, Losses, MethodContext, StepInfo, register_method
 from sslbench.methods.contrastive import ContrastiveConfig, FineTuned, GlobalContrastive
-from sslbench.methods.mona.anatomy import ReconstructionConfig
-from sslbench.methods.mona.heads import WindowHead, window_predictor
+from sslbench.methods.mona._anatomy import ReconstructionConfig
+from sslbench.methods.mona._heads import WindowHead, window_predictor
 from sslbench.nn.augment import photometric
 from sslbench.nn.banks import FeatureQueue
 from sslbench.nn.ema import EMATeacher
@@ -57,10 +57,10 @@ class GLCon(GlobalContrastive):
 
     paper_name = "GLCon"
     Config = GLConConfig
+    cfg: GLConConfig
 
     def __init__(self, cfg: GLConConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.cfg: GLConConfig = cfg
         c = ctx.num_classes
         self.local = WindowHead(c).to(ctx.device)
         self.global_predictor = mlp(cfg.proj_dim, cfg.proj_dim, cfg.proj_dim, norm=False).to(ctx.device)
@@ -110,12 +110,12 @@ class MONAConfig(ReconstructionConfig, GLConConfig):
 @register_method("mona")
 class MONA(FineTuned, GLCon):
     """MONA: GLCon as the ``pretrain`` stage (``train.pretrain_iterations``), then anatomical
-    contrastive reconstruction (``sslbench.methods.mona.anatomy``: pseudo-label, tailness, equivariance and
+    contrastive reconstruction (``sslbench.methods.mona._anatomy``: pseudo-label, tailness, equivariance and
     diversity losses, λ = (0.01, 1, 1, 1)) as the ``train`` stage from the pre-trained student and
     its EMA teacher. The ablations of Tables 2 and 3 are the switches ``method.tailness``,
     ``method.consistency_loss``, ``method.diversity``, ``method.student_aug`` and
     ``method.teacher_aug``; the default augmentation pair is the released code's (teacher weak,
-    student strong), which the paper's text describes the other way round (``sslbench.methods.mona.anatomy``). The released code's own deviations are listed in ``sslbench.methods.mona.anatomy``;
+    student strong), which the paper's text describes the other way round (``sslbench.methods.mona._anatomy``). The released code's own deviations are listed in ``sslbench.methods.mona._anatomy``;
     further ones: plain SGD momentum (the code uses Nesterov) with the profile's schedule, and model
     selection as every other method (the paper evaluates the last iteration; use ``--set
     train.select=last``)."""

@@ -56,7 +56,7 @@ def read_split_file(path: Path, case_ids: list[str]) -> dict[str, str]:
 def paper_rows(kind: str, cases: dict[str, tuple[Path, Path]]) -> list[tuple[str, Path, Path, str]]:
     """(case, image, label, split) with the shipped val/test lists of ``configs/splits/<kind>``, the
     training cases ordered with the largest labeled list first (so ``paper`` splits find them)."""
-    from sslbench.data import paper_list
+    from sslbench.splits import paper_list
 
     test, val = set(paper_list(kind, "test") or []), set(paper_list(kind, "val") or [])
     first = paper_list(kind, "labeled_10") or []

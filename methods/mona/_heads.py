@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslbench.methods.mona.fused import FusedMap
+from sslbench.methods.mona._fused import FusedMap
 
 
 class WindowHead(nn.Module):

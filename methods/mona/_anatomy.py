@@ -73,9 +73,9 @@ from torch import Tensor, nn
 
 from sslbench.base.errors import ConfigError
 from sslbench.method import MethodConfig, MethodContext, StepInfo
-from sslbench.methods.mona.banks import ClassMemoryBank
-from sslbench.methods.mona.fused import FusedMap
-from sslbench.methods.mona.heads import FeatureExtractor, pointwise, representation_head
+from sslbench.methods.mona._banks import ClassMemoryBank
+from sslbench.methods.mona._fused import FusedMap
+from sslbench.methods.mona._heads import FeatureExtractor, pointwise, representation_head
 from sslbench.nn.augment import cutmix, photometric, random_deformation, random_spatial
 from sslbench.nn.banks import FeatureQueue
 from sslbench.nn.ema import EMATeacher

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 from sslbench.base.errors import DataError
 from sslbench.data import CacheWriter, DatasetSpec
-from sslbench.datasets.nifti_cases import add_nifti_cases
-from sslbench.datasets.splits import note_missing, paper_rows
+from sslbench.datasets._nifti_cases import add_nifti_cases
+from sslbench.datasets._splits import note_missing, paper_rows
 from sslbench.io.readers import manifest
 
 

@@ -1,0 +1,77 @@
+"""The training log: named losses summed on the device between log lines, read back only at a log
+line (with validation, the only host syncs of a run), checked for NaN/Inf, and written with the
+run's progress for ``bench status``."""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sslbench.base.errors import TrainingDiverged
+from sslbench.base.run_files import RunFiles
+
+
+class LossLog:
+    def __init__(self, files: RunFiles, desc: str) -> None:
+        self.files = files
+        self.desc = desc
+        self.sums: dict[str, Tensor | float] = {}
+        self.count = 0
+        self.start = 0                    # the iteration the sums began at
+        self._mark = (time.time(), -1, 0)  # (when, stage index, iteration) of the last progress write
+
+    def add(self, logged: dict[str, Tensor | float]) -> None:
+        """One step's terms; device tensors stay on the device, plain floats on the host."""
+        for k, v in logged.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else (v.clone() if torch.is_tensor(v) else v)
+        self.count += 1
+
+    def flush(self, stage: str, iteration: int, lr: float) -> dict[str, float] | None:
+        """Means since the last line, written as one log record; None when nothing was summed.
+        A NaN/Inf term stops the run (its last checkpoint is kept)."""
+        if not self.count:
+            return None
+        means = {k: float(v) / self.count for k, v in self.sums.items()}
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        start, self.start = self.start, iteration
+        self.sums, self.count = {}, 0
+        if bad:
+            raise TrainingDiverged(f"{self.desc}: {', '.join(bad)} became NaN/Inf between iterations {start} and "
+                                   f"{iteration} of stage '{stage}'; the last checkpoint is kept")
+        self.files.append_log({"stage": stage, "iteration": iteration, "lr": lr,
+                               **{k: round(v, 6) for k, v in means.items()}})
+        return means
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.files.append_log(record)
+
+    def new_stage(self, stage_index: int, iteration: int) -> None:
+        """Rates restart with each stage (its steps cost differently)."""
+        self._mark = (time.time(), stage_index, iteration)
+
+    def progress(self, stage_index: int, stage: str, iteration: int, lengths: dict[str, int]) -> None:
+        """``progress.json``: where this run is and how fast it goes, for ``bench status``."""
+        now = time.time()
+        mark_t, mark_stage, mark_it = self._mark
+        rate = ((iteration - mark_it) / (now - mark_t)
+                if mark_stage == stage_index and now > mark_t and iteration > mark_it else None)
+        self._mark = (now, stage_index, iteration)
+        self.files.write(RunFiles.PROGRESS, {
+            "stage": stage, "iteration": iteration, "stages": dict(lengths),
+            "it_s": None if rate is None else round(rate, 4), "updated": round(now, 3),
+            "host": socket.gethostname(), "pid": os.getpid()})
+
+    # the sums since the last line go into the checkpoint: a resume between two log lines writes the
+    # same next line as an uninterrupted run
+    def state_dict(self) -> dict[str, Any]:
+        return {"log_acc": dict(self.sums), "log_acc_n": self.count, "log_start": self.start}
+
+    def load_state_dict(self, state: dict[str, Any], iteration: int) -> None:
+        self.sums = dict(state.get("log_acc", {}))
+        self.count = int(state.get("log_acc_n", 0))
+        self.start = int(state.get("log_start", iteration))
