@@ -151,16 +151,20 @@ def main() -> None:
                    "(default: cores - 1 when predicting on a GPU, 0 on a CPU; 0: in this process).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--no-table", is_flag=True, help="Do not print the table at the end.")
+@click.option("--debug", is_flag=True, help="Print the full traceback of every failed run (also kept in "
+              "<run>/error.log).")
 @_slurm_options
 @user_errors
 def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, overrides: tuple[str, ...],
         sweep: Path | None, tag: str, eval_split: str | None, results: Path | None, cache: Path | None, jobs: int, device: str,
         plugins: tuple[str, ...], force: bool, save_predictions: bool, keep_checkpoints: str,
-        eval_workers: int | None, quiet: bool, no_table: bool, executor: str, executor_config: Path | None,
+        eval_workers: int | None, quiet: bool, no_table: bool, debug: bool, executor: str,
+        executor_config: Path | None,
         sbatch: tuple[str, ...], wait: bool, **slurm: Any) -> None:
     """Train and evaluate every method x dataset x ratio x seed; skip runs already done, resume
     interrupted ones, then print the table. With --executor slurm: submit the runs as one SLURM job
     array and return (--wait: follow it and print the table at the end)."""
+    from sslbench.base.run_files import RunFiles
     from sslbench.run.runner import RunOptions, execute, expand, load_sweep, pick_device
 
     _load_plugins(plugins)
@@ -214,6 +218,9 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
         click.echo(f"{len(failed)} run(s) failed (rerun `bench run` to resume them):", err=True)
         for o in failed:
             click.echo(f"  {o.spec.label}: {o.message}", err=True)
+            trace = RunFiles(Path(o.folder)).error_log() if debug else None
+            if trace:
+                click.echo(trace, err=True)
         sys.exit(1)
 
 
@@ -401,21 +408,51 @@ def speed_cmd(methods: str, profile: str, overrides: tuple[str, ...], steps: int
 
 
 @main.command("methods")
+@click.argument("name", required=False)
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help="Import extra plugin modules.")
 @user_errors
-def methods_cmd(plugins: tuple[str, ...]) -> None:
-    """List the registered methods with their source (built-in, plugin package or module)."""
+def methods_cmd(name: str | None, plugins: tuple[str, ...]) -> None:
+    """List the registered methods with their source (built-in, plugin package or module); with NAME,
+    that method's configuration keys (method.KEY), their defaults and what each one does."""
     from tabulate import tabulate
 
     from sslbench.method import METHODS
     from sslbench.report.tables import paper_order
 
     _load_plugins(plugins)
+    if name is not None:
+        click.echo(_method_keys(METHODS.entry(name)))
+        return
     entries = sorted(METHODS, key=lambda e: paper_order(e.obj.paper_name))
     rows = [(e.name, e.obj.paper_name, "yes" if e.obj.uses_unlabeled else "no", "+".join(e.obj.stages),
              e.source, e.class_path) for e in entries]
     click.echo(tabulate(rows, headers=["name", "paper name", "unlabeled", "stages", "source", "class"],
                         tablefmt="github"))
+
+
+def _method_keys(entry: Any) -> str:
+    """A method's keys with defaults and docs, and what its own TOML file sets."""
+    import dataclasses
+
+    from tabulate import tabulate
+
+    from sslbench.base.config import configs_dir, field_docs
+
+    cls = entry.obj
+    docs = field_docs(cls.Config)
+    rows = [(f"method.{f.name}", repr(getattr(cls.Config(), f.name)), docs[f.name])
+            for f in dataclasses.fields(cls.Config)]
+    head = (f"{entry.name} ({cls.paper_name}; {entry.source}, {entry.class_path}); stages: {' + '.join(cls.stages)}; "
+            f"evaluated network: method.eval_net in {', '.join(cls.eval_nets)}" if "eval_net" in docs else
+            f"{entry.name} ({cls.paper_name}; {entry.source}, {entry.class_path}); stages: {' + '.join(cls.stages)}")
+    lines = [head, "", tabulate(rows, headers=["key", "default", "what it does"], tablefmt="github")
+             if rows else "no method.* keys"]
+    own = configs_dir() / "methods" / f"{entry.name}.toml"
+    if own.is_file():
+        lines += ["", f"configs/methods/{own.name} (applied after the profile):", own.read_text().rstrip()]
+    lines += ["", "train.* and data.* keys apply to every method: docs/configuration.md; set any key with "
+              "--set KEY=VALUE"]
+    return "\n".join(lines)
 
 
 @main.command("datasets")

@@ -44,14 +44,14 @@ class MethodConfig:
 class ConsistencyConfig(MethodConfig):
     """Methods with an unsupervised term: its maximum weight on SSL4MIS's sigmoid ramp."""
 
-    consistency: float = 0.1
+    consistency: float = 0.1  # the unsupervised term's maximum weight (SSL4MIS's sigmoid ramp over the run)
 
 
 @dataclass
 class TeacherConfig(ConsistencyConfig):
     """Methods with an EMA teacher."""
 
-    ema_decay: float = 0.99
+    ema_decay: float = 0.99  # the teacher's EMA decay
     teacher_train_mode: bool = True  # SSL4MIS: the teacher runs with dropout on and batch statistics
 
 

@@ -41,9 +41,9 @@ class ABDConfig(BCPConfig):
     grid: int = 4                 # patches per side (h_size = w_size = 4: 64-pixel patches at 256)
     top_num: int = 4              # confident candidates of the KL rule
     kl_rule_p: float = 0.5        # probability of the KL rule (else most-confident replaces least)
-    cutout_p: float = 0.5
-    cutout_area: tuple[float, float] = (0.02, 0.4)
-    cutout_ratio: tuple[float, float] = (0.3, 1 / 0.3)
+    cutout_p: float = 0.5         # probability of the strong view's cutout box
+    cutout_area: tuple[float, float] = (0.02, 0.4)   # its area, fraction of the image, U (redrawn with the aspect)
+    cutout_ratio: tuple[float, float] = (0.3, 1 / 0.3)   # its aspect (height / width), U
     jitter: float = 0.8           # ColorJitter(0.8, 0.8): factors U(0.2, 1.8), always applied
     eval_net: str = "model1"      # "model1" (weak-view student) or "model2"
 

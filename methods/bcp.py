@@ -39,7 +39,7 @@ from sslbench.nn.losses import masked_dice_loss
 class BCPConfig(MethodConfig):
     u_weight: float = 0.5         # weight of the pseudo-labelled region of each mixed image
     box_fraction: float = 2 / 3   # side of the pasted box, as a fraction of the image side
-    ema_decay: float = 0.99
+    ema_decay: float = 0.99       # the teacher's EMA of parameters and BN statistics
     largest_component: bool = True  # clean pseudo-labels to each class's largest component per slice
 
 

@@ -53,9 +53,9 @@ class Embedder(nn.Module):
 class ContrastiveConfig(MethodConfig):
     sup_weight: float = 1.0  # supervised loss = sup_weight (CE + Dice): MONA's scripts use 1
     weight: float = 1.0      # weight of the contrastive term (no ramp-up, as MONA's pre-training)
-    tau: float = 0.5
-    hidden: int = 512
-    proj_dim: int = 128
+    tau: float = 0.5         # contrastive temperature
+    hidden: int = 512        # projection head's hidden width
+    proj_dim: int = 128      # projection head's output width
 
 
 # settings under which every stage-2 term is active on an untrained tiny network (conformance kit)
@@ -127,8 +127,8 @@ class SimCLR(GlobalContrastive):
 @dataclass
 class MoCoConfig(ContrastiveConfig):
     tau: float = 0.2
-    queue: int = 65536
-    ema_decay: float = 0.999
+    queue: int = 65536        # keys kept in the queue
+    ema_decay: float = 0.999  # the key encoder's EMA
 
 
 @register_method("mocov2")
@@ -161,7 +161,7 @@ class MoCoV2(GlobalContrastive):
 class KNNMoCoConfig(MoCoConfig):
     ema_decay: float = 0.995
     knn: int = 5              # neighbours taken as extra positives: 5 as the MONA paper's appendix (code: 50)
-    knn_weight: float = 0.4
+    knn_weight: float = 0.4   # weight of the nearest-neighbour term
 
 
 @register_method("knn-moco")
@@ -211,7 +211,7 @@ class KNNMoCo(MoCoV2):
 
 @dataclass
 class BYOLConfig(ContrastiveConfig):
-    ema_decay: float = 0.99
+    ema_decay: float = 0.99   # the target network's EMA
 
 
 @register_method("byol")
@@ -244,8 +244,8 @@ class BYOL(GlobalContrastive):
 class ISDConfig(ContrastiveConfig):
     tau_s: float = 0.1        # student temperature ...
     tau_t: float = 0.01       # ... and the sharper teacher's (ISD+ / MONA, METHODS section 3)
-    queue: int = 128000
-    ema_decay: float = 0.99
+    queue: int = 128000       # anchors kept in the queue
+    ema_decay: float = 0.99   # the teacher's EMA
     proj_dim: int = 64        # ISD+ head: feat -> 2 feat -> feat / 4 (256 -> 512 -> 64 on the bottleneck)
 
 
@@ -304,7 +304,7 @@ class SimCLRFT(FineTuned, SimCLR):
 
 @dataclass
 class MoCoFTConfig(ReconstructionConfig, MoCoConfig):
-    pretrain_ema_decay: float = 0.999
+    pretrain_ema_decay: float = 0.999   # the pre-training's EMA (ema_decay: stage 2's teacher)
 
 
 @register_method("mocov2-ft")
@@ -317,7 +317,7 @@ class MoCoV2FT(FineTuned, MoCoV2):
 
 @dataclass
 class KNNMoCoFTConfig(ReconstructionConfig, KNNMoCoConfig):
-    pretrain_ema_decay: float = 0.995
+    pretrain_ema_decay: float = 0.995   # the pre-training's EMA (ema_decay: stage 2's teacher)
 
 
 @register_method("knn-moco-ft")
@@ -330,7 +330,7 @@ class KNNMoCoFT(FineTuned, KNNMoCo):
 
 @dataclass
 class BYOLFTConfig(ReconstructionConfig, BYOLConfig):
-    pretrain_ema_decay: float = 0.99
+    pretrain_ema_decay: float = 0.99    # the pre-training's EMA (ema_decay: stage 2's teacher)
 
 
 @register_method("byol-ft")
@@ -343,7 +343,7 @@ class BYOLFT(FineTuned, BYOL):
 
 @dataclass
 class ISDFTConfig(ReconstructionConfig, ISDConfig):
-    pretrain_ema_decay: float = 0.99
+    pretrain_ema_decay: float = 0.99    # the pre-training's EMA (ema_decay: stage 2's teacher)
 
 
 @register_method("isd-ft")

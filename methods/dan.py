@@ -58,10 +58,10 @@ class FCDiscriminator(nn.Module):
 
 @dataclass
 class DANConfig(ConsistencyConfig):
-    disc_lr: float = 1e-4
-    disc_beta1: float = 0.9
-    disc_beta2: float = 0.99
-    ndf: int = 64
+    disc_lr: float = 1e-4          # the discriminator's Adam learning rate
+    disc_beta1: float = 0.9        # ... and its betas
+    disc_beta2: float = 0.99       # (beta2)
+    ndf: int = 64                  # the discriminator's base width
 
 
 @register_method("dan")

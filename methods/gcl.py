@@ -19,13 +19,13 @@ REGIONS = [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.5), (0.5, 0.0
 
 @dataclass
 class GCLConfig(MethodConfig):
-    tau: float = 0.1
+    tau: float = 0.1           # NT-Xent temperature of both terms
     partitions: int = 4        # volume partitions: slices of one partition are positives (G^D-)
-    hidden: int = 1024
-    proj_dim: int = 128
+    hidden: int = 1024         # projection head: hidden width ...
+    proj_dim: int = 128        # ... and output width
     region: int = 3            # local region side (3 x 3 feature patch)
-    w_global: float = 1.0
-    w_local: float = 1.0
+    w_global: float = 1.0      # weight of the global (encoder) term
+    w_local: float = 1.0       # weight of the local (decoder) term
 
 
 def other_indices(n: int, device: torch.device) -> Tensor:

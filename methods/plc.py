@@ -16,8 +16,8 @@ from sslbench.nn.mask_sampling import pick_where
 
 @dataclass
 class PLCConfig(MethodConfig):
-    tau: float = 0.1
-    lamda_local: float = 0.1
+    tau: float = 0.1             # temperature of the pixel-to-class-mean contrast
+    lamda_local: float = 0.1     # weight of that contrast against the Dice loss
     anchors: int = 3             # pixels sampled per image and foreground class (no_of_pos_eles)
     refresh: int = 3             # pseudo-labels re-estimated this many times per stage (every ~5000 of 15001)
 

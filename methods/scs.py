@@ -15,16 +15,16 @@ from sslbench.nn.losses import ce_dice_loss, nt_xent, supcon
 
 @dataclass
 class SCSConfig(MethodConfig):
-    tau_global: float = 0.5
+    tau_global: float = 0.5    # SimCLR temperature of the global term
     tau_local: float = 0.1     # run_coseg.sh (the code default is 0.07)
-    hidden: int = 512
-    proj_dim: int = 128
-    local_hidden: int = 256
-    local_dim: int = 128
+    hidden: int = 512          # global projection head: hidden width ...
+    proj_dim: int = 128        # ... and output width
+    local_hidden: int = 256    # pixel projection head: hidden width ...
+    local_dim: int = 128       # ... and output width
     stride: int = 4            # LocalConLoss mode=stride
     max_pixels: int = 2048     # strided pixels per view entering the SupCon matrix
-    w_global: float = 1.0
-    w_local: float = 1.0
+    w_global: float = 1.0      # weight of the global (SimCLR) term
+    w_local: float = 1.0       # weight of the local (supervised pixel contrast) term
 
 
 @register_method("scs")

@@ -37,8 +37,8 @@ def mc_entropy(net: nn.Module, x: Tensor, passes: int, perturb: Callable[[Tensor
 
 @dataclass
 class UAMTConfig(TeacherConfig):
-    noise_std: float = 0.1
-    noise_clip: float = 0.2
+    noise_std: float = 0.1          # teacher input noise N(0, std^2) ...
+    noise_clip: float = 0.2         # ... clamped to [-clip, clip]
     mc_passes: int = 8              # stochastic teacher passes for the uncertainty
     threshold_max: str = "ln2"      # "ln2" (SSL4MIS, kept from the binary 3-D code) or "lnC" (max entropy)
 

@@ -34,18 +34,18 @@ from sslbench.nn.losses import ce_dice_loss, masked_dice_loss
 
 @dataclass
 class UniMatchConfig(MethodConfig):
-    conf_thresh: float = 0.95
+    conf_thresh: float = 0.95     # weak-view confidence a pixel needs to count in the unlabeled losses
     w_strong: float = 0.25       # each of the two strong views
     w_fp: float = 0.5            # the feature-perturbed view
     scale: float = 0.5           # the release divides the summed loss by 2
     fp_dropout: float = 0.5      # Dropout2d on every encoder stage for the perturbed view
-    jitter_p: float = 0.8
+    jitter_p: float = 0.8        # probability of the colour jitter on each strong view
     jitter: float = 0.5          # brightness and contrast factors U(1 - jitter, 1 + jitter)
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    box_p: float = 0.5
-    box_area: tuple[float, float] = (0.02, 0.4)
-    box_ratio: tuple[float, float] = (0.3, 1 / 0.3)
+    blur_p: float = 0.5          # probability of the Gaussian blur on each strong view
+    blur_sigma: tuple[float, float] = (0.1, 2.0)   # the blur's sigma range, U
+    box_p: float = 0.5           # probability of a CutMix box on each strong view
+    box_area: tuple[float, float] = (0.02, 0.4)   # CutMix box area, fraction of the image, U
+    box_ratio: tuple[float, float] = (0.3, 1 / 0.3)   # CutMix box aspect (height / width), U
 
 
 def strong_view(x: Tensor, g: torch.Generator, cfg: UniMatchConfig) -> Tensor:

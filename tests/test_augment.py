@@ -109,12 +109,12 @@ def test_the_trainer_gives_each_slice_its_native_aspect(tmp_path: Path) -> None:
 def test_next_batch_passes_the_sampled_slices_aspects(monkeypatch) -> None:
     import dataclasses
 
-    import sslbench.train.trainer as trainer_module
+    import sslbench.train.batches as trainer_module
     from sslbench.train.conformance import build
 
     trainer = build("mt")
     n = trainer.data.images.shape[0]
-    trainer.data = dataclasses.replace(trainer.data, aspect=torch.arange(1, n + 1, dtype=torch.float32))
+    trainer.batches.data = dataclasses.replace(trainer.data, aspect=torch.arange(1, n + 1, dtype=torch.float32))
     seen = []
     real = trainer_module.ssl4mis_weak
 
@@ -123,6 +123,6 @@ def test_next_batch_passes_the_sampled_slices_aspects(monkeypatch) -> None:
         return real(x, y, g, aspect)
 
     monkeypatch.setattr(trainer_module, "ssl4mis_weak", spy)
-    trainer.lab_sampler.next, trainer.unl_sampler.next = (lambda k: torch.tensor([0, 2])), (lambda k: torch.tensor([7, 9]))
+    trainer.batches.lab_sampler.next, trainer.batches.unl_sampler.next = (lambda k: torch.tensor([0, 2])), (lambda k: torch.tensor([7, 9]))
     trainer.next_batch()
     assert [a.tolist() for a in seen] == [[1.0, 3.0], [8.0, 10.0]]

@@ -131,3 +131,23 @@ def test_bench_plugins_reach_jobs_workers(tmp_path, monkeypatch, cache_dir) -> N
                          "--quiet", "--no-table", *TINY_RUN)
     assert code == 0, err
     assert "[2/2]" in err and "FAILED" not in err
+
+
+def test_bench_methods_name_lists_every_key_with_its_default_and_doc() -> None:
+    """``bench methods NAME`` documents each method's keys (today's docs come from the config
+    dataclasses' comments): every built-in key has one."""
+    from click.testing import CliRunner
+
+    from sslbench.base.config import field_docs
+    from sslbench.cli import main
+
+    undocumented = {e.name: [k for k, doc in field_docs(e.obj.Config).items() if not doc] for e in METHODS}
+    assert not {k: v for k, v in undocumented.items() if v}
+    out = CliRunner().invoke(main, ["methods", "mt"])
+    assert out.exit_code == 0, out.output
+    assert "| method.ema_decay" in out.output and "0.99" in out.output and "the teacher's EMA decay" in out.output
+    assert "method.eval_net in student, teacher" in out.output
+    bcp = CliRunner().invoke(main, ["methods", "bcp"]).output
+    assert "[profile.ssl4mis.train]" in bcp and "pretrain_iterations = 10000" in bcp
+    bad = CliRunner().invoke(main, ["methods", "no-such"])
+    assert bad.exit_code == 2 and "unknown method" in bad.output

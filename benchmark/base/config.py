@@ -141,6 +141,32 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {getattr(typ, '__name__', typ)}, got {value!r}")
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """Each dataclass field's one-line doc: the comment after it in the class body (the most derived
+    class of the MRO that comments it); "" where there is none."""
+    import inspect
+    import io
+    import tokenize
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        try:
+            lines, _ = inspect.getsourcelines(klass)
+        except (OSError, TypeError):
+            continue
+        own = {name for name in klass.__dict__.get("__annotations__", {})}
+        comments = {tok.start[0]: tok.string.lstrip("# ").strip()
+                    for tok in tokenize.generate_tokens(io.StringIO("".join(lines)).readline)
+                    if tok.type == tokenize.COMMENT}
+        for number, line in enumerate(lines, 1):
+            name = line.strip().split(":", 1)[0]
+            if name in own and ":" in line and (comments.get(number) or name not in docs):
+                docs[name] = comments.get(number, "")  # an override without a comment keeps its base's doc
+    return {f.name: docs.get(f.name, "") for f in fields(cls)}
+
+
 def config_keys(cls: type) -> set[str]:
     """The keys a config dataclass accepts (``--set section.KEY``)."""
     return set(_field_types(cls))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -104,8 +105,12 @@ class Registry(Generic[T]):
             self.add(ep.name, obj, source)
 
     def load_plugin_module(self, module: str) -> None:
-        """Import a module whose decorators register plugins (``--plugin``)."""
+        """Import a module whose decorators register plugins (``--plugin``). The working directory is
+        searched too (after the installed packages), so ``--plugin my_lab.my_method`` works from the
+        folder that holds ``my_lab/``, as pytest finds a project's modules."""
         self._load_builtins()
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.append(os.getcwd())
         self._current_source = f"module {module}"
         try:
             importlib.import_module(module)

@@ -13,6 +13,7 @@ may remove) live once.
         DONE              marker: the run is complete (written last)
         progress.json     while training: stage, iteration, it/s, host (read by ``bench status``)
         failed.json       the last session's error (cleared when a session starts the run again)
+        error.log         that error's full traceback (``bench run --debug`` prints it)
         slurm.json        the SLURM job given the run (``--executor slurm``)
         predictions/      predicted label volumes (``--save-predictions``)
         .lock             who is training the run (``sslbench.base.locks``)
@@ -30,6 +31,7 @@ import os
 import platform
 import shutil
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,7 @@ class RunFiles:
 
     CONFIG, RECORD, METRICS, DONE = "config.json", "run.json", "metrics.json", "DONE"
     LOG, PROGRESS, FAILED, SLURM, LOCK = "train_log.jsonl", "progress.json", "failed.json", "slurm.json", ".lock"
+    ERROR_LOG = "error.log"
     LAST, BEST = "last.pt", "best.pt"
     KEEP = {"all": (LAST, BEST), "last": (LAST,), "best": (BEST,), "none": ()}
 
@@ -138,14 +141,24 @@ class RunFiles:
         self.path(name).unlink(missing_ok=True)
 
     def note_failure(self, exc: BaseException) -> None:
-        """``failed.json`` with the error's last line, so ``bench status`` can say why a run stopped."""
+        """``failed.json`` with the error's last line (``bench status`` says why a run stopped) and
+        ``error.log`` with its whole traceback (what a plugin author needs)."""
         kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
         lines = str(exc).strip().splitlines() or [""]
         try:
-            self.write(self.FAILED, {"error": f"{kind}{lines[-1]}"[:500], "host": platform.node(),
-                                     "pid": os.getpid(), "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            write_text(self.path(self.ERROR_LOG), "".join(traceback.format_exception(exc)))
+            self.write(self.FAILED, {"error": f"{kind}{lines[-1]}"[:500], "traceback": str(self.path(self.ERROR_LOG)),
+                                     "host": platform.node(), "pid": os.getpid(),
+                                     "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
         except OSError:
             pass  # the error itself is what matters; the caller reports it
+
+    def error_log(self) -> str | None:
+        """The traceback of the last session's failure, if it left one."""
+        try:
+            return self.path(self.ERROR_LOG).read_text()
+        except OSError:
+            return None
 
     # ------------------------------------------------------------------ the training log
     def append_log(self, record: dict[str, Any]) -> None:

@@ -331,6 +331,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
             log(f"warning: {spec.label}: its last session ({lock.stale}) ended without finishing; taking over")
         files.remove_orphans()
         files.remove(RunFiles.FAILED)
+        files.remove(RunFiles.ERROR_LOG)
         try:
             return _run_locked(spec, opts, files, log)
         except Interrupted:
@@ -535,9 +536,10 @@ def _interrupted(spec: RunSpec, opts: RunOptions, message: str) -> RunOutcome:
 
 
 def _failed(spec: RunSpec, opts: RunOptions, exc: BaseException) -> RunOutcome:
-    folder = spec.files(opts.results).folder
+    files = spec.files(opts.results)
     kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
-    return RunOutcome(spec, "failed", str(folder), message=f"{kind}{exc}")
+    where = f" (traceback: {files.path(RunFiles.ERROR_LOG)})" if files.has(RunFiles.ERROR_LOG) else ""
+    return RunOutcome(spec, "failed", str(files.folder), message=f"{kind}{exc}{where}")
 
 
 def _describe(i: int, n: int, outcome: RunOutcome) -> str:

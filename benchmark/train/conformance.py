@@ -1,7 +1,11 @@
 """Conformance kit: the checks every registered method must pass (plugins can run them too).
 
     from sslbench.testing import check_method
-    check_method("my-method")      # raises AssertionError naming the failed contract
+    check_method("my-method")      # prints each check it passed; AssertionError naming the one that failed
+
+A term that is zero by design on an untrained network (a confidence threshold nothing reaches yet, a
+ramp-up) would fail check 2: the plugin says so with ``conformance_config``, a dict of its config
+overrides under which every term is active (UniMatch: ``{"conf_thresh": 0.0}``).
 
 Runs on the CPU with a tiny UNet (base width 4, 32 x 32 slices, 3 classes, batch 4) in seconds:
 
@@ -158,8 +162,24 @@ CHECKS: dict[str, Callable[[MethodRef], None]] = {
     "losses": check_losses, "gradients": check_gradients, "predict": check_predict,
     "resume": check_resume, "determinism": check_determinism, "pretrain": check_pretrain,
 }
+WHAT = {
+    "losses": "two steps return finite scalar terms, at least one '*loss*'",
+    "gradients": "every '*loss*' term of every stage sends gradient to the trained networks (ramps at full "
+                 "strength; settings from conformance_config)",
+    "predict": "predict gives (B, K, H, W) logits and changes no train/eval flag or state",
+    "resume": "a checkpoint round trip reproduces the next step exactly",
+    "determinism": "two runs with one seed give the same losses (CPU)",
+    "pretrain": "the pretrain stage, if any, takes a finite step",
+}
 
 
-def check_method(name: MethodRef) -> None:
-    for check in CHECKS.values():
-        check(name)
+def check_method(name: MethodRef, report: Callable[[str], None] | None = print) -> None:
+    """Run every check of the contract on a tiny network; raises AssertionError naming the first that
+    fails, and says what passed (``report=None``: silent)."""
+    for check, fn in CHECKS.items():
+        fn(name)
+        if report is not None:
+            report(f"ok  {check:<12} {WHAT[check]}")
+    if report is not None:
+        label = name if isinstance(name, str) else getattr(name, "name", "") or name.__name__
+        report(f"{label}: all {len(CHECKS)} conformance checks passed")

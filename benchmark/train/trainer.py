@@ -6,6 +6,7 @@ from slices kept on the device, augment it on the device, call ``method.training
 ``*loss*`` terms, step SGD, call ``method.after_step``; every ``val_every`` iterations validate and
 checkpoint. Its chores live with small collaborators:
 
+* ``batches.BatchSource``: the labeled and unlabeled samplers and the weak augmentation;
 * ``schedule``: stage lengths, SGD, the learning rate, extra optimisers;
 * ``logbook.LossLog``: losses summed on the device and read back only at log lines (NaN/Inf caught
   there; nothing in the step waits for the host), the training log and ``progress.json``;
@@ -35,31 +36,15 @@ from sslbench.base.config import TrainConfig
 from sslbench.base.errors import BenchError
 from sslbench.base.run_files import NoRunFiles, RunFiles
 from sslbench.method import Batch, SSLMethod, StepInfo
-from sslbench.nn.augment import ssl4mis_weak
 from sslbench.train.interrupt import Interrupted, stop_requested
 from sslbench.train.logbook import LossLog
 from sslbench.train.peak_memory import peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import autocast
-from sslbench.train.sampler import CyclicSampler
+from sslbench.train.batches import BatchSource, TrainData
 from sslbench.train.schedule import learning_rate, make_extra_optimizer, make_optimizer, stage_iterations
 from sslbench.train.selection import BestWeights
 
-__all__ = ["FitResult", "TrainData", "Trainer", "stage_iterations"]
-
-
-@dataclass
-class TrainData:
-    """Training slices on the device: images (N, C, S, S) float, labels (N, S, S) uint8, the indices
-    of the labeled and unlabeled slices, each slice's relative position in its volume (N,) in
-    [0, 1) (GCL's partition positives; None when unknown) and its native height / width (N,) before
-    the resize to S x S (the weak rotation's aspect; None: square)."""
-
-    images: Tensor
-    labels: Tensor
-    labeled: Tensor
-    unlabeled: Tensor
-    positions: Tensor | None = None
-    aspect: Tensor | None = None
+__all__ = ["FitResult", "TrainData", "Trainer"]
 
 
 @dataclass
@@ -90,10 +75,7 @@ class Trainer:
         self.stages = list(self.lengths)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
-        if method.uses_unlabeled and data.unlabeled.numel() == 0:
-            raise BenchError(f"method '{method.name}' needs unlabeled data but the split has none")
-        self.lab_sampler = CyclicSampler(data.labeled, self.generator)
-        self.unl_sampler = CyclicSampler(data.unlabeled, self.generator) if method.uses_unlabeled else None
+        self.batches = BatchSource(data, cfg, self.generator, method)
         self.stage_index = 0
         self.iteration = 0
         self.force_ramps = False
@@ -191,23 +173,7 @@ class Trainer:
         return StepInfo(self.stage, self.iteration, self.lengths[self.stage], self.force_ramps, self.generator)
 
     def next_batch(self) -> Batch:
-        cfg, d = self.cfg, self.data
-        n_lab = cfg.labeled_bs if self.unl_sampler is not None else cfg.batch_size
-        idx_l = self.lab_sampler.next(n_lab)
-        x_l, y_l = d.images[idx_l], d.labels[idx_l].long()
-        x_u, idx_u = None, None
-        if self.unl_sampler is not None:
-            idx_u = self.unl_sampler.next(cfg.batch_size - cfg.labeled_bs)
-            x_u = d.images[idx_u]
-        if cfg.augment == "ssl4mis":
-            aspect = d.aspect
-            x_l, y_l = ssl4mis_weak(x_l, y_l, self.generator, None if aspect is None else aspect[idx_l])
-            if x_u is not None:
-                x_u, _ = ssl4mis_weak(x_u, None, self.generator, None if aspect is None else aspect[idx_u])
-        pos = None
-        if d.positions is not None:
-            pos = d.positions[idx_l] if idx_u is None else torch.cat([d.positions[idx_l], d.positions[idx_u]])
-        return Batch(x_l, y_l, x_u, pos)  # type: ignore[arg-type]
+        return self.batches.next()
 
     def train_step(self) -> dict[str, Tensor | float]:
         """One iteration; returns the detached named losses (tensors still on the device)."""
@@ -265,8 +231,7 @@ class Trainer:
             "stage_index": self.stage_index, "iteration": self.iteration, **self.best.state_dict(),
             "elapsed": dict(self.elapsed), "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
             "extra_optimizers": {name: opt.state_dict() for name, opt in self.extra.items()},
-            "lab_sampler": self.lab_sampler.state_dict(),
-            "unl_sampler": self.unl_sampler.state_dict() if self.unl_sampler else None,
+            **self.batches.state_dict(),
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             **self.log.state_dict(),
@@ -282,9 +247,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         for name, opt_state in state.get("extra_optimizers", {}).items():
             self.extra[name].load_state_dict(opt_state)
-        self.lab_sampler.load_state_dict(state["lab_sampler"])
-        if self.unl_sampler is not None and state["unl_sampler"] is not None:
-            self.unl_sampler.load_state_dict(state["unl_sampler"])
+        self.batches.load_state_dict(state)
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():

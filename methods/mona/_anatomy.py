@@ -97,17 +97,17 @@ Losses = dict[str, Tensor]
 class ReconstructionConfig(MethodConfig):
     """MONA stage-2 settings (``method.<name>``); the switches are the ablations of Tables 2 and 3."""
 
-    tailness: bool = True            # Table 2 switches
-    consistency_loss: bool = True
-    diversity: bool = True
-    student_aug: str = "strong"      # Table 3: "weak" or "strong" for student and teacher views
-    teacher_aug: str = "weak"
+    tailness: bool = True            # Table 2 switch: the tailness (class-contrast) term
+    consistency_loss: bool = True    # Table 2 switch: the equivariance term
+    diversity: bool = True           # Table 2 switch: the diversity (kNN) term
+    student_aug: str = "strong"      # Table 3: the student's view, "weak" or "strong"
+    teacher_aug: str = "weak"        # Table 3: the teacher's view, "weak" or "strong"
     sup_weight: float = 1.0          # supervised loss = sup_weight (CE + Dice): MONA's scripts use 1
-    w_unsup: float = 1.0             # lambda = (tailness 0.01, consistency 1, diversity 1, unsup 1)
-    w_tailness: float = 0.01
-    w_consistency: float = 1.0
-    w_diversity: float = 1.0
-    tau_contrast: float = 0.5
+    w_unsup: float = 1.0             # weight of the pseudo-label term (lambda: tailness 0.01, others 1)
+    w_tailness: float = 0.01         # weight of the tailness term
+    w_consistency: float = 1.0       # weight of the equivariance term
+    w_diversity: float = 1.0         # weight of the diversity term
+    tau_contrast: float = 0.5        # temperature of the tailness contrast
     queries: int = 256               # per class
     negatives: int = 512             # per query
     query_threshold: float = 0.3     # teacher p_c above which a pixel of class c may be a query
@@ -117,13 +117,13 @@ class ReconstructionConfig(MethodConfig):
     bank_size: int = 30000           # per foreground class ...
     bank_size_bg: int = 50000        # ... and for background
     bank_writes: int = 1024          # candidate keys per class per step (a fixed size: no host sync)
-    eqv_confidence: float = 0.7
+    eqv_confidence: float = 0.7      # teacher confidence a foreground pixel needs in the equivariance term
     symmetric_equivariance: bool = False  # True: both KL directions of the paper's Eq. 6 (code: one)
-    knn_bank: int = 36
-    knn_k: int = 5
-    knn_grid: int = 16
+    knn_bank: int = 36               # diversity bank of teacher representations (FIFO)
+    knn_k: int = 5                   # nearest neighbours pulled toward
+    knn_grid: int = 16               # the bank's pooling grid (knn_grid x knn_grid per map)
     deform: float = 0.05             # smooth deformation of the strong view (normalised units), p = 0.5
-    ema_decay: float = 0.99
+    ema_decay: float = 0.99          # stage 2's teacher EMA
 
 
 class _Segmenter(nn.Module):

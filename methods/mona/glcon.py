@@ -23,10 +23,10 @@ class GLConConfig(ContrastiveConfig):
     tau_s: float = 0.1        # student temperature
     tau_t: float = 0.01       # teacher temperature (sharper), as ACTION's script and ISD+
     bank: int = 36            # memory bank of teacher keys (global vectors and local window maps)
-    ema_decay: float = 0.99
+    ema_decay: float = 0.99   # the teacher's EMA
     proj_dim: int = 512       # global MLP: GAP -> Linear(256, 256) -> Linear(256, 512), no activation
-    w_global: float = 1.0
-    w_local: float = 1.0
+    w_global: float = 1.0     # weight of the global (bottleneck) term
+    w_local: float = 1.0      # weight of the local (49 output windows) term
 
 
 @register_method("glcon")
