@@ -98,3 +98,21 @@ def test_size_table_weights_fit_counts() -> None:
     w, h, prob = size_table(32, 32, AREA, RATIO)
     assert prob.sum() == pytest.approx(1.0)
     assert (w <= 32).all() and (h <= 32).all() and (prob > 0).all()
+
+
+def test_each_method_draws_its_own_releases_boxes() -> None:
+    """UniMatch's CutMix draws the area once (mean about 0.19 of the image), ABD's cutout redraws it
+    (about 0.14), each with its config's probability."""
+    import dataclasses
+
+    from sslbench.methods.abd import ABDConfig, cutout_gray
+    from sslbench.methods.unimatch import UniMatchConfig, cutmix_boxes
+
+    g = torch.Generator().manual_seed(0)
+    uni = cutmix_boxes(6000, 64, 64, g, torch.device("cpu"), dataclasses.replace(UniMatchConfig(), box_p=1.0))
+    x = torch.full((6000, 1, 64, 64), 0.5)
+    _, y = cutout_gray(x, torch.ones(6000, 64, 64, dtype=torch.long), g, dataclasses.replace(ABDConfig(), cutout_p=1.0))
+    abd = y == 0                                          # the cutout sets its label to background
+    assert 0.17 < uni.float().mean() < 0.21 and 0.12 < abd.float().mean() < 0.16
+    half = cutmix_boxes(6000, 64, 64, g, torch.device("cpu"), UniMatchConfig())
+    assert abs(half.flatten(1).any(1).float().mean() - 0.5) < 0.02
