@@ -305,11 +305,13 @@ def status(results: Path | None, fmt: str) -> None:
 @click.option("--cost", is_flag=True, help="Cost per method instead: precision, iterations per stage, wall "
               "time, it/s, device-hours, memory, params.")
 @click.option("--per-class", is_flag=True, help="DSC and ASD per class instead of the class mean.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="The selected weights (best validation Dice) or the last weights of each run.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
 @user_errors
 def table(results: Path | None, fmt: str, dataset: str | None, profile: str | None, methods: str | None,
           table_no: str | None, vs_paper: bool, paper_dataset: str | None, cost: bool, per_class: bool,
-          output: Path | None) -> None:
+          checkpoint: str, output: Path | None) -> None:
     """Turn the run records into tables: by default one per dataset and profile (one row per method
     in the paper's order, columns ratio x (DSC, ASD), mean ± std over seeds); with --table N the
     layout of the paper's Table N; with --cost what each method costs."""
@@ -323,55 +325,99 @@ def table(results: Path | None, fmt: str, dataset: str | None, profile: str | No
         text = cost_table(root, fmt, dataset)
     elif table_no is not None:
         text = paper_table(root, table_no, fmt, dataset, profile, vs_paper, paper_dataset,
-                           warn=lambda m: click.echo(f"warning: {m}", err=True))
+                           warn=lambda m: click.echo(f"warning: {m}", err=True), checkpoint=checkpoint)
     else:
-        text = tables(root, fmt, dataset, profile, _csv(methods, "methods") if methods else None, per_class)
+        text = tables(root, fmt, dataset, profile, _csv(methods, "methods") if methods else None, per_class,
+                      checkpoint)
     if output:
         write_text(output, text + "\n")
     else:
         click.echo(text)
 
 
+@main.command("export")
+@results_option
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="results.csv or results.parquet (Parquet needs pyarrow).")
+@user_errors
+def export_cmd(results: Path | None, output: Path) -> None:
+    """Write the tidy results: one row per run x evaluated case x class, for the selected and the last
+    weights (dataset, profile key, config hash, method, tag, ratio, seed, case, class, dsc, assd, asd,
+    hd95 with their unit, iterations, evaluation split, best iteration, wall time). In Python:
+    sslbench.report.load_results(path) returns the same frame."""
+    from sslbench.base.atomic import atomic_path
+    from sslbench.report.frame import load_results
+
+    df = load_results(results or _default_results())
+    if df.empty:
+        raise BenchError(f"{results or _default_results()}: no completed runs to export")
+    suffix = output.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise BenchError(f"{output}: the file name must end in .csv or .parquet")
+    if output.is_dir():
+        raise BenchError(f"{output}: is a folder; give a file name ending in .csv or .parquet")
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise BenchError("Parquet needs pyarrow: pip install pyarrow (or write .csv)") from exc
+    with atomic_path(output) as tmp:
+        df.to_parquet(tmp, index=False) if suffix == ".parquet" else df.to_csv(tmp, index=False)
+    click.echo(f"{output}: {len(df)} rows ({df.groupby(['dataset', 'profile_key', 'method', 'tag', 'ratio', 'seed']).ngroups} "
+               "runs)", err=True)
+
+
 @main.command()
-@click.argument("kind", type=click.Choice(["ratio", "classes", "qualitative", "param"]))
+@click.argument("kind", type=click.Choice(["ratio", "classes", "qualitative", "param", "curves"]))
 @results_option
 @click.option("--dataset", default=None, help="Only this dataset (required for qualitative).")
-@click.option("--profile", default=None, help="Only this profile.")
-@click.option("--ratio", type=float, default=None, help="Label ratio (classes, qualitative).")
+@click.option("--profile", default=None, help="Only this profile (or profile key, e.g. quick+1a2b3c).")
+@click.option("--ratio", type=float, default=None, help="Label ratio (classes, qualitative, curves; default: each).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed whose predictions to show (qualitative).")
+@click.option("--case", default=None, help="Case to show (qualitative; default: the first with predictions).")
+@click.option("--slices", default=None, help="Comma-separated slice indices to show (qualitative).")
 @click.option("--param", "param_key", default=None, help="Config key varied across runs (param), e.g. method.consistency.")
-@click.option("--methods", default=None, help="Only these methods (param).")
+@click.option("--methods", default=None, help="Only these methods (param, curves).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="The selected or the last weights' metrics (ratio, classes).")
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared-data cache (qualitative).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Output path without extension (default: figures/<kind>); writes .png and .pdf.")
+              help="Output path without extension, or an existing folder (default: figures/<kind>); writes .png "
+                   "and .pdf, one pair per dataset and profile when the records hold several.")
 @user_errors
 def plot(kind: str, results: Path | None, dataset: str | None, profile: str | None, ratio: float | None,
-         seed: int, param_key: str | None, methods: str | None, cache: Path | None, output: Path | None) -> None:
-    """Figures from the run records (PNG and PDF at paper column width).
+         seed: int, case: str | None, slices: str | None, param_key: str | None, methods: str | None,
+         checkpoint: str, cache: Path | None, output: Path | None) -> None:
+    """Figures from the run records (PNG and PDF at paper column width). A figure never mixes
+    datasets, profiles, tags or distance units: several in the records give a figure each.
 
     \b
-    ratio        Dice and ASD against the label ratio per method (spread over seeds)
-    classes      per-class Dice box plots over test volumes for one ratio
+    ratio        Dice and ASD against the label ratio per method and tag (spread over seeds)
+    classes      per-class Dice box plots over evaluated volumes, one figure per ratio
     qualitative  image, ground truth and each method's prediction (runs with --save-predictions)
     param        Dice against one config key across runs (runs tagged with --tag, e.g. a sweep)
+    curves       training loss and validation Dice against iterations (from train_log.jsonl)
     """
     from sslbench.report import plots
 
     root = results or _default_results()
     out = output or Path("figures") / (kind if not dataset else f"{kind}-{dataset}")
+    chosen = _csv(methods, "methods") if methods else None
     if kind == "ratio":
-        paths = plots.plot_ratio(root, out, dataset, profile)
+        paths = plots.plot_ratio(root, out, dataset, profile, checkpoint)
     elif kind == "classes":
-        paths = plots.plot_classes(root, out, dataset, profile, ratio)
+        paths = plots.plot_classes(root, out, dataset, profile, ratio, checkpoint)
     elif kind == "qualitative":
         if not dataset:
             raise BenchError("bench plot qualitative needs --dataset")
-        paths = plots.plot_qualitative(root, out, dataset, profile, ratio, seed, cache=cache)
+        picked = _csv(slices, "slices", int) if slices else None
+        paths = plots.plot_qualitative(root, out, dataset, profile, ratio, seed, cache=cache, case=case, slices=picked)
+    elif kind == "curves":
+        paths = plots.plot_curves(root, out, dataset, profile, chosen, ratio)
     else:
         if not param_key:
             raise BenchError("bench plot param needs --param section.key")
-        paths = plots.plot_param(root, out, param_key, dataset, profile,
-                                 _csv(methods, "methods") if methods else None)
+        paths = plots.plot_param(root, out, param_key, dataset, profile, chosen)
     for path in paths:
         click.echo(str(path))
 

@@ -8,7 +8,8 @@ may remove) live once.
         ckpt/last.pt      resumable checkpoint (optimiser, samplers, RNG states, teachers, banks)
         ckpt/best.pt      the best-validated weights of the evaluated network
         ckpt/<stage>-best.pt  a ``carry_best_of`` stage's best weights until the next stage holds them
-        metrics.json      per case, per class metrics; per-class and foreground means; policy
+        metrics.json      per case, per class metrics of the selected weights; means; policy
+        metrics-last.json the same for the last weights (both ends of the checkpoint protocol)
         run.json          the record: summary, selection, timing, environment, code version
         DONE              marker: the run is complete (written last)
         progress.json     while training: stage, iteration, it/s, host (read by ``bench status``)
@@ -60,7 +61,7 @@ def read_json(path: Path) -> Any:
 class RunFiles:
     """The files of the run folder ``folder``."""
 
-    CONFIG, RECORD, METRICS, DONE = "config.json", "run.json", "metrics.json", "DONE"
+    CONFIG, RECORD, METRICS, METRICS_LAST, DONE = "config.json", "run.json", "metrics.json", "metrics-last.json", "DONE"
     LOG, PROGRESS, FAILED, SLURM, LOCK = "train_log.jsonl", "progress.json", "failed.json", "slurm.json", ".lock"
     ERROR_LOG = "error.log"
     LAST, BEST = "last.pt", "best.pt"

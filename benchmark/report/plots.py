@@ -1,14 +1,19 @@
 """`bench plot`: figures from the run records (seaborn / matplotlib, PNG and PDF, paper column width).
 
-* ``ratio``: Dice (and ASD) against the label ratio, one line per method, spread over seeds;
-* ``classes``: per-class Dice box plots over test volumes (and seeds) for one label ratio;
+* ``ratio``: Dice and ASD against the label ratio, one line per method and tag, spread over seeds;
+* ``classes``: per-class Dice box plots over evaluated volumes (and seeds) for one label ratio;
 * ``qualitative``: a grid like the paper's Figure 3: image, ground truth and each method's
-  prediction on the same slices (needs runs made with ``--save-predictions``);
-* ``param``: Dice against the value of one configuration key across runs (hyper-parameter curves).
+  prediction on the same slices of one case (runs made with ``--save-predictions``), with a class legend;
+* ``param``: Dice against the value of one configuration key across runs (hyper-parameter curves);
+* ``curves``: training loss and validation Dice against iterations, from each run's training log.
+
+A figure never mixes datasets, profiles (schedules), tags or distance units: records of several
+(dataset, profile key) pairs give one figure per pair (``<out>-<dataset>-<profile key>``), and each
+tagged variant is a line or box of its own.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +22,12 @@ import pandas as pd
 from sslbench.base.atomic import atomic_path
 from sslbench.base.errors import BenchError
 from sslbench.base.run_files import RunFiles
+from sslbench.report.frame import variant_name
 from sslbench.report.tables import paper_order, select_records
 
 COLUMN_WIDTH_IN = 3.5  # one column of a two-column paper
 FORMATS = ("png", "pdf")
+CLASS_COLORS = ["#e41a1c", "#4daf4a", "#377eb8", "#ff7f00", "#984ea3", "#a65628", "#f781bf"]
 
 
 def _pyplot():  # noqa: ANN202
@@ -34,63 +41,90 @@ def _pyplot():  # noqa: ANN202
     return plt, sns
 
 
+def figure_base(out: Path) -> Path:
+    """Where a figure goes: ``-o`` names a file without extension; an existing folder gets the figure
+    inside it (never a sibling of it)."""
+    return out / "figure" if out.is_dir() else out
+
+
 def _save(fig, out: Path) -> list[Path]:  # noqa: ANN001
     written = []
     for ext in FORMATS:
-        path = out.with_suffix(f".{ext}")
+        path = out.with_name(out.name + f".{ext}")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=300, bbox_inches="tight")
         written.append(path)
     return written
 
 
-def plot_ratio(root: Path, out: Path, dataset: str | None = None, profile: str | None = None) -> list[Path]:
+def _groups(df: pd.DataFrame, out: Path) -> Iterator[tuple[pd.DataFrame, Path, str]]:
+    """(records, output path, title) per (dataset, profile key): one figure each, never merged."""
+    keys = sorted(df.groupby(["dataset", "profile_key"]).groups)
+    for ds, key in keys:
+        sub = df[(df.dataset == ds) & (df.profile_key == key)]
+        units = set(sub.units)
+        if len(units) > 1:
+            raise BenchError(f"{ds}, {key}: runs report distances in {' and '.join(sorted(units))}; plot them apart")
+        path = out if len(keys) == 1 else out.with_name(f"{out.name}-{ds}-{key}")
+        yield sub.assign(name=[variant_name(n, t) for n, t in zip(sub.paper_name, sub.tag)]), path, f"{ds}, {key}"
+
+
+def plot_ratio(root: Path, out: Path, dataset: str | None = None, profile: str | None = None,
+               checkpoint: str = "best") -> list[Path]:
     plt, sns = _pyplot()
-    df = select_records(root, dataset, profile)
-    ratios = sorted(df.loc[~df.all_labels, "ratio"].unique())
-    rows = []
-    for _, rec in df.iterrows():  # UNet-F (every label) is drawn across all ratios as a reference
-        for r in (ratios if rec.all_labels else [rec.ratio]):
-            rows.append({**rec.to_dict(), "ratio": r})
-    long = pd.DataFrame(rows)
-    order = sorted(long.paper_name.unique(), key=paper_order)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4))
-    for ax, (key, label) in zip(axes, (("dsc", "DSC [%]"), ("asd", "ASD"))):
-        sns.lineplot(data=long, x="ratio", y=key, hue="paper_name", hue_order=order, marker="o",
-                     errorbar="sd", ax=ax, legend=ax is axes[-1])
-        ax.set_xlabel("labeled volumes [%]")
-        ax.set_ylabel(label)
-        ax.set_xticks(ratios)
-    axes[-1].legend(title=None, fontsize=6, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.suptitle(f"{', '.join(long.dataset.unique())}: mean ± sd over seeds", fontsize=8)
-    paths = _save(fig, out)
-    plt.close(fig)
+    paths = []
+    for df, path, title in _groups(select_records(root, dataset, profile, checkpoint=checkpoint), figure_base(out)):
+        ratios = sorted(df.loc[~df.all_labels, "ratio"].unique())
+        rows = []
+        for _, rec in df.iterrows():  # UNet-F (every label) is drawn across all ratios as a reference
+            for r in (ratios if rec.all_labels else [rec.ratio]):
+                rows.append({**rec.to_dict(), "ratio": r})
+        long = pd.DataFrame(rows)
+        order = sorted(long.name.unique(), key=paper_order)
+        fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4))
+        for ax, (key, label) in zip(axes, (("dsc", "DSC [%]"), ("asd", f"ASD [{df.units.iloc[0]}]"))):
+            sns.lineplot(data=long, x="ratio", y=key, hue="name", hue_order=order, marker="o",
+                         errorbar="sd", ax=ax, legend=ax is axes[-1])
+            ax.set_xlabel("labeled volumes [%]")
+            ax.set_ylabel(label)
+            ax.set_xticks(ratios)
+        axes[-1].legend(title=None, fontsize=6, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+        fig.suptitle(f"{title}: mean ± sd over seeds", fontsize=8)
+        paths += _save(fig, path)
+        plt.close(fig)
     return paths
 
 
 def plot_classes(root: Path, out: Path, dataset: str | None = None, profile: str | None = None,
-                 ratio: float | None = None) -> list[Path]:
+                 ratio: float | None = None, checkpoint: str = "best") -> list[Path]:
+    """Per-class Dice box plots, one figure per dataset, profile key and label ratio (every ratio
+    when ``ratio`` is None)."""
     plt, sns = _pyplot()
-    df = select_records(root, dataset, profile)
-    if ratio is None:
-        ratio = float(sorted(df.loc[~df.all_labels, "ratio"].unique() or df.ratio.unique())[0])
-    df = df[(df.ratio == ratio) | df.all_labels]
-    rows = []
-    for _, rec in df.iterrows():
-        metrics = RunFiles(Path(rec.dir)).read(RunFiles.METRICS)
-        for case in metrics["metric_per_case"]:
-            for cls, m in case["metrics"].items():
-                rows.append({"method": rec.paper_name, "class": cls, "dsc": 100 * m["dice"]})
-    long = pd.DataFrame(rows)
-    order = sorted(long.method.unique(), key=paper_order)
-    fig, ax = plt.subplots(figsize=(2 * COLUMN_WIDTH_IN, 2.6))
-    sns.boxplot(data=long, x="class", y="dsc", hue="method", hue_order=order, ax=ax, fliersize=1, linewidth=0.6)
-    ax.set_ylabel("DSC [%] per volume")
-    ax.set_xlabel(None)
-    ax.legend(fontsize=6, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
-    ax.set_title(f"{', '.join(df.dataset.unique())}, {ratio:g} % labeled", fontsize=8)
-    paths = _save(fig, out)
-    plt.close(fig)
+    metrics_file = RunFiles.METRICS if checkpoint == "best" else RunFiles.METRICS_LAST
+    paths = []
+    for df, path, title in _groups(select_records(root, dataset, profile, checkpoint=checkpoint), figure_base(out)):
+        ratios = [ratio] if ratio is not None else sorted(df.loc[~df.all_labels, "ratio"].unique()) or [100.0]
+        for r in ratios:
+            sub = df[(df.ratio == r) | df.all_labels]
+            if sub.empty:
+                raise BenchError(f"{title}: no runs at {r:g} % labels")
+            rows = []
+            for _, rec in sub.iterrows():
+                metrics = RunFiles(Path(rec.dir)).read(metrics_file)
+                for case in metrics["metric_per_case"]:
+                    for cls, m in case["metrics"].items():
+                        rows.append({"name": rec["name"], "class": cls, "dsc": 100 * m["dice"]})
+            long = pd.DataFrame(rows)
+            order = sorted(long.name.unique(), key=paper_order)
+            fig, ax = plt.subplots(figsize=(2 * COLUMN_WIDTH_IN, 2.6))
+            sns.boxplot(data=long, x="class", y="dsc", hue="name", hue_order=order, ax=ax, fliersize=1, linewidth=0.6)
+            ax.set_ylabel("DSC [%] per volume")
+            ax.set_xlabel(None)
+            ax.legend(fontsize=6, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+            ax.set_title(f"{title}, {r:g} % labeled", fontsize=8)
+            target = path if len(ratios) == 1 else path.with_name(f"{path.name}-{r:g}pct")
+            paths += _save(fig, target)
+            plt.close(fig)
     return paths
 
 
@@ -98,7 +132,7 @@ def _load_prediction(folder: Path, case: str) -> np.ndarray | None:
     predictions = RunFiles(folder).predictions
     npy, nii = predictions / f"{case}.npy", predictions / f"{case}.nii.gz"
     if npy.exists():
-        return np.load(npy)
+        return np.load(npy, allow_pickle=False)
     if nii.exists():
         from sslbench.io.nifti import load_volume
 
@@ -107,10 +141,14 @@ def _load_prediction(folder: Path, case: str) -> np.ndarray | None:
 
 
 def plot_qualitative(root: Path, out: Path, dataset: str, profile: str | None = None, ratio: float | None = None,
-                     seed: int = 0, n_slices: int = 3, cache: Path | None = None) -> list[Path]:
-    """Image, ground truth and each method's prediction on the same slices (Figure 3 style)."""
+                     seed: int = 0, n_slices: int = 3, cache: Path | None = None, case: str | None = None,
+                     slices: Sequence[int] | None = None) -> list[Path]:
+    """Image, ground truth and each method's prediction on the same slices of one case (Figure 3
+    style), with a legend of the classes; ``case`` and ``slices`` pick them (default: the first case
+    with predictions, its slices with the most foreground)."""
     plt, _ = _pyplot()
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
     from sslbench.cache import prepare
 
@@ -118,20 +156,32 @@ def plot_qualitative(root: Path, out: Path, dataset: str, profile: str | None = 
     df = df[df.seed == seed]
     if ratio is not None:
         df = df[(df.ratio == ratio) | df.all_labels]
-    runs = [(rec.paper_name, Path(rec.dir)) for _, rec in df.iterrows()]
-    runs.sort(key=lambda t: paper_order(t[0]))
+    keys = sorted(set(df.profile_key))
+    if len(keys) > 1:
+        raise BenchError(f"{dataset}: runs of {len(keys)} profiles or schedules ({', '.join(keys)}); pick one with --profile")
+    runs = sorted(((variant_name(rec.paper_name, rec.tag), Path(rec.dir)) for _, rec in df.iterrows()),
+                  key=lambda t: paper_order(t[0]))
     ds = prepare(dataset, cache_root=cache)
     with_preds = [(n, d) for n, d in runs if RunFiles(d).predictions.is_dir()]
     if not with_preds:
         raise BenchError(f"{root}: no saved predictions for {dataset}; run `bench run --save-predictions` first")
-    case = sorted(p.name.split(".")[0] for p in RunFiles(with_preds[0][1]).predictions.iterdir())[0]
+    saved = sorted(p.name.split(".")[0] for p in RunFiles(with_preds[0][1]).predictions.iterdir())
+    if case is None:
+        case = saved[0]
+    elif case not in saved:
+        raise BenchError(f"--case {case}: no saved prediction of it (saved: {', '.join(saved[:8])}"
+                         f"{' ...' if len(saved) > 8 else ''})")
     image, label = (np.asarray(a) for a in ds.volume(case))
-    fg = (label > 0).reshape(label.shape[0], -1).sum(1)
-    slices = sorted(np.argsort(fg)[::-1][:n_slices].tolist())
+    if slices is None:
+        fg = (label > 0).reshape(label.shape[0], -1).sum(1)
+        slices = sorted(np.argsort(fg)[::-1][:n_slices].tolist())
+    bad = [z for z in slices if not 0 <= z < image.shape[0]]
+    if bad:
+        raise BenchError(f"--slices {bad[0]}: {case} has slices 0..{image.shape[0] - 1}")
     columns = [("Image", None), ("Ground truth", label)] + [(n, _load_prediction(d, case)) for n, d in with_preds]
-    colors = ListedColormap(["none", "#e41a1c", "#4daf4a", "#377eb8", "#ff7f00", "#984ea3", "#a65628", "#f781bf"])
+    colors = ListedColormap(["none", *CLASS_COLORS])
     fig, axes = plt.subplots(len(slices), len(columns), squeeze=False,
-                             figsize=(0.9 * len(columns) + 0.2, 0.9 * len(slices) + 0.3))
+                             figsize=(0.9 * len(columns) + 0.2, 0.9 * len(slices) + 0.6))
     for i, z in enumerate(slices):
         for j, (title, lab) in enumerate(columns):
             ax = axes[i][j]
@@ -142,32 +192,91 @@ def plot_qualitative(root: Path, out: Path, dataset: str, profile: str | None = 
             ax.set_axis_off()
             if i == 0:
                 ax.set_title(title, fontsize=6)
-    fig.suptitle(f"{dataset} {case}", fontsize=7)
-    paths = _save(fig, out)
+    legend = [Patch(color=CLASS_COLORS[(k - 1) % len(CLASS_COLORS)], label=name) for k, name in enumerate(ds.classes) if k]
+    fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 7), fontsize=6, frameon=False)
+    fig.suptitle(f"{dataset} {case}, slices {', '.join(map(str, slices))} ({keys[0] if keys else ''}, seed {seed})",
+                 fontsize=7)
+    paths = _save(fig, figure_base(out))
     plt.close(fig)
     return paths
 
 
 def plot_param(root: Path, out: Path, key: str, dataset: str | None = None, profile: str | None = None,
                methods: Sequence[str] | None = None) -> list[Path]:
-    """Dice against the value of ``key`` (``section.name`` of the resolved config) across runs."""
+    """Dice against the value of ``key`` (``section.name`` of the resolved config) across runs, one
+    figure per dataset and profile key."""
     plt, sns = _pyplot()
-    df = select_records(root, dataset, profile, methods)
     if "." not in key:
         raise BenchError(f"--param {key}: give section.key, e.g. method.consistency")
     section, name = key.split(".", 1)
-    values = []
+    paths = []
+    for df, path, title in _groups(select_records(root, dataset, profile, methods), figure_base(out)):
+        values = []
+        for _, rec in df.iterrows():
+            cfg = RunFiles(Path(rec.dir)).read(RunFiles.CONFIG)
+            values.append(cfg.get(section, {}).get(name))
+        df = df.assign(value=values).dropna(subset=["value"])
+        if df.empty or df.value.nunique() < 2:
+            raise BenchError(f"--param {key}: the runs of {title} do not vary it (sweep it with --set {key}=...)")
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.4))
+        sns.lineplot(data=df, x="value", y="dsc", hue="paper_name", marker="o", errorbar="sd", ax=ax)
+        ax.set_xlabel(key)
+        ax.set_ylabel("DSC [%]")
+        ax.set_title(f"{title}: mean ± sd over seeds", fontsize=8)
+        ax.legend(fontsize=6, frameon=False)
+        paths += _save(fig, path)
+        plt.close(fig)
+    return paths
+
+
+def curve_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Training logs of the runs in ``df``, long: name, seed, stage, step (iterations since the run
+    began, stages one after the other), loss or val_dice [%]."""
+    rows = []
     for _, rec in df.iterrows():
-        cfg = RunFiles(Path(rec.dir)).read(RunFiles.CONFIG)
-        values.append(cfg.get(section, {}).get(name))
-    df = df.assign(value=values).dropna(subset=["value"])
-    if df.empty or df.value.nunique() < 2:
-        raise BenchError(f"--param {key}: the runs do not vary it (sweep it with --set {key}=...)")
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.4))
-    sns.lineplot(data=df, x="value", y="dsc", hue="paper_name", marker="o", errorbar="sd", ax=ax)
-    ax.set_xlabel(key)
-    ax.set_ylabel("DSC [%]")
-    ax.legend(fontsize=6, frameon=False)
-    paths = _save(fig, out)
-    plt.close(fig)
+        offset, stage_end = {}, 0
+        for item in RunFiles(Path(rec.dir)).read_log():
+            stage, it = item.get("stage"), item.get("iteration")
+            if not isinstance(stage, str) or not isinstance(it, int):
+                continue
+            if stage not in offset:
+                offset[stage] = stage_end
+            stage_end = max(stage_end, offset[stage] + it)
+            step = offset[stage] + it
+            if isinstance(item.get("loss"), (int, float)):
+                rows.append({"name": rec["name"], "seed": rec.seed, "stage": stage, "step": step, "what": "loss",
+                             "value": float(item["loss"])})
+            if isinstance(item.get("val_dice"), (int, float)):
+                rows.append({"name": rec["name"], "seed": rec.seed, "stage": stage, "step": step, "what": "val_dice",
+                             "value": 100.0 * float(item["val_dice"])})
+    return pd.DataFrame(rows)
+
+
+def plot_curves(root: Path, out: Path, dataset: str | None = None, profile: str | None = None,
+                methods: Sequence[str] | None = None, ratio: float | None = None) -> list[Path]:
+    """Training loss and validation Dice against iterations, per method and tag (mean ± sd over seeds),
+    one figure per dataset, profile key and ratio; from ``train_log.jsonl`` (TensorBoard not needed)."""
+    plt, sns = _pyplot()
+    paths = []
+    for df, path, title in _groups(select_records(root, dataset, profile, methods), figure_base(out)):
+        ratios = [ratio] if ratio is not None else sorted(df.loc[~df.all_labels, "ratio"].unique()) or [100.0]
+        for r in ratios:
+            long = curve_frame(df[(df.ratio == r) | df.all_labels])
+            if long.empty:
+                raise BenchError(f"{title}: the runs at {r:g} % labels have no training log")
+            order = sorted(long.name.unique(), key=paper_order)
+            fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4))
+            for ax, (what, label) in zip(axes, (("loss", "training loss"), ("val_dice", "validation DSC [%]"))):
+                part = long[long.what == what]
+                if not part.empty:
+                    sns.lineplot(data=part, x="step", y="value", hue="name", hue_order=order, errorbar="sd", ax=ax,
+                                 legend=ax is axes[-1], marker="o" if what == "val_dice" else None, markersize=3)
+                ax.set_xlabel("iteration (stages in order)")
+                ax.set_ylabel(label)
+            if axes[-1].get_legend() is not None:
+                axes[-1].legend(title=None, fontsize=6, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+            fig.suptitle(f"{title}, {r:g} % labeled", fontsize=8)
+            target = path if len(ratios) == 1 else path.with_name(f"{path.name}-{r:g}pct")
+            paths += _save(fig, target)
+            plt.close(fig)
     return paths

@@ -2,7 +2,6 @@
 ratio x (DSC, ASD), mean ± std over seeds) as markdown, LaTeX or CSV."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,44 +11,16 @@ import pandas as pd
 from tabulate import tabulate
 
 from sslbench.base.errors import BenchError
-from sslbench.base.run_files import iter_records
+from sslbench.report.frame import protocol_caption, run_frame, variant_name
 
 PAPER_ORDER = ("UNet-F", "UNet-L", "EM", "CCT", "DAN", "URPC", "DCT", "ICT", "MT", "UAMT", "CPS", "GCL",
                "SCS", "PLC", "MoCov2", "kNN-MoCo", "SimCLR", "BYOL", "ISD", "GLCon", "MONA")
 FORMATS = ("markdown", "latex", "csv")
 
 
-def load_records(root: Path) -> pd.DataFrame:
-    """One row per completed run: identity, summary metrics, timing."""
-    rows = []
-    for rec in iter_records(root):
-        try:
-            rows.append(_record_row(rec))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            logging.getLogger("sslbench").warning(f"skipping {rec['_dir']}/run.json: incomplete record ({exc!r})")
-    return pd.DataFrame(rows)
-
-
-def _record_row(rec: dict[str, Any]) -> dict[str, Any]:
-    s = rec["summary"]
-    timing = rec["timing"]
-    return {
-        "dataset": rec["dataset"], "profile": rec["profile"], "method": rec["method"],
-        "paper_name": rec.get("paper_name", rec["method"]), "variant": rec.get("variant", ""),
-        "ratio": float(rec["ratio"]), "seed": rec["seed"], "dsc": 100.0 * s["dice"], "asd": s["assd"],
-        "hd95": s["hd95"], "asd_legacy": s["asd_legacy"],
-        "hd95_legacy": s.get("hd95_legacy", float("nan")), "all_labels": float(rec["ratio"]) >= 100.0,
-        "wall_s": timing["wall_s"], "train_s": timing.get("train_s", float("nan")),
-        "iters_per_s": float(np.mean(list(timing.get("iters_per_s", {}).values()) or [np.nan])),
-        "peak_mem_mb": timing.get("peak_mem_mb", float("nan")),
-        "device": rec.get("env", {}).get("device", "?"), "precision": rec.get("precision", "?"),
-        "iterations": " + ".join(str(n) for n in rec.get("stage_iterations", {}).values()) or "?",
-        "params": rec.get("params", {}).get("trained", np.nan),
-        "dir": rec["_dir"],
-        **{f"dsc:{cls}": 100.0 * m["dice"] for cls, m in rec.get("per_class", {}).items()},
-        **{f"asd:{cls}": m["assd"] for cls, m in rec.get("per_class", {}).items()},
-        "units": "voxels" if rec.get("metric_policy", {}).get("spacing") == "voxels" else "mm",
-    }
+def load_records(root: Path, checkpoint: str = "best") -> pd.DataFrame:
+    """One row per finished run (``sslbench.report.frame.run_frame``)."""
+    return run_frame(root, checkpoint)
 
 
 def paper_order(name: str) -> tuple[int, str]:
@@ -69,50 +40,56 @@ def _cell(values: pd.Series, digits: int) -> str:
 
 
 def build_table(df: pd.DataFrame, metrics: Sequence[tuple[str, str, int]] = (("dsc", "DSC", 1), ("asd", "ASD", 2)),
-                ) -> tuple[list[str], list[list[str]], list[float]]:
-    df = df.assign(paper_name=[f"{n} ({v})" if v else n for n, v in zip(df.paper_name, df.variant)])
-    """Headers and rows for one (dataset, profile) frame. Runs that used every label (UNet-F) fill
-    every ratio column."""
+                numeric: bool = False) -> tuple[list[str], list[list[Any]], list[float]]:
+    """Headers and rows for one (dataset, profile key) frame, a row per method and tag. Runs that used
+    every label (UNet-F) fill every ratio column. ``numeric``: mean, sd and seed count in columns of
+    their own (CSV), not one "mean ± sd" string."""
+    df = df.assign(row=[variant_name(n, t) for n, t in zip(df.paper_name, df.tag)])
     ratios = sorted(df.loc[~df.all_labels, "ratio"].unique()) or sorted(df.ratio.unique())
-    headers = ["Method"] + [f"{r:g}% {label}" for r in ratios for _, label, _ in metrics]
+    headers = ["Method"]
+    for r in ratios:
+        for key, label, _ in metrics:
+            headers += ([f"{r:g}% {label} mean", f"{r:g}% {label} sd", f"{r:g}% {label} n"] if numeric
+                        else [f"{r:g}% {label}"])
     rows = []
-    for name in sorted(df.paper_name.unique(), key=paper_order):
-        sub = df[df.paper_name == name]
-        row = [name]
+    for name in sorted(df.row.unique(), key=paper_order):
+        sub = df[df.row == name]
+        row: list[Any] = [name]
         for r in ratios:
             cell_df = sub if sub.all_labels.all() else sub[sub.ratio == r]
             for key, _, digits in metrics:
-                row.append(_cell(cell_df[key], digits))
+                vals = cell_df[key].dropna()
+                row += ([round(vals.mean(), 4) if len(vals) else None,
+                         round(vals.std(ddof=1), 4) if len(vals) > 1 else None, len(vals)] if numeric
+                        else [_cell(cell_df[key], digits)])
         rows.append(row)
     return headers, rows, ratios
 
 
-def render(headers: list[str], rows: list[list[str]], fmt: str, caption: str = "") -> str:
+def render(headers: list[str], rows: list[list[Any]], fmt: str, caption: str = "", label: str = "") -> str:
+    """Markdown, CSV, or LaTeX (booktabs, in a table environment with its caption and label)."""
     if fmt == "markdown":
         return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     if fmt == "latex":
-        body = tabulate(rows, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
-        body = body.replace("±", r"$\pm$")
-        if caption:
-            body = f"% {caption}\n" + body
-        return body
+        return _latex(headers, rows, caption, label)
     if fmt == "csv":
         return pd.DataFrame(rows, columns=headers).to_csv(index=False).rstrip("\n")
     raise BenchError(f"unknown table format '{fmt}' (known: {', '.join(FORMATS)})")
 
 
 def select_records(root: Path, dataset: str | None = None, profile: str | None = None,
-                   methods: Sequence[str] | None = None) -> pd.DataFrame:
-    """Completed runs under ``root`` matching the filters; a clear error when there are none."""
+                   methods: Sequence[str] | None = None, checkpoint: str = "best") -> pd.DataFrame:
+    """Finished runs under ``root`` matching the filters (``profile``: a profile or profile key); a
+    clear error when there are none."""
     if not root.exists():
         raise BenchError(f"{root}: no results folder (run `bench run` first)")
-    df = load_records(root)
+    df = load_records(root, checkpoint)
     if df.empty:
         raise BenchError(f"{root}: no completed runs (run `bench run` first)")
     if dataset:
         df = df[df.dataset == dataset]
     if profile:
-        df = df[df.profile == profile]
+        df = df[(df.profile == profile) | (df.profile_key == profile)]
     if methods:
         df = df[df.method.isin(methods)]
     if df.empty:
@@ -121,38 +98,34 @@ def select_records(root: Path, dataset: str | None = None, profile: str | None =
 
 
 def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profile: str | None = None,
-           methods: Sequence[str] | None = None, per_class: bool = False) -> str:
-    """Every (dataset, profile) table under ``root`` that matches the filters."""
+           methods: Sequence[str] | None = None, per_class: bool = False, checkpoint: str = "best") -> str:
+    """Every (dataset, profile key) table under ``root`` that matches the filters, each captioned with
+    the protocol its records state."""
     if fmt not in FORMATS:
         raise BenchError(f"unknown table format '{fmt}' (known: {', '.join(FORMATS)})")
-    df = select_records(root, dataset, profile, methods)
+    df = select_records(root, dataset, profile, methods, checkpoint)
     out, frames = [], []
-    for (ds, prof), sub in df.groupby(["dataset", "profile"], sort=True):
-        n_seeds = sub.groupby("paper_name").seed.nunique()
-        seeds = f"{n_seeds.max()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()}-{n_seeds.max()}"
-        units = "voxels, the source files carry no spacing" if (sub.units == "voxels").any() else "mm"
-        averaged = "case-averaged per class" if per_class else "case-averaged then class-averaged"
-        caption = (f"{ds} (profile {prof}): DSC [%] and ASD (ASSD as medpy 0.5.2 defines it; {units}), "
-                   f"{averaged}; mean ± std over {seeds} seed(s)")
+    for (ds, key), sub in df.groupby(["dataset", "profile_key"], sort=True):
+        caption = protocol_caption(sub) + ("; per class" if per_class else "; class-averaged")
         if per_class:
             classes = [c.split(":", 1)[1] for c in sub.columns if c.startswith("dsc:") and sub[c].notna().any()]
             metrics = [(f"{m}:{c}", f"{c} {m.upper()}", 1 if m == "dsc" else 2) for c in classes for m in ("dsc", "asd")]
-            headers, rows, _ = build_table(sub, metrics)
         else:
-            headers, rows, _ = build_table(sub)
+            metrics = [("dsc", "DSC", 1), ("asd", "ASD", 2)]
+        headers, rows, _ = build_table(sub, metrics, numeric=fmt == "csv")
         if fmt == "csv":
             frame = pd.DataFrame(rows, columns=headers)
-            frame.insert(0, "profile", prof)
-            frame.insert(0, "dataset", ds)
+            for name, value in (("units", sub.units.iloc[0]), ("checkpoint", checkpoint), ("profile_key", key),
+                                ("dataset", ds)):
+                frame.insert(0, name, value)
             frames.append(frame)
         elif fmt == "markdown":
             out.append(f"**{caption}**\n\n{render(headers, rows, fmt)}")
         else:
-            out.append(render(headers, rows, fmt, caption))
+            out.append(render(headers, rows, fmt, caption, f"tab:{ds}-{key}"))
     if fmt == "csv":
-        return pd.concat(frames, ignore_index=True).fillna("").to_csv(index=False).rstrip("\n")
+        return pd.concat(frames, ignore_index=True).to_csv(index=False).rstrip("\n")
     return "\n\n".join(out)
-
 
 
 # ---------------------------------------------------------------------------------------- paper tables
@@ -163,17 +136,17 @@ SIG_MARK = "†"
 def _bold(text: str, fmt: str) -> str:
     if text == "—" or fmt == "csv":
         return text
-    return f"**{text}**" if fmt == "markdown" else f"\\textbf{{{text}}}"
+    return f"**{text}**" if fmt == "markdown" else f"{BOLD[0]}{text}{BOLD[1]}"
 
 
 def _cell_runs(recs: pd.DataFrame, method: str, variant: str, ratio: float) -> pd.DataFrame:
-    sub = recs[(recs.paper_name == method) & (recs.variant == variant)]
+    sub = recs[(recs.paper_name == method) & (recs.tag == variant)]
     return sub if sub.all_labels.all() else sub[sub.ratio == ratio]
 
 
 def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: str | None = None,
                 profile: str | None = None, vs_paper: bool = False, paper_dataset: str | None = None,
-                warn: Callable[[str], None] | None = None) -> str:
+                warn: Callable[[str], None] | None = None, checkpoint: str = "best") -> str:
     """One of the paper's tables from the records: its rows in its order, mean ± std over seeds,
     best per column in bold, a significance mark, missing runs as "—" (with a warning), and with
     ``vs_paper`` the published value and the difference beside each DSC and ASD."""
@@ -183,9 +156,9 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
     if fmt not in FORMATS:
         raise BenchError(f"unknown table format '{fmt}' (known: {', '.join(FORMATS)})")
     lay = layout(table)
-    df = load_records(root) if root.exists() else pd.DataFrame()
+    df = load_records(root, checkpoint) if root.exists() else pd.DataFrame()
     if profile and not df.empty:
-        df = df[df.profile == profile]
+        df = df[(df.profile == profile) | (df.profile_key == profile)]
     # the table's own datasets when there are records for them, else the datasets that were run
     # (an ablation sweep on synthetic data or a user's dataset), else the empty layout
     paper_ds = list(dict.fromkeys(lay.dataset))
@@ -195,10 +168,16 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
     for ds in datasets:
         ref_ds = paper_dataset or (ds if ds in set(lay.dataset) else lay.dataset.iloc[0])
         recs = df[df.dataset == ds] if not df.empty else df
+        keys = sorted(set(recs.profile_key)) if not recs.empty else []
+        if len(keys) > 1:  # one table never mixes schedules
+            raise BenchError(f"{root}: {ds} has runs of {len(keys)} profiles or schedules ({', '.join(keys)}); "
+                             "pick one with --profile")
         headers, body, units = _paper_rows(table, lay[lay.dataset == ref_ds], recs, ref_ds, fmt, vs_paper,
                                            lambda m, ds=ds: warn(f"table {table}, {ds}: {m}") if warn else None)
-        caption = _paper_caption(table, ds, ref_ds, units, vs_paper)
+        caption = _paper_caption(table, ds, ref_ds, units, vs_paper, recs)
         notes = ["published: " + src for _, src in sources(table)] if vs_paper else []
+        if vs_paper and not recs.empty:
+            notes = [n for n in [protocol_caveat(recs)] if n] + notes
         if fmt == "csv":
             frame = pd.DataFrame(body, columns=headers)
             frame.insert(0, "dataset", ds)
@@ -207,7 +186,7 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
             text = f"**{caption}**\n\n{render(headers, body, fmt)}"
             out.append(text + "".join(f"\n\n* {n}" if i == 0 else f"\n* {n}" for i, n in enumerate(notes)))
         else:
-            out.append(_latex(headers, body, caption) + "".join(f"\n% {n}" for n in notes))
+            out.append(_latex(headers, body, caption, f"tab:table{table}-{ds}") + "".join(f"\n% {n}" for n in notes))
     return ("\n" if fmt == "csv" else "\n\n").join(out)
 
 
@@ -219,7 +198,7 @@ def _paper_rows(table: int, rows_lay: pd.DataFrame, recs: pd.DataFrame, ref_ds: 
 
     keys = list(dict.fromkeys(zip(rows_lay.method, rows_lay.variant)))
     if not recs.empty:
-        extra = [k for k in dict.fromkeys(zip(recs.paper_name, recs.variant)) if k not in keys]
+        extra = [k for k in dict.fromkeys(zip(recs.paper_name, recs.tag)) if k not in keys]
         keys += sorted(extra, key=lambda k: paper_order(k[0]))   # plugins: rows appear automatically
     ratios = sorted(recs[~recs.all_labels].ratio.unique()) if not recs.empty else []
     ratios = ratios or sorted(rows_lay.ratio.unique())
@@ -285,22 +264,55 @@ def _paper_cells(keys: list[tuple[str, str]], ratios: list[float], recs: pd.Data
     return cells, means, references, missing
 
 
-def _paper_caption(table: int, ds: str, ref_ds: str, units: str, vs_paper: bool) -> str:
+def _paper_caption(table: int, ds: str, ref_ds: str, units: str, vs_paper: bool, recs: pd.DataFrame) -> str:
     from sslbench.report.paper import TABLE3_NOTE, TABLES
 
-    return (f"{TABLES[table]} — {ds}" + (f" (published: {ref_ds})" if vs_paper and ref_ds != ds else "")
-            + f". DSC [%], ASD = ASSD ({units}); mean ± std over seeds; best per column in bold and "
-            f"{SIG_MARK}: the DSC differs from the strongest other method of its column (paired "
-            f"Wilcoxon signed-rank test over test volumes × seeds, p < {ALPHA}), both among the methods "
-            f"at that label ratio (UNet-F, trained on every label, is the reference); — : no run."
-            + (f" {TABLE3_NOTE}" if vs_paper and table == 3 else ""))
+    protocol = protocol_caption(recs) + ". " if not recs.empty else f"DSC [%], ASD = ASSD ({units}). "
+    split = recs.eval_split.iloc[0] if not recs.empty else "test"
+    return (f"{TABLES[table]} — {ds}" + (f" (published: {ref_ds})" if vs_paper and ref_ds != ds else "") + ". "
+            + protocol + f"Best per column in bold and {SIG_MARK}: the DSC differs from the strongest other "
+            f"method of its column (paired Wilcoxon signed-rank test over {split} volumes × seeds, p < {ALPHA}), "
+            f"both among the methods at that label ratio (UNet-F, trained on every label, is the reference); "
+            f"— : no run." + (f" {TABLE3_NOTE}" if vs_paper and table == 3 else ""))
 
 
-def _latex(headers: list[str], body: list[list[str]], caption: str) -> str:
-    """LaTeX with bold kept (tabulate's latex_raw does not escape our \\textbf)."""
-    text = tabulate(body, headers=headers, tablefmt="latex_raw", disable_numparse=True)
-    return f"% {caption}\n" + text.replace("±", r"$\pm$").replace("%", r"\%").replace("†", r"$^\dagger$") \
-        .replace("Δ", r"$\Delta$")
+# the MONA paper's protocol (section 4): what --vs-paper compares a table's records with
+PAPER_PROTOCOL = {"eval_split": "test", "iterations": 30000, "image_size": 256}
+
+
+def protocol_caveat(recs: pd.DataFrame) -> str:
+    """One line when the records' protocol differs from the published one ("" when it does not)."""
+    diffs = []
+    if (recs.eval_split != PAPER_PROTOCOL["eval_split"]).any():
+        diffs.append("scored on the validation split, which also selected the model (the paper: a test split)")
+    train_iters = recs.stage_iterations.astype(str).str.split(" + ").str[-1]
+    if (pd.to_numeric(train_iters, errors="coerce") != PAPER_PROTOCOL["iterations"]).any():
+        diffs.append(f"{' / '.join(dict.fromkeys(recs.stage_iterations.astype(str)))} iterations (the paper: "
+                     f"{PAPER_PROTOCOL['iterations']})")
+    if (pd.to_numeric(recs.image_size, errors="coerce") != PAPER_PROTOCOL["image_size"]).any():
+        diffs.append(f"{' / '.join(dict.fromkeys(recs.image_size.astype(str)))} px (the paper: {PAPER_PROTOCOL['image_size']})")
+    seeds = recs.groupby(["paper_name", "tag", "ratio"]).seed.nunique()
+    if (seeds < 3).any():
+        diffs.append(f"{seeds.min()}-{seeds.max()} seed(s) per cell (the paper: 3)" if seeds.min() != seeds.max()
+                     else f"{seeds.min()} seed(s) per cell (the paper: 3)")
+    return ("caveat: not the published protocol: " + "; ".join(diffs)) if diffs else ""
+
+
+BOLD = ("\u27e6", "\u27e7")  # a bold cell's markers in LaTeX, set after tabulate escaped the text
+LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                 "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+
+
+def _latex(headers: list[str], body: list[list[Any]], caption: str, label: str = "") -> str:
+    """A booktabs table in a ``table`` environment with its caption and label; tabulate escapes the
+    text, then bold markers, ±, † and Δ become LaTeX."""
+    text = tabulate(body, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
+    cap = "".join(LATEX_ESCAPES.get(ch, ch) for ch in caption)
+    math = {"±": r"$\pm$", "†": r"$^\dagger$", "Δ": r"$\Delta$", BOLD[0]: r"\textbf{", BOLD[1]: "}"}
+    for old, new in math.items():
+        text, cap = text.replace(old, new), cap.replace(old, new)
+    return ("\\begin{table}[t]\n\\centering\n\\small\n" + text + f"\n\\caption{{{cap.strip()}}}\n"
+            + (f"\\label{{{label}}}\n" if label else "") + "\\end{table}")
 
 
 def _significance(keys: list[tuple[str, str]], ratios: list[float], recs: pd.DataFrame,
@@ -333,17 +345,18 @@ def cost_table(root: Path, fmt: str = "markdown", dataset: str | None = None) ->
         raise BenchError(f"{root}: no completed runs (run `bench run` first)")
     if dataset:
         df = df[df.dataset == dataset]
+    df = df.assign(row=[variant_name(n, t) for n, t in zip(df.paper_name, df.tag)])
     rows = []
-    for (ds, prof, name), sub in sorted(df.groupby(["dataset", "profile", "paper_name"]),
+    for (ds, prof, name), sub in sorted(df.groupby(["dataset", "profile_key", "row"]),
                                         key=lambda kv: (kv[0][0], kv[0][1], paper_order(kv[0][2]))):
         gpu = sub.device.astype(str).str.startswith("cuda").any()
         hours = sub.wall_s.sum() / 3600
         params = sub.params.astype(float).mean()
         prec = "/".join(sorted(set(sub.precision.astype(str))))
-        iters = "/".join(sorted(set(sub.iterations.astype(str))))
+        iters = "/".join(sorted(set(sub.stage_iterations.astype(str))))
         rows.append([ds, prof, name, str(len(sub)), prec, iters, f"{sub.wall_s.mean() / 60:.1f}",
                      f"{sub.iters_per_s.mean():.2f}", f"{hours:.3f} {'GPU' if gpu else 'CPU'}-h", f"{sub.peak_mem_mb.mean():.0f}",
                      "—" if params != params else f"{params / 1e6:.2f}"])
-    headers = ["dataset", "profile", "Method", "runs", "precision", "iterations", "wall [min/run]", "it/s (train)", "device-hours",
+    headers = ["dataset", "profile key", "Method", "runs", "precision", "iterations", "wall [min/run]", "it/s (train)", "device-hours",
                "peak mem [MB]", "params [M]"]
-    return render(headers, rows, fmt)
+    return render(headers, rows, fmt, "Cost per method: precision, iterations per stage, wall time per run, it/s, device-hours, peak memory, parameters; means over the runs of each dataset, profile key and method", "tab:cost")

@@ -71,6 +71,26 @@ class RunSpec:
         return RunFiles(run_dir(results, self.dataset, self.profile, self.folder_method, self.ratio, self.seed))
 
 
+def protocol_overrides(spec: RunSpec) -> list[str]:
+    """The ``train.*`` and ``data.*`` values this run's ``--set`` items changed from its profile (and
+    its method's own file): what makes its protocol differ from the profile's, as sorted ``key=value``."""
+    cfg = spec.resolved()
+    base = resolve_config(METHODS.get(spec.method).Config, spec.profile, spec.dataset, spec.method, ())
+    out = []
+    for section in ("train", "data"):
+        mine, theirs = dataclasses.asdict(getattr(cfg, section)), dataclasses.asdict(getattr(base, section))
+        out += [f"{section}.{k}={mine[k]}" for k in sorted(mine) if mine[k] != theirs[k]]
+    return out
+
+
+def overrides_hash(items: Sequence[str]) -> str:
+    """A short name for a set of protocol overrides ("" for none): runs of one profile with another
+    schedule never share a table or a figure."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:6] if items else ""
+
+
 def slug(text: str) -> str:
     """A folder-safe form of a tag ("w/ tailness" -> "w-tailness")."""
     out = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")
@@ -358,12 +378,23 @@ def _run_locked(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[
     job = _set_up(spec, opts, files, log)
     if files.has_checkpoint(RunFiles.LAST):
         log(f"resuming {spec.label} from its checkpoint")
-    fit = job.trainer.fit()
+    fit = job.trainer.fit(select=False)
     if fit.resumed_from is not None:
         log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{fit.resumed_stage}'")
     t_eval = time.perf_counter()
-    metrics, policy = _evaluate(job, opts, files)
+    # the last weights are scored too (the checkpoint protocol in full: best on validation and last)
+    last_iteration = job.trainer.iteration
+    last, policy = _evaluate(job, opts, files, RunFiles.METRICS_LAST, save=False)
+    fit = job.trainer.select(fit)
+    if fit.selected == "last" or fit.best_iteration == last_iteration:
+        metrics = last                       # the same weights: scored once
+        files.write(RunFiles.METRICS, {**metrics, "policy": policy})
+        if opts.save_predictions:
+            _evaluate(job, opts, files, RunFiles.METRICS)
+    else:
+        metrics, policy = _evaluate(job, opts, files, RunFiles.METRICS)
     record = _record(job, fit, metrics, policy, {"t0": t0, "eval_s": time.perf_counter() - t_eval})
+    record["last"] = {"iteration": last_iteration, "summary": last["foreground_mean"], "per_class": last["mean"]}
     files.write(RunFiles.RECORD, record)
     files.mark_done()
     files.prune_checkpoints(opts.keep_checkpoints)
@@ -407,16 +438,19 @@ def _set_up(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str
     return _Job(spec, cfg, device, ds, labeled, data, method, trainer)
 
 
-def _evaluate(job: _Job, opts: RunOptions, files: RunFiles) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Metrics of the selected weights on the evaluation split, written to ``metrics.json``."""
+def _evaluate(job: _Job, opts: RunOptions, files: RunFiles, name: str,
+              save: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics of the inference network's current weights on the evaluation split, written to
+    ``name`` (``metrics.json`` for the selected weights, ``metrics-last.json`` for the last ones);
+    predictions are saved for the selected weights only."""
     cfg, ds = job.cfg, job.ds
     eval_ids = [c.id for c in ds.eval_cases(cfg.data.eval_split)]
-    saver = prediction_saver(ds, files.predictions) if opts.save_predictions else None
+    saver = prediction_saver(ds, files.predictions) if opts.save_predictions and save else None
     workers = default_eval_workers(job.device) if opts.eval_workers is None else opts.eval_workers
     metrics = evaluate(job.method, ds, eval_ids, cfg.train.image_size, job.device, cfg.train.amp, saver, workers)
     policy = {**EMPTY_POLICY, "spacing": "mm from the dataset" if all(c.spacing for c in ds.cases) else "voxels",
               "connectivity": 1}
-    files.write(RunFiles.METRICS, {**metrics, "policy": policy})
+    files.write(name, {**metrics, "policy": policy})
     return metrics, policy
 
 
@@ -436,6 +470,10 @@ def _record(job: _Job, fit: Any, metrics: dict[str, Any], policy: dict[str, Any]
         "split": cfg.data.split, "labeled_cases": job.labeled, "n_labeled_slices": int(job.data.labeled.numel()),
         "n_unlabeled_slices": int(job.data.unlabeled.numel()), "inference_net": method.inference_net_name,
         "precision": precision(device, cfg.train.amp), "stage_iterations": dict(job.trainer.lengths),
+        "schedule": {"image_size": cfg.train.image_size, "batch_size": cfg.train.batch_size,
+                     "labeled_bs": cfg.train.labeled_bs, "lr_schedule": cfg.train.lr_schedule,
+                     "select": cfg.train.select},
+        "protocol_overrides": (protocol := protocol_overrides(spec)), "overrides_hash": overrides_hash(protocol),
         "params": {"trained": sum(p.numel() for p in method.optim_parameters())
                    + sum(p.numel() for extra in method.extra_optimizers().values() for p in extra.params),
                    "inference": sum(p.numel() for p in method.inference_net().parameters())},

@@ -97,7 +97,10 @@ class Trainer:
         return learning_rate(self.cfg, iteration, self.lengths[self.stage])
 
     # ------------------------------------------------------------------ the spine
-    def fit(self) -> FitResult:
+    def fit(self, select: bool = True) -> FitResult:
+        """Train every stage (resuming where a checkpoint left off), then, with ``select``, put the
+        selected weights into the inference network (``select=False`` leaves the last ones there:
+        evaluate them, then call ``select``)."""
         resumed = self.resume()
         result = FitResult(self.cfg.select, -1, math.nan, resumed_from=resumed,
                            resumed_stage=self.stage if resumed is not None else None)
@@ -109,6 +112,10 @@ class Trainer:
         for stage, seconds in self.elapsed.items():  # every stage, summed over resumed sessions
             result.stage_seconds[stage] = seconds
             result.iterations_per_second[stage] = self.lengths[stage] / seconds if seconds > 0 else 0.0
+        return self.select(result) if select else result
+
+    def select(self, result: FitResult) -> FitResult:
+        """Load the selected weights (``train.select``: the best-validated or the last) and say which."""
         chosen = self.best.select(self.iteration)
         result.selected, result.best_iteration, result.best_score = chosen.selected, chosen.best_iteration, chosen.best_score
         result.selection_note, result.carried = chosen.note, chosen.carried

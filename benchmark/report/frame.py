@@ -1,0 +1,156 @@
+"""The results as data: one frame every table, figure and export is built from.
+
+``run_frame(root)`` has one row per finished run, keyed by ``RUN_KEYS`` (dataset, profile key,
+method, tag, ratio, seed). The profile key is the profile's name, plus ``+<hash>`` of the ``train.*``
+/ ``data.*`` values a run's ``--set`` changed (``quick+1a2b3c``), so runs trained on other schedules
+never share a table or a figure. Views group by these keys and facet (or refuse); they never average
+across datasets, profiles, tags or distance units.
+
+``load_results(path)`` is the tidy export: one row per run x evaluated case x class, for the selected
+weights and for the last ones (``checkpoint``), with units and protocol in columns:
+
+    import sslbench.report as report
+    df = report.load_results("results")
+    df[df.checkpoint == "selected"].groupby(["dataset", "method", "ratio", "class"]).dsc.mean()
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sslbench.base.errors import BenchError
+from sslbench.base.run_files import RunFiles, iter_records
+
+RUN_KEYS = ("dataset", "profile_key", "method", "tag", "ratio", "seed")
+CHECKPOINTS = ("best", "last")
+
+
+def _schedule(rec: dict[str, Any]) -> dict[str, Any]:
+    """Image size, batch and selection rule: from the record, else from the run's config.json."""
+    if isinstance(rec.get("schedule"), dict):
+        return rec["schedule"]
+    train = RunFiles(Path(rec["_dir"])).read_if_any(RunFiles.CONFIG)
+    train = train.get("train", {}) if isinstance(train, dict) else {}
+    return {k: train.get(k) for k in ("image_size", "batch_size", "labeled_bs", "lr_schedule", "select")}
+
+
+def _row(rec: dict[str, Any], checkpoint: str) -> dict[str, Any]:
+    """One run's row: identity, protocol, the chosen checkpoint's metrics, cost."""
+    if checkpoint == "last":
+        if not isinstance(rec.get("last"), dict):
+            raise KeyError("no evaluation of the last weights (a record of an earlier version)")
+        summary, per_class = rec["last"]["summary"], rec["last"].get("per_class", {})
+        iteration = rec["last"]["iteration"]
+    else:
+        summary, per_class, iteration = rec["summary"], rec.get("per_class", {}), rec["selection"]["iteration"]
+    timing, schedule = rec["timing"], _schedule(rec)
+    stages = {str(k): int(v) for k, v in rec.get("stage_iterations", {}).items()}
+    ohash = rec.get("overrides_hash", "")
+    return {
+        "dataset": rec["dataset"], "profile": rec["profile"], "profile_key": rec["profile"] + (f"+{ohash}" if ohash else ""),
+        "protocol_overrides": "; ".join(rec.get("protocol_overrides", [])), "method": rec["method"],
+        "paper_name": rec.get("paper_name") or rec["method"], "tag": rec.get("variant", "") or "",
+        "ratio": float(rec["ratio"]), "seed": int(rec["seed"]), "all_labels": float(rec["ratio"]) >= 100.0,
+        "checkpoint": checkpoint, "evaluated_iteration": iteration, "selection_rule": rec["selection"]["rule"],
+        "best_iteration": rec["selection"]["iteration"], "eval_split": rec.get("eval_split", "test"),
+        "n_eval_volumes": rec.get("n_eval_volumes"), "iterations": sum(stages.values()),
+        "stage_iterations": " + ".join(str(v) for v in stages.values()) or "?",
+        "image_size": schedule.get("image_size"), "batch_size": schedule.get("batch_size"),
+        "labeled_bs": schedule.get("labeled_bs"),
+        "dsc": 100.0 * summary["dice"], "asd": summary["assd"], "hd95": summary["hd95"],
+        "asd_legacy": summary.get("asd_legacy", np.nan), "hd95_legacy": summary.get("hd95_legacy", np.nan),
+        "units": "voxels" if rec.get("metric_policy", {}).get("spacing") == "voxels" else "mm",
+        "wall_s": timing["wall_s"], "train_s": timing.get("train_s", np.nan),
+        "iters_per_s": float(np.mean(list(timing.get("iters_per_s", {}).values()) or [np.nan])),
+        "peak_mem_mb": timing.get("peak_mem_mb", np.nan), "device": rec.get("env", {}).get("device", "?"),
+        "precision": rec.get("precision", "?"), "params": rec.get("params", {}).get("trained", np.nan),
+        "config_hash": rec.get("config_hash", ""), "dir": rec["_dir"],
+        **{f"dsc:{cls}": 100.0 * m["dice"] for cls, m in per_class.items()},
+        **{f"asd:{cls}": m["assd"] for cls, m in per_class.items()},
+    }
+
+
+def run_frame(root: Path, checkpoint: str = "best") -> pd.DataFrame:
+    """One row per finished run under ``root`` (an unreadable or incomplete record is skipped with a
+    warning naming it); ``checkpoint``: the selected weights' metrics ("best") or the last ones'."""
+    if checkpoint not in CHECKPOINTS:
+        raise BenchError(f"--checkpoint {checkpoint!r}: one of {', '.join(CHECKPOINTS)}")
+    rows = []
+    for rec in iter_records(root):
+        try:
+            rows.append(_row(rec, checkpoint))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            logging.getLogger("sslbench").warning(f"skipping {rec['_dir']}/run.json: incomplete record ({exc!r})")
+    return pd.DataFrame(rows)
+
+
+def variant_name(paper_name: str, tag: str) -> str:
+    """A table row's or a legend entry's name: the method, and its tag when it has one."""
+    return f"{paper_name} ({tag})" if tag else paper_name
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """The tidy frame: one row per run x evaluated case x class, for the selected and the last weights.
+
+    Columns: dataset, profile, profile_key, config_hash, method, paper_name, tag, ratio, seed,
+    checkpoint ("selected" / "last"), evaluated_iteration, case, class, dsc [%], assd, asd, hd95,
+    distance_unit ("mm" / "voxels"), iterations, eval_split, selected_on_eval_split, best_iteration,
+    wall_s."""
+    root = Path(path)
+    if not root.exists():
+        raise BenchError(f"{root}: no results folder")
+    rows = []
+    for rec in iter_records(root):
+        files = RunFiles(Path(rec["_dir"]))
+        try:
+            base = _row(rec, "best")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            logging.getLogger("sslbench").warning(f"skipping {rec['_dir']}/run.json: incomplete record ({exc!r})")
+            continue
+        ident = {k: base[k] for k in ("dataset", "profile", "profile_key", "config_hash", "method", "paper_name",
+                                      "tag", "ratio", "seed", "iterations", "eval_split", "best_iteration", "wall_s")}
+        ident["selected_on_eval_split"] = base["eval_split"] == "val"
+        for checkpoint, name, iteration in (("selected", RunFiles.METRICS, base["evaluated_iteration"]),
+                                            ("last", RunFiles.METRICS_LAST, (rec.get("last") or {}).get("iteration"))):
+            metrics = files.read_if_any(name)
+            if not isinstance(metrics, dict):
+                continue
+            for case in metrics.get("metric_per_case", []):
+                for cls, m in case.get("metrics", {}).items():
+                    rows.append({**ident, "checkpoint": checkpoint, "evaluated_iteration": iteration,
+                                 "case": case["case"], "class": cls, "dsc": 100.0 * m["dice"], "assd": m["assd"],
+                                 "asd": m.get("asd"), "hd95": m.get("hd95"), "distance_unit": base["units"]})
+    return pd.DataFrame(rows)
+
+
+def protocol_caption(runs: pd.DataFrame) -> str:
+    """What the numbers of ``runs`` (one dataset and profile key) come from, read from their records:
+    evaluation split and whether it also selected the model, iterations trained, image size and
+    batch, profile and overrides, checkpoint, seeds per row, distance units."""
+    def one(column: str) -> str:
+        values = [str(v) for v in dict.fromkeys(runs[column].dropna())]
+        return " / ".join(values) if values else "?"
+
+    split = one("eval_split")
+    n_vol = one("n_eval_volumes")
+    selected = ("the best validation Dice, on the same volumes it is scored on" if split == "val"
+                else "the best Dice on the validation split")
+    checkpoint = runs.checkpoint.iloc[0]
+    weights = (f"weights selected by {selected}" if checkpoint == "best" and (runs.selection_rule == "best").all()
+               else "the last weights")
+    cells = runs.groupby(["paper_name", "tag", "ratio"]).seed.nunique()
+    if cells.nunique() == 1:
+        seed_text = f"{cells.iloc[0]} seed(s) per cell"
+    else:
+        fewer = ", ".join(f"{variant_name(n, t)} {r:g} %: {k}" for (n, t, r), k in cells.items() if k < cells.max())
+        seed_text = f"{cells.min()}-{cells.max()} seeds per cell ({fewer})"
+    overrides = one("protocol_overrides")
+    profile = one("profile") + (f" with {overrides}" if overrides not in ("", "?") else "")
+    units = one("units")
+    return (f"{one('dataset')}, profile {profile}: evaluated on the {split} split ({n_vol} volumes), {weights}; "
+            f"{one('stage_iterations')} iterations at {one('image_size')} px, batch {one('batch_size')} "
+            f"({one('labeled_bs')} labeled); {seed_text}, mean ± sd over seeds; DSC [%], ASD = ASSD in {units}")
