@@ -126,8 +126,9 @@ def main() -> None:
 @click.option("--profile", default="quick", show_default=True, help="Schedule profile: quick, ssl4mis, paper.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set train.iterations=2000 --set method.ema_decay=0.999.")
-@click.option("--sweep", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="Run a sweep file (configs/sweeps/table1.toml ...) instead of --methods/--dataset/--ratios/--seeds.")
+@click.option("--sweep", default=None, metavar="NAME|FILE",
+              help="Run a shipped sweep by name (table1 ... table5, beyond, acdc-cpu, smoke) or a sweep file "
+                   "instead of --methods/--dataset/--ratios/--seeds.")
 @click.option("--tag", default="", help="Name this variant (an ablation, a hyper-parameter value): its runs get "
               "their own folders and their own table rows, e.g. --tag 'w/ tailness'.")
 @click.option("--eval-split", type=click.Choice(["test", "val"]), default=None,
@@ -153,19 +154,21 @@ def main() -> None:
 @click.option("--no-table", is_flag=True, help="Do not print the table at the end.")
 @click.option("--debug", is_flag=True, help="Print the full traceback of every failed run (also kept in "
               "<run>/error.log).")
+@click.option("--dry-run", is_flag=True, help="List the expanded runs, which are done, resumable or to train, and "
+              "an estimate of the time left from finished runs of the same method and schedule; write nothing.")
 @_slurm_options
 @user_errors
 def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, overrides: tuple[str, ...],
-        sweep: Path | None, tag: str, eval_split: str | None, results: Path | None, cache: Path | None, jobs: int, device: str,
+        sweep: str | None, tag: str, eval_split: str | None, results: Path | None, cache: Path | None, jobs: int, device: str,
         plugins: tuple[str, ...], force: bool, save_predictions: bool, keep_checkpoints: str,
-        eval_workers: int | None, quiet: bool, no_table: bool, debug: bool, executor: str,
+        eval_workers: int | None, quiet: bool, no_table: bool, debug: bool, dry_run: bool, executor: str,
         executor_config: Path | None,
         sbatch: tuple[str, ...], wait: bool, **slurm: Any) -> None:
     """Train and evaluate every method x dataset x ratio x seed; skip runs already done, resume
     interrupted ones, then print the table. With --executor slurm: submit the runs as one SLURM job
     array and return (--wait: follow it and print the table at the end)."""
     from sslbench.base.run_files import RunFiles
-    from sslbench.run.runner import RunOptions, execute, expand, load_sweep, pick_device
+    from sslbench.run.runner import RunOptions, execute, expand, find_sweep, load_sweep, pick_device
 
     _load_plugins(plugins)
     if executor == "local":
@@ -175,7 +178,7 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
     overrides = tuple(overrides) + ((f"data.eval_split={eval_split}",) if eval_split else ())
     if sweep is not None:
         explicit = click.get_current_context().get_parameter_source("profile") == click.core.ParameterSource.COMMANDLINE
-        specs = load_sweep(sweep, profile if explicit else None, overrides, cache,
+        specs = load_sweep(find_sweep(sweep), profile if explicit else None, overrides, cache,
                            warn=lambda m: click.echo(m, err=True))
         if not specs:
             raise BenchError(f"{sweep}: no runs (none of its methods is registered)")
@@ -193,6 +196,11 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
                       eval_workers=eval_workers)
     click.echo(f"{len(specs)} run(s): {', '.join(method_list)} on {', '.join(dataset_list)}, "
                f"profile {profile}; results in {root}", err=True)
+    if dry_run:
+        from sslbench.run.plan import plan_text
+
+        click.echo(plan_text(specs, opts))
+        return
     if executor == "slurm":
         if jobs > 1:
             raise BenchError("--jobs is for the local executor; on SLURM use --runs-per-task K")

@@ -74,6 +74,20 @@ def test_changed_config_needs_force(sweep: tuple[Path, str, str]) -> None:
     code, _, err = bench("run", "--methods", "unet-l", "--ratios", "5", "--results", str(root), "--quiet",
                          *TINY_RUN, "--set", "train.lr=0.02")
     assert code == 2 and "another configuration" in err and "--force" in err
+    assert "train.lr 0.01 -> 0.02" in err                          # the key that differs, both values
+
+
+def test_a_shipped_sweep_by_name(tmp_path: Path) -> None:
+    from sslbench.base.errors import BenchError
+    from sslbench.run.runner import find_sweep, shipped_sweeps
+
+    assert {"table1", "beyond", "acdc-cpu", "smoke"} <= set(shipped_sweeps())
+    assert find_sweep("table1").name == "table1.toml" and find_sweep("table1.toml").name == "table1.toml"
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[sweep]\nmethods = ['mt']\ndatasets = ['synthetic-cardiac']\n")
+    assert find_sweep(str(mine)) == mine
+    with pytest.raises(BenchError, match="nor a shipped sweep .*table1"):
+        find_sweep("tabel1")
 
 
 def test_table_formats(sweep: tuple[Path, str, str]) -> None:
@@ -308,3 +322,16 @@ def test_every_run_scores_its_last_weights_too(sweep: tuple[Path, str, str]) -> 
         assert rec["schedule"]["image_size"] == 32 and rec["protocol_overrides"] and rec["overrides_hash"]
         if rec["selection"]["iteration"] == 12:
             assert rec["summary"] == rec["last"]["summary"]
+
+
+def test_a_dry_run_lists_the_runs_and_writes_nothing(sweep: tuple[Path, str, str]) -> None:
+    root, _, _ = sweep
+    before = sorted(p for p in root.rglob("*"))
+    code, out, err = bench("run", "--methods", "unet-l,mt", "--ratios", "5,20", "--seeds", "0", "--results", str(root),
+                           "--dry-run", *TINY_RUN)
+    assert code == 0, err
+    lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ") and "state" not in line}
+    assert "| done" in lines["unet-l synthetic-cardiac 5% seed 0"]
+    assert "| to train" in lines["mt synthetic-cardiac 20% seed 0"]
+    assert "4 run(s): 2 done, 2 to train or resume; about" in out          # estimated from the finished runs
+    assert sorted(p for p in root.rglob("*")) == before                    # nothing written

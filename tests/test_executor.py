@@ -144,7 +144,7 @@ def _folder(root: Path, method: str, seed: int = 0) -> Path:
 
 def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:
     done = _folder(tmp_path, "done")
-    write_json(done / "run.json", {"summary": {}})
+    write_json(done / "run.json", {"summary": {"dice": 0.8, "assd": 1.5}, "timing": {"wall_s": 100.0}})
     (done / "DONE").write_text("now\n")
     running = _folder(tmp_path, "running")
     write_json(running / "progress.json", {"stage": "train", "iteration": 300, "stages": {"pretrain": 100, "train": 1000},
@@ -177,7 +177,9 @@ def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:
     assert probe(stale / ".lock")[0] == "stale" and (stale / ".lock").exists()   # status never removes it
     text = render(list(states.values()))
     assert "ETA 1m10s" in text and "on node7" in text and "job 77_3 PENDING" in text
-    assert text.endswith("6 run(s): 1 done, 1 running, 2 pending, 1 failed, 1 stale")
+    assert "Dice 80.0  ASSD 1.50" in text                          # a finished run shows its score
+    # the sweep's ETA, one process: the running run's 70 s + 3 pending or stale runs x 100 s (the done run's wall)
+    assert text.endswith("6 run(s): 1 done, 1 running, 2 pending, 1 failed, 1 stale; ETA 6m10s (one process)")
     assert summary_line([]) == "0 run(s): none"
     # once the job has left the queue, the run is no longer queued; a failure shows again
     pending_files = RunFiles(pending)

@@ -178,3 +178,37 @@ def test_parallel_evaluation_gives_the_same_metrics(cardiac) -> None:  # noqa: A
     one = evaluate(t.method, cardiac, ids, 32, device, False, None, workers=0)
     two = evaluate(t.method, cardiac, ids, 32, device, False, None, workers=1)
     assert one == two and [c["case"] for c in two["metric_per_case"]] == ids
+
+
+def test_training_curves_go_to_tensorboard_when_it_is_installed(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """With tensorboard installed the log's values are also TensorBoard scalars in <run>/tb; without it
+    nothing else changes (the same train_log.jsonl)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = dataclasses.replace(TINY, iterations=8, val_every=4, log_every=2)
+    t = build("unet-l", cfg=cfg, folder=tmp_path / "with")
+    t.validate = lambda: 0.5
+    t.fit()
+    events = EventAccumulator(str(tmp_path / "with" / "tb"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "train/val_dice"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/val_dice")] == [4, 8]
+    assert [round(e.value, 6) for e in events.Scalars("train/val_dice")] == [0.5, 0.5]
+
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if name.startswith("torch.utils.tensorboard") or name.startswith("tensorboard"):
+            raise ImportError("no tensorboard here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    t = build("unet-l", cfg=cfg, folder=tmp_path / "without")
+    t.validate = lambda: 0.5
+    t.fit()
+    assert not (tmp_path / "without" / "tb").exists()
+    log = lambda p: [json.loads(x) for x in (p / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [r.keys() for r in log(tmp_path / "without")] == [r.keys() for r in log(tmp_path / "with")]

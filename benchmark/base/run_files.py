@@ -15,6 +15,7 @@ may remove) live once.
         progress.json     while training: stage, iteration, it/s, host (read by ``bench status``)
         failed.json       the last session's error (cleared when a session starts the run again)
         error.log         that error's full traceback (``bench run --debug`` prints it)
+        tb/               TensorBoard event files of the training log (with the optional tensorboard)
         slurm.json        the SLURM job given the run (``--executor slurm``)
         predictions/      predicted label volumes (``--save-predictions``)
         .lock             who is training the run (``sslbench.base.locks``)
@@ -63,7 +64,7 @@ class RunFiles:
 
     CONFIG, RECORD, METRICS, METRICS_LAST, DONE = "config.json", "run.json", "metrics.json", "metrics-last.json", "DONE"
     LOG, PROGRESS, FAILED, SLURM, LOCK = "train_log.jsonl", "progress.json", "failed.json", "slurm.json", ".lock"
-    ERROR_LOG = "error.log"
+    ERROR_LOG, TENSORBOARD = "error.log", "tb"
     LAST, BEST = "last.pt", "best.pt"
     KEEP = {"all": (LAST, BEST), "last": (LAST,), "best": (BEST,), "none": ()}
 

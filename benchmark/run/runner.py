@@ -191,6 +191,27 @@ def scope_overrides(methods: Sequence[str], overrides: Sequence[str]) -> dict[st
     return {m: tuple(items) for m, items in out.items()}
 
 
+def shipped_sweeps() -> list[str]:
+    """The sweeps that ship with the package (``configs/sweeps/<name>.toml``)."""
+    from sslbench.base.config import configs_dir
+
+    return sorted(p.stem for p in (configs_dir() / "sweeps").glob("*.toml"))
+
+
+def find_sweep(name_or_path: str | Path) -> Path:
+    """A sweep file: a path that exists, else the shipped sweep of that name (``table1``, ``acdc-cpu``)."""
+    from sslbench.base.config import configs_dir
+
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = configs_dir() / "sweeps" / f"{path.name.removesuffix('.toml')}.toml"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise BenchError(f"--sweep {name_or_path}: no such file, nor a shipped sweep "
+                     f"(shipped: {', '.join(shipped_sweeps())})")
+
+
 def load_sweep(path: Path, profile: str | None = None, extra: Sequence[str] = (), cache: Path | None = None,
                warn: Callable[[str], None] = print) -> list[RunSpec]:
     """Run specs of a sweep file (``configs/sweeps/*.toml``): a ``[sweep]`` table with methods,
@@ -329,13 +350,36 @@ def check_folder(spec: RunSpec, opts: RunOptions) -> str:
     files = spec.files(opts.results)
     if not files.has(RunFiles.CONFIG):
         return "new"
-    old = files.read(RunFiles.CONFIG).get("hash")
+    stored = files.read(RunFiles.CONFIG)
+    old = stored.get("hash") if isinstance(stored, dict) else None
     if old != chash:
         if not opts.force:
-            raise BenchError(f"{files.folder}: holds a run with another configuration (hash {old}, now {chash}); "
+            diff = config_diff(stored if isinstance(stored, dict) else {}, spec.resolved().to_dict())
+            raise BenchError(f"{files.folder}: holds a run with another configuration ({diff}); "
                              "use --force to replace it or --results for another folder")
         return "replace"
     return "done" if files.is_done() else "resume"
+
+
+def config_diff(stored: dict[str, Any], requested: dict[str, Any], most: int = 6) -> str:
+    """The keys whose stored and requested values differ, as ``section.key stored -> requested``."""
+    out = []
+    for section in ("train", "data", "method"):
+        a, b = stored.get(section, {}), requested.get(section, {})
+        a = a if isinstance(a, dict) else {}
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b or _json_value(a[key]) != _json_value(b[key]):
+                out.append(f"{section}.{key} {a.get(key, '(absent)')!r} -> {b.get(key, '(absent)')!r}")
+    if not out:
+        return "its stored hash differs"
+    return "; ".join(out[:most]) + (f"; and {len(out) - most} more" if len(out) > most else "")
+
+
+def _json_value(value: Any) -> Any:
+    """A value as JSON stores it (tuples are lists), for comparing a stored configuration."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
 
 
 def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print) -> RunOutcome:

@@ -37,6 +37,9 @@ class RunState:
     slurm_state: str | None = None
     error: str | None = None
     note: str | None = None
+    dice: float | None = None     # a finished run's Dice [%] and ASSD (selected weights)
+    assd: float | None = None
+    wall_s: float | None = None   # a finished run's wall time
 
 
 def run_folders(root: Path) -> list[Path]:
@@ -75,6 +78,13 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
         state.slurm_state = queue.get(state.job_id)
     if files.is_done():
         state.state = "done"
+        record = _read(files, RunFiles.RECORD)
+        summary, timing = record.get("summary", {}), record.get("timing", {})
+        if isinstance(summary, dict) and isinstance(summary.get("dice"), (int, float)):
+            state.dice = round(100.0 * summary["dice"], 2)
+            state.assd = summary.get("assd") if isinstance(summary.get("assd"), (int, float)) else None
+        if isinstance(timing, dict) and isinstance(timing.get("wall_s"), (int, float)):
+            state.wall_s = float(timing["wall_s"])
         return state
     lock, holder = probe(files.lock_path)
     failed = _read(files, RunFiles.FAILED)
@@ -107,7 +117,22 @@ def collect(root: Path, queue: dict[str, str] | None = None, folders: Iterable[P
 def summary_line(states: Sequence[RunState]) -> str:
     counts = {s: sum(r.state == s for r in states) for s in STATES}
     parts = [f"{n} {s}" for s, n in counts.items() if n]
-    return f"{len(states)} run(s): " + (", ".join(parts) if parts else "none")
+    line = f"{len(states)} run(s): " + (", ".join(parts) if parts else "none")
+    eta = sweep_eta(states)
+    return line + (f"; ETA {_duration(eta)} (one process)" if eta is not None else "")
+
+
+def sweep_eta(states: Sequence[RunState]) -> float | None:
+    """Training left in the sweep, run by one process: the running runs' ETAs plus, per pending run,
+    the mean wall time of the finished ones (None when nothing is left or nothing to estimate from)."""
+    running = [r.eta_s for r in states if r.state == "running" and r.eta_s is not None]
+    pending = sum(r.state in ("pending", "stale") for r in states)
+    walls = [r.wall_s for r in states if r.wall_s]
+    if not running and not pending:
+        return None
+    if pending and not walls:
+        return sum(running) if running else None
+    return sum(running) + pending * (sum(walls) / len(walls) if walls else 0.0)
 
 
 def _duration(seconds: float | None) -> str:
@@ -121,6 +146,8 @@ def _duration(seconds: float | None) -> str:
 
 def _detail(r: RunState) -> str:
     bits = []
+    if r.state == "done" and r.dice is not None:
+        bits.append(f"Dice {r.dice:.1f}" + (f"  ASSD {r.assd:.2f}" if r.assd is not None else ""))
     if r.state == "failed":
         bits.append(r.error or "")
     if r.state in ("running", "stale") and r.stage is not None:

@@ -66,8 +66,11 @@ def build(name: MethodRef, seed: int = 0, cfg: TrainConfig = TINY, device: str =
     method = cls(dataclasses.replace(cls.Config(), **cls.conformance_config), ctx)
     data = tiny_data()
     data = TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled, data.positions)))
-    return Trainer(method, data, cfg, seed, progress=False, desc=cls.name or cls.__name__,
-                   files=RunFiles(folder) if folder is not None else None)
+    files = None
+    if folder is not None:
+        files = RunFiles(folder)
+        files.create()
+    return Trainer(method, data, cfg, seed, progress=False, desc=cls.name or cls.__name__, files=files)
 
 
 def _values(losses: dict[str, torch.Tensor | float]) -> dict[str, float]:

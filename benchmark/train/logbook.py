@@ -1,6 +1,8 @@
 """The training log: named losses summed on the device between log lines, read back only at a log
 line (with validation, the only host syncs of a run), checked for NaN/Inf, and written with the
-run's progress for ``bench status``."""
+run's progress for ``bench status``. With the optional ``tensorboard`` package installed
+(``pip install -e ".[tb]"``) the same values also go to TensorBoard event files in ``<run>/tb``, so
+``tensorboard --logdir results/`` follows a live sweep; without it nothing changes."""
 from __future__ import annotations
 
 import math
@@ -13,7 +15,7 @@ import torch
 from torch import Tensor
 
 from sslbench.base.errors import TrainingDiverged
-from sslbench.base.run_files import RunFiles
+from sslbench.base.run_files import NoRunFiles, RunFiles
 
 
 class LossLog:
@@ -24,6 +26,25 @@ class LossLog:
         self.count = 0
         self.start = 0                    # the iteration the sums began at
         self._mark = (time.time(), -1, 0)  # (when, stage index, iteration) of the last progress write
+        self._board: Any = None            # the TensorBoard writer once opened; False: not installed
+
+    def board(self) -> Any:
+        """A ``SummaryWriter`` on ``<run>/tb`` when tensorboard is installed and the run has a folder."""
+        if self._board is None:
+            self._board = False
+            if not isinstance(self.files, NoRunFiles):
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:
+                    pass
+                else:
+                    self._board = SummaryWriter(str(self.files.path(RunFiles.TENSORBOARD)), flush_secs=30)
+        return self._board or None
+
+    def close(self) -> None:
+        if self._board:
+            self._board.close()
+        self._board = None
 
     def add(self, logged: dict[str, Tensor | float]) -> None:
         """One step's terms; device tensors stay on the device, plain floats on the host."""
@@ -45,10 +66,21 @@ class LossLog:
                                    f"{iteration} of stage '{stage}'; the last checkpoint is kept")
         self.files.append_log({"stage": stage, "iteration": iteration, "lr": lr,
                                **{k: round(v, 6) for k, v in means.items()}})
+        board = self.board()
+        if board is not None:
+            for k, v in {"lr": lr, **means}.items():
+                board.add_scalar(f"{stage}/{k}", v, iteration)
         return means
 
     def write(self, record: dict[str, Any]) -> None:
+        """A record of its own (a validation score), to the log and to TensorBoard."""
         self.files.append_log(record)
+        board = self.board()
+        if board is not None:
+            for k, v in record.items():
+                if k not in ("stage", "iteration") and isinstance(v, (int, float)):
+                    board.add_scalar(f"{record['stage']}/{k}", v, record["iteration"])
+            board.flush()
 
     def new_stage(self, stage_index: int, iteration: int) -> None:
         """Rates restart with each stage (its steps cost differently)."""

@@ -109,6 +109,7 @@ class Trainer:
             if self.stage_index == len(self.stages) - 1:
                 break
             self.next_stage()
+        self.log.close()
         for stage, seconds in self.elapsed.items():  # every stage, summed over resumed sessions
             result.stage_seconds[stage] = seconds
             result.iterations_per_second[stage] = self.lengths[stage] / seconds if seconds > 0 else 0.0
@@ -150,6 +151,7 @@ class Trainer:
                 self.add_time(stage, clock)
                 self.checkpoint()
                 bar.close()
+                self.log.close()
                 raise Interrupted(f"{self.desc}: stopped at iteration {self.iteration} of stage '{stage}' "
                                   f"({stop_requested()}); checkpoint written")
         bar.close()

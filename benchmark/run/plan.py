@@ -1,0 +1,59 @@
+"""``bench run --dry-run``: what a sweep would do, without writing anything: each run's state (done,
+resumable, to train, or holding another configuration) and an estimate of the time left, from the
+wall times of finished runs of the same dataset, method and schedule under the results folder."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+from sslbench.base.errors import BenchError
+from sslbench.base.run_files import RunFiles, iter_records
+from sslbench.run.runner import RunOptions, RunSpec, check_folder, overrides_hash, protocol_overrides
+
+
+def _state(spec: RunSpec, opts: RunOptions) -> str:
+    try:
+        state = check_folder(spec, opts)
+    except BenchError:
+        return "holds another configuration (--force replaces it)"
+    if state == "resume":
+        progress = spec.files(opts.results).read_if_any(RunFiles.PROGRESS)
+        where = progress.get("iteration") if isinstance(progress, dict) else None
+        return "resumable" + (f" (at iteration {where})" if isinstance(where, int) else "") \
+            if spec.files(opts.results).has_checkpoint(RunFiles.LAST) else "to train"
+    return {"new": "to train", "done": "done", "replace": "to train again (--force)"}[state]
+
+
+def plan_text(specs: Sequence[RunSpec], opts: RunOptions) -> str:
+    walls: dict[tuple[str, str, str], list[float]] = {}
+    if opts.results.exists():
+        for rec in iter_records(opts.results, warn=lambda message: None):
+            key = (rec.get("dataset"), rec.get("method"),
+                   str(rec.get("profile")) + (f"+{rec['overrides_hash']}" if rec.get("overrides_hash") else ""))
+            wall = rec.get("timing", {}).get("wall_s") if isinstance(rec.get("timing"), dict) else None
+            if isinstance(wall, (int, float)):
+                walls.setdefault(key, []).append(float(wall))  # type: ignore[arg-type]
+    rows: list[list[Any]] = []
+    left, unknown = 0.0, 0
+    for spec in specs:
+        state = _state(spec, opts)
+        ohash = overrides_hash(protocol_overrides(spec))
+        key = (spec.dataset, spec.method, spec.profile + (f"+{ohash}" if ohash else ""))
+        known = walls.get(key)
+        estimate = sum(known) / len(known) if known else None
+        if state != "done":
+            if estimate is None:
+                unknown += 1
+            else:
+                left += estimate
+        rows.append([spec.label, state, "" if estimate is None else f"{estimate / 60:.1f}"])
+    text = tabulate(rows, headers=["run", "state", "min/run (finished runs)"], tablefmt="github")
+    todo = sum(r[1] != "done" for r in rows)
+    summary = f"{len(rows)} run(s): {len(rows) - todo} done, {todo} to train or resume"
+    if todo:
+        summary += f"; about {left / 60:.0f} min from finished runs" + (
+            f", {unknown} run(s) without an estimate (no finished run of their method and schedule here; "
+            "`bench speed` times a step)" if unknown else "")
+    return text + "\n" + summary
