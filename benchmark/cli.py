@@ -343,6 +343,21 @@ def table(results: Path | None, fmt: str, dataset: str | None, profile: str | No
         click.echo(text)
 
 
+@main.command("report")
+@results_option
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("report"), show_default=True,
+              help="Folder to write the report into (index.html, runs/, figures/).")
+@user_errors
+def report_cmd(results: Path | None, output: Path) -> None:
+    """Write a static HTML report of a results folder (opens from disk: no server, no CDN): per dataset
+    and schedule the protocol, leaderboards per label ratio, per-class tables, figures and training
+    curves; a cost table; one page per run with its selection, per-case metrics and provenance."""
+    from sslbench.report.html import write_report
+
+    index = write_report(results or _default_results(), output)
+    click.echo(str(index))
+
+
 @main.command("export")
 @results_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,

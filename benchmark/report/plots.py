@@ -70,10 +70,12 @@ def _groups(df: pd.DataFrame, out: Path) -> Iterator[tuple[pd.DataFrame, Path, s
 
 
 def plot_ratio(root: Path, out: Path, dataset: str | None = None, profile: str | None = None,
-               checkpoint: str = "best") -> list[Path]:
+               checkpoint: str = "best", frame: pd.DataFrame | None = None) -> list[Path]:
+    """``frame``: these records instead of the ones selected under ``root`` (the HTML report)."""
     plt, sns = _pyplot()
     paths = []
-    for df, path, title in _groups(select_records(root, dataset, profile, checkpoint=checkpoint), figure_base(out)):
+    records = frame if frame is not None else select_records(root, dataset, profile, checkpoint=checkpoint)
+    for df, path, title in _groups(records, figure_base(out)):
         ratios = sorted(df.loc[~df.all_labels, "ratio"].unique())
         rows = []
         for _, rec in df.iterrows():  # UNet-F (every label) is drawn across all ratios as a reference
@@ -96,13 +98,14 @@ def plot_ratio(root: Path, out: Path, dataset: str | None = None, profile: str |
 
 
 def plot_classes(root: Path, out: Path, dataset: str | None = None, profile: str | None = None,
-                 ratio: float | None = None, checkpoint: str = "best") -> list[Path]:
+                 ratio: float | None = None, checkpoint: str = "best", frame: pd.DataFrame | None = None) -> list[Path]:
     """Per-class Dice box plots, one figure per dataset, profile key and label ratio (every ratio
     when ``ratio`` is None)."""
     plt, sns = _pyplot()
     metrics_file = RunFiles.METRICS if checkpoint == "best" else RunFiles.METRICS_LAST
     paths = []
-    for df, path, title in _groups(select_records(root, dataset, profile, checkpoint=checkpoint), figure_base(out)):
+    records = frame if frame is not None else select_records(root, dataset, profile, checkpoint=checkpoint)
+    for df, path, title in _groups(records, figure_base(out)):
         ratios = [ratio] if ratio is not None else sorted(df.loc[~df.all_labels, "ratio"].unique()) or [100.0]
         for r in ratios:
             sub = df[(df.ratio == r) | df.all_labels]
@@ -253,12 +256,14 @@ def curve_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_curves(root: Path, out: Path, dataset: str | None = None, profile: str | None = None,
-                methods: Sequence[str] | None = None, ratio: float | None = None) -> list[Path]:
+                methods: Sequence[str] | None = None, ratio: float | None = None,
+                frame: pd.DataFrame | None = None) -> list[Path]:
     """Training loss and validation Dice against iterations, per method and tag (mean ± sd over seeds),
     one figure per dataset, profile key and ratio; from ``train_log.jsonl`` (TensorBoard not needed)."""
     plt, sns = _pyplot()
     paths = []
-    for df, path, title in _groups(select_records(root, dataset, profile, methods), figure_base(out)):
+    records = frame if frame is not None else select_records(root, dataset, profile, methods)
+    for df, path, title in _groups(records, figure_base(out)):
         ratios = [ratio] if ratio is not None else sorted(df.loc[~df.all_labels, "ratio"].unique()) or [100.0]
         for r in ratios:
             long = curve_frame(df[(df.ratio == r) | df.all_labels])

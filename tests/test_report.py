@@ -1,0 +1,139 @@
+"""``bench report``: a static HTML report of a results folder, checked as files (every link and image
+resolves, the leaderboard holds the records' numbers) and in a real browser (headless Chromium: the
+page loads, its script runs without a console error, every image decodes; a screenshot is saved).
+``.ci/run`` installs Debian's chromium, so CI runs the browser half; without it that half is skipped."""
+from __future__ import annotations
+
+import html.parser
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .test_views import fake_run
+
+
+class _Page(html.parser.HTMLParser):
+    """Links, image sources and leaderboard cells of one page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.rows: list[list[str]] = []
+        self._in_board = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag in ("a", "img") and (a.get("href") or a.get("src")):
+            self.refs.append(a.get("href") or a.get("src") or "")
+        if tag == "table" and "leaderboard" in (a.get("class") or ""):
+            self._in_board = True
+        if self._in_board and tag == "tr":
+            self.rows.append([])
+        if self._in_board and tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._in_board = False
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sslbench.report.html import write_report
+
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "results"
+    for seed, (mt, unet) in enumerate(((62.0, 55.0), (64.0, 57.0))):
+        fake_run(root, "acdc", "mt", 10, seed, mt, paper_name="MT", units="voxels", eval_split="val")
+        fake_run(root, "acdc", "unet-l", 10, seed, unet, paper_name="UNet-L", units="voxels", eval_split="val")
+    fake_run(root, "acdc", "mt", 10, 0, 40.0, paper_name="MT", tag="w=1.0", units="voxels", eval_split="val")
+    out = base / "report"
+    here = Path.cwd()
+    os.chdir(base)                                   # a relative results path, as a user types it
+    try:
+        write_report(Path("results"), Path("report"))
+    finally:
+        os.chdir(here)
+    return out
+
+
+def _pages(out: Path) -> dict[Path, _Page]:
+    pages = {}
+    for path in [out / "index.html", *sorted((out / "runs").glob("*.html"))]:
+        page = _Page()
+        page.feed(path.read_text())
+        pages[path] = page
+    return pages
+
+
+def test_the_report_has_a_leaderboard_with_the_records_numbers(report: Path) -> None:
+    index = _pages(report)[report / "index.html"]
+    board = {row[0]: row for row in index.rows if row}
+    assert set(board) == {"UNet-L", "MT", "MT (w=1.0)"}
+    # † : differs from the strongest other row (paired Wilcoxon over 2 seeds x 4 volumes); one seed: too few pairs
+    assert board["MT"][1] == "63.0 ± 1.4†" and board["UNet-L"][1] == "56.0 ± 1.4†" and board["MT (w=1.0)"][1] == "40.0"
+    assert board["MT"][4] == "2" and board["MT (w=1.0)"][4] == "1"
+    text = (report / "index.html").read_text()
+    assert "on the same volumes it is scored on" in text and "ASSD in voxels" in text     # the protocol caption
+    assert re.search(r'<td class="best">63\.0 ± 1\.4', text)                               # best in bold
+
+
+def test_every_link_and_image_of_the_report_resolves(report: Path) -> None:
+    pages = _pages(report)
+    assert len(pages) == 1 + 5                                                             # index + one page a run
+    for path, page in pages.items():
+        for ref in page.refs:
+            assert not re.match(r"[a-z]+://", ref), f"{path.name}: {ref} leaves the folder"
+            assert (path.parent / ref.split("#")[0]).resolve().is_file(), f"{path.name}: {ref} does not resolve"
+    assert any(ref.endswith(".png") for ref in pages[report / "index.html"].refs)
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium here (.ci/run installs Debian's chromium)")
+def test_the_report_in_a_real_browser(report: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    assert browser is not None
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files", "--enable-logging=stderr",
+             "--v=0", "--virtual-time-budget=5000", f"--user-data-dir={tmp_path / 'profile'}"]
+    for page in [report / "index.html", next((report / "runs").glob("*.html"))]:
+        probe = page.with_name(f".probe-{page.name}")
+        # an inline check after load: every image decoded (its natural size > 0)
+        probe.write_text(page.read_text().replace("</body>", """<script>
+window.addEventListener("load", function () {
+  var bad = Array.prototype.filter.call(document.images, function (i) { return !i.complete || !i.naturalWidth; });
+  document.body.dataset.brokenImages = String(bad.length);
+});
+</script></body>"""))
+        done = subprocess.run([browser, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+        probe.unlink()
+        assert done.returncode == 0, done.stderr[-2000:]
+        dom = done.stdout
+        assert 'data-ready="yes"' in dom, "the page's script did not run"
+        assert 'data-broken-images="0"' in dom, "an image did not load"
+        errors = [line for line in done.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "error" in line)]
+        assert not errors, errors
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1280,1400", (report / "index.html").as_uri()],
+                   capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    if os.environ.get("SSLBENCH_REPORT_SCREENSHOT"):                      # README's screenshot, on purpose only
+        shutil.copy(shot, os.environ["SSLBENCH_REPORT_SCREENSHOT"])
