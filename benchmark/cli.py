@@ -343,6 +343,23 @@ def table(results: Path | None, fmt: str, dataset: str | None, profile: str | No
         click.echo(text)
 
 
+@main.command("predict")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--cases", default=None, help="Comma-separated case ids (default: the run's evaluation split).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared-data cache.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help="Import extra plugin modules.")
+@user_errors
+def predict_cmd(run_dir: Path, cases: str | None, cache: Path | None, device: str, plugins: tuple[str, ...]) -> None:
+    """Write a finished run's predictions from its stored weights, without training (what
+    --save-predictions would have written): <RUN_DIR>/predictions, NIfTI in the source geometry for
+    NIfTI datasets, else .npy."""
+    from sslbench.run.runner import predict_run
+
+    _load_plugins(plugins)
+    predict_run(run_dir, cache, device, _csv(cases, "cases") if cases else None, log=lambda m: click.echo(m, err=True))
+
+
 @main.command("report")
 @results_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("report"), show_default=True,

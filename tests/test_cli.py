@@ -41,6 +41,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> tuple[Pa
 def test_run_writes_records_and_prints_the_table(sweep: tuple[Path, str, str]) -> None:
     root, out, err = sweep
     assert "[10/10]" in err                      # unet-f once per seed, the others per ratio and seed
+    assert "(sweep: 1/10, ETA" in err              # the sweep's ETA after each finished run
     for name in ("UNet-F", "UNet-L", "MT"):
         assert f"| {name}" in out
     records = [json.loads(p.read_text()) for p in root.rglob("run.json")]
@@ -335,3 +336,31 @@ def test_a_dry_run_lists_the_runs_and_writes_nothing(sweep: tuple[Path, str, str
     assert "| to train" in lines["mt synthetic-cardiac 20% seed 0"]
     assert "4 run(s): 2 done, 2 to train or resume; about" in out          # estimated from the finished runs
     assert sorted(p for p in root.rglob("*")) == before                    # nothing written
+
+
+def test_bench_predict_writes_a_finished_runs_predictions_from_its_stored_weights(sweep: tuple[Path, str, str],
+                                                                                   cache_dir: Path) -> None:
+    """No retraining: the predictions of the stored best weights, whose Dice per case and class is the
+    one the run's metrics.json recorded."""
+    import numpy as np
+
+    from sslbench.cache import prepare
+
+    root, _, _ = sweep
+    folder = next(root.rglob("mt/ratio-5/seed-0"))
+    code, _, err = bench("run", "--methods", "mt", "--ratios", "5", "--seeds", "0", "--results", str(root), "--quiet",
+                         "--no-table", "--save-predictions", *TINY_RUN)
+    assert code == 0 and f"bench predict {folder}" in err           # a finished run: saying how, not silently
+    metrics = {c["case"]: c["metrics"] for c in json.loads((folder / "metrics.json").read_text())["metric_per_case"]}
+    picked = sorted(metrics)[:2]
+    code, _, err = bench("predict", str(folder), "--cases", ",".join(picked))
+    assert code == 0, err
+    ds = prepare("synthetic-cardiac", cache_root=cache_dir)
+    for case in picked:
+        pred = np.load(folder / "predictions" / f"{case}.npy")
+        label = np.asarray(ds.volume(case)[1])
+        for k, cls in enumerate(ds.classes[1:], 1):
+            p, g = pred == k, label == k
+            dice = 2 * (p & g).sum() / (p.sum() + g.sum()) if p.sum() + g.sum() else 1.0
+            assert dice == pytest.approx(metrics[case][cls]["dice"], abs=1e-9)
+    assert bench("predict", str(folder), "--cases", "nope")[0] == 2

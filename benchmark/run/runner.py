@@ -413,7 +413,11 @@ def _run_locked(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[
     state = check_folder(spec, opts)
     if state == "done":
         record = files.read(RunFiles.RECORD)
-        return RunOutcome(spec, "skipped", str(files.folder), record.get("summary", {}), "already done")
+        note = "already done"
+        if opts.save_predictions and not files.predictions.is_dir():
+            note += f"; its predictions were not saved: bench predict {files.folder}"
+            log(f"note: {spec.label}: {note}")
+        return RunOutcome(spec, "skipped", str(files.folder), record.get("summary", {}), note)
     if state == "replace":
         files.clear()
     spec_fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "config"}
@@ -576,6 +580,7 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
     """
     check_inputs(specs, opts)
     outcomes: list[RunOutcome] = []
+    clock = SweepClock(len(specs), max(1, jobs))
     if jobs <= 1:
         for i, spec in enumerate(specs, 1):
             try:
@@ -588,7 +593,7 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
             except Exception as exc:  # noqa: BLE001 - one failed run must not end the sweep
                 outcome = _failed(spec, opts, exc)
             outcomes.append(outcome)
-            log(_describe(i, len(specs), outcome))
+            log(_describe(i, len(specs), outcome) + clock.tick(outcome))
         return outcomes
     import multiprocessing as mp
 
@@ -606,7 +611,7 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
             except Exception as exc:  # noqa: BLE001
                 outcome = _failed(futures[fut], opts, exc)
             outcomes.append(outcome)
-            log(_describe(i, len(specs), outcome))
+            log(_describe(i, len(specs), outcome) + clock.tick(outcome))
             if stop_requested():  # the running workers checkpoint and stop; none starts another
                 for other in futures:
                     other.cancel()
@@ -624,6 +629,28 @@ def _failed(spec: RunSpec, opts: RunOptions, exc: BaseException) -> RunOutcome:
     return RunOutcome(spec, "failed", str(files.folder), message=f"{kind}{exc}{where}")
 
 
+class SweepClock:
+    """The sweep's ETA after each finished run: the runs left times the mean wall time of the runs
+    trained so far in this sweep, divided by the worker processes."""
+
+    def __init__(self, total: int, jobs: int) -> None:
+        self.total, self.jobs, self.seen = total, jobs, 0
+        self.start = time.perf_counter()
+        self.trained = 0
+
+    def tick(self, outcome: RunOutcome) -> str:
+        self.seen += 1
+        if outcome.status in ("done", "failed"):
+            self.trained += 1
+        left = self.total - self.seen
+        if not left or not self.trained:
+            return ""
+        per_run = (time.perf_counter() - self.start) / self.trained * min(self.jobs, self.trained)
+        eta = left * per_run / self.jobs
+        return f"  (sweep: {self.seen}/{self.total}, ETA {eta / 60:.0f} min)" if eta >= 60 else \
+            f"  (sweep: {self.seen}/{self.total}, ETA {eta:.0f} s)"
+
+
 def _describe(i: int, n: int, outcome: RunOutcome) -> str:
     if outcome.status == "failed":
         return f"[{i}/{n}] {outcome.spec.label}: FAILED: {outcome.message}"
@@ -635,3 +662,53 @@ def _describe(i: int, n: int, outcome: RunOutcome) -> str:
         return f"[{i}/{n}] {outcome.spec.label}: interrupted, {outcome.message}"
     what = "already done, skipped" if outcome.status == "skipped" else "done"
     return f"[{i}/{n}] {outcome.spec.label}: {what}  {score}"
+
+
+def predict_run(folder: Path, cache: Path | None = None, device: str = "auto",
+                cases: Sequence[str] | None = None, log: Callable[[str], None] = print) -> list[Path]:
+    """Predictions of a finished run from its stored weights, without training: the network its
+    record evaluated (``ckpt/best.pt``, else the resumable ``last.pt``) on ``cases`` (default: its
+    evaluation split), written under ``<run>/predictions`` as ``--save-predictions`` writes them."""
+    files = RunFiles(folder)
+    if not files.is_done():
+        raise BenchError(f"{folder}: not a finished run (no DONE and run.json)")
+    stored = files.read(RunFiles.CONFIG)
+    record = files.read(RunFiles.RECORD)
+    try:
+        fields = {k: v for k, v in stored["spec"].items() if k in {f.name for f in dataclasses.fields(RunSpec)}}
+        spec = RunSpec(**{**fields, "overrides": tuple(fields.get("overrides", ()))})
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise BenchError(f"{files.path(RunFiles.CONFIG)}: not a run configuration ({exc!r})") from exc
+    cfg = spec.resolved()
+    dev = pick_device(device)
+    ds = prepare(spec.dataset, cache_root=cache)
+    cls = METHODS.get(spec.method)
+    method = cls(cfg.method, MethodContext(in_channels=1, num_classes=ds.num_classes, image_size=cfg.train.image_size,
+                                           device=dev, base_width=cfg.train.base_width))
+    method.inference_net_name = record.get("inference_net", method.inference_net_name)
+    if files.has_checkpoint(RunFiles.BEST) and record.get("selection", {}).get("rule") == "best":
+        saved = files.load_checkpoint(RunFiles.BEST, dev)
+        method.inference_net().load_state_dict(saved["weights"])
+        which = f"best.pt (iteration {saved.get('iteration')})"
+    elif files.has_checkpoint(RunFiles.LAST):
+        method.load_state_dict(files.load_checkpoint(RunFiles.LAST, dev)["method"])
+        which = "last.pt"
+    else:
+        raise BenchError(f"{folder}: no stored weights (ckpt/best.pt or ckpt/last.pt; --keep-checkpoints none?)")
+    wanted = list(cases) if cases else [c.id for c in ds.eval_cases(cfg.data.eval_split)]
+    known = {c.id for c in ds.cases}
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        raise BenchError(f"--cases {unknown[0]}: not a case of {spec.dataset}")
+    saver = prediction_saver(ds, files.predictions)
+    written = []
+    from sslbench.report.evaluation import predict_volume
+
+    for cid in wanted:
+        image, _ = ds.volume(cid)
+        saver(cid, predict_volume(method, np.asarray(image), cfg.train.image_size, dev, ds.interpolation,
+                                  amp=cfg.train.amp))
+        written.append(cid)
+    log(f"{folder}: {len(written)} prediction(s) from {which} in {files.predictions}")
+    return [files.predictions / c for c in written]
+

@@ -144,7 +144,7 @@ class Trainer:
             if at_val:
                 score = self.validate_now()
                 if score is not None:
-                    bar.set_postfix(val_dice=f"{score:.4f}", refresh=False)
+                    bar.set_postfix(val_dice=f"{100 * score:.1f}%", refresh=False)
                 clock = self.add_time(stage, clock)
                 self.checkpoint()
             if stop_requested():  # a cluster's warning before a time limit or preemption
