@@ -20,3 +20,11 @@ class DataError(BenchError):
 
 class TrainingDiverged(BenchError):
     """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+class UnsafePath(BenchError):
+    """A results or cache path that is a symbolic link, a special file or leads outside its root."""
+
+
+class LockError(UnsafePath):
+    """A lock file that cannot be used (a planted link or special file)."""

@@ -14,12 +14,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import socket
 import time
 from pathlib import Path
 from types import TracebackType
 
 from sslbench.base.atomic import file_mode
+from sslbench.base.errors import LockError
 
 
 def _describe(text: str) -> str:
@@ -51,8 +53,10 @@ def probe(path: Path) -> tuple[str, str]:
     go) or ``"free"`` (no file), and who holds or held it. Reads only: a stale file stays for the next
     run to take over (and report)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
+        return "free", ""
+    except OSError:  # a symbolic link or special file planted as the lock: not a lock of ours
         return "free", ""
     try:
         text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
@@ -79,7 +83,14 @@ class FolderLock:
     def acquire(self, wait: bool = True) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
+            try:  # never through a planted link, never blocking on a planted FIFO
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, file_mode())
+            except OSError as exc:
+                raise LockError(f"{self.path}: cannot be used as a lock file ({exc.strerror}; a symbolic link "
+                                "or a special file?); remove it") from exc
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise LockError(f"{self.path}: is not a regular file; remove it")
             try:
                 _flock_retrying(fd, wait)
             except BlockingIOError:

@@ -32,6 +32,7 @@ import logging
 import os
 import platform
 import shutil
+import stat
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -40,8 +41,8 @@ from typing import Any
 
 import torch
 
-from sslbench.base.atomic import atomic_path, remove_orphans, write_json, write_text
-from sslbench.base.errors import BenchError
+from sslbench.base.atomic import atomic_path, file_mode, remove_orphans, write_json, write_text
+from sslbench.base.errors import BenchError, UnsafePath
 
 
 def format_ratio(ratio: float) -> str:
@@ -60,7 +61,13 @@ def read_json(path: Path) -> Any:
 
 
 class RunFiles:
-    """The files of the run folder ``folder``."""
+    """The files of the run folder ``folder`` (``root``: the results root it must stay under).
+
+    A results folder is someone else's input (a shared lab folder, a SLURM sweep's): ``check`` refuses
+    a run folder, ``ckpt/`` or ``predictions/`` that is a symbolic link or leaves the root, and any of
+    the benchmark's file names that is not a regular file (a planted link, FIFO, device, folder);
+    appends never follow a link; reads see regular files only; ``clear`` (``--force``) removes only
+    the files the benchmark writes."""
 
     CONFIG, RECORD, METRICS, METRICS_LAST, DONE = "config.json", "run.json", "metrics.json", "metrics-last.json", "DONE"
     LOG, PROGRESS, FAILED, SLURM, LOCK = "train_log.jsonl", "progress.json", "failed.json", "slurm.json", ".lock"
@@ -68,11 +75,54 @@ class RunFiles:
     LAST, BEST = "last.pt", "best.pt"
     KEEP = {"all": (LAST, BEST), "last": (LAST,), "best": (BEST,), "none": ()}
 
-    def __init__(self, folder: Path) -> None:
+    FILES = (CONFIG, RECORD, METRICS, METRICS_LAST, DONE, LOG, PROGRESS, FAILED, SLURM, LOCK, ERROR_LOG)
+    FOLDERS = ("ckpt", "predictions", TENSORBOARD)
+
+    def __init__(self, folder: Path, root: Path | None = None) -> None:
         self.folder = Path(folder)
+        self.root = Path(root) if root is not None else None
 
     def __repr__(self) -> str:
         return f"RunFiles({str(self.folder)!r})"
+
+    def check(self) -> None:
+        """Refuse (one line naming the path) a run folder that a planted link or special file makes
+        unsafe to write into; nothing is changed."""
+        chain = [self.folder]
+        if self.root is not None:
+            try:
+                rel = self.folder.relative_to(self.root)
+            except ValueError:
+                raise UnsafePath(f"{self.folder}: outside the results folder {self.root}") from None
+            chain = [self.root / Path(*rel.parts[:k]) for k in range(1, len(rel.parts) + 1)]
+        for path in [*chain, *(self.folder / name for name in self.FOLDERS)]:
+            if path.is_symlink():
+                raise UnsafePath(f"{path}: is a symbolic link; a run folder and its ckpt/, predictions/ must be "
+                                 "real folders under the results folder (remove the link)")
+            if path.exists() and not path.is_dir():
+                raise UnsafePath(f"{path}: is not a folder; remove it")
+        if self.root is not None and self.folder.exists():
+            real_root, real = os.path.realpath(self.root), os.path.realpath(self.folder)
+            if os.path.commonpath([real_root, real]) != real_root:
+                raise UnsafePath(f"{self.folder}: resolves to {real}, outside the results folder {real_root}")
+        names = [self.folder / n for n in self.FILES] + [self.ckpt / n for n in (self.LAST, self.BEST)]
+        if self.ckpt.is_dir():
+            names += [p for p in self.ckpt.iterdir() if p.name.endswith(".pt")]
+        for path in names:
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                raise UnsafePath(f"{path}: is {'a symbolic link' if path.is_symlink() else 'not a regular file'}; "
+                                 "the benchmark reads and writes only regular files there (remove it)")
+
+    def _regular(self, path: Path) -> Path:
+        """``path`` if it is a regular file (checked without following a link); else a one-line error."""
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            raise BenchError(f"{path}: missing") from None
+        if not stat.S_ISREG(mode):
+            raise UnsafePath(f"{path}: is {'a symbolic link' if stat.S_ISLNK(mode) else 'not a regular file'}; "
+                             "refusing to read it")
+        return path
 
     # ------------------------------------------------------------------ paths
     def path(self, name: str) -> Path:
@@ -97,7 +147,9 @@ class RunFiles:
 
     # ------------------------------------------------------------------ the folder's life
     def create(self) -> None:
+        self.check()
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.check()  # a link planted while the folders were made
 
     def remove_orphans(self) -> None:
         """What a killed session left half written (temp files and folders); call it under the lock."""
@@ -106,17 +158,29 @@ class RunFiles:
         remove_orphans(self.predictions, ".tmp-*")  # a NIfTI prediction being written
 
     def clear(self) -> None:
-        """Empty the folder for ``--force``, keeping the lock its caller holds."""
-        for child in self.folder.iterdir():
-            if child.name == self.LOCK:
-                continue
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+        """Remove what the benchmark wrote, for ``--force``, keeping the lock its caller holds; any other
+        file in the folder is someone else's and stays. A link is removed as a link, never followed."""
+        for name in self.FILES:
+            if name != self.LOCK:
+                self.path(name).unlink(missing_ok=True)
+        for name in self.FOLDERS:
+            path = self.folder / name
+            if path.is_symlink():
+                path.unlink()
+            elif path.is_dir():
+                ours = {self.LAST, self.BEST} if name == "ckpt" else None
+                for child in path.iterdir():
+                    if child.is_symlink() or child.is_file():
+                        if ours is None or child.name in ours or child.name.endswith((".pt", ".tmp")) \
+                                or ".pt.unusable-" in child.name:
+                            child.unlink()
+                    elif child.is_dir() and name == RunFiles.TENSORBOARD:
+                        shutil.rmtree(child)
+                if not any(path.iterdir()):
+                    path.rmdir()
 
     def is_done(self) -> bool:
-        return self.path(self.DONE).exists() and self.path(self.RECORD).exists()
+        return self.path(self.DONE).is_file() and self.path(self.RECORD).is_file()
 
     def mark_done(self) -> None:
         write_text(self.path(self.DONE), time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
@@ -127,13 +191,14 @@ class RunFiles:
 
     def read(self, name: str) -> Any:
         """A JSON file of the folder (a ``BenchError`` naming it when it cannot be read)."""
-        return read_json(self.path(name))
+        return read_json(self._regular(self.path(name)))
 
     def read_if_any(self, name: str) -> Any:
-        """A JSON file, or None when it is missing or unreadable (``bench status`` reads live folders)."""
+        """A JSON file, or None when it is missing, unreadable or not a regular file (``bench status``
+        reads live folders)."""
         try:
-            return json.loads(self.path(name).read_text())
-        except (OSError, ValueError):
+            return json.loads(self._regular(self.path(name)).read_text())
+        except (OSError, ValueError, BenchError):
             return None
 
     def has(self, name: str) -> bool:
@@ -158,21 +223,28 @@ class RunFiles:
     def error_log(self) -> str | None:
         """The traceback of the last session's failure, if it left one."""
         try:
-            return self.path(self.ERROR_LOG).read_text()
-        except OSError:
+            return self._regular(self.path(self.ERROR_LOG)).read_text()
+        except (OSError, BenchError):
             return None
 
     # ------------------------------------------------------------------ the training log
     def append_log(self, record: dict[str, Any]) -> None:
-        with self.path(self.LOG).open("a") as fh:
+        try:  # never through a planted link
+            fd = os.open(self.path(self.LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK,
+                         file_mode())
+        except OSError as exc:
+            raise UnsafePath(f"{self.path(self.LOG)}: cannot append to it ({exc.strerror}); remove it") from exc
+        with os.fdopen(fd, "a") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UnsafePath(f"{self.path(self.LOG)}: is not a regular file; remove it")
             fh.write(json.dumps(record) + "\n")
 
     def read_log(self) -> list[dict[str, Any]]:
         """The log's records; a torn or foreign line (a killed writer) is skipped."""
         out = []
         try:
-            lines = self.path(self.LOG).read_text().splitlines()
-        except OSError:
+            lines = self._regular(self.path(self.LOG)).read_text().splitlines()
+        except (OSError, BenchError):
             return []
         for line in lines:
             try:
@@ -186,8 +258,9 @@ class RunFiles:
     def trim_log(self, keep: Callable[[dict[str, Any]], bool]) -> None:
         """Keep the log lines ``keep`` accepts (a resumed run drops those written after its checkpoint)."""
         path = self.path(self.LOG)
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return
+        self._regular(path)
         kept = []
         for line in path.read_text().splitlines():
             try:
@@ -202,7 +275,7 @@ class RunFiles:
 
     # ------------------------------------------------------------------ checkpoints
     def has_checkpoint(self, name: str) -> bool:
-        return (self.ckpt / name).exists()
+        return (self.ckpt / name).exists() or (self.ckpt / name).is_symlink()
 
     def save_checkpoint(self, name: str, obj: Any) -> None:
         with atomic_path(self.ckpt / name) as tmp:
@@ -211,7 +284,7 @@ class RunFiles:
     def load_checkpoint(self, name: str, device: torch.device) -> Any:
         """A checkpoint's content; ``weights_only``: a checkpoint is data, a crafted pickle never runs here.
         Raises whatever the load raises (the caller decides what an unusable file means)."""
-        return torch.load(self.ckpt / name, map_location=device, weights_only=True)
+        return torch.load(self._regular(self.ckpt / name), map_location=device, weights_only=True)
 
     def set_aside(self, name: str) -> str:
         """Move an unusable checkpoint out of the way (never deleted); returns its new name."""

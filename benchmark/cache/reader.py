@@ -13,7 +13,7 @@ import numpy as np
 from sslbench.base.atomic import make_temp_folder, remove_orphans
 from sslbench.base.errors import DataError
 from sslbench.base.locks import FolderLock
-from sslbench.base.names import check_case_id
+from sslbench.base.names import NAME, check_case_id
 from sslbench.data import CACHE_FORMAT, CaseInfo
 from sslbench.io.resize import resize_slices
 from sslbench.io.slabs import read_slabs
@@ -40,6 +40,10 @@ class PreparedDataset:
             self.meta = meta
             self.name: str = meta["name"]
             self.classes: tuple[str, ...] = tuple(meta["classes"])
+            kind = meta.get("kind", self.name)
+            if not isinstance(kind, str) or not NAME.fullmatch(kind) or not NAME.fullmatch(str(self.name)):
+                raise DataError(f"{folder / 'meta.json'}: name {self.name!r} / kind {kind!r} is not a plain name "
+                                "(letters, digits, '.', '_', '-')")
             self.interpolation: str = meta.get("interpolation", "nearest")
             self.cases = [CaseInfo(check_case_id(c["id"], str(folder / "meta.json")), c["patient"], c["split"],
                                    tuple(c["shape"]), tuple(c["spacing"]) if c["spacing"] is not None else None,

@@ -47,17 +47,22 @@ def check_size(path: Path, shape: tuple[int, ...], itemsize: int, stored: int | 
 def read_h5(path: Path, keys: tuple[str, ...] = ("image", "label")) -> tuple[np.ndarray, ...]:
     import h5py
 
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    regular_input(path)
     try:
         with h5py.File(path, "r") as fh:
             missing = [k for k in keys if k not in fh]
             if missing:
                 raise DataError(f"{path}: no dataset '{missing[0]}' (has: {', '.join(fh.keys()) or 'nothing'})")
             for k in keys:
+                link = fh.get(k, getlink=True)
+                if not isinstance(link, h5py.HardLink):  # an external or soft link reads another file or place
+                    raise DataError(f"{path}: '{k}' is a {type(link).__name__}, not a dataset stored in this file")
                 ds = fh[k]
                 if not isinstance(ds, h5py.Dataset):
                     raise DataError(f"{path}: '{k}' is a group, not a dataset")
+                if ds.external or ds.is_virtual:  # its bytes live in other files (any path on the machine)
+                    raise DataError(f"{path}: '{k}' keeps its data outside this file "
+                                    f"({'external storage' if ds.external else 'a virtual dataset'}); refused")
                 filtered = ds.compression is not None or bool(ds.chunks)
                 check_size(Path(f"{path}:{k}"), tuple(ds.shape), ds.dtype.itemsize,
                            ds.id.get_storage_size(), filtered)
@@ -68,10 +73,26 @@ def read_h5(path: Path, keys: tuple[str, ...] = ("image", "label")) -> tuple[np.
         raise DataError(f"{path}: unreadable HDF5 file ({exc})") from exc
 
 
+def regular_input(path: Path) -> None:
+    """A raw input must be a regular file (a link to one is fine): never a FIFO, device, socket or folder."""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable ({exc.strerror})") from exc
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: not a regular file (a folder, FIFO, device or socket); refused")
+
+
 def read_list(path: Path) -> list[str]:
     """A split list (one id per line; blank lines ignored); a missing list is an error naming it."""
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise DataError(f"{path}: split list not found")
+    regular_input(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -68,7 +68,7 @@ class RunSpec:
 
     def files(self, results: Path) -> RunFiles:
         """This run's folder under the results root."""
-        return RunFiles(run_dir(results, self.dataset, self.profile, self.folder_method, self.ratio, self.seed))
+        return RunFiles(run_dir(results, self.dataset, self.profile, self.folder_method, self.ratio, self.seed), results)
 
 
 def protocol_overrides(spec: RunSpec) -> list[str]:
@@ -278,9 +278,9 @@ def seed_everything(seed: int) -> None:
 def code_version() -> str:
     try:
         here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+        out = subprocess.run(["git", "--no-optional-locks", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain"], capture_output=True,
+        dirty = subprocess.run(["git", "--no-optional-locks", "-C", str(here), "status", "--porcelain"], capture_output=True,
                                text=True, timeout=5).stdout.strip()
         if out.returncode == 0:
             return f"{__version__}+{out.stdout.strip()}{'.dirty' if dirty else ''}"
@@ -348,6 +348,7 @@ def check_folder(spec: RunSpec, opts: RunOptions) -> str:
     holds another configuration is an error unless --force: nothing is overwritten by accident."""
     chash = spec.resolved().hash()
     files = spec.files(opts.results)
+    files.check()  # a planted link or special file: one line, before anything is written
     if not files.has(RunFiles.CONFIG):
         return "new"
     stored = files.read(RunFiles.CONFIG)

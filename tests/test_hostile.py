@@ -1,0 +1,145 @@
+"""A results folder or a raw dataset is someone else's input: a planted symbolic link or special file
+never makes the benchmark write outside its folders, follow the link, or hang; each is one line
+naming the path, before anything is written (exit code 2)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import TINY_RUN
+from .test_cli import bench
+
+RUN = ("run", "--methods", "unet-l", "--ratios", "5", "--seeds", "0", "--quiet", "--no-table", *TINY_RUN)
+
+
+def _run_folder(results: Path) -> Path:
+    folder = results / "synthetic-cardiac" / "quick" / "unet-l" / "ratio-5" / "seed-0"
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.mark.parametrize("plant", ["lock", "log", "config"])
+def test_a_planted_link_in_a_run_folder_is_refused_and_its_target_untouched(tmp_path: Path, cache_dir: Path,
+                                                                             plant: str) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    folder = _run_folder(tmp_path / "r")
+    name = {"lock": ".lock", "log": "train_log.jsonl", "config": "config.json"}[plant]
+    (folder / name).symlink_to(target)
+    code, _, err = bench(*RUN, "--results", str(tmp_path / "r"))
+    assert code == 2 and f"{folder / name}: is a symbolic link" in err
+    assert target.read_text() == "keep me\n"
+
+
+def test_a_dangling_log_link_creates_nothing_outside(tmp_path: Path, cache_dir: Path) -> None:
+    folder = _run_folder(tmp_path / "r")
+    (folder / "train_log.jsonl").symlink_to(tmp_path / "outside.jsonl")
+    code, _, err = bench(*RUN, "--results", str(tmp_path / "r"))
+    assert code == 2 and "is a symbolic link" in err and not (tmp_path / "outside.jsonl").exists()
+
+
+def test_a_run_folder_or_ckpt_that_is_a_link_is_refused(tmp_path: Path, cache_dir: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "theirs.txt").write_text("not ours")
+    parent = tmp_path / "r" / "synthetic-cardiac" / "quick" / "unet-l" / "ratio-5"
+    parent.mkdir(parents=True)
+    (parent / "seed-0").symlink_to(elsewhere, target_is_directory=True)
+    code, _, err = bench(*RUN, "--results", str(tmp_path / "r"), "--force")
+    assert code == 2 and "seed-0: is a symbolic link" in err
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["theirs.txt"]
+    (parent / "seed-0").unlink()
+    folder = parent / "seed-0"
+    folder.mkdir()
+    (folder / "ckpt").symlink_to(elsewhere, target_is_directory=True)
+    code, _, err = bench(*RUN, "--results", str(tmp_path / "r"))
+    assert code == 2 and "ckpt: is a symbolic link" in err and sorted(p.name for p in elsewhere.iterdir()) == ["theirs.txt"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_as_a_checkpoint_is_one_line_not_a_hang(tmp_path: Path, cache_dir: Path) -> None:
+    folder = _run_folder(tmp_path / "r")
+    (folder / "ckpt").mkdir()
+    os.mkfifo(folder / "ckpt" / "last.pt")
+    script = ("import sys; from click.testing import CliRunner; from sslbench.cli import main; "
+              f"r = CliRunner().invoke(main, {[*RUN, '--results', str(tmp_path / 'r')]!r}); "
+              "sys.stderr.write(r.output); sys.exit(r.exit_code)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SSLBENCH_CACHE": str(cache_dir)})
+    assert done.returncode == 2 and "last.pt: is not a regular file" in done.stderr
+
+
+def test_force_removes_only_what_the_benchmark_wrote(tmp_path: Path, cache_dir: Path) -> None:
+    results = tmp_path / "r"
+    assert bench(*RUN, "--results", str(results))[0] == 0
+    folder = next(results.rglob("seed-0"))
+    (folder / "my-notes.txt").write_text("mine")
+    (folder / "ckpt" / "my-weights.bin").write_bytes(b"mine")
+    code, _, err = bench(*RUN, "--results", str(results), "--set", "train.lr=0.02", "--force")
+    assert code == 0, err
+    assert (folder / "my-notes.txt").read_text() == "mine" and (folder / "ckpt" / "my-weights.bin").exists()
+    assert json.loads((folder / "config.json").read_text())["train"]["lr"] == 0.02
+
+
+def test_hdf5_data_kept_outside_its_file_is_refused(tmp_path: Path) -> None:
+    import h5py
+
+    from sslbench.base.errors import DataError
+    from sslbench.io.readers import read_h5
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(64, dtype=np.float32).tobytes())
+    path = tmp_path / "case.h5"
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("image", shape=(4, 4, 4), dtype="f4", external=[(str(secret), 0, 256)])
+        fh.create_dataset("label", data=np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(DataError, match="keeps its data outside this file"):
+        read_h5(path)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as fh:
+        fh.create_dataset("image", data=np.zeros((2, 4, 4), np.float32))
+    linked = tmp_path / "linked.h5"
+    with h5py.File(linked, "w") as fh:
+        fh["image"] = h5py.ExternalLink(str(other), "image")
+        fh.create_dataset("label", data=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(DataError, match="'image' is a ExternalLink"):
+        read_h5(linked)
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_h5(fifo)
+
+
+def test_a_meta_json_kind_that_walks_out_is_refused(tmp_path: Path, cardiac) -> None:  # noqa: ANN001
+    import shutil
+
+    from sslbench.base.errors import DataError
+    from sslbench.cache import PreparedDataset
+
+    copy = tmp_path / "copy"
+    shutil.copytree(cardiac.folder, copy, ignore=shutil.ignore_patterns("slices-*"))
+    meta = json.loads((copy / "meta.json").read_text())
+    meta["kind"] = "../../../../tmp/x"
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="meta.json: name .* kind '../../../../tmp/x' is not a plain name"):
+        PreparedDataset(copy)
+
+
+def test_the_code_version_reads_git_without_taking_its_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sslbench.run.runner as runner
+
+    calls: list[list[str]] = []
+
+    class Done:
+        returncode, stdout = 0, "abc1234\n"
+
+    monkeypatch.setattr(runner.subprocess, "run", lambda args, **kw: calls.append(list(args)) or Done())
+    runner.code_version.cache_clear() if hasattr(runner.code_version, "cache_clear") else None
+    runner.code_version()
+    assert calls and all(args[:2] == ["git", "--no-optional-locks"] for args in calls)
