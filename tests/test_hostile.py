@@ -143,3 +143,62 @@ def test_the_code_version_reads_git_without_taking_its_lock(monkeypatch: pytest.
     runner.code_version.cache_clear() if hasattr(runner.code_version, "cache_clear") else None
     runner.code_version()
     assert calls and all(args[:2] == ["git", "--no-optional-locks"] for args in calls)
+
+
+def test_the_slurm_submission_pickles_live_in_a_private_folder(tmp_path: Path) -> None:
+    """The array tasks unpickle what the submission folder holds: it is made 0700, and one that others
+    can write is refused before anything is submitted."""
+    from sslbench.base.errors import BenchError
+    from sslbench.run.slurm import private_folder
+
+    logs = tmp_path / "r" / "slurm-logs"
+    private_folder(logs)
+    assert logs.is_dir() and (logs.stat().st_mode & 0o777) == 0o700
+    os.chmod(logs, 0o777)
+    with pytest.raises(BenchError, match="writable by others .*chmod 700"):
+        private_folder(logs)
+    os.chmod(logs, 0o700)
+    private_folder(logs)
+    linked = tmp_path / "linked"
+    linked.symlink_to(logs, target_is_directory=True)
+    with pytest.raises(BenchError, match="is a symbolic link"):
+        private_folder(linked)
+
+
+def test_a_planted_link_as_a_cache_lock_is_never_followed(tmp_path: Path) -> None:
+    """``ln -s /some/file $CACHE/.NAME.lock``: preparation refuses the lock (O_NOFOLLOW) with one line
+    and the link's target keeps its content."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    (cache / ".synthetic-liver.lock").symlink_to(target)
+    code, _, err = bench("prepare", "synthetic-liver", "--cache", str(cache))
+    assert code == 2 and ".synthetic-liver.lock: cannot be used as a lock file" in err
+    assert target.read_text() == "keep me\n"
+
+
+def test_run_files_read_regular_files_only(tmp_path: Path) -> None:
+    """Every read of a run folder's file checks, without following a link, that it is a regular file:
+    a link (even to a valid file) or a FIFO is refused, never opened (a FIFO would block)."""
+    import torch
+
+    from sslbench.base.errors import UnsafePath
+    from sslbench.base.run_files import RunFiles
+
+    folder = tmp_path / "run"
+    (folder / "ckpt").mkdir(parents=True)
+    real = tmp_path / "elsewhere.json"
+    real.write_text('{"hash": "x"}')
+    (folder / "config.json").symlink_to(real)
+    os.mkfifo(folder / "progress.json")
+    torch.save({"weights": {}}, tmp_path / "w.pt")
+    (folder / "ckpt" / "best.pt").symlink_to(tmp_path / "w.pt")
+    files = RunFiles(folder)
+    with pytest.raises(UnsafePath, match="config.json: is a symbolic link"):
+        files.read(RunFiles.CONFIG)
+    with pytest.raises(UnsafePath, match="progress.json: is not a regular file"):
+        files.read(RunFiles.PROGRESS)
+    assert files.read_if_any(RunFiles.CONFIG) is None and files.read_if_any(RunFiles.PROGRESS) is None
+    with pytest.raises(UnsafePath, match="best.pt: is a symbolic link"):
+        files.load_checkpoint(RunFiles.BEST, torch.device("cpu"))

@@ -189,6 +189,29 @@ class Submission:
     logs: Path
 
 
+def private_folder(path: Path) -> None:
+    """The folder of the submission pickles, which the array tasks unpickle (they run code): created
+    with mode 0700; an existing one must be a real folder owned by this user and writable by no one
+    else, or whoever can write it could run code in the tasks."""
+    import stat
+
+    if path.is_symlink():
+        raise BenchError(f"{path}: is a symbolic link; the SLURM submission folder must be a real folder")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700)
+        os.chmod(path, 0o700)
+        return
+    info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise BenchError(f"{path}: is not a folder")
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise BenchError(f"{path}: the SLURM tasks unpickle what this folder holds, and it is "
+                         f"{'owned by another user' if info.st_uid != os.getuid() else 'writable by others'} "
+                         f"(mode {stat.S_IMODE(info.st_mode):o}); make it yours and not group/world-writable "
+                         f"(chmod 700 {path}) before submitting")
+
+
 def _import_submitit() -> Any:
     try:
         import submitit
@@ -224,6 +247,7 @@ def submit(specs: Sequence[Any], opts: Any, settings: SlurmSettings,
     logs = opts.results / LOGS
     if not todo:
         return Submission([], {}, skipped, logs)
+    private_folder(logs)
     k = settings.runs_per_task
     groups = [list(todo[i:i + k]) for i in range(0, len(todo), k)]
     executor = submitit.SlurmExecutor(folder=logs / "%j", max_num_timeout=settings.max_requeues,
