@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from sslbench.base.errors import BenchError
+from sslbench.base.errors import BenchError, DataError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,11 +48,24 @@ def user_errors(fn: F) -> F:
         except BenchError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:  # a full disk, a read-only folder, a path that is a file: one line, not a traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished runs are kept; `bench run` again resumes the others", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _output_file(path: Path) -> Path:
+    """``-o FILE``: a file in an existing folder (never a folder, never a parent made on the way)."""
+    if path.is_dir():
+        raise BenchError(f"{path}: is a folder; -o takes a file name")
+    if not path.parent.is_dir():
+        raise BenchError(f"{path.parent}: no such folder (-o {path}); create it first")
+    return path
 
 
 class _EchoHandler(logging.Handler):
@@ -327,6 +340,8 @@ def table(results: Path | None, fmt: str, dataset: str | None, profile: str | No
     from sslbench.report.tables import cost_table, paper_table, tables
 
     root = results or _default_results()
+    if output:
+        _output_file(output)  # before any work
     if vs_paper and table_no is None:
         raise BenchError("--vs-paper needs --table N (the paper table to compare with)")
     if cost:
@@ -394,8 +409,7 @@ def export_cmd(results: Path | None, output: Path) -> None:
     suffix = output.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise BenchError(f"{output}: the file name must end in .csv or .parquet")
-    if output.is_dir():
-        raise BenchError(f"{output}: is a folder; give a file name ending in .csv or .parquet")
+    _output_file(output)
     if suffix == ".parquet":
         try:
             import pyarrow  # noqa: F401
@@ -481,8 +495,12 @@ def speed_cmd(methods: str, profile: str, overrides: tuple[str, ...], steps: int
     needed): step time, it/s, ratio to UNet-L measured in the same call, share of the step spent
     preparing the batch, peak memory; plus evaluation throughput and metric time per volume."""
     from .base.atomic import write_text
+    from .run.runner import pick_device
     from .run.speed import render, speed
 
+    if output:
+        _output_file(output)  # before minutes of timing
+    pick_device(device)
     _load_plugins(plugins)
     report = speed(_csv(methods, "methods"), profile, overrides, device, steps, warmup,
                    log=lambda m: click.echo(m, err=True))
@@ -560,7 +578,11 @@ def datasets_cmd(cache: Path | None) -> None:
                      e.obj.description))
     for name in prepared_names(cache):
         if name not in DATASETS:
-            ds = PreparedDataset(dataset_folder(name, cache))
+            try:
+                ds = PreparedDataset(dataset_folder(name, cache))
+            except DataError as exc:  # one damaged cache must not hide the others
+                rows.append((name, "?", "damaged", "prepared", str(exc)[:200]))
+                continue
             rows.append((name, ", ".join(ds.classes[1:]), "yes", f"prepared ({ds.meta.get('kind', '?')})",
                          f"{len(ds.split_cases('train'))} train / {len(ds.split_cases('val'))} val / "
                          f"{len(ds.split_cases('test'))} test volumes"))

@@ -72,6 +72,10 @@ class DatasetSpec:
     description: ClassVar[str] = ""
     interpolation: ClassVar[str] = "nearest"  # image resize to the training size (SSL4MIS: order 0)
 
+    def check_raw(self, raw: Path) -> None:
+        """A cheap look at the raw folder's index (``dataset.json``, a split list) before anything
+        walks the folder: a wrong ``--raw`` is one line at once, not a walk of the whole disk."""
+
     def build(self, raw: Path | None, writer: CacheWriter) -> None:
         raise NotImplementedError
 
@@ -132,6 +136,8 @@ class CacheWriter:
             raise DataError(f"{where}: image shape {image.shape} != label shape {label.shape}")
         if image.ndim != 3:
             raise DataError(f"{where}: expected a 3-D volume (D, H, W), got shape {image.shape}")
+        if image.size == 0:
+            raise DataError(f"{where}: empty volume (shape {image.shape})")
         if not all(np.isfinite(image[z:z + SLAB]).all() for z in range(0, image.shape[0], SLAB)):
             raise DataError(f"{where}: image contains NaN or Inf")
         n = len(self.classes)

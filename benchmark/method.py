@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from sslbench.base.errors import ConfigError
-from sslbench.base.registry import Registry
+from sslbench.base.names import MAX_NAME, NAME
+from sslbench.base.registry import Registry, RegistryError
 from sslbench.nn.augment import default_generator
 from sslbench.nn.ema import EMATeacher
 from sslbench.nn.ramps import ssl4mis_consistency_weight
@@ -246,7 +247,14 @@ class SSLMethod(nn.Module, Generic[C]):
 
 
 def _name_method(name: str, cls: type[SSLMethod]) -> None:
-    """What ``register_method`` sets, for a class an entry point exposes without the decorator."""
+    """What ``register_method`` sets, for a class an entry point exposes without the decorator. The
+    name becomes a folder name and a record field: the rule of dataset and profile names."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > MAX_NAME:
+        raise RegistryError(f"method name {name!r} is not allowed: letters, digits, '.', '_' and '-', starting "
+                            f"with a letter or digit (at most {MAX_NAME} characters)")
+    paper_name = cls.__dict__.get("paper_name", name)
+    if not isinstance(paper_name, str) or not 0 < len(paper_name) <= 200:
+        raise RegistryError(f"method {name!r}: paper_name must be a string of 1-200 characters")
     cls.name = name
     if "paper_name" not in cls.__dict__:  # never inherit another method's row name
         cls.paper_name = name

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sslbench.base.errors import DataError
+from sslbench.io.readers import regular_input
 
 if TYPE_CHECKING:
     from sslbench.data import CacheWriter
@@ -33,10 +34,11 @@ def seeded_split(case_ids: list[str], fractions: tuple[float, float] = (0.1, 0.2
 
 def read_split_file(path: Path, case_ids: list[str]) -> dict[str, str]:
     """A user's ``splits.json``: {"train": [...], "val": [...], "test": [...]} over the case ids."""
+    regular_input(path)  # a FIFO would hang, a folder is not a split
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable split file ({exc})") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: unreadable split file ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(data, dict) or set(data) - {"train", "val", "test"}:
         raise DataError(f"{path}: expected an object {{\"train\": [...], \"val\": [...], \"test\": [...]}}")
     out: dict[str, str] = {}

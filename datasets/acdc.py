@@ -37,7 +37,11 @@ def build_ssl4mis(raw: Path, writer: CacheWriter) -> None:
         m = SLICE_ID.match(sid)
         if not m:
             raise DataError(f"{raw / 'train_slices.list'}: '{sid}' is not <volume>_slice_<k>")
-        volumes.setdefault(m["volume"], []).append((int(m["index"]), sid))
+        slices = volumes.setdefault(m["volume"], [])
+        if any(index == int(m["index"]) for index, _ in slices):  # "_slice_1" and "_slice_01": one slice twice
+            raise DataError(f"{raw / 'train_slices.list'}: '{sid}' names a slice already listed "
+                            f"({next(s for i, s in slices if i == int(m['index']))})")
+        slices.append((int(m["index"]), sid))
     for vid, slices in volumes.items():
         images, labels = [], []
         for _, sid in sorted(slices):
@@ -55,7 +59,7 @@ def build_ssl4mis(raw: Path, writer: CacheWriter) -> None:
         writer.add(vid, volume, np.stack(labels), "train", None, _patient(vid), origin=str(read[-1]))
     for split in ("val", "test"):
         list_path = raw / f"{split}.list"
-        if split == "test" and not list_path.is_file():
+        if split == "test" and not (list_path.exists() or list_path.is_symlink()):
             writer.missing["test"] = f"{list_path} was not found when the dataset was prepared"
             continue
         read.append(list_path)
@@ -119,14 +123,21 @@ class ACDC(DatasetSpec):
     classes = ("background", "RV", "Myo", "LV")
     description = "ACDC cine-MR (SSL4MIS h5 layout): bench prepare acdc --raw PATH"
 
+    def check_raw(self, raw: Path) -> None:
+        """The SSL4MIS layout's ``train_slices.list``, or the challenge's ``patientNNN/`` folders at
+        most two levels down (``training/patient001``)."""
+        if (raw / "train_slices.list").is_file() or any(raw.glob("patient[0-9][0-9][0-9]")) \
+                or any(raw.glob("*/patient[0-9][0-9][0-9]")):
+            return
+        raise DataError(f"{raw}: not an ACDC folder (expected train_slices.list of the SSL4MIS layout "
+                        "or the challenge's patientNNN/ folders)")
+
     def build(self, raw: Path | None, writer: CacheWriter) -> None:
         assert raw is not None
         if not raw.is_dir():
             raise DataError(f"{raw}: not a folder")
+        self.check_raw(raw)
         if (raw / "train_slices.list").is_file():
             build_ssl4mis(raw, writer)
-        elif any(raw.rglob("patient[0-9][0-9][0-9]")):
-            build_challenge(raw, writer)
         else:
-            raise DataError(f"{raw}: not an ACDC folder (expected train_slices.list of the SSL4MIS layout "
-                            "or the challenge's patientNNN/ folders)")
+            build_challenge(raw, writer)

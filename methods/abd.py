@@ -24,11 +24,13 @@ patch choices are drawn on the device, per image (the release draws on the host)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from sslbench.base.errors import ConfigError
+from sslbench.base.ranges import Range
 from sslbench.method import Batch, Losses, MethodContext, StepInfo, register_method
 from sslbench.methods.bcp import BCP, BCPConfig, box_mask, halves, mix_loss
 from sslbench.nn.augment import color_jitter
@@ -45,7 +47,10 @@ class ABDConfig(BCPConfig):
     cutout_area: tuple[float, float] = (0.02, 0.4)   # its area, fraction of the image, U (redrawn with the aspect)
     cutout_ratio: tuple[float, float] = (0.3, 1 / 0.3)   # its aspect (height / width), U
     jitter: float = 0.8           # ColorJitter(0.8, 0.8): factors U(0.2, 1.8), always applied
-    eval_net: str = "model1"      # "model1" (weak-view student) or "model2"
+    eval_net: Literal["model1", "model2"] = "model1"      # "model1" (weak-view student) or "model2"
+
+    ranges: ClassVar[dict[str, Range]] = {"cutout_area": Range(0.0, 1.0, open_lo=True),
+                                          "cutout_ratio": Range(0.0, 100.0, open_lo=True)}
 
 
 def cutout_gray(x: Tensor, y: Tensor, g: torch.Generator, cfg: ABDConfig) -> tuple[Tensor, Tensor]:

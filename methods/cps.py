@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -13,7 +14,7 @@ from sslbench.nn.losses import ce_dice_loss
 
 @dataclass
 class CPSConfig(ConsistencyConfig):
-    eval_net: str = "model1"   # network evaluated and selected: "model1" or "model2"
+    eval_net: Literal["model1", "model2"] = "model1"   # network evaluated and selected: "model1" or "model2"
 
 
 def cross_pseudo_losses(logits1: Tensor, logits2: Tensor) -> tuple[Tensor, Tensor]:

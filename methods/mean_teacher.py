@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -15,7 +16,7 @@ class MTConfig(TeacherConfig):
     noise_std: float = 0.1          # teacher input noise N(0, std^2) ...
     noise_clip: float = 0.2         # ... clamped to [-clip, clip]
     warmup_fraction: float = 1 / 30  # consistency forced to 0 before this fraction of the run
-    eval_net: str = "student"        # network evaluated: "student" (SSL4MIS) or "teacher"
+    eval_net: Literal["student", "teacher"] = "student"        # network evaluated: "student" (SSL4MIS) or "teacher"
 
 
 @register_method("mt")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -40,7 +40,7 @@ class UAMTConfig(TeacherConfig):
     noise_std: float = 0.1          # teacher input noise N(0, std^2) ...
     noise_clip: float = 0.2         # ... clamped to [-clip, clip]
     mc_passes: int = 8              # stochastic teacher passes for the uncertainty
-    threshold_max: str = "ln2"      # "ln2" (SSL4MIS, kept from the binary 3-D code) or "lnC" (max entropy)
+    threshold_max: Literal["ln2", "lnC"] = "ln2"      # "ln2" (SSL4MIS, kept from the binary 3-D code) or "lnC" (max entropy)
 
 
 def masked_consistency(dist: Tensor, uncertainty: Tensor, threshold: float) -> tuple[Tensor, Tensor]:

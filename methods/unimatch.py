@@ -22,10 +22,12 @@ ColorJitter's saturation and hue are left out (they are the identity on grayscal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from sslbench.base.ranges import Range
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.nn.augment import color_jitter, gaussian_blur, uniform
 from sslbench.nn.boxes import random_boxes
@@ -46,6 +48,9 @@ class UniMatchConfig(MethodConfig):
     box_p: float = 0.5           # probability of a CutMix box on each strong view
     box_area: tuple[float, float] = (0.02, 0.4)   # CutMix box area, fraction of the image, U
     box_ratio: tuple[float, float] = (0.3, 1 / 0.3)   # CutMix box aspect (height / width), U
+
+    ranges: ClassVar[dict[str, Range]] = {"box_area": Range(0.0, 1.0, open_lo=True),
+                                          "box_ratio": Range(0.0, 100.0, open_lo=True), "blur_sigma": Range(0.0, 100.0)}
 
 
 def strong_view(x: Tensor, g: torch.Generator, cfg: UniMatchConfig) -> Tensor:

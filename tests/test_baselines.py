@@ -150,8 +150,9 @@ def test_paired_wilcoxon(tmp_path) -> None:  # noqa: ANN001
     def run(name: str, offset: float) -> str:
         folder = tmp_path / name
         folder.mkdir()
-        cases = [{"case": f"c{i}", "metrics": {"a": {"dice": 0.5 + 0.01 * i + offset}, "b": {"dice": 0.5}}}
-                 for i in range(12)]
+        distances = {"assd": 1.0, "hd95": 2.0}
+        cases = [{"case": f"c{i}", "metrics": {"a": {"dice": 0.5 + 0.01 * i + offset, **distances},
+                                               "b": {"dice": 0.5, **distances}}} for i in range(12)]
         (folder / "metrics.json").write_text(json.dumps({"metric_per_case": cases}))
         return str(folder)
 

@@ -116,3 +116,32 @@ def test_a_missing_best_file_falls_back_to_the_last_weights_and_says_so(tmp_path
     result = t.fit()
     assert result.carried["pretrain"]["iteration"] == 12 and "pretrain-best.pt is missing" in result.carried["pretrain"]["note"]
     assert any("starts from its last weights" in w for w in warnings)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_an_unreadable_best_file_is_set_aside_and_the_last_weights_go_on(tmp_path: Path, damage: str) -> None:
+    t = build("bcp", cfg=CFG, folder=tmp_path)
+    warnings: list[str] = []
+    t.warn = warnings.append
+    scores = iter([0.9, 0.2, 0.1, 0.5])
+
+    def validate() -> float:
+        score = next(scores)
+        if t.stage == "pretrain" and t.iteration == 12:   # damaged after its last write, before the carry
+            path = tmp_path / "ckpt" / "pretrain-best.pt"
+            if damage == "truncated":
+                path.write_bytes(path.read_bytes()[:100])
+            else:
+                torch.save({"iteration": 4, "weights": {"nonsense": torch.zeros(1)}}, path)
+        return score
+
+    t.validate = validate
+    result = t.fit()
+    note = result.carried["pretrain"]["note"]
+    assert result.carried["pretrain"]["iteration"] == 12
+    if damage == "truncated":
+        assert "pretrain-best.pt unreadable" in note and "kept as pretrain-best.pt.unusable-" in note
+        assert any(p.name.startswith("pretrain-best.pt.unusable-") for p in (tmp_path / "ckpt").iterdir())
+    else:
+        assert "pretrain-best.pt holds weights of another network" in note
+    assert any("starts from its last weights" in w for w in warnings)

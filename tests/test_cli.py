@@ -364,3 +364,15 @@ def test_bench_predict_writes_a_finished_runs_predictions_from_its_stored_weight
             dice = 2 * (p & g).sum() / (p.sum() + g.sum()) if p.sum() + g.sum() else 1.0
             assert dice == pytest.approx(metrics[case][cls]["dice"], abs=1e-9)
     assert bench("predict", str(folder), "--cases", "nope")[0] == 2
+
+
+def test_a_sweep_shows_its_own_bar_above_each_runs(tmp_path: Path, cache_dir: Path) -> None:
+    """Sweep-level progress: the sweep's bar (runs finished, ETA) and each run's bar with Dice in %."""
+    code, _, err = bench("run", "--methods", "unet-l", "--seeds", "0,1", "--results", str(tmp_path), "--no-table",
+                         *TINY_RUN)
+    assert code == 0, err
+    assert "sweep: 0/2 runs" in err and "2/2 runs" in err
+    assert "(sweep: 1/2, ETA" in err and "sweep (ETA " in err  # the ETA after the first run: its line and the bar
+    code, _, err = bench("run", "--methods", "unet-l", "--seeds", "0", "--results", str(tmp_path / "one"),
+                         "--no-table", *TINY_RUN)
+    assert code == 0 and "sweep:" not in err.replace("(sweep:", "")  # one run: no sweep bar

@@ -138,3 +138,64 @@ def test_profile_tables_in_a_method_file_are_checked(tmp_path, monkeypatch) -> N
     (tmp_path / "methods" / "mt.toml").write_text("[profile.slow.train]\nbogus = 1\n")
     with pytest.raises(ConfigError, match=r"mt.toml \[profile.slow\]: unknown key train.bogus"):
         mt_config(profile="slow")
+
+
+@pytest.mark.parametrize("item, message", [
+    ("train.lr=nan", "train.lr must be a finite number"),
+    ("train.lr=-1", r"train.lr = -1.0 is outside its range \(0, 10\]"),
+    ("train.lr=0", r"train.lr = 0.0 is outside"),
+    ("train.momentum=-3", "train.momentum = -3.0 is outside"),
+    ("train.lr_step=0", r"train.lr_step = 0 is outside its range \[1, 1e\+09\]"),
+    ("train.poly_power=-1", "train.poly_power = -1.0 is outside"),
+    ("method.ema_decay=2", r"method.ema_decay = 2.0 is outside its range \[0, 1\]"),
+    ("train.image_size=1048576", "train.image_size = 1048576 is outside"),
+    ("method.consistency=inf", "method.consistency must be a finite number"),
+    ("method.eval_net=teachr", "must be one of student, teacher"),
+    ("data.eval_split=train", "must be one of test, val"),
+])
+def test_values_outside_their_declared_range_are_refused_before_anything_runs(item: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        mt_config(item)
+
+
+def _method_configs() -> list[tuple[str, type]]:
+    from sslbench.base.config import DataConfig
+
+    return [("train", TrainConfig), ("data", DataConfig)] + [(e.name, e.obj.Config) for e in METHODS]
+
+
+def test_every_config_field_has_a_declared_range_or_choice_set() -> None:
+    """Numbers get a range (their class's or their name's rule); strings are ``Literal`` choices; and
+    every shipped default is inside its own range, for every method and profile."""
+    import dataclasses
+    import typing
+
+    for owner, cls in _method_configs():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            assert hint in (int, float, bool, tuple[float, float]) or typing.get_origin(hint) is typing.Literal, \
+                f"{owner}: {cls.__name__}.{f.name} is {hint}: declare its choices with Literal"
+    for e in METHODS:
+        for profile in list_profiles():
+            resolve_config(e.obj.Config, profile, "synthetic-cardiac", e.name)
+
+
+def test_every_numeric_field_refuses_nan_negatives_and_absurd_sizes() -> None:
+    import dataclasses
+    import math
+
+    from sslbench.base.ranges import check_values
+
+    for owner, cls in _method_configs():
+        for f in dataclasses.fields(cls):
+            default = getattr(cls(), f.name)
+            if isinstance(default, tuple):  # an interval (low, high)
+                bad = [(math.nan, default[1]), (-1.0, default[1]), (default[1], default[0])]
+            elif isinstance(default, bool) or not isinstance(default, (int, float)):
+                continue
+            else:
+                bad = [-1, 10 ** 12] if isinstance(default, int) else [math.nan, -1.0, math.inf]
+            for value in bad:
+                with pytest.raises(ConfigError, match=f.name):
+                    check_values(dataclasses.replace(cls(), **{f.name: value}), owner)

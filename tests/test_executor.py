@@ -100,7 +100,13 @@ def test_settings_file_then_flags(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, message", [
     ("[slurm]\npartiton = 'gpu'\n", "unknown key slurm.partiton"),
-    ("[slurm]\ntime_min = 'long'\n", "slurm.time_min = 'long' is not a int"),
+    ("[slurm]\ntime_min = 'long'\n", "slurm.time_min = 'long' is not an int"),
+    ("[slurm]\ngpus_per_task = 1.5\n", "slurm.gpus_per_task = 1.5 is not an int"),
+    ("[slurm]\ngpus_per_task = -2\n", "gpus_per_task must be >= 0, got -2"),
+    ("[slurm]\ncpus_per_task = 0\n", "cpus_per_task must be >= 1, got 0"),
+    ("[slurm]\npartition = ['a', 'b']\n", "slurm.partition = ['a', 'b'] is not a str"),
+    ("[slurm]\nmem_gb = -4\n", "mem_gb must be >= 0.001"),
+    ("[slurm]\ntime_min = 1\nsignal_delay_s = 30\n", "keep time_min * 60 >= signal_delay_s + 90"),
     ("partition = 'gpu'\n", "expected one [slurm] table"),
     ("[slurm\n", "unreadable executor config"),
 ])
@@ -144,7 +150,10 @@ def _folder(root: Path, method: str, seed: int = 0) -> Path:
 
 def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:
     done = _folder(tmp_path, "done")
-    write_json(done / "run.json", {"summary": {"dice": 0.8, "assd": 1.5}, "timing": {"wall_s": 100.0}})
+    write_json(done / "run.json", {
+        "dataset": "synthetic-cardiac", "profile": "quick", "method": "mt", "paper_name": "MT", "ratio": 5, "seed": 0,
+        "summary": {"dice": 0.8, "assd": 1.5, "hd95": 3.0}, "selection": {"rule": "best", "iteration": 10},
+        "timing": {"wall_s": 100.0}})
     (done / "DONE").write_text("now\n")
     running = _folder(tmp_path, "running")
     write_json(running / "progress.json", {"stage": "train", "iteration": 300, "stages": {"pretrain": 100, "train": 1000},
@@ -158,7 +167,8 @@ def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:
     resumable = _folder(tmp_path, "resumable")
     (resumable / "ckpt").mkdir()
     (resumable / "ckpt" / "last.pt").write_bytes(b"")
-    write_json(resumable / "progress.json", {"stage": "train", "iteration": 40, "stages": {"train": 100}})
+    write_json(resumable / "progress.json", {"stage": "train", "iteration": 50, "stages": {"train": 100},
+                                             "checkpoint": {"stage": "train", "iteration": 40}})
     (tmp_path / "slurm-logs" / "77_3").mkdir(parents=True)                  # not a run folder
 
     with FolderLock(running / ".lock"):
@@ -173,7 +183,7 @@ def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:
     assert states["failed"].error == "RuntimeError: out of memory"
     assert states["stale"].note == "lock left by pid 4242 on node9 since 2026-01-01T00:00:00"
     assert (states["pending"].job_id, states["pending"].slurm_state) == ("77_3", "PENDING")
-    assert states["resumable"].note == "interrupted; resumes at iteration 40"
+    assert states["resumable"].note == "interrupted; resumes at iteration 40 of stage 'train'"  # last.pt's, not 50
     assert probe(stale / ".lock")[0] == "stale" and (stale / ".lock").exists()   # status never removes it
     text = render(list(states.values()))
     assert "ETA 1m10s" in text and "on node7" in text and "job 77_3 PENDING" in text

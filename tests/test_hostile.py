@@ -127,7 +127,7 @@ def test_a_meta_json_kind_that_walks_out_is_refused(tmp_path: Path, cardiac) -> 
     meta = json.loads((copy / "meta.json").read_text())
     meta["kind"] = "../../../../tmp/x"
     (copy / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(DataError, match="meta.json: name .* kind '../../../../tmp/x' is not a plain name"):
+    with pytest.raises(DataError, match=r"meta.json: not a valid prepared dataset \(kind: '../../../../tmp/x' is not a name"):
         PreparedDataset(copy)
 
 
@@ -202,3 +202,67 @@ def test_run_files_read_regular_files_only(tmp_path: Path) -> None:
     assert files.read_if_any(RunFiles.CONFIG) is None and files.read_if_any(RunFiles.PROGRESS) is None
     with pytest.raises(UnsafePath, match="best.pt: is a symbolic link"):
         files.load_checkpoint(RunFiles.BEST, torch.device("cpu"))
+
+
+def _sentinel(tmp_path: Path) -> tuple[Path, Path]:
+    folder = tmp_path / "sentinel"
+    folder.mkdir()
+    (folder / "target").write_text("keep me\n")
+    return folder, folder / "target"
+
+
+@pytest.mark.parametrize("name", ["config.json", "run.json", "metrics.json", "metrics-last.json", "DONE",
+                                  "train_log.jsonl", "progress.json", "failed.json", "slurm.json", ".lock",
+                                  "error.log", ".reserve", "ckpt/last.pt", "ckpt/best.pt", "ckpt/pretrain-best.pt",
+                                  "ckpt", "predictions", "tb"])
+def test_every_path_a_run_writes_refuses_a_planted_link(tmp_path: Path, cache_dir: Path, name: str) -> None:
+    sentinel, target = _sentinel(tmp_path)
+    folder = _run_folder(tmp_path / "r")
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(sentinel if "." not in name and name != "DONE" else target)
+    code, _, err = bench(*RUN, "--results", str(tmp_path / "r"), "--save-predictions")
+    assert code == 2 and f"{path}: is a symbolic link" in err
+    assert sorted(p.name for p in sentinel.iterdir()) == ["target"] and target.read_text() == "keep me\n"
+
+
+def test_report_and_output_files_replace_a_planted_link_never_write_through_it(tmp_path: Path,
+                                                                             cache_dir: Path) -> None:
+    sentinel, target = _sentinel(tmp_path)
+    results = tmp_path / "r"
+    assert bench(*RUN, "--results", str(results))[0] == 0
+    for out in ("table.md", "export.csv"):
+        (tmp_path / out).symlink_to(target)
+    assert bench("table", "--results", str(results), "-o", str(tmp_path / "table.md"))[0] == 0
+    assert bench("export", "--results", str(results), "-o", str(tmp_path / "export.csv"))[0] == 0
+    report = tmp_path / "report"
+    (report / "runs").mkdir(parents=True)
+    (report / "index.html").symlink_to(target)
+    assert bench("report", "--results", str(results), "-o", str(report))[0] == 0
+    assert not (report / "index.html").is_symlink() and target.read_text() == "keep me\n"
+    assert not (tmp_path / "table.md").is_symlink() and not (tmp_path / "export.csv").is_symlink()
+    (report / "runs").rename(tmp_path / "old-runs")
+    (report / "runs").symlink_to(sentinel)
+    code, _, err = bench("report", "--results", str(results), "-o", str(report))
+    assert code == 2 and f"{report / 'runs'}: is a symbolic link" in err
+    assert sorted(p.name for p in sentinel.iterdir()) == ["target"]
+
+
+def test_a_prepared_dataset_that_is_a_link_is_never_written_through(tmp_path: Path, cardiac) -> None:  # noqa: ANN001
+    import shutil
+
+    from sslbench.base.errors import DataError
+    from sslbench.cache import PreparedDataset
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(cardiac.folder, elsewhere, ignore=shutil.ignore_patterns("slices-*"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "synthetic-cardiac").symlink_to(elsewhere)
+    with pytest.raises(DataError, match="synthetic-cardiac: is a symbolic link"):
+        PreparedDataset(tmp_path / "cache" / "synthetic-cardiac").train_slices(32)
+    assert not list(elsewhere.glob("slices-*"))
+    os.mkfifo(elsewhere / "fifo")
+    (elsewhere / "meta.json").rename(elsewhere / "meta.real")
+    (elsewhere / "meta.json").symlink_to(elsewhere / "fifo")
+    with pytest.raises(DataError, match="meta.json: is a symbolic link"):
+        PreparedDataset(elsewhere)

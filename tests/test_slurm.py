@@ -133,7 +133,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, one
 
 def test_time_limit_requeues_and_finishes_as_an_uninterrupted_run(tmp_path: Path, uninterrupted: dict) -> None:
     config = tmp_path / "cluster.toml"
-    config.write_text("[slurm]\ntime_min = 1\nsignal_delay_s = 30\n")  # the warning comes 30-60 s in
+    config.write_text("[slurm]\ntime_min = 2\nsignal_delay_s = 30\n")  # the warning comes 30-90 s in
     code, _, err = _slurm_run(tmp_path / "r", "--methods", "mt", *LONG_RUN, "--executor-config", str(config),
                               "--wait", "--no-table")
     assert code == 0, err

@@ -27,10 +27,11 @@ import typing
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from sslbench.base.errors import ConfigError
 from sslbench.base.names import NAME
+from sslbench.base.ranges import Range, check_values
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,23 +52,24 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    lr_schedule: str = "poly"        # "poly" (SSL4MIS), "step" (the paper: lr / 10 every lr_step) or "constant" (BCP, ABD)
+    lr_schedule: Literal["poly", "step", "constant"] = "poly"  # "poly" (SSL4MIS), "step" (the paper: lr / 10 every lr_step) or "constant" (BCP, ABD)
     poly_power: float = 0.9
     lr_step: int = 2500
     lr_gamma: float = 0.1
-    augment: str = "ssl4mis"         # "ssl4mis" (rot90/flip or small rotation) or "none"
+    augment: Literal["ssl4mis", "none"] = "ssl4mis"  # "ssl4mis" (rot90/flip or small rotation) or "none"
     val_every: int = 200             # iterations between validations (and checkpoints)
-    select: str = "best"             # model selection: "best" validation Dice or "last"
+    select: Literal["best", "last"] = "best"  # model selection: "best" validation Dice or "last"
     log_every: int = 50
     amp: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
 
+    ranges: ClassVar[dict[str, Range]] = {
+        "lr": Range(0.0, 10.0, open_lo=True), "momentum": Range(0.0, 0.999), "weight_decay": Range(0.0, 1.0),
+        "poly_power": Range(0.0, 100.0, open_lo=True), "lr_gamma": Range(0.0, 1.0, open_lo=True),
+        "image_size": Range(16, 4096), "base_width": Range(1, 512), "batch_size": Range(2, 65536),
+        "labeled_bs": Range(1, 65535)}
+
     def validate(self) -> None:
-        _choice("train.lr_schedule", self.lr_schedule, ("poly", "step", "constant"))
-        _choice("train.augment", self.augment, ("ssl4mis", "none"))
-        _choice("train.select", self.select, ("best", "last"))
-        for name in ("iterations", "batch_size", "image_size", "base_width", "val_every", "log_every"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        check_values(self, "train")
         if not 0 < self.labeled_bs < self.batch_size:
             raise ConfigError(f"train.labeled_bs must be in (0, batch_size={self.batch_size}), got {self.labeled_bs}")
         if self.image_size % 16:
@@ -76,17 +78,11 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    split: str = "paper"             # "paper" (the dataset's fixed list order) or "random" (seeded)
-    eval_split: str = "test"         # where the final metrics come from: "test" or "val"
+    split: Literal["paper", "random"] = "paper"  # "paper" (the dataset's fixed list order) or "random" (seeded)
+    eval_split: Literal["test", "val"] = "test"  # where the final metrics come from: "test" or "val"
 
     def validate(self) -> None:
-        _choice("data.split", self.split, ("paper", "random"))
-        _choice("data.eval_split", self.eval_split, ("test", "val"))
-
-
-def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got '{value}'")
+        check_values(self, "data")
 
 
 def configs_dir() -> Path:
@@ -122,6 +118,10 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     elif typ is str:
         if isinstance(value, str):
             return value
+    elif origin is Literal:
+        if value in typing.get_args(typ):
+            return value
+        raise ConfigError(f"{where}: must be one of {', '.join(map(str, typing.get_args(typ)))}; got {value!r}")
     elif origin in (tuple, list):
         if isinstance(value, (list, tuple)):
             args = typing.get_args(typ)
@@ -254,7 +254,8 @@ def resolve_config(method_config_cls: type, profile: str, dataset: str, method: 
         sources.append(f"--set {section}.{name}")
 
     resolved = {s: dataclasses.replace(obj, **values[s]) for s, obj in sections.items()}
-    for obj in resolved.values():
+    for section, obj in resolved.items():
+        check_values(obj, section)
         if hasattr(obj, "validate"):
             obj.validate()
     return ResolvedConfig(resolved["train"], resolved["data"], resolved["method"], sources)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import stat
 import socket
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +28,7 @@ def _describe(text: str) -> str:
     try:
         info = json.loads(text)
         return f"pid {info['pid']} on {info['host']} since {info['since']}"
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return "an unknown process"
 
 
@@ -59,6 +59,8 @@ def probe(path: Path) -> tuple[str, str]:
     except OSError:  # a symbolic link or special file planted as the lock: not a lock of ours
         return "free", ""
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder or FIFO planted as the lock: not a lock of ours
+            return "free", ""
         text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

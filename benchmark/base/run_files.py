@@ -43,6 +43,8 @@ import torch
 
 from sslbench.base.atomic import atomic_path, file_mode, remove_orphans, write_json, write_text
 from sslbench.base.errors import BenchError, UnsafePath
+from sslbench.base.fields import FieldError
+from sslbench.base.records import check_metrics, check_record
 
 
 def format_ratio(ratio: float) -> str:
@@ -54,10 +56,12 @@ def run_dir(root: Path, dataset: str, profile: str, method: str, ratio: float, s
 
 
 def read_json(path: Path) -> Any:
+    """A JSON file's content; a ``BenchError`` naming it when it cannot be read or decoded (bad
+    UTF-8, bad JSON, a number of more digits than Python reads, nesting too deep)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BenchError(f"{path}: unreadable ({exc})") from exc
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise BenchError(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 class RunFiles:
@@ -71,11 +75,12 @@ class RunFiles:
 
     CONFIG, RECORD, METRICS, METRICS_LAST, DONE = "config.json", "run.json", "metrics.json", "metrics-last.json", "DONE"
     LOG, PROGRESS, FAILED, SLURM, LOCK = "train_log.jsonl", "progress.json", "failed.json", "slurm.json", ".lock"
-    ERROR_LOG, TENSORBOARD = "error.log", "tb"
+    ERROR_LOG, TENSORBOARD, RESERVE = "error.log", "tb", ".reserve"
     LAST, BEST = "last.pt", "best.pt"
     KEEP = {"all": (LAST, BEST), "last": (LAST,), "best": (BEST,), "none": ()}
 
-    FILES = (CONFIG, RECORD, METRICS, METRICS_LAST, DONE, LOG, PROGRESS, FAILED, SLURM, LOCK, ERROR_LOG)
+    FILES = (CONFIG, RECORD, METRICS, METRICS_LAST, DONE, LOG, PROGRESS, FAILED, SLURM, LOCK, ERROR_LOG, RESERVE)
+    RESERVE_BYTES = 64 * 1024  # freed to write failed.json and error.log when the disk is full
     FOLDERS = ("ckpt", "predictions", TENSORBOARD)
 
     def __init__(self, folder: Path, root: Path | None = None) -> None:
@@ -180,7 +185,16 @@ class RunFiles:
                     path.rmdir()
 
     def is_done(self) -> bool:
-        return self.path(self.DONE).is_file() and self.path(self.RECORD).is_file()
+        """The DONE marker and a readable, valid record (a truncated ``run.json`` means not done: the
+        run is evaluated again from its checkpoints, or trained again)."""
+        return self.path(self.DONE).is_file() and self.record() is not None
+
+    def record(self) -> dict[str, Any] | None:
+        """The run's record when it is a regular file holding a valid record; else None."""
+        try:
+            return check_record(self.read_if_any(self.RECORD))
+        except FieldError:
+            return None
 
     def mark_done(self) -> None:
         write_text(self.path(self.DONE), time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
@@ -193,12 +207,20 @@ class RunFiles:
         """A JSON file of the folder (a ``BenchError`` naming it when it cannot be read)."""
         return read_json(self._regular(self.path(name)))
 
+    def read_metrics(self, name: str = METRICS) -> dict[str, Any]:
+        """``metrics.json`` (or ``metrics-last.json``) checked field by field; a ``BenchError`` naming
+        the file when it is missing, unreadable or damaged."""
+        try:
+            return check_metrics(self.read(name))
+        except FieldError as exc:
+            raise BenchError(f"{self.path(name)}: damaged ({exc})") from None
+
     def read_if_any(self, name: str) -> Any:
         """A JSON file, or None when it is missing, unreadable or not a regular file (``bench status``
         reads live folders)."""
         try:
-            return json.loads(self._regular(self.path(name)).read_text())
-        except (OSError, ValueError, BenchError):
+            return read_json(self._regular(self.path(name)))
+        except BenchError:
             return None
 
     def has(self, name: str) -> bool:
@@ -207,18 +229,36 @@ class RunFiles:
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
 
+    def reserve(self) -> None:
+        """Set aside a little disk space for ``note_failure`` (a session that dies of a full disk can
+        still say so); call it under the lock when a session starts. Best effort."""
+        try:
+            with atomic_path(self.path(self.RESERVE)) as tmp:
+                tmp.write_bytes(bytes(self.RESERVE_BYTES))
+        except OSError:
+            pass
+
+    def release_reserve(self) -> None:
+        self.path(self.RESERVE).unlink(missing_ok=True)
+
     def note_failure(self, exc: BaseException) -> None:
         """``failed.json`` with the error's last line (``bench status`` says why a run stopped) and
-        ``error.log`` with its whole traceback (what a plugin author needs)."""
+        ``error.log`` with its whole traceback (what a plugin author needs). On a full disk the
+        reserve is freed first and the writes tried again."""
         kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
         lines = str(exc).strip().splitlines() or [""]
-        try:
-            write_text(self.path(self.ERROR_LOG), "".join(traceback.format_exception(exc)))
-            self.write(self.FAILED, {"error": f"{kind}{lines[-1]}"[:500], "traceback": str(self.path(self.ERROR_LOG)),
-                                     "host": platform.node(), "pid": os.getpid(),
-                                     "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        except OSError:
-            pass  # the error itself is what matters; the caller reports it
+        where = getattr(exc, "filename", None)
+        error = f"{kind}{lines[-1]}" + (f" ({where})" if where and str(where) not in lines[-1] else "")
+        for attempt in range(2):
+            try:
+                self.write(self.FAILED, {"error": error[:500], "traceback": str(self.path(self.ERROR_LOG)),
+                                         "host": platform.node(), "pid": os.getpid(),
+                                         "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                write_text(self.path(self.ERROR_LOG), "".join(traceback.format_exception(exc)))
+                break
+            except OSError:  # the error itself is what matters; the caller reports it
+                if attempt == 0:
+                    self.release_reserve()
 
     def error_log(self) -> str | None:
         """The traceback of the last session's failure, if it left one."""
@@ -243,13 +283,13 @@ class RunFiles:
         """The log's records; a torn or foreign line (a killed writer) is skipped."""
         out = []
         try:
-            lines = self._regular(self.path(self.LOG)).read_text().splitlines()
+            lines = self._regular(self.path(self.LOG)).read_text(encoding="utf-8", errors="replace").splitlines()
         except (OSError, BenchError):
             return []
         for line in lines:
             try:
                 rec = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(rec, dict):
                 out.append(rec)
@@ -262,12 +302,12 @@ class RunFiles:
             return
         self._regular(path)
         kept = []
-        for line in path.read_text().splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 rec = json.loads(line)
                 ok = isinstance(rec, dict) and keep(rec)
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line from the interrupted process
+            except (ValueError, KeyError, TypeError, RecursionError):
+                continue  # a torn last line from the interrupted process, or a foreign one
             if ok:
                 kept.append(line)
         with atomic_path(path) as tmp:
@@ -362,11 +402,12 @@ def iter_records(root: Path, warn: Callable[[str], None] | None = None) -> Itera
     for marker in sorted(root.rglob(RunFiles.DONE)):
         files = RunFiles(marker.parent)
         try:
-            record = files.read(RunFiles.RECORD)
-            if not isinstance(record, dict) or "summary" not in record:
-                raise BenchError(f"{files.path(RunFiles.RECORD)}: not a run record")
+            record = check_record(files.read(RunFiles.RECORD))
         except BenchError as exc:
             say(f"skipping {exc}")
+            continue
+        except FieldError as exc:
+            say(f"skipping {files.path(RunFiles.RECORD)}: damaged record ({exc})")
             continue
         record["_dir"] = str(marker.parent)
         yield record

@@ -17,7 +17,7 @@ from sslbench.base.atomic import folder_mode, make_temp_folder, remove_orphans
 from sslbench.base.errors import DataError
 from sslbench.base.locks import FolderLock
 from sslbench.base.names import NAME, check_name
-from sslbench.cache.reader import PreparedDataset
+from sslbench.cache.reader import PreparedDataset, regular_cache_file
 from sslbench.data import DATASETS, CacheWriter, default_cache_root
 
 # every cache format this project has written: a folder holding one of them is ours to replace
@@ -44,22 +44,41 @@ def check_dataset_name(name: str, cache_root: Path | None = None) -> None:
     DATASETS.entry(name)  # raises the "unknown dataset" error listing the known names
 
 
+MAX_RAW_FILES = 500_000  # a raw dataset folder holds fewer; more means --raw names the wrong folder
+
+
 def source_fingerprint(raw: Path) -> str:
-    """What a raw folder holds, cheaply: every file's relative path and size (no reading). Two
-    different datasets differ here; the same data copied elsewhere does not."""
+    """What a raw folder holds, cheaply: every file's relative path and size (no reading; links to
+    folders not followed, hidden entries skipped). Two different datasets differ here; the same data
+    copied elsewhere does not. A folder with more than ``MAX_RAW_FILES`` files is refused."""
     import hashlib
 
+    entries = []
+    for top, dirs, files in os.walk(raw):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = Path(top) / name
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            entries.append(f"{path.relative_to(raw).as_posix()}\0{info.st_size}\n")
+            if len(entries) > MAX_RAW_FILES:
+                raise DataError(f"{raw}: holds more than {MAX_RAW_FILES:,} files; --raw should name the dataset's "
+                                "own folder")
     h = hashlib.sha256()
-    for path in sorted(p for p in raw.rglob("*") if p.is_file()):
-        h.update(f"{path.relative_to(raw).as_posix()}\0{path.stat().st_size}\n".encode())
+    for line in sorted(entries):
+        h.update(line.encode())
     return h.hexdigest()[:16]
 
 
 def _owned(folder: Path) -> dict[str, Any] | None:
     """Our ``meta.json`` in ``folder`` (a prepared dataset we may replace), else None."""
     try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
+        meta = json.loads(regular_cache_file(folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError, DataError):
         return None
     return meta if isinstance(meta, dict) and meta.get("format") in OUR_FORMATS and "cases" in meta else None
 
@@ -90,6 +109,11 @@ def prepare(name: str, raw: Path | None = None, cache_root: Path | None = None,
         raise DataError(f"dataset '{name}' is not prepared; run: bench prepare {name} --raw PATH")
     if raw is not None and not raw.is_dir():
         raise DataError(f"{raw}: no such folder")
+    if raw is not None:
+        spec.check_raw(raw)  # its index first: a wrong --raw is one line, before any walk
+    root = folder.parent
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root}: the cache is not a folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FolderLock(folder.parent / f".{name}.lock"):
         remove_orphans(folder.parent, f".{name}+*")  # temp folders of a killed preparation

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -12,8 +13,9 @@ import numpy as np
 
 from sslbench.base.atomic import make_temp_folder, remove_orphans
 from sslbench.base.errors import DataError
+from sslbench.base.fields import FieldError, choice, integer, mapping, name, number, text
 from sslbench.base.locks import FolderLock
-from sslbench.base.names import NAME, check_case_id
+from sslbench.base.names import check_case_id
 from sslbench.data import CACHE_FORMAT, CaseInfo
 from sslbench.io.resize import resize_slices
 from sslbench.io.slabs import read_slabs
@@ -23,37 +25,92 @@ from sslbench.io.slabs import read_slabs
 RESIZE_VERSION = 3
 
 
+def regular_cache_file(path: Path) -> Path:
+    """``path`` when it is a regular file (not followed if a link); a FIFO, device, folder or link
+    inside a prepared dataset is refused, naming it (reading a FIFO would hang)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing from the prepared dataset; prepare it again with --force") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: is {'a symbolic link' if stat.S_ISLNK(mode) else 'not a regular file'}; "
+                        "a prepared dataset holds regular files only (prepare it again with --force)")
+    return path
+
+
+MAX_VOXELS = 2 ** 31  # one volume, float32: 8 GiB; a meta.json that claims more is lying
+
+
+def _case(raw: object, i: int, where: str) -> CaseInfo:
+    """One case of ``meta.json``, every field checked (a lying shape would allocate petabytes)."""
+    c = mapping(raw, f"cases[{i}]")
+    shape = c.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 3):
+        raise FieldError(f"cases[{i}].shape: expected three sizes, got {str(shape)[:60]}")
+    shape = [integer(n, f"cases[{i}].shape", 1, MAX_VOXELS) for n in shape]
+    if int(np.prod(shape)) > MAX_VOXELS:
+        raise FieldError(f"cases[{i}].shape: {shape} is more than {MAX_VOXELS} voxels")
+    spacing = c.get("spacing")
+    if spacing is not None:
+        if not (isinstance(spacing, list) and len(spacing) == 3):
+            raise FieldError(f"cases[{i}].spacing: expected three sizes or null, got {str(spacing)[:60]}")
+        spacing = tuple(number(v, f"cases[{i}].spacing", 1e-6, 1e6) for v in spacing)
+    crop = c.get("crop")
+    if not (isinstance(crop, list) and len(crop) == 3 and all(isinstance(b, list) and len(b) == 2 for b in crop)):
+        raise FieldError(f"cases[{i}].crop: expected three (start, stop) pairs")
+    box = []
+    for axis, (a, b) in enumerate(crop):
+        a = integer(a, f"cases[{i}].crop", 0, shape[axis])
+        box.append((a, integer(b, f"cases[{i}].crop", a, shape[axis])))
+    geometry = c.get("geometry")
+    return CaseInfo(check_case_id(c.get("id"), where), text(c.get("patient"), f"cases[{i}].patient", 200),
+                    choice(c.get("split"), f"cases[{i}].split", ("train", "val", "test")), tuple(shape), spacing,
+                    dict(mapping(geometry, f"cases[{i}].geometry")) if geometry is not None else None, tuple(box),
+                    number(c.get("fill"), f"cases[{i}].fill"),
+                    choice(c.get("image_dtype"), f"cases[{i}].image_dtype", ("float16", "float32")))
+
+
 class PreparedDataset:
     """A prepared cache, read-only."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        if folder.is_symlink():  # resized slices are written into it: never through a link
+            raise DataError(f"{folder}: is a symbolic link; a prepared dataset in the cache must be a real folder "
+                            "(copy it, or point --cache at the folder that holds it)")
         try:
-            meta = json.loads((folder / "meta.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"{folder / 'meta.json'}: unreadable prepared dataset ({exc})") from exc
+            meta = json.loads(regular_cache_file(folder / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            raise DataError(f"{folder / 'meta.json'}: unreadable prepared dataset ({type(exc).__name__}: "
+                            f"{str(exc)[:200]})") from None
         if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
             found = meta.get("format") if isinstance(meta, dict) else None
             raise DataError(f"{folder / 'meta.json'}: a prepared dataset in cache format {found}, not {CACHE_FORMAT} "
                             f"(an earlier version wrote it); rebuild it: bench prepare {folder.name} --raw PATH --force")
+        where = str(folder / "meta.json")
         try:
             self.meta = meta
-            self.name: str = meta["name"]
-            self.classes: tuple[str, ...] = tuple(meta["classes"])
-            kind = meta.get("kind", self.name)
-            if not isinstance(kind, str) or not NAME.fullmatch(kind) or not NAME.fullmatch(str(self.name)):
-                raise DataError(f"{folder / 'meta.json'}: name {self.name!r} / kind {kind!r} is not a plain name "
-                                "(letters, digits, '.', '_', '-')")
-            self.interpolation: str = meta.get("interpolation", "nearest")
-            self.cases = [CaseInfo(check_case_id(c["id"], str(folder / "meta.json")), c["patient"], c["split"],
-                                   tuple(c["shape"]), tuple(c["spacing"]) if c["spacing"] is not None else None,
-                                   c.get("geometry"), tuple((int(a), int(b)) for a, b in c["crop"]),
-                                   float(c["fill"]), str(c["image_dtype"]))
-                          for c in meta["cases"]]
+            self.name: str = name(meta.get("name"), "name")
+            classes = meta.get("classes")
+            if not (isinstance(classes, list) and 2 <= len(classes) <= 255 and len(set(map(str, classes))) == len(classes)
+                    and all(isinstance(c, str) and c for c in classes)):
+                raise FieldError(f"classes: expected 2-255 distinct names, got {str(classes)[:60]}")
+            self.classes: tuple[str, ...] = tuple(classes)
+            name(meta.get("kind", self.name), "kind")
+            self.interpolation: str = choice(meta.get("interpolation", "nearest"), "interpolation",
+                                             ("nearest", "bilinear", "bicubic"))
+            cases = meta.get("cases")
+            if not isinstance(cases, list):
+                raise FieldError("cases: expected a list")
+            self.cases = [_case(c, i, where) for i, c in enumerate(cases)]
+            seen: set[str] = set()
+            for case in self.cases:
+                if case.id in seen:
+                    raise FieldError(f"cases: duplicate case id {case.id!r}")
+                seen.add(case.id)
             self._by_id = {c.id: c for c in self.cases}
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise DataError(f"{folder / 'meta.json'}: not a prepared dataset's meta.json ({exc!r}); "
-                            "prepare it again with --force") from exc
+        except FieldError as exc:
+            raise DataError(f"{where}: not a valid prepared dataset ({exc}); prepare it again with --force") from None
 
     @property
     def num_classes(self) -> int:
@@ -82,11 +139,14 @@ class PreparedDataset:
         image = np.full(case.shape, case.fill, np.float32)
         label = np.zeros(case.shape, np.uint8)
         try:
-            read_slabs(vol / f"{case_id}.image.slabs", image[box])
-            read_slabs(vol / f"{case_id}.label.slabs", label[box])
+            read_slabs(regular_cache_file(vol / f"{case_id}.image.slabs"), image[box])
+            read_slabs(regular_cache_file(vol / f"{case_id}.label.slabs"), label[box])
         except (OSError, ValueError, struct.error, zlib.error) as exc:
             raise DataError(f"{vol / case_id}.*.slabs: unreadable prepared volume ({exc}); prepare the dataset "
                             "again with --force") from exc
+        if label.size and int(label.max()) >= self.num_classes:
+            raise DataError(f"{self.folder / 'meta.json'}: case {case_id!r} holds label {int(label.max())}, but the "
+                            f"dataset names {self.num_classes} classes; prepare it again with --force")
         return image, label
 
     def train_slices(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,7 +158,26 @@ class PreparedDataset:
                 remove_orphans(self.folder, ".slices-*+*")  # left by a killed build
                 if not (folder / "case.npy").exists():
                     self._build_slices(size, folder)
-        return tuple(np.load(folder / f"{n}.npy", mmap_mode="r") for n in ("image", "label", "case"))  # type: ignore[return-value]
+        try:
+            arrays = tuple(np.load(regular_cache_file(folder / f"{n}.npy"), mmap_mode="r")
+                           for n in ("image", "label", "case"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{folder}: unreadable slice cache ({str(exc)[:200]}); remove the folder and it is "
+                            "built again") from None
+        self._check_slices(folder, size, *arrays)
+        return arrays  # type: ignore[return-value]
+
+    def _check_slices(self, folder: Path, size: int, image: np.ndarray, label: np.ndarray, case: np.ndarray) -> None:
+        """The slice cache as ``_build_slices`` writes it: shapes, types, case indices and labels in range."""
+        cases = self.split_cases("train")
+        n = sum(int(c.shape[0]) for c in cases)
+        expected = ((image, (n, size, size), np.float16), (label, (n, size, size), np.uint8), (case, (n,), np.int32))
+        bad = [a for a, shape, dtype in expected if a.shape != shape or a.dtype != dtype]
+        if not bad and n and (int(case.min()) < 0 or int(case.max()) >= len(cases) or int(label.max()) >= self.num_classes):
+            bad = [case]
+        if bad:
+            raise DataError(f"{folder}: a slice cache that does not match meta.json (shapes, types, case indices or "
+                            "labels); remove the folder and it is built again")
 
     def _build_slices(self, size: int, folder: Path) -> None:
         """Resize every training slice into preallocated memory maps (one volume in memory at a time,

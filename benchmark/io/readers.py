@@ -63,6 +63,10 @@ def read_h5(path: Path, keys: tuple[str, ...] = ("image", "label")) -> tuple[np.
                 if ds.external or ds.is_virtual:  # its bytes live in other files (any path on the machine)
                     raise DataError(f"{path}: '{k}' keeps its data outside this file "
                                     f"({'external storage' if ds.external else 'a virtual dataset'}); refused")
+                if ds.dtype.kind not in "biuf":  # strings, compounds, references: not an image
+                    raise DataError(f"{path}: '{k}' holds {ds.dtype} values, not numbers")
+                if ds.ndim == 0 or 0 in ds.shape:
+                    raise DataError(f"{path}: '{k}' is empty (shape {tuple(ds.shape)})")
                 filtered = ds.compression is not None or bool(ds.chunks)
                 check_size(Path(f"{path}:{k}"), tuple(ds.shape), ds.dtype.itemsize,
                            ds.id.get_storage_size(), filtered)

@@ -34,20 +34,33 @@ def read_slabs(path: Path, out: np.ndarray | None = None) -> np.ndarray:
     """The stored array, or written into ``out`` (any array of its shape, e.g. a box of a bigger
     volume, converted to ``out``'s type a slab at a time)."""
     with open(path, "rb") as fh:
-        header = json.loads(fh.readline())
-        if header.get("format") != MAGIC:
-            raise ValueError(f"{path}: not a slab file")
-        dtype, shape, slab = np.dtype(header["dtype"]), tuple(header["shape"]), int(header["slab"])
+        dtype, shape, slab = _header(path, fh.readline(4096))
         if out is None:
             out = np.empty(shape, dtype)
         elif tuple(out.shape) != shape:
             raise ValueError(f"{path}: holds {shape}, asked for {tuple(out.shape)}")
         per = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
         for z in range(0, shape[0], slab):
-            (n,) = struct.unpack("<Q", fh.read(8))
-            raw = zlib.decompress(fh.read(n))
             depth = min(slab, shape[0] - z)
-            if len(raw) != depth * per:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            inflate = zlib.decompressobj()  # never more than the slab's bytes: a zlib bomb stops there
+            raw = inflate.decompress(fh.read(min(n, 2 * depth * per + 1024)), depth * per)
+            if len(raw) != depth * per or inflate.unconsumed_tail:
                 raise ValueError(f"{path}: truncated or corrupt slab at slice {z}")
             out[z:z + depth] = np.frombuffer(raw, dtype).reshape((depth, *shape[1:]))
     return out
+
+
+def _header(path: Path, line: bytes) -> tuple[np.dtype, tuple[int, ...], int]:
+    """The slab file's header, every field checked (a ValueError naming the file otherwise)."""
+    try:
+        header = json.loads(line)
+        ok = (isinstance(header, dict) and header.get("format") == MAGIC
+              and header.get("dtype") in ("float16", "float32", "uint8") and isinstance(header.get("shape"), list)
+              and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 2 ** 31 for n in header["shape"])
+              and isinstance(header.get("slab"), int) and not isinstance(header["slab"], bool) and header["slab"] >= 1)
+    except (ValueError, RecursionError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{path}: not a slab file (bad header)")
+    return np.dtype(header["dtype"]), tuple(header["shape"]), header["slab"]

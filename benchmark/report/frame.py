@@ -116,8 +116,11 @@ def load_results(path: str | Path) -> pd.DataFrame:
         ident["selected_on_eval_split"] = base["eval_split"] == "val"
         for checkpoint, name, iteration in (("selected", RunFiles.METRICS, base["evaluated_iteration"]),
                                             ("last", RunFiles.METRICS_LAST, (rec.get("last") or {}).get("iteration"))):
-            metrics = files.read_if_any(name)
-            if not isinstance(metrics, dict):
+            try:
+                metrics = files.read_metrics(name)
+            except BenchError as exc:
+                if files.has(name):
+                    logging.getLogger("sslbench").warning(f"skipping {exc}")
                 continue
             for case in metrics.get("metric_per_case", []):
                 for cls, m in case.get("metrics", {}).items():

@@ -11,6 +11,7 @@ jinja2 templates (``templates/``); every value is escaped by the template engine
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from sslbench import __version__
+from sslbench.base.atomic import write_text
 from sslbench.base.errors import BenchError
 from sslbench.base.run_files import RunFiles
 from sslbench.report import plots
@@ -98,8 +100,13 @@ def _html_table(headers: list[str], rows: list[list[Any]]) -> str:
 def _run_page(rec: pd.Series, out: Path, env: Any) -> None:
     files = RunFiles(Path(rec.dir))
     record = files.read(RunFiles.RECORD)
-    metrics = files.read(RunFiles.METRICS)
-    config = files.read_if_any(RunFiles.CONFIG) or {}
+    try:
+        metrics = files.read_metrics()
+    except BenchError as exc:  # the page still shows the record; the per-case table says why it is empty
+        logging.getLogger("sslbench").warning(f"{exc}: its report page has no per-case table")
+        metrics = {}
+    config = files.read_if_any(RunFiles.CONFIG)
+    config = config if isinstance(config, dict) else {}
     cases = [{"case": c["case"], "cls": cls, "dsc": f"{100 * m['dice']:.2f}", "assd": f"{m['assd']:.3f}",
               "hd95": f"{m['hd95']:.3f}"} for c in metrics.get("metric_per_case", []) for cls, m in c["metrics"].items()]
     selection = record.get("selection", {})
@@ -128,7 +135,7 @@ def _run_page(rec: pd.Series, out: Path, env: Any) -> None:
                            ("config hash", record.get("config_hash")), ("run folder", rec.dir)],
             "config": json.dumps({k: config.get(k) for k in ("train", "data", "method")}, indent=1),
         })
-    (out / "runs" / f"{_run_id(rec)}.html").write_text(page, encoding="utf-8")
+    write_text(out / "runs" / f"{_run_id(rec)}.html", page)  # a planted link is replaced, never followed
 
 
 def write_report(root: Path, out: Path) -> Path:
@@ -140,6 +147,9 @@ def write_report(root: Path, out: Path) -> Path:
         raise BenchError(f"{root}: no completed runs (run `bench run` first)")
     if out.exists() and not out.is_dir():
         raise BenchError(f"{out}: exists and is not a folder")
+    for sub in (out / "figures", out / "runs"):  # pages are replaced atomically; their folders must be real
+        if sub.is_symlink() or (sub.exists() and not sub.is_dir()):
+            raise BenchError(f"{sub}: is {'a symbolic link' if sub.is_symlink() else 'not a folder'}; remove it")
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "runs").mkdir(exist_ok=True)
     env = _environment()
@@ -164,7 +174,7 @@ def write_report(root: Path, out: Path) -> Path:
         title="sslbench report", root="", groups=groups, runs=len(df), results=str(root), version=__version__,
         when=time.strftime("%Y-%m-%d %H:%M"), cost=_markdown_table_to_html(cost))
     path = out / "index.html"
-    path.write_text(index, encoding="utf-8")
+    write_text(path, index)
     return path
 
 

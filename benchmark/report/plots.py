@@ -13,6 +13,7 @@ tagged variant is a line or box of its own.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -113,10 +114,16 @@ def plot_classes(root: Path, out: Path, dataset: str | None = None, profile: str
                 raise BenchError(f"{title}: no runs at {r:g} % labels")
             rows = []
             for _, rec in sub.iterrows():
-                metrics = RunFiles(Path(rec.dir)).read(metrics_file)
+                try:
+                    metrics = RunFiles(Path(rec.dir)).read_metrics(metrics_file)
+                except BenchError as exc:  # one lost file must not hide the other runs
+                    logging.getLogger("sslbench").warning(f"skipping {exc}")
+                    continue
                 for case in metrics["metric_per_case"]:
                     for cls, m in case["metrics"].items():
                         rows.append({"name": rec["name"], "class": cls, "dsc": 100 * m["dice"]})
+            if not rows:
+                raise BenchError(f"{title}: no run at {r:g} % labels has a readable {metrics_file}")
             long = pd.DataFrame(rows)
             order = sorted(long.name.unique(), key=paper_order)
             fig, ax = plt.subplots(figsize=(2 * COLUMN_WIDTH_IN, 2.6))
@@ -216,8 +223,10 @@ def plot_param(root: Path, out: Path, key: str, dataset: str | None = None, prof
     for df, path, title in _groups(select_records(root, dataset, profile, methods), figure_base(out)):
         values = []
         for _, rec in df.iterrows():
-            cfg = RunFiles(Path(rec.dir)).read(RunFiles.CONFIG)
-            values.append(cfg.get(section, {}).get(name))
+            cfg = RunFiles(Path(rec.dir)).read_if_any(RunFiles.CONFIG)  # None when missing or damaged
+            table = cfg.get(section) if isinstance(cfg, dict) else None
+            value = table.get(name) if isinstance(table, dict) else None
+            values.append(value if isinstance(value, (int, float)) and not isinstance(value, bool) else None)
         df = df.assign(value=values).dropna(subset=["value"])
         if df.empty or df.value.nunique() < 2:
             raise BenchError(f"--param {key}: the runs of {title} do not vary it (sweep it with --set {key}=...)")

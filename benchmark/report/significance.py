@@ -2,19 +2,26 @@
 seeds, compared with the Wilcoxon signed-rank test (two-sided)."""
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from sslbench.base.errors import BenchError
 from sslbench.base.run_files import RunFiles
 
 
 @lru_cache(maxsize=4096)
 def per_case_dice(run_dir: str) -> dict[str, float]:
-    """case -> Dice averaged over foreground classes, from a run's metrics.json."""
-    data = RunFiles(Path(run_dir)).read(RunFiles.METRICS)
+    """case -> Dice averaged over foreground classes, from a run's metrics.json (none when it is
+    missing or damaged: that run then has no pairs, with a warning naming the file)."""
+    try:
+        data = RunFiles(Path(run_dir)).read_metrics()
+    except BenchError as exc:
+        logging.getLogger("sslbench").warning(f"no paired test for {exc}")
+        return {}
     return {c["case"]: float(np.mean([m["dice"] for m in c["metrics"].values()])) for c in data["metric_per_case"]}
 
 

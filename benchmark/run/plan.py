@@ -9,6 +9,8 @@ from typing import Any
 from tabulate import tabulate
 
 from sslbench.base.errors import BenchError
+from sslbench.base.fields import FieldError
+from sslbench.base.records import check_progress
 from sslbench.base.run_files import RunFiles, iter_records
 from sslbench.run.runner import RunOptions, RunSpec, check_folder, overrides_hash, protocol_overrides
 
@@ -19,9 +21,11 @@ def _state(spec: RunSpec, opts: RunOptions) -> str:
     except BenchError:
         return "holds another configuration (--force replaces it)"
     if state == "resume":
-        progress = spec.files(opts.results).read_if_any(RunFiles.PROGRESS)
-        where = progress.get("iteration") if isinstance(progress, dict) else None
-        return "resumable" + (f" (at iteration {where})" if isinstance(where, int) else "") \
+        try:  # where last.pt is, as the progress file records it after each checkpoint
+            mark = check_progress(spec.files(opts.results).read_if_any(RunFiles.PROGRESS)).get("checkpoint")
+        except FieldError:
+            mark = None
+        return "resumable" + (f" (at iteration {mark['iteration']} of '{mark['stage']}')" if mark else "") \
             if spec.files(opts.results).has_checkpoint(RunFiles.LAST) else "to train"
     return {"new": "to train", "done": "done", "replace": "to train again (--force)"}[state]
 

@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
@@ -25,7 +26,8 @@ import torch
 
 from sslbench import __version__
 from sslbench.base.config import DataConfig, ResolvedConfig, TrainConfig, config_keys, resolve_config
-from sslbench.base.errors import BenchError
+from sslbench.base.errors import BenchError, UnsafePath
+from sslbench.base.fields import FieldError, integer, mapping, name, number, text
 from sslbench.base.locks import FolderLock
 from sslbench.base.run_files import RunFiles, run_dir
 from sslbench.cache import PreparedDataset, check_dataset_name, prepare
@@ -96,6 +98,8 @@ def slug(text: str) -> str:
     out = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")
     if not out:
         raise BenchError(f"--tag {text!r}: needs at least one letter or digit")
+    if len(text) > 100:
+        raise BenchError(f"--tag {text[:20]!r}...: at most 100 characters (it names the run's folder)")
     return out
 
 
@@ -244,15 +248,35 @@ def load_sweep(path: Path, profile: str | None = None, extra: Sequence[str] = ()
             if not isinstance(variant, dict) or set(variant) - {"tag", "set", "methods"}:
                 raise BenchError(f"{path}: a [[variant]] takes tag, set and methods only")
         specs: list[RunSpec] = []
+        datasets = _listed(sweep.get("datasets"), "datasets", str)
+        ratios = [float(r) for r in _listed(sweep.get("ratios", [10]), "ratios", float)]
+        seeds = _listed(sweep.get("seeds", [0]), "seeds", int)
+        sweep_profile = sweep.get("profile", "quick")
+        if not isinstance(sweep_profile, str):
+            raise FieldError(f"profile: expected a string, got {sweep_profile!r}")
         for variant in variants:
-            methods = registered(list(variant.get("methods", sweep["methods"])))
-            overrides = [*sweep.get("set", []), *variant.get("set", []), *extra]
-            specs += expand(methods, sweep["datasets"], [float(r) for r in sweep.get("ratios", [10])],
-                            [int(s) for s in sweep.get("seeds", [0])], profile or sweep.get("profile", "quick"),
-                            overrides, cache, str(variant.get("tag", "")))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BenchError(f"{path}: bad sweep entry ({exc})") from exc
+            methods = registered(_listed(variant.get("methods", sweep.get("methods")), "methods", str))
+            overrides = [*_listed(sweep.get("set", []), "set", str), *_listed(variant.get("set", []), "set", str),
+                         *extra]
+            tag = variant.get("tag", "")
+            if not isinstance(tag, str):
+                raise FieldError(f"variant tag: expected a string, got {tag!r}")
+            specs += expand(methods, datasets, ratios, seeds, profile or sweep_profile, overrides, cache, tag)
+    except FieldError as exc:
+        raise BenchError(f"{path}: {exc}") from None
     return specs
+
+
+def _listed(value: Any, key: str, kind: type) -> list[Any]:
+    """A sweep file's list of ``kind`` (a string where a list belongs, or ``true`` as a seed, is refused);
+    only ``set`` may be empty."""
+    if not isinstance(value, list) or (not value and key != "set"):
+        raise FieldError(f"{key}: expected a non-empty list, got {value!r}")
+    for item in value:
+        ok = isinstance(item, (int, float) if kind is float else kind) and not isinstance(item, bool)
+        if not ok:
+            raise FieldError(f"{key}: expected a list of {kind.__name__}s, got the item {item!r}")
+    return list(value)
 
 
 def pick_device(name: str) -> torch.device:
@@ -262,8 +286,13 @@ def pick_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError as exc:
         raise BenchError(f"--device {name}: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError(f"--device {name}: CUDA is not available on this machine")
+    if device.type not in ("cpu", "cuda"):  # "meta" holds no data, others are not supported here
+        raise BenchError(f"--device {name}: one of auto, cpu, cuda, cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BenchError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -351,11 +380,24 @@ def check_folder(spec: RunSpec, opts: RunOptions) -> str:
     files.check()  # a planted link or special file: one line, before anything is written
     if not files.has(RunFiles.CONFIG):
         return "new"
-    stored = files.read(RunFiles.CONFIG)
-    old = stored.get("hash") if isinstance(stored, dict) else None
+    try:
+        stored = files.read(RunFiles.CONFIG)
+        if not isinstance(stored, dict):
+            raise BenchError(f"{files.path(RunFiles.CONFIG)}: not a run configuration (a JSON {type(stored).__name__})")
+    except UnsafePath:
+        raise
+    except BenchError as exc:  # damaged: the folder's configuration is unknown, so only --force replaces it
+        if not opts.force:
+            raise BenchError(f"{exc}; use --force to replace the run or --results for another folder") from None
+        return "replace"
+    stored_tag = stored.get("spec", {}).get("tag", "") if isinstance(stored.get("spec"), dict) else ""
+    if stored_tag != spec.tag and not opts.force:  # "a/b" and "a b" share the folder name "@a-b"
+        raise BenchError(f"{files.folder}: holds the run tagged {stored_tag!r}, not {spec.tag!r} (both give this "
+                         "folder name); choose a tag that differs in its letters or digits, or --force")
+    old = stored.get("hash")
     if old != chash:
         if not opts.force:
-            diff = config_diff(stored if isinstance(stored, dict) else {}, spec.resolved().to_dict())
+            diff = config_diff(stored, spec.resolved().to_dict())
             raise BenchError(f"{files.folder}: holds a run with another configuration ({diff}); "
                              "use --force to replace it or --results for another folder")
         return "replace"
@@ -387,6 +429,8 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
     """One run, holding its folder's lock: a run another process is training is skipped ("busy"),
     never trained twice; a lock left by a killed process is taken over with a warning."""
     files = spec.files(opts.results)
+    if check_folder(spec, opts) == "done":
+        return _skip_done(spec, opts, files, log)  # a finished run is only read: no lock, no write access needed
     files.create()
     lock = FolderLock(files.lock_path)
     if not lock.acquire(wait=False):
@@ -397,6 +441,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
         files.remove_orphans()
         files.remove(RunFiles.FAILED)
         files.remove(RunFiles.ERROR_LOG)
+        files.reserve()
         try:
             return _run_locked(spec, opts, files, log)
         except Interrupted:
@@ -404,8 +449,19 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print)
         except Exception as exc:
             files.note_failure(exc)
             raise
+        finally:
+            files.release_reserve()
     finally:
         lock.release()
+
+
+def _skip_done(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str], None]) -> RunOutcome:
+    record = files.record() or {}
+    note = "already done"
+    if opts.save_predictions and not files.predictions.is_dir():
+        note += f"; its predictions were not saved: bench predict {files.folder}"
+        log(f"note: {spec.label}: {note}")
+    return RunOutcome(spec, "skipped", str(files.folder), record.get("summary", {}), note)
 
 
 def _run_locked(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str], None]) -> RunOutcome:
@@ -413,14 +469,13 @@ def _run_locked(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[
     cfg: ResolvedConfig = spec.resolved()
     state = check_folder(spec, opts)
     if state == "done":
-        record = files.read(RunFiles.RECORD)
-        note = "already done"
-        if opts.save_predictions and not files.predictions.is_dir():
-            note += f"; its predictions were not saved: bench predict {files.folder}"
-            log(f"note: {spec.label}: {note}")
-        return RunOutcome(spec, "skipped", str(files.folder), record.get("summary", {}), note)
+        return _skip_done(spec, opts, files, log)
     if state == "replace":
         files.clear()
+    elif files.has(RunFiles.DONE):  # marked done, but its record is unreadable or damaged
+        log(f"warning: {files.path(RunFiles.RECORD)}: unreadable or damaged record; evaluating the run again "
+            "from its checkpoints (or training it again without them)")
+        files.remove(RunFiles.DONE)
     spec_fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "config"}
     files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "sources": cfg.sources, **cfg.to_dict()})
     t0 = time.perf_counter()
@@ -583,18 +638,25 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
     outcomes: list[RunOutcome] = []
     clock = SweepClock(len(specs), max(1, jobs))
     if jobs <= 1:
+        bar = _sweep_bar(len(specs), opts.progress)
+        say = (lambda message: bar.write(message, file=sys.stderr)) if bar is not None else log
         for i, spec in enumerate(specs, 1):
             try:
                 if stop_requested():
                     outcome = _interrupted(spec, opts, "not started: a stop was requested")
                 else:
-                    outcome = run_one(spec, opts, log)
+                    outcome = run_one(spec, opts, say)
             except Interrupted as exc:
                 outcome = _interrupted(spec, opts, str(exc))
             except Exception as exc:  # noqa: BLE001 - one failed run must not end the sweep
                 outcome = _failed(spec, opts, exc)
             outcomes.append(outcome)
-            log(_describe(i, len(specs), outcome) + clock.tick(outcome))
+            say(_describe(i, len(specs), outcome) + clock.tick(outcome))
+            if bar is not None:
+                bar.set_description_str(f"sweep ({clock.eta()})" if clock.eta() else "sweep", refresh=False)
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         return outcomes
     import multiprocessing as mp
 
@@ -619,6 +681,17 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
     return outcomes
 
 
+def _sweep_bar(total: int, progress: bool) -> Any:
+    """The sweep's own bar (runs finished, the sweep's ETA) above each run's bar, for sweeps of more
+    than one run with progress on; None otherwise. Log lines go through it so the bars stay whole."""
+    if not progress or total < 2:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="sweep", unit="run", position=0, leave=True, dynamic_ncols=True,
+                bar_format="{desc}: {n}/{total} runs |{bar}|", file=sys.stderr)
+
+
 def _interrupted(spec: RunSpec, opts: RunOptions, message: str) -> RunOutcome:
     return RunOutcome(spec, "interrupted", str(spec.files(opts.results).folder), message=message)
 
@@ -640,16 +713,21 @@ class SweepClock:
         self.trained = 0
 
     def tick(self, outcome: RunOutcome) -> str:
+        """Count a finished run; the text for its log line ("" when nothing is left or known)."""
         self.seen += 1
         if outcome.status in ("done", "failed"):
             self.trained += 1
+        eta = self.eta()
+        return f"  (sweep: {self.seen}/{self.total}, {eta})" if eta else ""
+
+    def eta(self) -> str:
+        """"ETA 3 min" for the runs left, from the runs trained so far; "" when none is left or known."""
         left = self.total - self.seen
         if not left or not self.trained:
             return ""
         per_run = (time.perf_counter() - self.start) / self.trained * min(self.jobs, self.trained)
         eta = left * per_run / self.jobs
-        return f"  (sweep: {self.seen}/{self.total}, ETA {eta / 60:.0f} min)" if eta >= 60 else \
-            f"  (sweep: {self.seen}/{self.total}, ETA {eta:.0f} s)"
+        return f"ETA {eta / 60:.0f} min" if eta >= 60 else f"ETA {eta:.0f} s"
 
 
 def _describe(i: int, n: int, outcome: RunOutcome) -> str:
@@ -671,31 +749,46 @@ def predict_run(folder: Path, cache: Path | None = None, device: str = "auto",
     record evaluated (``ckpt/best.pt``, else the resumable ``last.pt``) on ``cases`` (default: its
     evaluation split), written under ``<run>/predictions`` as ``--save-predictions`` writes them."""
     files = RunFiles(folder)
-    if not files.is_done():
-        raise BenchError(f"{folder}: not a finished run (no DONE and run.json)")
+    files.check()  # predictions/ is written: never through a planted link
+    record = files.record() if files.path(RunFiles.DONE).is_file() else None
+    if record is None:
+        raise BenchError(f"{folder}: not a finished run (no DONE, or its run.json is missing or damaged)")
     stored = files.read(RunFiles.CONFIG)
-    record = files.read(RunFiles.RECORD)
     try:
-        fields = {k: v for k, v in stored["spec"].items() if k in {f.name for f in dataclasses.fields(RunSpec)}}
-        spec = RunSpec(**{**fields, "overrides": tuple(fields.get("overrides", ()))})
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise BenchError(f"{files.path(RunFiles.CONFIG)}: not a run configuration ({exc!r})") from exc
+        given = mapping(mapping(stored, "config.json")["spec"], "spec")
+        overrides = given.get("overrides", [])
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise FieldError("spec.overrides: expected a list of strings")
+        spec = RunSpec(name(given.get("dataset"), "spec.dataset"), name(given.get("method"), "spec.method"),
+                       number(given.get("ratio"), "spec.ratio", 0.0, 100.0), integer(given.get("seed"), "spec.seed", 0),
+                       name(given.get("profile"), "spec.profile"), tuple(overrides), text(given.get("tag", ""), "spec.tag"))
+    except (KeyError, FieldError) as exc:
+        raise BenchError(f"{files.path(RunFiles.CONFIG)}: not a run configuration ({exc})") from None
     cfg = spec.resolved()
     dev = pick_device(device)
     ds = prepare(spec.dataset, cache_root=cache)
     cls = METHODS.get(spec.method)
     method = cls(cfg.method, MethodContext(in_channels=1, num_classes=ds.num_classes, image_size=cfg.train.image_size,
                                            device=dev, base_width=cfg.train.base_width))
-    method.inference_net_name = record.get("inference_net", method.inference_net_name)
-    if files.has_checkpoint(RunFiles.BEST) and record.get("selection", {}).get("rule") == "best":
-        saved = files.load_checkpoint(RunFiles.BEST, dev)
-        method.inference_net().load_state_dict(saved["weights"])
-        which = f"best.pt (iteration {saved.get('iteration')})"
-    elif files.has_checkpoint(RunFiles.LAST):
-        method.load_state_dict(files.load_checkpoint(RunFiles.LAST, dev)["method"])
-        which = "last.pt"
-    else:
+    if record.get("inference_net") in getattr(cls, "eval_nets", ()):  # the network the run evaluated
+        method.inference_net_name = record["inference_net"]
+    name_ = RunFiles.BEST if files.has_checkpoint(RunFiles.BEST) and record["selection"]["rule"] == "best" \
+        else RunFiles.LAST if files.has_checkpoint(RunFiles.LAST) else None
+    if name_ is None:
         raise BenchError(f"{folder}: no stored weights (ckpt/best.pt or ckpt/last.pt; --keep-checkpoints none?)")
+    try:
+        saved = files.load_checkpoint(name_, dev)
+        if name_ == RunFiles.BEST:
+            method.inference_net().load_state_dict(saved["weights"])
+            which = f"best.pt (iteration {saved.get('iteration')})"
+        else:
+            method.load_state_dict(saved["method"])
+            which = "last.pt"
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign or another network's: one line naming it
+        raise BenchError(f"{files.ckpt / name_}: not usable weights of this run ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
     wanted = list(cases) if cases else [c.id for c in ds.eval_cases(cfg.data.eval_split)]
     known = {c.id for c in ds.cases}
     unknown = [c for c in wanted if c not in known]

@@ -80,6 +80,7 @@ def load_settings(path: Path | None = None, sbatch: Sequence[str] = (), **given:
     """Settings from defaults, then the TOML file (``[slurm]`` table, ``[slurm.sbatch]`` extras), then
     the command line (``given``: options left as None are not given; ``sbatch``: ``KEY=VALUE`` items)."""
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # key -> the file or "the command line" its value came from
     extras: dict[str, str] = {}
     if path is not None:
         import tomllib
@@ -102,7 +103,7 @@ def load_settings(path: Path | None = None, sbatch: Sequence[str] = (), **given:
                     raise BenchError(f"{path}: slurm.setup must be a list of shell lines")
                 values["setup"] = tuple(value)
             elif key in _TYPES:
-                values[key] = _typed(key, value, str(path))
+                values[key], origin[key] = _typed(key, value, str(path)), str(path)
             else:
                 raise BenchError(f"{path}: unknown key slurm.{key} (known: {', '.join(sorted(_TYPES))}, "
                                  "setup, sbatch)")
@@ -110,28 +111,47 @@ def load_settings(path: Path | None = None, sbatch: Sequence[str] = (), **given:
         if key not in _TYPES:
             raise BenchError(f"unknown SLURM setting {key!r}")
         if value is not None:
-            values[key] = _typed(key, value, "the command line")
+            values[key], origin[key] = _typed(key, value, "the command line"), "the command line"
     for item in sbatch:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise BenchError(f"--slurm {item!r}: expected KEY=VALUE (an sbatch option, e.g. constraint=a100)")
         extras[key.strip().lstrip("-")] = value.strip()
     settings = SlurmSettings(**values, sbatch=extras)
-    for key in ("runs_per_task", "time_min", "array_parallelism"):
-        if getattr(settings, key) < 1:
-            raise BenchError(f"SLURM setting {key} must be >= 1, got {getattr(settings, key)}")
-    if settings.signal_delay_s < 1 or settings.max_requeues < 0:
-        raise BenchError("SLURM settings: signal_delay_s must be >= 1 and max_requeues >= 0")
+    for key, lo in _LEAST.items():
+        value = getattr(settings, key)
+        if value is not None and value < lo:
+            raise BenchError(f"{origin.get(key, 'SLURM settings')}: slurm.{key} must be >= {lo}, got {value}")
+    if settings.time_min * 60 < settings.signal_delay_s + 90:
+        where = origin.get("time_min", origin.get("signal_delay_s", "SLURM settings"))
+        raise BenchError(f"{where}: signal_delay_s = {settings.signal_delay_s} with time_min = "
+                         f"{settings.time_min}: SLURM may send the warning up to 60 s before the time asked, "
+                         "which can be as a task starts, before it can checkpoint (it is then killed); "
+                         "keep time_min * 60 >= signal_delay_s + 90")
     return settings
 
 
+_LEAST: dict[str, float] = {"runs_per_task": 1, "time_min": 1, "array_parallelism": 1, "cpus_per_task": 1,
+                            "gpus_per_task": 0, "signal_delay_s": 1, "max_requeues": 0, "mem_gb": 0.001}
+
+
 def _typed(key: str, value: Any, where: str) -> Any:
-    if isinstance(value, bool) or (_TYPES[key] is not str and isinstance(value, str) and not value.strip()):
-        raise BenchError(f"{where}: slurm.{key} = {value!r} is not a {_TYPES[key].__name__}")
+    """A setting of its declared type: an int from an int (or, on the command line, its digits), never
+    from a float (1.5 GPUs) or a bool; a float from a number; a string from a string (not a list)."""
+    kind = _TYPES[key]
+    ok = not isinstance(value, bool)
+    if ok and kind is int:
+        ok = isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("+-").isdigit())
+    elif ok and kind is float:
+        ok = isinstance(value, (int, float)) or isinstance(value, str)
+    elif ok:
+        ok = isinstance(value, str) and bool(value.strip())
     try:
-        return _TYPES[key](value)
-    except (TypeError, ValueError) as exc:
-        raise BenchError(f"{where}: slurm.{key} = {value!r} is not a {_TYPES[key].__name__}") from exc
+        if ok:
+            return kind(value)
+    except (TypeError, ValueError):
+        pass
+    raise BenchError(f"{where}: slurm.{key} = {value!r} is not {'an int' if kind is int else 'a ' + kind.__name__}")
 
 
 # ---------------------------------------------------------------------------------------------- task

@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sslbench.base.fields import FieldError
 from sslbench.base.locks import probe
+from sslbench.base.records import check_progress
 from sslbench.base.run_files import RunFiles
 from sslbench.run.queue import given_job, queued_job
 
@@ -55,17 +57,22 @@ def _read(files: RunFiles, name: str) -> dict[str, Any]:
 
 
 def _progress(files: RunFiles, state: RunState) -> dict[str, Any]:
-    """Fill ``state`` from ``progress.json``; returns what the file held."""
-    p = _read(files, RunFiles.PROGRESS)
-    if not p:
-        return p
-    stages = p.get("stages") or {}
-    state.stage, state.iteration = p.get("stage"), p.get("iteration")
-    state.total, state.it_s = stages.get(state.stage), p.get("it_s")
-    if state.iteration is not None and state.total and state.it_s:
+    """Fill ``state`` from ``progress.json``; returns what the file held (nothing when it is damaged:
+    the state then says so, and the other folders are listed as usual)."""
+    raw = files.read_if_any(RunFiles.PROGRESS)
+    if raw is None:
+        return {}
+    try:
+        p = check_progress(raw)
+    except FieldError as exc:
+        state.note = f"progress.json damaged ({exc})"
+        return {}
+    stages = p["stages"]
+    state.stage, state.iteration = p["stage"], p["iteration"]
+    state.total, state.it_s = stages[state.stage], p.get("it_s")
+    if state.it_s and state.it_s >= 1e-6:  # (an ETA from a smaller rate is not worth showing)
         names = list(stages)
-        later = names[names.index(state.stage) + 1:] if state.stage in names else []
-        left = state.total - state.iteration + sum(stages[n] for n in later)
+        left = state.total - state.iteration + sum(stages[n] for n in names[names.index(state.stage) + 1:])
         state.eta_s = round(left / state.it_s, 1)
     return p
 
@@ -76,15 +83,11 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
     state.job_id = given_job(files)
     if queue is not None and state.job_id is not None:
         state.slurm_state = queue.get(state.job_id)
-    if files.is_done():
+    record = files.record() if files.path(RunFiles.DONE).is_file() else None
+    if record is not None:
         state.state = "done"
-        record = _read(files, RunFiles.RECORD)
-        summary, timing = record.get("summary", {}), record.get("timing", {})
-        if isinstance(summary, dict) and isinstance(summary.get("dice"), (int, float)):
-            state.dice = round(100.0 * summary["dice"], 2)
-            state.assd = summary.get("assd") if isinstance(summary.get("assd"), (int, float)) else None
-        if isinstance(timing, dict) and isinstance(timing.get("wall_s"), (int, float)):
-            state.wall_s = float(timing["wall_s"])
+        state.dice, state.assd = round(100.0 * record["summary"]["dice"], 2), record["summary"]["assd"]
+        state.wall_s = float(record["timing"]["wall_s"])
         return state
     lock, holder = probe(files.lock_path)
     failed = _read(files, RunFiles.FAILED)
@@ -99,14 +102,19 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
         state.state, state.error, state.host = "failed", str(failed.get("error", "")), failed.get("host")
     elif queued is not None:
         state.state = "pending"
-        state.note = "queued" if state.iteration is None else f"queued; resumes at iteration {state.iteration}"
+        mark = progress.get("checkpoint")
+        state.note = f"queued; resumes at iteration {mark['iteration']}" if mark else "queued"
         state.eta_s = None
     elif lock == "stale":
         state.state, state.note, state.eta_s = "stale", f"lock left by {holder}", None
     else:
         state.eta_s = None
-        if files.has_checkpoint(RunFiles.LAST) and state.iteration is not None:
-            state.note = f"interrupted; resumes at iteration {state.iteration}"
+        mark = progress.get("checkpoint")
+        if files.has(RunFiles.DONE):
+            state.note = "run.json unreadable or damaged: bench run evaluates it again"
+        elif files.has_checkpoint(RunFiles.LAST):
+            state.note = (f"interrupted; resumes at iteration {mark['iteration']} of stage '{mark['stage']}'"
+                          if mark else "interrupted; resumes from its checkpoint")
     return state
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from sslbench.base.errors import TrainingDiverged
+from sslbench.base.fields import FieldError, integer, mapping
 from sslbench.base.run_files import NoRunFiles, RunFiles
 
 
@@ -27,6 +28,7 @@ class LossLog:
         self.start = 0                    # the iteration the sums began at
         self._mark = (time.time(), -1, 0)  # (when, stage index, iteration) of the last progress write
         self._board: Any = None            # the TensorBoard writer once opened; False: not installed
+        self.checkpointed: dict[str, Any] | None = None  # the stage and iteration ``last.pt`` holds
 
     def board(self) -> Any:
         """A ``SummaryWriter`` on ``<run>/tb`` when tensorboard is installed and the run has a folder."""
@@ -96,7 +98,12 @@ class LossLog:
         self.files.write(RunFiles.PROGRESS, {
             "stage": stage, "iteration": iteration, "stages": dict(lengths),
             "it_s": None if rate is None else round(rate, 4), "updated": round(now, 3),
-            "host": socket.gethostname(), "pid": os.getpid()})
+            "host": socket.gethostname(), "pid": os.getpid(), "checkpoint": self.checkpointed})
+
+    def mark_checkpoint(self, stage: str, iteration: int) -> None:
+        """Where ``last.pt`` is (written once it is saved): a resume starts there, whatever
+        ``progress.json`` says of steps trained after it (a checkpoint that failed on a full disk)."""
+        self.checkpointed = {"stage": stage, "iteration": iteration}
 
     # the sums since the last line go into the checkpoint: a resume between two log lines writes the
     # same next line as an uninterrupted run
@@ -104,6 +111,11 @@ class LossLog:
         return {"log_acc": dict(self.sums), "log_acc_n": self.count, "log_start": self.start}
 
     def load_state_dict(self, state: dict[str, Any], iteration: int) -> None:
-        self.sums = dict(state.get("log_acc", {}))
-        self.count = int(state.get("log_acc_n", 0))
-        self.start = int(state.get("log_start", iteration))
+        sums = mapping(state.get("log_acc", {}), "log_acc")
+        for key, value in sums.items():
+            if not (isinstance(key, str) and (torch.is_tensor(value) and value.numel() == 1
+                                              or isinstance(value, float) and not isinstance(value, bool))):
+                raise FieldError(f"log_acc[{key!r}]: expected a number, got {type(value).__name__}")
+        self.sums = dict(sums)
+        self.count = integer(state.get("log_acc_n", 0), "log_acc_n", 0, max(iteration, 0))
+        self.start = integer(state.get("log_start", iteration), "log_start", 0, max(iteration, 0))

@@ -6,6 +6,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sslbench.base.fields import FieldError, integer, mapping
+
 
 class CyclicSampler:
     """Draws batches of indices from ``pool`` as successive random permutations (SSL4MIS's
@@ -38,5 +40,13 @@ class CyclicSampler:
         return {"order": self.order.cpu(), "pos": self.pos}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.order = state["order"].to(self.pool.device)
-        self.pos = int(state["pos"])
+        """Restore the position; an order that is not a permutation of the pool (a damaged or foreign
+        checkpoint) is refused before it can index out of range on the device."""
+        state = mapping(state, "sampler")
+        order = state.get("order")
+        if not (torch.is_tensor(order) and order.dim() == 1 and order.dtype == self.pool.dtype
+                and order.numel() == self.pool.numel()
+                and torch.equal(order.cpu().sort().values, self.pool.cpu().sort().values)):
+            raise FieldError("sampler.order: not a permutation of this run's slices")
+        self.pos = integer(state.get("pos"), "sampler.pos", 0, order.numel())
+        self.order = order.to(self.pool.device)

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from sslbench.base.fields import FieldError, integer, mapping, number
 from sslbench.base.run_files import RunFiles
 from sslbench.method import SSLMethod
 
@@ -63,12 +64,30 @@ class BestWeights:
         if not self.files.has_checkpoint(name):
             self._carry_last(stage, iteration, f"{name} is missing: the last weights")
             return
-        saved = self.files.load_checkpoint(name, self.device)
-        if saved.get("iteration") != rec["iteration"]:  # a file from a kill between its write and last.pt's
-            self._carry_last(stage, iteration, f"{name} is from iteration {saved.get('iteration')}, not the "
-                                               f"recorded best {rec['iteration']}: the last weights")
-            return
-        self.method.inference_net().load_state_dict(saved["weights"])
+        problem = self._load_weights(name, rec["iteration"])
+        if problem:
+            self._carry_last(stage, iteration, f"{name} {problem}: the last weights")
+
+    def _load_weights(self, name: str, expected: int) -> str:
+        """Load the tagged weights of checkpoint ``name`` (from iteration ``expected``) into the
+        inference network; the problem in words, or "" when loaded. An unreadable file is set aside."""
+        try:
+            saved = self.files.load_checkpoint(name, self.device)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is set aside the same way
+            aside = self.files.set_aside(name)
+            return f"unreadable ({type(exc).__name__}; kept as {aside})"
+        if not (isinstance(saved, dict) and "weights" in saved and "iteration" in saved):
+            return "not a checkpoint of this version (no tagged weights)"
+        if not isinstance(saved["iteration"], int) or saved["iteration"] != expected:  # a kill between its write and last.pt's
+            return f"is from iteration {saved['iteration']!r}, not the recorded best {expected}"
+        net = self.method.inference_net()
+        backup = copy.deepcopy(net.state_dict())  # a failed load may leave it half written
+        try:
+            net.load_state_dict(saved["weights"])
+        except Exception as exc:  # noqa: BLE001
+            net.load_state_dict(backup)
+            return f"holds weights of another network ({type(exc).__name__})"
+        return ""
 
     def _carry_last(self, stage: str, iteration: int, note: str) -> None:
         self.carried[stage] = {"iteration": iteration, "val_dice": None, "note": note}
@@ -96,28 +115,22 @@ class BestWeights:
         """Load the best weights into the inference network; the problem in words, or "" when loaded."""
         if not self.files.has_checkpoint(RunFiles.BEST):
             return "missing"
-        try:
-            saved = self.files.load_checkpoint(RunFiles.BEST, self.device)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is set aside the same way
-            aside = self.files.set_aside(RunFiles.BEST)
-            return f"unreadable ({type(exc).__name__}; kept as {aside})"
-        if not (isinstance(saved, dict) and "weights" in saved and "iteration" in saved):
-            return "not a best.pt of this version (no tagged weights)"
-        if saved["iteration"] != self.best_iteration:
-            return f"from iteration {saved['iteration']}, not the best iteration {self.best_iteration} this run recorded"
-        net = self.method.inference_net()
-        backup = copy.deepcopy(net.state_dict())  # a failed load may leave it half written
-        try:
-            net.load_state_dict(saved["weights"])
-        except Exception as exc:  # noqa: BLE001
-            net.load_state_dict(backup)
-            return f"not this method's weights ({type(exc).__name__})"
-        return ""
+        return self._load_weights(RunFiles.BEST, self.best_iteration)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "best_iteration": self.best_iteration,
                 "carried": {stage: dict(rec) for stage, rec in self.carried.items()}}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_score, self.best_iteration = state["best_score"], state["best_iteration"]
-        self.carried = {stage: dict(rec) for stage, rec in state.get("carried", {}).items()}
+    def load_state_dict(self, state: dict[str, Any], iteration: int) -> None:
+        """The selection state of a checkpoint taken at ``iteration``, checked field by field."""
+        self.best_iteration = integer(state.get("best_iteration"), "best_iteration", -1, iteration)
+        self.best_score = number(state.get("best_score"), "best_score", finite=False)
+        if (self.best_iteration < 0) != (self.best_score == -math.inf):
+            raise FieldError(f"best_score {self.best_score} does not go with best_iteration {self.best_iteration}")
+        self.carried = {}
+        for stage, rec in mapping(state.get("carried", {}), "carried").items():
+            rec = mapping(rec, f"carried[{stage!r}]")
+            integer(rec.get("iteration"), f"carried[{stage!r}].iteration", 0)
+            if rec.get("val_dice") is not None:
+                number(rec["val_dice"], f"carried[{stage!r}].val_dice", finite=False)
+            self.carried[str(stage)] = dict(rec)

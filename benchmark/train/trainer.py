@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from sslbench.base.config import TrainConfig
 from sslbench.base.errors import BenchError
+from sslbench.base.fields import integer, mapping, number
 from sslbench.base.run_files import NoRunFiles, RunFiles
 from sslbench.method import Batch, SSLMethod, StepInfo
 from sslbench.train.interrupt import Interrupted, stop_requested
@@ -247,10 +248,13 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.stage_index = state["stage_index"]
-        self.iteration = state["iteration"]
-        self.best.load_state_dict(state)
-        self.elapsed = dict(state.get("elapsed", {}))
+        """Every field is checked against this run (``FieldError`` names the first bad one)."""
+        state = mapping(state, "checkpoint")
+        self.stage_index = integer(state.get("stage_index"), "stage_index", 0, len(self.stages) - 1)
+        self.iteration = integer(state.get("iteration"), "iteration", 0, self.lengths[self.stage])
+        self.best.load_state_dict(state, self.iteration)
+        self.elapsed = {stage: number(v, f"elapsed[{stage!r}]", 0) for stage, v in
+                        mapping(state.get("elapsed", {}), "elapsed").items() if stage in self.lengths}
         self.method.load_state_dict(state["method"])
         self.optimizer, self.extra = self.make_optimizers()
         self.optimizer.load_state_dict(state["optimizer"])
@@ -265,6 +269,7 @@ class Trainer:
 
     def checkpoint(self) -> None:
         self.files.save_checkpoint(RunFiles.LAST, self.state_dict())
+        self.log.mark_checkpoint(self.stage, self.iteration)
 
     def resume(self) -> int | None:
         """Resume from ``last.pt``. One that cannot be read or does not fit this run (truncated by a
@@ -284,6 +289,7 @@ class Trainer:
                       f"{str(exc)[:200]}); kept as {aside}, training this run from the start")
             return None
         self.trim_log()
+        self.log.mark_checkpoint(self.stage, self.iteration)
         return self.iteration
 
     def trim_log(self) -> None:

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -100,8 +101,8 @@ class ReconstructionConfig(MethodConfig):
     tailness: bool = True            # Table 2 switch: the tailness (class-contrast) term
     consistency_loss: bool = True    # Table 2 switch: the equivariance term
     diversity: bool = True           # Table 2 switch: the diversity (kNN) term
-    student_aug: str = "strong"      # Table 3: the student's view, "weak" or "strong"
-    teacher_aug: str = "weak"        # Table 3: the teacher's view, "weak" or "strong"
+    student_aug: Literal["weak", "strong"] = "strong"      # Table 3: the student's view, "weak" or "strong"
+    teacher_aug: Literal["weak", "strong"] = "weak"        # Table 3: the teacher's view, "weak" or "strong"
     sup_weight: float = 1.0          # supervised loss = sup_weight (CE + Dice): MONA's scripts use 1
     w_unsup: float = 1.0             # weight of the pseudo-label term (lambda: tailness 0.01, others 1)
     w_tailness: float = 0.01         # weight of the tailness term

@@ -1,0 +1,106 @@
+"""What a finished run's ``run.json`` and ``metrics.json`` must hold before any table, figure or
+status line uses them: a record damaged by a full disk, a hand edit or another tool is skipped with
+one line naming the file and the field, never half used (a ``null`` profile, a list as dataset)."""
+from __future__ import annotations
+
+from typing import Any
+
+from sslbench.base.fields import FieldError, choice, integer, mapping, name, number, text
+
+SUMMARY = ("dice", "assd", "hd95")
+MAX_ITERATIONS = 10 ** 9
+
+
+def _summary(value: Any, field: str) -> None:
+    summary = mapping(value, field)
+    for key in SUMMARY:
+        lo, hi = (0.0, 1.0) if key == "dice" else (0.0, None)
+        number(summary.get(key), f"{field}.{key}", lo, hi)
+
+
+def check_record(rec: Any) -> dict[str, Any]:
+    """``rec`` when every field the views read has its type and range; else ``FieldError``."""
+    rec = dict(mapping(rec, "run.json"))
+    for key in ("dataset", "profile", "method"):
+        name(rec.get(key), key)
+    text(rec.get("paper_name"), "paper_name", 200)
+    text(rec.get("variant", "") or "", "variant", 200)
+    number(rec.get("ratio"), "ratio", 0.0, 100.0)
+    integer(rec.get("seed"), "seed", 0)
+    choice(rec.get("eval_split", "test"), "eval_split", ("val", "test"))
+    _summary(rec.get("summary"), "summary")
+    for cls, metrics in mapping(rec.get("per_class", {}), "per_class").items():
+        _summary(metrics, f"per_class[{cls!r}]")
+    selection = mapping(rec.get("selection"), "selection")
+    choice(selection.get("rule"), "selection.rule", ("best", "last"))
+    integer(selection.get("iteration"), "selection.iteration", -1)
+    timing = mapping(rec.get("timing"), "timing")
+    number(timing.get("wall_s"), "timing.wall_s", 0.0)
+    for key in ("train_s", "eval_s", "peak_mem_mb"):
+        if timing.get(key) is not None:
+            number(timing[key], f"timing.{key}", 0.0)
+    for stage, rate in mapping(timing.get("iters_per_s", {}), "timing.iters_per_s").items():
+        number(rate, f"timing.iters_per_s[{stage!r}]", 0.0)
+    cases = rec.get("labeled_cases", [])
+    if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):
+        raise FieldError(f"labeled_cases: expected a list of case ids, got {str(cases)[:60]}")
+    if rec.get("params") is not None:
+        for key, n in mapping(rec["params"], "params").items():
+            integer(n, f"params.{key}", 0)
+    for stage, n in mapping(rec.get("stage_iterations", {}), "stage_iterations").items():
+        integer(n, f"stage_iterations[{stage!r}]", 0, MAX_ITERATIONS)
+    if rec.get("last") is not None:
+        last = mapping(rec["last"], "last")
+        integer(last.get("iteration"), "last.iteration", 0)
+        _summary(last.get("summary"), "last.summary")
+        for cls, metrics in mapping(last.get("per_class", {}), "last.per_class").items():
+            _summary(metrics, f"last.per_class[{cls!r}]")
+    text(rec.get("overrides_hash", "") or "", "overrides_hash", 64)
+    overrides = rec.get("protocol_overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise FieldError(f"protocol_overrides: expected a list of strings, got {overrides!r:.60}")
+    for key in ("schedule", "env", "metric_policy"):
+        if rec.get(key) is not None:
+            mapping(rec[key], key)
+    return rec
+
+
+def check_metrics(metrics: Any) -> dict[str, Any]:
+    """A ``metrics.json``: per case its id and the same non-empty set of classes, each with its
+    metrics (the box plots, the paired tests and the tidy export read these)."""
+    metrics = dict(mapping(metrics, "metrics.json"))
+    cases = metrics.get("metric_per_case")
+    if not isinstance(cases, list) or not cases:
+        raise FieldError("metric_per_case: expected a non-empty list of cases")
+    classes: set[str] | None = None
+    for i, case in enumerate(cases):
+        case = mapping(case, f"metric_per_case[{i}]")
+        text(case.get("case"), f"metric_per_case[{i}].case", 200)
+        per_class = mapping(case.get("metrics"), f"metric_per_case[{i}].metrics")
+        if not per_class or (classes is not None and set(per_class) != classes):
+            raise FieldError(f"metric_per_case[{i}].metrics: classes {sorted(per_class)} are not every case's")
+        classes = set(per_class)
+        for cls, m in per_class.items():
+            _summary(m, f"metric_per_case[{i}].metrics[{cls!r}]")
+            for key in ("asd", "asd_legacy", "hd95_legacy"):
+                if mapping(m, "metrics").get(key) is not None:
+                    number(m[key], f"metric_per_case[{i}].metrics[{cls!r}].{key}", 0.0)
+    return metrics
+
+
+def check_progress(progress: Any) -> dict[str, Any]:
+    """A ``progress.json``: stage and iteration within that stage's length, a positive rate or none."""
+    progress = dict(mapping(progress, "progress.json"))
+    stages = {text(k, "stages", 100): integer(v, f"stages[{k!r}]", 0, MAX_ITERATIONS)
+              for k, v in mapping(progress.get("stages"), "stages").items()}
+    stage = choice(progress.get("stage"), "stage", tuple(stages))
+    integer(progress.get("iteration"), "iteration", 0, stages[stage])
+    if progress.get("it_s") is not None:
+        number(progress["it_s"], "it_s", 0.0, 1e9)
+    if progress.get("host") is not None:
+        text(progress["host"], "host", 300)
+    if progress.get("checkpoint") is not None:
+        mark = mapping(progress["checkpoint"], "checkpoint")
+        at = choice(mark.get("stage"), "checkpoint.stage", tuple(stages))
+        integer(mark.get("iteration"), "checkpoint.iteration", 0, stages[at])
+    return {**progress, "stages": stages}

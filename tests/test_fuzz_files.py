@@ -1,0 +1,245 @@
+"""Fuzzing every file the benchmark reads back (marker ``faults``, in the default suite and CI).
+
+For each file of a finished run folder, of a prepared cache and of an nnU-Net-format raw dataset, a
+seeded generator draws damages: empty, truncated, garbage bytes, nesting too deep, the wrong JSON type at the top or in
+one field, huge numbers, NaN, a link inside the folder, a link outside it, a dangling link, a FIFO, a
+folder, and for checkpoints a loadable file holding the wrong object or field. Then ``bench run``,
+``bench status``, ``bench table``, ``bench plot`` and ``bench datasets`` (as they apply) must end
+without a traceback (``bench`` re-raises one), with an exit code from the documented set, naming the
+file whenever they refuse; nothing outside the results folder and the cache may change (a sentinel
+folder that the outside links point into is compared byte for byte); and once the damage is removed
+the next ``bench run`` must end with the record of an undamaged run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import TINY_RUN
+from .test_cli import bench
+
+pytestmark = pytest.mark.faults
+
+SEED = 20261130
+RUN = ("run", "--methods", "mt", "--ratios", "5", "--seeds", "0", "--quiet", "--no-table", *TINY_RUN)
+FOLDER = Path("synthetic-cardiac", "quick", "mt", "ratio-5", "seed-0")
+RUN_FILES = ("run.json", "config.json", "progress.json", "slurm.json", "failed.json", "metrics.json",
+             "metrics-last.json", "train_log.jsonl", ".lock", "ckpt/last.pt", "ckpt/best.pt", "ckpt/pretrain-best.pt")
+SPECIAL = ("link_inside", "link_outside", "dangling_link", "fifo", "directory")
+CONTENT = {
+    ".json": ("empty", "truncated", "garbage", "deep", "wrong_top", "wrong_field", "huge_field", "nan_field"),
+    ".jsonl": ("empty", "truncated", "garbage", "wrong_lines"),
+    ".pt": ("empty", "truncated", "garbage", "pt_wrong_object", "pt_wrong_field"),
+    ".gz": ("empty", "truncated", "garbage"),
+}
+ODD_VALUES = (None, True, -1, 10 ** 30, 10 ** 400, 1e308, "x", [], [1, "a"], {}, {"a": {"b": []}})
+
+
+def _kind(path: Path) -> str:
+    return ".jsonl" if path.name.endswith(".jsonl") else ".json" if path.name == ".lock" else path.suffix
+
+
+def draw(files: tuple[str, ...], per_file: int, salt: str) -> list[tuple[str, str]]:
+    """``per_file`` damages per file, at least one special file and one content damage, seeded."""
+    rng = random.Random(f"{SEED}-{salt}")
+    cases = []
+    for name in files:
+        content = CONTENT[_kind(Path(name))]
+        picked = {rng.choice(SPECIAL), rng.choice(content)}
+        while len(picked) < per_file:
+            picked.add(rng.choice(SPECIAL + content))
+        cases += [(name, damage) for damage in sorted(picked)]
+    return cases
+
+
+def _damage_json(data: object, rng: random.Random, damage: str) -> str:
+    if damage == "wrong_top":
+        return json.dumps(rng.choice([v for v in ODD_VALUES if not isinstance(v, dict)]))
+    if not isinstance(data, dict) or not data:
+        return json.dumps([data])
+    key = rng.choice(sorted(data))
+    value = {"wrong_field": rng.choice(ODD_VALUES), "huge_field": rng.choice([10 ** 308, 10 ** 400, 1e308]),
+             "nan_field": float("nan")}[damage]
+    return json.dumps({**data, key: value})
+
+
+def damage(path: Path, how: str, sentinel: Path, rng: random.Random) -> None:
+    """Damage ``path`` (which may not exist yet: then it is planted)."""
+    original = path.read_bytes() if path.is_file() else b'{"a": 1}\n'
+    if path.is_file() or path.is_symlink():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if how == "link_inside":
+        inside = path.parent / f"other{path.suffix}"
+        inside.write_bytes(original)
+        path.symlink_to(inside)
+    elif how == "link_outside":
+        target = sentinel / f"target-{path.name}"
+        target.write_bytes(original)
+        path.symlink_to(target)
+    elif how == "dangling_link":
+        path.symlink_to(sentinel / "nothing-here")
+    elif how == "fifo":
+        os.mkfifo(path)
+    elif how == "directory":
+        path.mkdir()
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "deep":  # nesting deeper than any parser's recursion
+        path.write_text("[" * 100_000)
+    elif how == "truncated":
+        path.write_bytes(original[: max(1, len(original) // 3)])
+    elif how == "garbage":  # never UTF-8 (a leading 0xff), so every decoder meets it
+        path.write_bytes(b"\xff" + bytes(rng.randrange(256) for _ in range(256)))
+    elif how == "wrong_lines":
+        path.write_text("\n".join([json.dumps(v) for v in ODD_VALUES] + ['{"stage": 3, "iteration": "x"}']) + "\n")
+    elif how in ("pt_wrong_object", "pt_wrong_field"):
+        obj = torch.load(_bytes_file(path, original), weights_only=True) if how == "pt_wrong_field" else None
+        if isinstance(obj, dict) and obj:
+            key = rng.choice(sorted(obj))
+            obj[key] = rng.choice([v for v in ODD_VALUES if v is not None] + [torch.zeros(3)])
+        else:
+            obj = rng.choice([[1, 2, 3], {"weights": "none"}, torch.arange(4)])
+        torch.save(obj, path)
+    else:
+        try:
+            data = json.loads(original)
+        except ValueError:
+            data = {}
+        path.write_text(_damage_json(data, rng, how))
+
+
+def _bytes_file(path: Path, data: bytes) -> Path:
+    tmp = path.with_name(path.name + ".orig")
+    tmp.write_bytes(data)
+    return tmp
+
+
+def undamage(path: Path, original: bytes | None) -> None:
+    """Remove the damage: the planted thing goes, the original file comes back."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    for extra in path.parent.glob(f"other{path.suffix}"):
+        extra.unlink()
+    for extra in path.parent.glob(f"{path.name}.orig"):
+        extra.unlink()
+    if original is not None:
+        path.write_bytes(original)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def outcome(folder: Path) -> tuple:
+    rec = json.loads((folder / "run.json").read_text())
+    return rec["summary"], rec["per_class"], rec["selection"]["iteration"], rec["selection"]["val_dice"]
+
+
+def check(code: int, err: str, allowed: tuple[int, ...], name: str, what: str) -> None:
+    assert code in allowed, f"{what}: exit {code}\n{err}"
+    assert "Traceback" not in err, f"{what}: a traceback\n{err}"
+    if code == 2:
+        assert name in err, f"{what}: the refusal does not name {name}\n{err}"
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    """One finished run with a failed.json, progress.json and slurm.json beside its files (every
+    file ``bench`` reads back exists once), and the record it must end with."""
+    root = tmp_path_factory.mktemp("clean")
+    code, _, err = bench(*RUN, "--results", str(root))
+    assert code == 0, err
+    folder = root / FOLDER
+    (folder / "failed.json").write_text(json.dumps({"error": "an earlier session's", "host": "h", "pid": 1}))
+    (folder / "slurm.json").write_text(json.dumps({"job_id": "12_0", "submitted": "2026-01-01T00:00:00"}))
+    return root
+
+
+@pytest.mark.parametrize("name, how", draw(RUN_FILES, 3, "run"))
+def test_a_damaged_run_folder_file(clean: Path, tmp_path: Path, name: str, how: str) -> None:
+    root, sentinel = tmp_path / "results", tmp_path / "sentinel"
+    shutil.copytree(clean, root, symlinks=True)
+    sentinel.mkdir()
+    (sentinel / "keep.txt").write_text("outside the results folder\n")
+    path = root / FOLDER / name
+    original = path.read_bytes() if path.is_file() else None
+    damage(path, how, sentinel, random.Random(f"{SEED}-{name}-{how}"))
+    before, outside = snapshot(sentinel), sorted(p.name for p in tmp_path.iterdir())
+    label = f"{name} {how}"
+
+    code, out, err = bench("status", "--results", str(root))
+    check(code, err, (0,), path.name, f"status, {label}")
+    assert "seed-0" in out
+    for args in (("table",), ("table", "--cost"), ("export", "-o", str(root / "all.csv"))):
+        code, _, err = bench(*args, "--results", str(root))
+        check(code, err, (0, 2), path.name, f"{' '.join(args[:2])}, {label}")
+    if name.startswith("metrics") or name in ("run.json", "train_log.jsonl"):
+        code, _, err = bench("plot", "classes", "--results", str(root), "-o", str(root / "fig"))
+        check(code, err, (0, 2), path.name, f"plot, {label}")
+        code, _, err = bench("report", "--results", str(root), "-o", str(root / "report"))
+        check(code, err, (0, 2), path.name, f"report, {label}")
+    code, _, err = bench("predict", str(root / FOLDER), "--cases", "case048")
+    check(code, err, (0, 2), path.name, f"predict, {label}")
+    code, _, err = bench(*RUN, "--results", str(root))
+    check(code, err, (0, 2), path.name, f"run, {label}")
+    assert snapshot(sentinel) == before and sorted(p.name for p in tmp_path.iterdir()) == outside
+    if code == 2:
+        undamage(path, original)
+        code, _, err = bench(*RUN, "--results", str(root))
+        assert code == 0, f"run after the damage was removed, {label}\n{err}"
+    assert outcome(root / FOLDER) == outcome(clean / FOLDER), label
+
+
+@pytest.mark.parametrize("name, how", draw(("meta.json",), 6, "cache"))
+def test_a_damaged_prepared_cache(tmp_path: Path, cache_dir: Path, cardiac, name: str, how: str) -> None:  # noqa: ANN001
+    cache, sentinel = tmp_path / "cache", tmp_path / "sentinel"
+    shutil.copytree(cardiac.folder, cache / "synthetic-cardiac", symlinks=True)
+    sentinel.mkdir()
+    path = cache / "synthetic-cardiac" / name
+    original = path.read_bytes()
+    damage(path, how, sentinel, random.Random(f"{SEED}-{name}-{how}"))
+    before = snapshot(sentinel)
+    code, out, err = bench("datasets", "--cache", str(cache))
+    check(code, err, (0,), name, f"datasets, {how}")
+    code, _, err = bench(*RUN, "--results", str(tmp_path / "r"), "--cache", str(cache))
+    check(code, err, (0, 2), name, f"run, {how}")
+    assert snapshot(sentinel) == before
+    if code == 2:
+        undamage(path, original)
+        code, _, err = bench(*RUN, "--results", str(tmp_path / "r"), "--cache", str(cache))
+        assert code == 0, err
+
+
+NNUNET_FILES = ("dataset.json", "splits.json", "imagesTr/case_001_0000.nii.gz", "labelsTr/case_001.nii.gz")
+
+
+@pytest.mark.parametrize("name, how", draw(NNUNET_FILES, 3, "raw"))
+def test_a_damaged_raw_dataset(tmp_path: Path, name: str, how: str) -> None:
+    from .test_nifti import write_nnunet
+
+    raw, sentinel, cache = write_nnunet(tmp_path / "raw", n=4), tmp_path / "sentinel", tmp_path / "cache"
+    (raw / "splits.json").write_text(json.dumps({"train": ["case_000", "case_001"], "val": ["case_002"],
+                                                 "test": ["case_003"]}))
+    sentinel.mkdir()
+    path = raw / name
+    original = path.read_bytes()
+    damage(path, how, sentinel, random.Random(f"{SEED}-{name}-{how}"))
+    before = snapshot(sentinel)
+    args = ("prepare", "mine", "--raw", str(raw), "--format", "nnunet", "--cache", str(cache))
+    code, _, err = bench(*args)
+    check(code, err, (0, 2), path.name, f"prepare, {name} {how}")
+    assert snapshot(sentinel) == before
+    assert not any(p.name.startswith(".") and "+" in p.name for p in cache.glob("*")) if cache.exists() else True
+    if code == 2:
+        assert not (cache / "mine").exists()  # nothing half written
+        undamage(path, original)
+        assert bench(*args)[0] == 0
