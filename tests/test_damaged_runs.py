@@ -196,7 +196,7 @@ def test_one_bad_prepared_dataset_does_not_hide_the_others(tmp_path: Path, cardi
 
 # ------------------------------------------------------------------ an independent hostile read found these
 @pytest.mark.parametrize("file, content", [
-    ("run.json", b"\xff{}"), ("run.json", b'{"summary": {"dice": 1' + b"0" * 400 + b"}}"), ("run.json", b"[" * 100_000),
+    ("run.json", b"\xff{}"), ("run.json", b"huge"), ("run.json", b"[" * 100_000),
     ("progress.json", b'{"stage": "train", "iteration": 1, "stages": {"train": 1' + b"0" * 400 + b'}, "it_s": 1}'),
     ("progress.json", b'{"stage": "train", "iteration": 1, "stages": {"train": 12}, "it_s": 1e-320}'),
     ("slurm.json", b"[" * 100_000), ("failed.json", b"\xff"), ("train_log.jsonl", b"\xff\xfe\n{\n"),
@@ -205,6 +205,9 @@ def test_undecodable_deep_or_huge_json_is_one_named_line(clean: Path, tmp_path: 
     root, folder = _copy(clean, tmp_path)
     if file != "run.json":
         (folder / "DONE").unlink()  # a live run: status reads its progress, slurm and failure files
+    if content == b"huge":  # a whole record whose Dice is an integer beyond any float
+        rec = json.loads((folder / file).read_text())
+        content = json.dumps({**rec, "summary": {**rec["summary"], "dice": 10 ** 400}}).encode()
     (folder / file).write_bytes(content)
     for args in (("status",), ("table",), ("table", "--cost")):
         code, _, err = bench(*args, "--results", str(root))

@@ -264,5 +264,41 @@ def test_a_prepared_dataset_that_is_a_link_is_never_written_through(tmp_path: Pa
     os.mkfifo(elsewhere / "fifo")
     (elsewhere / "meta.json").rename(elsewhere / "meta.real")
     (elsewhere / "meta.json").symlink_to(elsewhere / "fifo")
+    _feed_fifo_if_opened(elsewhere / "fifo")  # were the FIFO read, the test would fail, not hang
     with pytest.raises(DataError, match="meta.json: is a symbolic link"):
         PreparedDataset(elsewhere)
+
+
+def _feed_fifo_if_opened(fifo: Path, seconds: float = 5.0) -> None:
+    """A writer that, should anyone open ``fifo`` for reading within ``seconds``, hands them "{}"."""
+    import errno
+    import threading
+    import time
+
+    def feed() -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    return
+                time.sleep(0.01)
+                continue
+            os.write(fd, b"{}")
+            os.close(fd)
+            return
+
+    threading.Thread(target=feed, daemon=True).start()
+
+
+def test_appending_to_the_log_never_follows_a_link(tmp_path: Path) -> None:
+    from sslbench.base.errors import UnsafePath
+    from sslbench.base.run_files import RunFiles
+
+    files = RunFiles(tmp_path / "run")
+    files.create()
+    (tmp_path / "run" / "train_log.jsonl").symlink_to(tmp_path / "outside.jsonl")
+    with pytest.raises(UnsafePath, match="train_log.jsonl: cannot append to it"):
+        files.append_log({"stage": "train", "iteration": 1})
+    assert not (tmp_path / "outside.jsonl").exists()
