@@ -100,7 +100,8 @@ def test_a_method_without_carry_best_of_ends_its_pretraining_with_its_last_netwo
     assert calls == ["train"] and result.carried == {}  # MONA's GLCon stage is not validated
 
 
-def test_a_missing_best_file_falls_back_to_the_last_weights_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["missing", "truncated", "foreign"])
+def test_a_lost_or_unreadable_best_file_lets_the_last_weights_go_on_and_says_so(tmp_path: Path, damage: str) -> None:
     t = build("bcp", cfg=CFG, folder=tmp_path)
     warnings: list[str] = []
     t.warn = warnings.append
@@ -108,28 +109,11 @@ def test_a_missing_best_file_falls_back_to_the_last_weights_and_says_so(tmp_path
 
     def validate() -> float:
         score = next(scores)
-        if t.stage == "pretrain" and t.iteration == 8:   # the best file is lost before the stage ends
-            (tmp_path / "ckpt" / "pretrain-best.pt").unlink()
-        return score
-
-    t.validate = validate
-    result = t.fit()
-    assert result.carried["pretrain"]["iteration"] == 12 and "pretrain-best.pt is missing" in result.carried["pretrain"]["note"]
-    assert any("starts from its last weights" in w for w in warnings)
-
-
-@pytest.mark.parametrize("damage", ["truncated", "foreign"])
-def test_an_unreadable_best_file_is_set_aside_and_the_last_weights_go_on(tmp_path: Path, damage: str) -> None:
-    t = build("bcp", cfg=CFG, folder=tmp_path)
-    warnings: list[str] = []
-    t.warn = warnings.append
-    scores = iter([0.9, 0.2, 0.1, 0.5])
-
-    def validate() -> float:
-        score = next(scores)
-        if t.stage == "pretrain" and t.iteration == 12:   # damaged after its last write, before the carry
+        if t.stage == "pretrain" and t.iteration == 12:   # after its last write (iteration 4), before the carry
             path = tmp_path / "ckpt" / "pretrain-best.pt"
-            if damage == "truncated":
+            if damage == "missing":
+                path.unlink()
+            elif damage == "truncated":
                 path.write_bytes(path.read_bytes()[:100])
             else:
                 torch.save({"iteration": 4, "weights": {"nonsense": torch.zeros(1)}}, path)
@@ -139,7 +123,9 @@ def test_an_unreadable_best_file_is_set_aside_and_the_last_weights_go_on(tmp_pat
     result = t.fit()
     note = result.carried["pretrain"]["note"]
     assert result.carried["pretrain"]["iteration"] == 12
-    if damage == "truncated":
+    if damage == "missing":
+        assert "pretrain-best.pt is missing" in note
+    elif damage == "truncated":
         assert "pretrain-best.pt unreadable" in note and "kept as pretrain-best.pt.unusable-" in note
         assert any(p.name.startswith("pretrain-best.pt.unusable-") for p in (tmp_path / "ckpt").iterdir())
     else:

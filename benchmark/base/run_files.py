@@ -44,6 +44,7 @@ import torch
 from sslbench.base.atomic import atomic_path, file_mode, remove_orphans, write_json, write_text
 from sslbench.base.errors import BenchError, UnsafePath
 from sslbench.base.fields import FieldError
+from sslbench.base.file_kinds import not_regular
 from sslbench.base.records import check_metrics, check_record
 
 
@@ -120,13 +121,11 @@ class RunFiles:
 
     def _regular(self, path: Path) -> Path:
         """``path`` if it is a regular file (checked without following a link); else a one-line error."""
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            raise BenchError(f"{path}: missing") from None
-        if not stat.S_ISREG(mode):
-            raise UnsafePath(f"{path}: is {'a symbolic link' if stat.S_ISLNK(mode) else 'not a regular file'}; "
-                             "refusing to read it")
+        problem = not_regular(path)
+        if problem == "missing":
+            raise BenchError(f"{path}: missing")
+        if problem:
+            raise UnsafePath(f"{path}: is {problem}; refusing to read it")
         return path
 
     # ------------------------------------------------------------------ paths

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import struct
 import zlib
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 
 from sslbench.base.atomic import make_temp_folder, remove_orphans
 from sslbench.base.errors import DataError
+from sslbench.base.file_kinds import not_regular
 from sslbench.base.fields import FieldError, choice, integer, mapping, name, number, text
 from sslbench.base.locks import FolderLock
 from sslbench.base.names import check_case_id
@@ -28,13 +28,12 @@ RESIZE_VERSION = 3
 def regular_cache_file(path: Path) -> Path:
     """``path`` when it is a regular file (not followed if a link); a FIFO, device, folder or link
     inside a prepared dataset is refused, naming it (reading a FIFO would hang)."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing from the prepared dataset; prepare it again with --force") from None
-    if not stat.S_ISREG(mode):
-        raise DataError(f"{path}: is {'a symbolic link' if stat.S_ISLNK(mode) else 'not a regular file'}; "
-                        "a prepared dataset holds regular files only (prepare it again with --force)")
+    problem = not_regular(path)
+    if problem == "missing":
+        raise DataError(f"{path}: missing from the prepared dataset; prepare it again with --force")
+    if problem:
+        raise DataError(f"{path}: is {problem}; a prepared dataset holds regular files only (prepare it again "
+                        "with --force)")
     return path
 
 
