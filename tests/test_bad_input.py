@@ -202,3 +202,25 @@ def test_finished_runs_are_read_without_write_access(tmp_path: Path, cache_dir: 
     assert code == 0 and "FAILED" not in err, err
     assert {p: p.stat().st_mtime_ns for p in results.rglob("*")} == before
     assert os.access(results, os.R_OK)
+
+
+def test_a_full_disk_while_preparing_is_one_line_and_leaves_nothing_half_written(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import sslbench.data as data
+
+    from .test_nifti import write_nnunet
+
+    raw = write_nnunet(tmp_path / "raw", n=4)
+    write_slabs, calls = data.write_slabs, {"n": 0}
+
+    def full_on_the_third(path: Path, *args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write_slabs(path, *args, **kwargs)
+
+    monkeypatch.setattr(data, "write_slabs", full_on_the_third)
+    cache = tmp_path / "cache"
+    code, _, err = bench("prepare", "mine", "--raw", str(raw), "--format", "nnunet", "--cache", str(cache))
+    assert code == 2 and "No space left on device" in _one_error(err) and ".slabs" in _one_error(err)
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []  # no dataset, no temp folder
