@@ -123,6 +123,10 @@ def main() -> None:
     bench table --format latex      the records as the paper's table
     bench methods                   the registered method plugins
     """
+    for stream in (sys.stdout, sys.stderr):  # text from someone else's file is printed, never a crash
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     log = logging.getLogger("sslbench")
     if not any(isinstance(h, _EchoHandler) for h in log.handlers):
         log.addHandler(_EchoHandler())

@@ -23,6 +23,7 @@ labeled cases from).
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from sslbench.base.atomic import write_json
+from sslbench.base.atomic import json_default, write_json
 from sslbench.base.errors import DataError
 from sslbench.base.names import check_case_id
 from sslbench.base.registry import Registry
@@ -138,6 +139,8 @@ class CacheWriter:
             raise DataError(f"{where}: expected a 3-D volume (D, H, W), got shape {image.shape}")
         if image.size == 0:
             raise DataError(f"{where}: empty volume (shape {image.shape})")
+        if spacing is not None and (len(spacing) != 3 or not all(np.isfinite(s) and 1e-6 <= s <= 1e6 for s in spacing)):
+            raise DataError(f"{where}: spacing {tuple(spacing)} is not three sizes in (0, 1e6] mm")
         if not all(np.isfinite(image[z:z + SLAB]).all() for z in range(0, image.shape[0], SLAB)):
             raise DataError(f"{where}: image contains NaN or Inf")
         n = len(self.classes)
@@ -161,9 +164,17 @@ class CacheWriter:
         for split in ("train", "val", "test"):
             if split not in self.missing and not any(c.split == split for c in self.cases):
                 raise DataError(f"{self.spec.name}: the prepared dataset has no '{split}' cases")
-        write_json(self.folder / "meta.json", {
+        meta = {
             "format": CACHE_FORMAT, "name": self.folder_name, "kind": self.spec.name, "classes": list(self.classes),
             "interpolation": self.spec.interpolation, "source": self.source, "missing": self.missing,
             "source_fingerprint": self.source_fingerprint, "geometry_fixed": self.geometry_fixed,
             "cases": [c.__dict__ for c in self.cases],
-        })
+        }
+        from sslbench.base.fields import FieldError
+        from sslbench.cache.reader import check_meta
+
+        try:  # the reader's own check, before anything is written: never a cache it would refuse
+            check_meta(json.loads(json.dumps(meta, default=json_default)), str(self.folder / "meta.json"))
+        except FieldError as exc:
+            raise DataError(f"{self.spec.name}: the prepared dataset would not be readable ({exc})") from None
+        write_json(self.folder / "meta.json", meta)

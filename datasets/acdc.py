@@ -21,7 +21,7 @@ from sslbench.base.errors import DataError
 from sslbench.data import CacheWriter, DatasetSpec, register_dataset
 from sslbench.splits import paper_list
 from sslbench.datasets._nifti_cases import add_nifti_cases
-from sslbench.io.readers import check_image, manifest, read_h5, read_list
+from sslbench.io.readers import check_image, manifest, read_h5, read_list, regular_input
 
 SLICE_ID = re.compile(r"^(?P<volume>.+)_slice_(?P<index>\d+)$")
 
@@ -77,13 +77,19 @@ def build_ssl4mis(raw: Path, writer: CacheWriter) -> None:
 def read_info(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise DataError(f"{path}: not found (each ACDC patient folder has an Info.cfg with its ED and ES frames)")
+    regular_input(path)
     info = {}
-    for line in path.read_text().splitlines():
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
+    for line in lines:
         if ":" in line:
             key, value = line.split(":", 1)
             info[key.strip()] = value.strip()
     for key in ("ED", "ES"):
-        if not info.get(key, "").isdigit():
+        value = info.get(key, "")
+        if not (value.isascii() and value.isdecimal() and len(value) <= 4):
             raise DataError(f"{path}: no integer '{key}' frame")
     return info
 

@@ -266,8 +266,14 @@ def test_a_damaged_slab_or_slice_cache_is_one_line(tmp_path: Path, cardiac) -> N
     bomb = zlib.compress(bytes(10 ** 8))  # 100 MB of zeros in ~100 kB
     header = {"format": "sslbench-slabs", "version": 1, "dtype": "float16", "shape": list(case.shape), "slab": 32}
     slab.write_bytes((json.dumps(header) + "\n").encode() + struct.pack("<Q", len(bomb)) + bomb)
+    import tracemalloc
+
+    tracemalloc.start()
     with pytest.raises(DataError, match="truncated or corrupt slab"):
         ds.volume(case.id)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 * 2 ** 20, peak  # inflated no further than the slab's own size, never the bomb's 100 MB
     good = PreparedDataset(cardiac.folder)
     shutil.copytree(cardiac.folder, tmp_path / "copy2")
     ds2 = PreparedDataset(tmp_path / "copy2")
@@ -281,10 +287,12 @@ def test_a_damaged_slab_or_slice_cache_is_one_line(tmp_path: Path, cardiac) -> N
 
 
 def test_a_split_file_that_is_not_a_file_is_refused(tmp_path: Path) -> None:
+    from .test_hostile import _feed_fifo_if_opened
     from .test_nifti import write_nnunet
 
     raw = write_nnunet(tmp_path / "raw", n=4)
     os.mkfifo(raw / "splits.json")
+    _feed_fifo_if_opened(raw / "splits.json")  # were it read, the test fails instead of hanging
     code, _, err = bench("prepare", "mine", "--raw", str(raw), "--format", "nnunet", "--cache", str(tmp_path / "c"))
     assert code == 2 and "splits.json: not a regular file" in err
 
@@ -326,3 +334,133 @@ def test_an_acdc_list_naming_one_slice_twice_is_refused(tmp_path: Path) -> None:
             fh.create_dataset("label", data=np.zeros((8, 8), np.uint8))
     with pytest.raises(DataError, match="names a slice already listed"):
         prepare("acdc", raw, cache_root=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("progress", [
+    {"stage": "train", "iteration": 1, "stages": {"train": 10 ** 400}, "it_s": 1.0},
+    {"stage": "train", "iteration": 1, "stages": {"train": 12}, "it_s": 1e-320},
+])
+def test_a_running_runs_progress_never_makes_an_infinite_eta(clean: Path, tmp_path: Path, progress: dict) -> None:
+    from sslbench.base.locks import FolderLock
+
+    root, folder = _copy(clean, tmp_path)
+    other = folder.parent / "seed-1"
+    other.mkdir()
+    shutil.copy(folder / "config.json", other / "config.json")
+    (other / "progress.json").write_text(json.dumps(progress))
+    with FolderLock(other / ".lock"):  # running: status computes its ETA
+        code, out, err = bench("status", "--results", str(root))
+    assert code == 0 and "seed-1" in out and "running" in out, err
+
+
+@pytest.mark.parametrize("edit", [
+    lambda rec: rec["timing"].update(wall_s=1e308), lambda rec: rec.update(n_eval_volumes=[1]),
+    lambda rec: rec.update(config_hash=[]), lambda rec: rec["schedule"].update(image_size="big"),
+    lambda rec: rec.update(paper_name="\ud800"),
+])
+def test_record_fields_that_reach_the_views_are_checked(clean: Path, tmp_path: Path, edit) -> None:  # noqa: ANN001
+    root, folder = _copy(clean, tmp_path)
+    other = folder.parent / "seed-1"
+    shutil.copytree(folder, other)
+    rec = json.loads((other / "run.json").read_text())
+    rec["seed"] = 1
+    edit(rec)
+    (other / "run.json").write_text(json.dumps(rec))
+    (folder / "DONE").unlink()  # a pending run too, so the sweep's ETA sums the finished runs' wall times
+    for args in (("status",), ("table",), ("export", "-o", str(tmp_path / "x.csv"))):
+        code, _, err = bench(*args, "--results", str(root))
+        assert code in (0, 2) and "Traceback" not in err, (args, err)
+
+
+def test_unprintable_text_in_a_failure_record_is_printed_escaped(clean: Path, tmp_path: Path) -> None:
+    root, folder = _copy(clean, tmp_path)
+    (folder / "DONE").unlink()
+    (folder / "failed.json").write_text('{"error": "\\ud800 boom", "host": "\\udfff"}')
+    code, out, err = bench("status", "--results", str(root))
+    assert code == 0 and "failed" in out, err
+
+
+def test_a_training_log_with_foreign_values_still_draws_its_curves(clean: Path, tmp_path: Path) -> None:
+    root, folder = _copy(clean, tmp_path)
+    with (folder / "train_log.jsonl").open("a") as fh:
+        fh.write('{"stage": "train", "iteration": 13, "loss": 1' + "0" * 400 + ', "val_dice": "high"}\n')
+    code, _, err = bench("plot", "curves", "--results", str(root), "-o", str(tmp_path / "curves"))
+    assert code == 0, err
+
+
+def test_a_fifo_or_garbage_as_a_saved_prediction_is_one_line(clean: Path, tmp_path: Path) -> None:
+    from .test_hostile import _feed_fifo_if_opened
+
+    root, folder = _copy(clean, tmp_path)
+    (folder / "predictions").mkdir()
+    os.mkfifo(folder / "predictions" / "case048.npy")
+    _feed_fifo_if_opened(folder / "predictions" / "case048.npy")
+    args = ("plot", "qualitative", "--results", str(root), "--dataset", "synthetic-cardiac", "-o", str(tmp_path / "q"))
+    code, _, err = bench(*args)
+    assert code == 2 and "case048.npy: is not a regular file" in err
+    (folder / "predictions" / "case048.npy").unlink()
+    (folder / "predictions" / "case048.npy").write_bytes(b"\x93NUMPY garbage")
+    code, _, err = bench(*args)
+    assert code == 2 and "case048.npy: unreadable prediction" in err
+
+
+def test_a_cache_the_reader_would_refuse_is_never_written(tmp_path: Path) -> None:
+    import numpy as np
+
+    from sslbench.base.errors import DataError
+    from sslbench.data import DATASETS, CacheWriter
+
+    spec = DATASETS.get("synthetic-cardiac")()
+    writer = CacheWriter(spec, tmp_path / "ds", "x")
+    writer.classes = ("background",)  # a dataset.json with a single label
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        writer.add(f"c-{split}", rng.random((2, 8, 8), dtype=np.float32), np.zeros((2, 8, 8), np.uint8), split, None)
+    with pytest.raises(DataError, match="would not be readable .*classes"):
+        writer.finish()
+    assert not (tmp_path / "ds" / "meta.json").exists()
+    with pytest.raises(DataError, match=r"spacing \(nan, 1.0, 1.0\) is not three sizes"):
+        writer.add("c-bad", rng.random((2, 8, 8), dtype=np.float32), np.zeros((2, 8, 8), np.uint8), "train",
+                   (float("nan"), 1.0, 1.0))
+
+
+def test_a_lying_geometry_is_refused_at_load_time(tmp_path: Path) -> None:
+    from sslbench.base.errors import DataError
+    from sslbench.cache import PreparedDataset, prepare
+
+    from .test_nifti import write_nnunet
+
+    ds = prepare("mine", write_nnunet(tmp_path / "raw", n=4), cache_root=tmp_path / "cache", kind="nnunet")
+    meta = json.loads((ds.folder / "meta.json").read_text())
+    meta["cases"][0]["geometry"] = {}
+    (ds.folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"cases\[0\].geometry.affine: expected a 4 x 4 matrix"):
+        PreparedDataset(ds.folder)
+
+
+@pytest.mark.parametrize("content, message", [(b"ED: 1\nES: \xff\n", "Info.cfg: unreadable"),
+                                              ("ED: \u00b2\nES: 1\n".encode(), "no integer 'ED' frame")])
+def test_acdc_info_files_that_are_not_text_or_numbers(tmp_path: Path, content: bytes, message: str) -> None:
+    from sslbench.base.errors import DataError
+    from sslbench.datasets.acdc import read_info
+
+    (tmp_path / "Info.cfg").write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        read_info(tmp_path / "Info.cfg")
+
+
+@pytest.mark.parametrize("kind", ["sweep", "executor"])
+def test_undecodable_or_fifo_config_files_are_one_line(tmp_path: Path, kind: str) -> None:
+    from .test_hostile import _feed_fifo_if_opened
+
+    path = tmp_path / "x.toml"
+    args = (("run", "--sweep", str(path), "--dry-run", "--results", str(tmp_path / "r")) if kind == "sweep" else
+            ("run", "--executor", "slurm", "--executor-config", str(path), "--results", str(tmp_path / "r")))
+    path.write_bytes(b"[sweep]\nmethods = ['\xff']\n")
+    code, _, err = bench(*args)
+    assert code == 2 and "x.toml: unreadable" in err and "Traceback" not in err
+    path.unlink()
+    os.mkfifo(path)
+    _feed_fifo_if_opened(path)
+    code, _, err = bench(*args)
+    assert code == 2 and "x.toml: not a regular file" in err

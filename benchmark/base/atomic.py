@@ -76,10 +76,11 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """numpy scalars and paths as JSON values (``json.dumps(..., default=json_default)``)."""
     if hasattr(obj, "item"):
         return obj.item()
     if isinstance(obj, Path):

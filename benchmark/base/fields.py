@@ -61,6 +61,10 @@ def text(value: Any, name: str, most: int = 1000) -> str:
         raise FieldError(f"{name}: expected a string, got {_show(value)}")
     if len(value) > most:
         raise FieldError(f"{name}: longer than {most} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): it could never be printed
+        raise FieldError(f"{name}: not valid text (a lone surrogate)") from None
     return value
 
 

@@ -9,6 +9,7 @@ from sslbench.base.fields import FieldError, choice, integer, mapping, name, num
 
 SUMMARY = ("dice", "assd", "hd95")
 MAX_ITERATIONS = 10 ** 9
+MAX_SECONDS = 1e9  # 30 years: sums of wall times stay finite
 
 
 def _summary(value: Any, field: str) -> None:
@@ -35,10 +36,10 @@ def check_record(rec: Any) -> dict[str, Any]:
     choice(selection.get("rule"), "selection.rule", ("best", "last"))
     integer(selection.get("iteration"), "selection.iteration", -1)
     timing = mapping(rec.get("timing"), "timing")
-    number(timing.get("wall_s"), "timing.wall_s", 0.0)
+    number(timing.get("wall_s"), "timing.wall_s", 0.0, MAX_SECONDS)
     for key in ("train_s", "eval_s", "peak_mem_mb"):
         if timing.get(key) is not None:
-            number(timing[key], f"timing.{key}", 0.0)
+            number(timing[key], f"timing.{key}", 0.0, MAX_SECONDS)
     for stage, rate in mapping(timing.get("iters_per_s", {}), "timing.iters_per_s").items():
         number(rate, f"timing.iters_per_s[{stage!r}]", 0.0)
     cases = rec.get("labeled_cases", [])
@@ -56,12 +57,26 @@ def check_record(rec: Any) -> dict[str, Any]:
         for cls, metrics in mapping(last.get("per_class", {}), "last.per_class").items():
             _summary(metrics, f"last.per_class[{cls!r}]")
     text(rec.get("overrides_hash", "") or "", "overrides_hash", 64)
+    for key in ("config_hash", "precision", "inference_net", "split"):
+        if rec.get(key) is not None:
+            text(rec[key], key, 200)
+    if rec.get("n_eval_volumes") is not None:
+        integer(rec["n_eval_volumes"], "n_eval_volumes", 0)
+    if rec.get("schedule") is not None:
+        schedule = mapping(rec["schedule"], "schedule")
+        for key in ("image_size", "batch_size", "labeled_bs"):
+            if schedule.get(key) is not None:
+                integer(schedule[key], f"schedule.{key}", 1)
+        for key in ("lr_schedule", "select"):
+            if schedule.get(key) is not None:
+                text(schedule[key], f"schedule.{key}", 50)
+    if rec.get("env") is not None and mapping(rec["env"], "env").get("device") is not None:
+        text(rec["env"]["device"], "env.device", 200)
+    if rec.get("metric_policy") is not None and mapping(rec["metric_policy"], "metric_policy").get("spacing") is not None:
+        text(rec["metric_policy"]["spacing"], "metric_policy.spacing", 200)
     overrides = rec.get("protocol_overrides", [])
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise FieldError(f"protocol_overrides: expected a list of strings, got {overrides!r:.60}")
-    for key in ("schedule", "env", "metric_policy"):
-        if rec.get(key) is not None:
-            mapping(rec[key], key)
     return rec
 
 
@@ -99,6 +114,8 @@ def check_progress(progress: Any) -> dict[str, Any]:
         number(progress["it_s"], "it_s", 0.0, 1e9)
     if progress.get("host") is not None:
         text(progress["host"], "host", 300)
+    if progress.get("updated") is not None:
+        number(progress["updated"], "updated", 0.0)
     if progress.get("checkpoint") is not None:
         mark = mapping(progress["checkpoint"], "checkpoint")
         at = choice(mark.get("stage"), "checkpoint.stage", tuple(stages))

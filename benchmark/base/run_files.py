@@ -262,7 +262,7 @@ class RunFiles:
     def error_log(self) -> str | None:
         """The traceback of the last session's failure, if it left one."""
         try:
-            return self._regular(self.path(self.ERROR_LOG)).read_text()
+            return self._regular(self.path(self.ERROR_LOG)).read_text(encoding="utf-8", errors="replace")
         except (OSError, BenchError):
             return None
 

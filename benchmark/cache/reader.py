@@ -64,9 +64,60 @@ def _case(raw: object, i: int, where: str) -> CaseInfo:
     geometry = c.get("geometry")
     return CaseInfo(check_case_id(c.get("id"), where), text(c.get("patient"), f"cases[{i}].patient", 200),
                     choice(c.get("split"), f"cases[{i}].split", ("train", "val", "test")), tuple(shape), spacing,
-                    dict(mapping(geometry, f"cases[{i}].geometry")) if geometry is not None else None, tuple(box),
+                    _geometry(geometry, f"cases[{i}].geometry", shape) if geometry is not None else None, tuple(box),
                     number(c.get("fill"), f"cases[{i}].fill"),
                     choice(c.get("image_dtype"), f"cases[{i}].image_dtype", ("float16", "float32")))
+
+
+def _geometry(raw: object, field: str, shape: list[int]) -> dict[str, object]:
+    """A NIfTI source's geometry (predictions are written back in it): a finite 4 x 4 affine, the
+    source's shape (the volume's, axes permuted), the axes a permutation of 0, 1, 2, positive spacing."""
+    g = dict(mapping(raw, field))
+    affine = g.get("affine")
+    if not (isinstance(affine, list) and len(affine) == 4 and all(isinstance(r, list) and len(r) == 4 for r in affine)):
+        raise FieldError(f"{field}.affine: expected a 4 x 4 matrix")
+    for row in affine:
+        for v in row:
+            number(v, f"{field}.affine")
+    axes = g.get("axes")
+    if not (isinstance(axes, list) and sorted(a for a in axes if isinstance(a, int) and not isinstance(a, bool)) == [0, 1, 2]):
+        raise FieldError(f"{field}.axes: expected a permutation of 0, 1, 2")
+    source = g.get("shape")
+    if not (isinstance(source, list) and len(source) == 3 and sorted(source) == sorted(shape)):
+        raise FieldError(f"{field}.shape: expected the volume's sizes in the source's order, got {str(source)[:60]}")
+    spacing = g.get("spacing")
+    if not (isinstance(spacing, list) and len(spacing) == 3):
+        raise FieldError(f"{field}.spacing: expected three sizes")
+    for v in spacing:
+        number(v, f"{field}.spacing", 1e-6, 1e6)
+    if g.get("image") is not None:
+        text(g["image"], f"{field}.image", 1000)
+    return g
+
+
+def check_meta(meta: object, where: str) -> tuple[str, tuple[str, ...], str, list[CaseInfo]]:
+    """A prepared dataset's ``meta.json`` (a ``FieldError`` names the first bad field): its name,
+    classes, interpolation and cases. The cache writer runs the same check before it writes one."""
+    meta = mapping(meta, "meta.json")
+    ds_name = name(meta.get("name"), "name")
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and 2 <= len(classes) <= 255 and len(set(map(str, classes))) == len(classes)
+            and all(isinstance(c, str) and c for c in classes)):
+        raise FieldError(f"classes: expected 2-255 distinct names, got {str(classes)[:60]}")
+    for c in classes:
+        text(c, "classes", 200)
+    name(meta.get("kind", ds_name), "kind")
+    interpolation = choice(meta.get("interpolation", "nearest"), "interpolation", ("nearest", "bilinear", "bicubic"))
+    raw_cases = meta.get("cases")
+    if not isinstance(raw_cases, list):
+        raise FieldError("cases: expected a list")
+    cases = [_case(c, i, where) for i, c in enumerate(raw_cases)]
+    seen: set[str] = set()
+    for case in cases:
+        if case.id in seen:
+            raise FieldError(f"cases: duplicate case id {case.id!r}")
+        seen.add(case.id)
+    return ds_name, tuple(classes), interpolation, cases
 
 
 class PreparedDataset:
@@ -89,24 +140,7 @@ class PreparedDataset:
         where = str(folder / "meta.json")
         try:
             self.meta = meta
-            self.name: str = name(meta.get("name"), "name")
-            classes = meta.get("classes")
-            if not (isinstance(classes, list) and 2 <= len(classes) <= 255 and len(set(map(str, classes))) == len(classes)
-                    and all(isinstance(c, str) and c for c in classes)):
-                raise FieldError(f"classes: expected 2-255 distinct names, got {str(classes)[:60]}")
-            self.classes: tuple[str, ...] = tuple(classes)
-            name(meta.get("kind", self.name), "kind")
-            self.interpolation: str = choice(meta.get("interpolation", "nearest"), "interpolation",
-                                             ("nearest", "bilinear", "bicubic"))
-            cases = meta.get("cases")
-            if not isinstance(cases, list):
-                raise FieldError("cases: expected a list")
-            self.cases = [_case(c, i, where) for i, c in enumerate(cases)]
-            seen: set[str] = set()
-            for case in self.cases:
-                if case.id in seen:
-                    raise FieldError(f"cases: duplicate case id {case.id!r}")
-                seen.add(case.id)
+            self.name, self.classes, self.interpolation, self.cases = check_meta(meta, where)
             self._by_id = {c.id: c for c in self.cases}
         except FieldError as exc:
             raise DataError(f"{where}: not a valid prepared dataset ({exc}); prepare it again with --force") from None
@@ -135,8 +169,12 @@ class PreparedDataset:
         if case is None:
             raise DataError(f"{self.folder / 'meta.json'}: no case '{case_id}'")
         box = tuple(slice(a, b) for a, b in case.crop)
-        image = np.full(case.shape, case.fill, np.float32)
-        label = np.zeros(case.shape, np.uint8)
+        try:
+            image = np.full(case.shape, case.fill, np.float32)
+            label = np.zeros(case.shape, np.uint8)
+        except MemoryError:
+            raise DataError(f"{self.folder / 'meta.json'}: case {case_id!r} of shape {case.shape} does not fit in "
+                            "memory") from None
         try:
             read_slabs(regular_cache_file(vol / f"{case_id}.image.slabs"), image[box])
             read_slabs(regular_cache_file(vol / f"{case_id}.label.slabs"), label[box])
@@ -152,6 +190,8 @@ class PreparedDataset:
         """All training slices at ``size`` x ``size``: images (N,S,S) f16, labels (N,S,S) u8 and the
         index of each slice's case in ``split_cases('train')``. Built once, memory-mapped."""
         folder = self.folder / f"slices-v{RESIZE_VERSION}-{size}"
+        if folder.is_symlink():
+            raise DataError(f"{folder}: is a symbolic link; remove it and the slice cache is built again")
         if not (folder / "case.npy").exists() or any(self.folder.glob(".slices-*+*")):
             with FolderLock(self.folder / ".slices.lock"):
                 remove_orphans(self.folder, ".slices-*+*")  # left by a killed build

@@ -9,6 +9,7 @@ Writing inverts both steps and reuses the source affine and header.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,10 @@ def save_volume(array: np.ndarray, geometry: Geometry, path: Path, source: Path 
     img.set_data_dtype(np.uint8)
     img.header.set_slope_inter(1, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")   # keeps the .nii(.gz) ending nibabel needs
+    # a fresh file (O_EXCL: never a planted link) that keeps the .nii(.gz) ending nibabel needs
+    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix="-" + path.name, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         nib.save(img, str(tmp))
         os.replace(tmp, path)

@@ -22,6 +22,8 @@ import pandas as pd
 
 from sslbench.base.atomic import atomic_path
 from sslbench.base.errors import BenchError
+from sslbench.base.fields import FieldError, number
+from sslbench.base.file_kinds import not_regular
 from sslbench.base.run_files import RunFiles
 from sslbench.report.frame import variant_name
 from sslbench.report.tables import paper_order, select_records
@@ -139,14 +141,28 @@ def plot_classes(root: Path, out: Path, dataset: str | None = None, profile: str
 
 
 def _load_prediction(folder: Path, case: str) -> np.ndarray | None:
+    """A saved prediction (regular files only: a FIFO would hang the read); a damaged one is a
+    ``BenchError`` naming it."""
     predictions = RunFiles(folder).predictions
     npy, nii = predictions / f"{case}.npy", predictions / f"{case}.nii.gz"
-    if npy.exists():
-        return np.load(npy, allow_pickle=False)
-    if nii.exists():
-        from sslbench.io.nifti import load_volume
+    for path in (npy, nii):
+        problem = not_regular(path)
+        if problem == "missing":
+            continue
+        if problem:
+            raise BenchError(f"{path}: is {problem}; refusing to read it")
+        try:
+            if path == npy:
+                array = np.load(path, allow_pickle=False)
+            else:
+                from sslbench.io.nifti import load_volume
 
-        return load_volume(nii, dtype=np.uint8)[0]
+                array = load_volume(path, dtype=np.uint8)[0]
+        except (OSError, ValueError, EOFError) as exc:
+            raise BenchError(f"{path}: unreadable prediction ({type(exc).__name__}: {str(exc)[:200]})") from None
+        if array.ndim != 3 or not np.issubdtype(array.dtype, np.integer):
+            raise BenchError(f"{path}: not a label volume (shape {array.shape}, {array.dtype})")
+        return array
     return None
 
 
@@ -189,6 +205,10 @@ def plot_qualitative(root: Path, out: Path, dataset: str, profile: str | None = 
     if bad:
         raise BenchError(f"--slices {bad[0]}: {case} has slices 0..{image.shape[0] - 1}")
     columns = [("Image", None), ("Ground truth", label)] + [(n, _load_prediction(d, case)) for n, d in with_preds]
+    for (name, pred), (_, folder) in zip(columns[2:], with_preds):
+        if pred is not None and pred.shape != label.shape:
+            raise BenchError(f"{RunFiles(Path(folder)).predictions}: {name}'s prediction of {case} has shape "
+                             f"{pred.shape}, the case {label.shape}")
     colors = ListedColormap(["none", *CLASS_COLORS])
     fig, axes = plt.subplots(len(slices), len(columns), squeeze=False,
                              figsize=(0.9 * len(columns) + 0.2, 0.9 * len(slices) + 0.6))
@@ -255,12 +275,13 @@ def curve_frame(df: pd.DataFrame) -> pd.DataFrame:
                 offset[stage] = stage_end
             stage_end = max(stage_end, offset[stage] + it)
             step = offset[stage] + it
-            if isinstance(item.get("loss"), (int, float)):
-                rows.append({"name": rec["name"], "seed": rec.seed, "stage": stage, "step": step, "what": "loss",
-                             "value": float(item["loss"])})
-            if isinstance(item.get("val_dice"), (int, float)):
-                rows.append({"name": rec["name"], "seed": rec.seed, "stage": stage, "step": step, "what": "val_dice",
-                             "value": 100.0 * float(item["val_dice"])})
+            for what, key, scale in (("loss", "loss", 1.0), ("val_dice", "val_dice", 100.0)):
+                try:  # a foreign line's value: a string, a bool, an integer beyond any float
+                    value = number(item.get(key), key, finite=False, nan=True)
+                except FieldError:
+                    continue
+                rows.append({"name": rec["name"], "seed": rec.seed, "stage": stage, "step": step, "what": what,
+                             "value": scale * value})
     return pd.DataFrame(rows)
 
 

@@ -4,6 +4,7 @@ submits a run whose job is still queued."""
 from __future__ import annotations
 
 import getpass
+import re
 import shutil
 import subprocess
 
@@ -37,7 +38,9 @@ def given_job(files: RunFiles) -> str | None:
     """The SLURM job id the run was given (``slurm.json``), or None."""
     record = files.read_if_any(RunFiles.SLURM)
     job = record.get("job_id") if isinstance(record, dict) else None
-    return None if job is None else str(job)
+    if isinstance(job, int) and not isinstance(job, bool) and 0 <= job < 10 ** 12:
+        return str(job)
+    return job if isinstance(job, str) and re.fullmatch(r"[0-9]{1,12}(_[0-9]{1,9})?", job) else None
 
 
 def queued_job(files: RunFiles, queue: dict[str, str] | None) -> tuple[str, str] | None:

@@ -31,6 +31,7 @@ from sslbench.base.fields import FieldError, integer, mapping, name, number, tex
 from sslbench.base.locks import FolderLock
 from sslbench.base.run_files import RunFiles, run_dir
 from sslbench.cache import PreparedDataset, check_dataset_name, prepare
+from sslbench.io.readers import regular_input
 from sslbench.splits import split_labeled
 from sslbench.method import METHODS, MethodContext, SSLMethod
 from sslbench.report.evaluation import default_eval_workers, evaluate, validation_dice
@@ -207,7 +208,7 @@ def find_sweep(name_or_path: str | Path) -> Path:
     from sslbench.base.config import configs_dir
 
     path = Path(name_or_path)
-    if path.is_file():
+    if path.exists() or path.is_symlink():  # a file (or a FIFO, folder, link: refused by load_sweep, by name)
         return path
     shipped = configs_dir() / "sweeps" / f"{path.name.removesuffix('.toml')}.toml"
     if path.parent == Path(".") and shipped.is_file():
@@ -230,9 +231,10 @@ def load_sweep(path: Path, profile: str | None = None, extra: Sequence[str] = ()
     else:  # pragma: no cover
         import tomli as tomllib
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BenchError(f"{path}: unreadable sweep file ({exc})") from exc
+        regular_input(path)  # a FIFO would hang the read
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        raise BenchError(f"{path}: unreadable sweep file ({type(exc).__name__}: {str(exc)[:200]})") from None
     sweep = data.get("sweep")
     allowed = {"methods", "datasets", "ratios", "seeds", "profile", "set"}
     if not isinstance(sweep, dict) or set(data) - {"sweep", "variant"} or set(sweep) - allowed:

@@ -28,6 +28,7 @@ from typing import Any
 from sslbench.base.errors import BenchError
 from sslbench.base.locks import probe
 from sslbench.base.run_files import RunFiles
+from sslbench.io.readers import regular_input
 from sslbench.run.queue import ACTIVE, queued_job, squeue_states
 from sslbench.run.status import collect, summary_line
 
@@ -86,9 +87,10 @@ def load_settings(path: Path | None = None, sbatch: Sequence[str] = (), **given:
         import tomllib
 
         try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise BenchError(f"{path}: unreadable executor config ({exc})") from exc
+            regular_input(Path(path))  # a FIFO would hang the read
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            raise BenchError(f"{path}: unreadable executor config ({type(exc).__name__}: {str(exc)[:200]})") from None
         table = data.get("slurm")
         if not isinstance(table, dict) or set(data) != {"slurm"}:
             raise BenchError(f"{path}: expected one [slurm] table (keys: {', '.join(sorted(_TYPES))}, "

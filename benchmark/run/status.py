@@ -10,13 +10,14 @@ next ``bench run`` takes it over and resumes from ``last.pt``).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sslbench.base.fields import FieldError
+from sslbench.base.fields import FieldError, text
 from sslbench.base.locks import probe
 from sslbench.base.records import check_progress
 from sslbench.base.run_files import RunFiles
@@ -49,6 +50,14 @@ def run_folders(root: Path) -> list[Path]:
     names = (RunFiles.CONFIG, RunFiles.SLURM, RunFiles.LOCK, RunFiles.DONE, RunFiles.FAILED)
     return sorted(f for f in root.glob("*/*/*/ratio-*/seed-*")
                   if f.is_dir() and any(RunFiles(f).has(n) for n in names))
+
+
+def _text(value: Any) -> str:
+    """A string field of a file someone else may have written, as printable text ("" when it is not one)."""
+    try:
+        return text(value, "field", 500)
+    except FieldError:
+        return ""
 
 
 def _read(files: RunFiles, name: str) -> dict[str, Any]:
@@ -99,7 +108,7 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
         if state.iteration is None:
             state.note = f"starting ({holder})"
     elif failed and queued is None:
-        state.state, state.error, state.host = "failed", str(failed.get("error", "")), failed.get("host")
+        state.state, state.error, state.host = "failed", _text(failed.get("error")), _text(failed.get("host")) or None
     elif queued is not None:
         state.state = "pending"
         mark = progress.get("checkpoint")
@@ -144,7 +153,7 @@ def sweep_eta(states: Sequence[RunState]) -> float | None:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return ""
     seconds = int(round(seconds))
     h, rem = divmod(seconds, 3600)
