@@ -360,13 +360,14 @@ def test_a_running_runs_progress_never_makes_an_infinite_eta(clean: Path, tmp_pa
 ])
 def test_record_fields_that_reach_the_views_are_checked(clean: Path, tmp_path: Path, edit) -> None:  # noqa: ANN001
     root, folder = _copy(clean, tmp_path)
-    other = folder.parent / "seed-1"
-    shutil.copytree(folder, other)
-    rec = json.loads((other / "run.json").read_text())
-    rec["seed"] = 1
-    edit(rec)
-    (other / "run.json").write_text(json.dumps(rec))
-    (folder / "DONE").unlink()  # a pending run too, so the sweep's ETA sums the finished runs' wall times
+    for seed in (1, 2):  # two damaged finished runs: the sweep's ETA sums their wall times
+        other = folder.parent / f"seed-{seed}"
+        shutil.copytree(folder, other)
+        rec = json.loads((other / "run.json").read_text())
+        rec["seed"] = seed
+        edit(rec)
+        (other / "run.json").write_text(json.dumps(rec))
+    (folder / "DONE").unlink()  # and a pending run, so there is an ETA to compute
     for args in (("status",), ("table",), ("export", "-o", str(tmp_path / "x.csv"))):
         code, _, err = bench(*args, "--results", str(root))
         assert code in (0, 2) and "Traceback" not in err, (args, err)

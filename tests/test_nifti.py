@@ -94,6 +94,20 @@ def test_prediction_round_trip_to_the_source_geometry(raw: Path, tmp_path: Path)
     assert np.array_equal(np.asarray(written.dataobj), np.asarray(original.dataobj))
 
 
+def test_saving_a_prediction_never_writes_through_a_planted_temp_link(raw: Path, tmp_path: Path) -> None:
+    import os
+
+    src = raw / "labelsTr" / "case_002.nii.gz"
+    array, geom = load_volume(src)
+    out = tmp_path / "pred" / "case_002.nii.gz"
+    out.parent.mkdir()
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    (out.parent / f".tmp-{os.getpid()}-{out.name}").symlink_to(target)  # the temp name a guess would give
+    save_volume(array.astype(np.uint8), geom, out, source=src)
+    assert target.read_text() == "keep me\n" and nib.load(str(out)).shape == nib.load(str(src)).shape
+
+
 def corrupt(raw: Path, problem: str) -> str:
     """Break one thing in a valid tree; return the file name the error must mention."""
     img = raw / "imagesTr" / "case_001_0000.nii.gz"
