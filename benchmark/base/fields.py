@@ -68,6 +68,13 @@ def text(value: Any, name: str, most: int = 1000) -> str:
     return value
 
 
+def strings(value: Any, name: str) -> list[str]:
+    """A list of strings (case ids, ``--set`` items), each printable text."""
+    if not isinstance(value, list):
+        raise FieldError(f"{name}: expected a list of strings, got {_show(value)}")
+    return [text(item, name) for item in value]
+
+
 def name(value: Any, field: str) -> str:
     """A dataset, profile or method name as the command line allows it (it becomes a folder name)."""
     from sslbench.base.names import MAX_NAME, NAME

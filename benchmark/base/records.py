@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sslbench.base.fields import FieldError, choice, integer, mapping, name, number, text
+from sslbench.base.fields import FieldError, choice, integer, mapping, name, number, strings, text
 
 SUMMARY = ("dice", "assd", "hd95")
 MAX_ITERATIONS = 10 ** 9
@@ -42,9 +42,7 @@ def check_record(rec: Any) -> dict[str, Any]:
             number(timing[key], f"timing.{key}", 0.0, MAX_SECONDS)
     for stage, rate in mapping(timing.get("iters_per_s", {}), "timing.iters_per_s").items():
         number(rate, f"timing.iters_per_s[{stage!r}]", 0.0)
-    cases = rec.get("labeled_cases", [])
-    if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):
-        raise FieldError(f"labeled_cases: expected a list of case ids, got {str(cases)[:60]}")
+    strings(rec.get("labeled_cases", []), "labeled_cases")
     if rec.get("params") is not None:
         for key, n in mapping(rec["params"], "params").items():
             integer(n, f"params.{key}", 0)
@@ -74,9 +72,7 @@ def check_record(rec: Any) -> dict[str, Any]:
         text(rec["env"]["device"], "env.device", 200)
     if rec.get("metric_policy") is not None and mapping(rec["metric_policy"], "metric_policy").get("spacing") is not None:
         text(rec["metric_policy"]["spacing"], "metric_policy.spacing", 200)
-    overrides = rec.get("protocol_overrides", [])
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise FieldError(f"protocol_overrides: expected a list of strings, got {overrides!r:.60}")
+    strings(rec.get("protocol_overrides", []), "protocol_overrides")
     return rec
 
 
@@ -98,7 +94,7 @@ def check_metrics(metrics: Any) -> dict[str, Any]:
         for cls, m in per_class.items():
             _summary(m, f"metric_per_case[{i}].metrics[{cls!r}]")
             for key in ("asd", "asd_legacy", "hd95_legacy"):
-                if mapping(m, "metrics").get(key) is not None:
+                if m.get(key) is not None:
                     number(m[key], f"metric_per_case[{i}].metrics[{cls!r}].{key}", 0.0)
     return metrics
 

@@ -27,7 +27,7 @@ import torch
 from sslbench import __version__
 from sslbench.base.config import DataConfig, ResolvedConfig, TrainConfig, config_keys, resolve_config
 from sslbench.base.errors import BenchError, UnsafePath
-from sslbench.base.fields import FieldError, integer, mapping, name, number, text
+from sslbench.base.fields import FieldError, integer, mapping, name, number, strings, text
 from sslbench.base.locks import FolderLock
 from sslbench.base.run_files import RunFiles, run_dir
 from sslbench.cache import PreparedDataset, check_dataset_name, prepare
@@ -758,9 +758,7 @@ def predict_run(folder: Path, cache: Path | None = None, device: str = "auto",
     stored = files.read(RunFiles.CONFIG)
     try:
         given = mapping(mapping(stored, "config.json")["spec"], "spec")
-        overrides = given.get("overrides", [])
-        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-            raise FieldError("spec.overrides: expected a list of strings")
+        overrides = strings(given.get("overrides", []), "spec.overrides")
         spec = RunSpec(name(given.get("dataset"), "spec.dataset"), name(given.get("method"), "spec.method"),
                        number(given.get("ratio"), "spec.ratio", 0.0, 100.0), integer(given.get("seed"), "spec.seed", 0),
                        name(given.get("profile"), "spec.profile"), tuple(overrides), text(given.get("tag", ""), "spec.tag"))
