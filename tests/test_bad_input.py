@@ -49,6 +49,9 @@ def test_two_tags_that_share_a_folder_name_are_not_taken_for_one_run(tmp_path: P
     assert bench(*RUN, "--results", str(tmp_path / "r"), "--tag", "a/b")[0] == 0
     code, _, err = bench(*RUN, "--results", str(tmp_path / "r"), "--tag", "a b")
     assert code == 2 and "holds the run tagged 'a/b', not 'a b'" in _one_error(err)
+    code, _, err = bench(*RUN, "--results", str(tmp_path / "r"), "--tag", "a b", "--force")  # replaced, not skipped
+    assert code == 0 and "already done" not in err, err
+    assert [json.loads(p.read_text())["variant"] for p in (tmp_path / "r").rglob("run.json")] == ["a b"]
 
 
 # ------------------------------------------------------------------ outputs and devices

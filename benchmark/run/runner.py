@@ -393,9 +393,11 @@ def check_folder(spec: RunSpec, opts: RunOptions) -> str:
             raise BenchError(f"{exc}; use --force to replace the run or --results for another folder") from None
         return "replace"
     stored_tag = stored.get("spec", {}).get("tag", "") if isinstance(stored.get("spec"), dict) else ""
-    if stored_tag != spec.tag and not opts.force:  # "a/b" and "a b" share the folder name "@a-b"
-        raise BenchError(f"{files.folder}: holds the run tagged {stored_tag!r}, not {spec.tag!r} (both give this "
-                         "folder name); choose a tag that differs in its letters or digits, or --force")
+    if stored_tag != spec.tag:  # "a/b" and "a b" share the folder name "@a-b"
+        if not opts.force:
+            raise BenchError(f"{files.folder}: holds the run tagged {stored_tag!r}, not {spec.tag!r} (both give "
+                             "this folder name); choose a tag that differs in its letters or digits, or --force")
+        return "replace"  # never the other tag's finished run taken for this one
     old = stored.get("hash")
     if old != chash:
         if not opts.force:
