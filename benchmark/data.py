@@ -1,8 +1,9 @@
 """The dataset contract: what a dataset plugin implements and the writer it fills.
 
 A dataset plugin (``sslbench.datasets.<name>``) sets its class names and turns raw data into a
-prepared cache through ``CacheWriter``; reading the cache back is ``sslbench.cache``'s, choosing the
-labeled cases ``sslbench.splits``'s. A prepared cache (format ``CACHE_FORMAT``):
+prepared cache through ``CacheWriter``; ``check_meta`` is the check of ``meta.json`` that the writer
+runs before writing and the reader after reading, so neither holds a cache the other would refuse.
+Reading the cache back is ``sslbench.cache``'s, choosing the labeled cases ``sslbench.splits``'s. A prepared cache (format ``CACHE_FORMAT``):
 
     <cache>/<name>/meta.json                 classes, cases (id, patient, split, shape, spacing,
                                              crop box, fill value, image dtype), source
@@ -34,6 +35,7 @@ import numpy as np
 
 from sslbench.base.atomic import json_default, write_json
 from sslbench.base.errors import DataError
+from sslbench.base.fields import FieldError, choice, integer, mapping, name, number, text
 from sslbench.base.names import check_case_id
 from sslbench.base.registry import Registry
 from sslbench.io.slabs import write_slabs
@@ -170,11 +172,91 @@ class CacheWriter:
             "source_fingerprint": self.source_fingerprint, "geometry_fixed": self.geometry_fixed,
             "cases": [c.__dict__ for c in self.cases],
         }
-        from sslbench.base.fields import FieldError
-        from sslbench.cache.reader import check_meta
-
         try:  # the reader's own check, before anything is written: never a cache it would refuse
             check_meta(json.loads(json.dumps(meta, default=json_default)), str(self.folder / "meta.json"))
         except FieldError as exc:
             raise DataError(f"{self.spec.name}: the prepared dataset would not be readable ({exc})") from None
         write_json(self.folder / "meta.json", meta)
+
+
+MAX_VOXELS = 2 ** 31  # one volume, float32: 8 GiB; a meta.json that claims more is lying
+
+
+def _case(raw: object, i: int, where: str) -> CaseInfo:
+    """One case of ``meta.json``, every field checked (a lying shape would allocate petabytes)."""
+    c = mapping(raw, f"cases[{i}]")
+    shape = c.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 3):
+        raise FieldError(f"cases[{i}].shape: expected three sizes, got {str(shape)[:60]}")
+    shape = [integer(n, f"cases[{i}].shape", 1, MAX_VOXELS) for n in shape]
+    if int(np.prod(shape)) > MAX_VOXELS:
+        raise FieldError(f"cases[{i}].shape: {shape} is more than {MAX_VOXELS} voxels")
+    spacing = c.get("spacing")
+    if spacing is not None:
+        if not (isinstance(spacing, list) and len(spacing) == 3):
+            raise FieldError(f"cases[{i}].spacing: expected three sizes or null, got {str(spacing)[:60]}")
+        spacing = tuple(number(v, f"cases[{i}].spacing", 1e-6, 1e6) for v in spacing)
+    crop = c.get("crop")
+    if not (isinstance(crop, list) and len(crop) == 3 and all(isinstance(b, list) and len(b) == 2 for b in crop)):
+        raise FieldError(f"cases[{i}].crop: expected three (start, stop) pairs")
+    box = []
+    for axis, (a, b) in enumerate(crop):
+        a = integer(a, f"cases[{i}].crop", 0, shape[axis])
+        box.append((a, integer(b, f"cases[{i}].crop", a, shape[axis])))
+    geometry = c.get("geometry")
+    return CaseInfo(check_case_id(c.get("id"), where), text(c.get("patient"), f"cases[{i}].patient", 200),
+                    choice(c.get("split"), f"cases[{i}].split", ("train", "val", "test")), tuple(shape), spacing,
+                    _geometry(geometry, f"cases[{i}].geometry", shape) if geometry is not None else None, tuple(box),
+                    number(c.get("fill"), f"cases[{i}].fill"),
+                    choice(c.get("image_dtype"), f"cases[{i}].image_dtype", ("float16", "float32")))
+
+
+def _geometry(raw: object, field: str, shape: list[int]) -> dict[str, object]:
+    """A NIfTI source's geometry (predictions are written back in it): a finite 4 x 4 affine, the
+    source's shape (the volume's, axes permuted), the axes a permutation of 0, 1, 2, positive spacing."""
+    g = dict(mapping(raw, field))
+    affine = g.get("affine")
+    if not (isinstance(affine, list) and len(affine) == 4 and all(isinstance(r, list) and len(r) == 4 for r in affine)):
+        raise FieldError(f"{field}.affine: expected a 4 x 4 matrix")
+    for row in affine:
+        for v in row:
+            number(v, f"{field}.affine")
+    axes = g.get("axes")
+    if not (isinstance(axes, list) and sorted(a for a in axes if isinstance(a, int) and not isinstance(a, bool)) == [0, 1, 2]):
+        raise FieldError(f"{field}.axes: expected a permutation of 0, 1, 2")
+    source = g.get("shape")
+    if not (isinstance(source, list) and len(source) == 3 and sorted(source) == sorted(shape)):
+        raise FieldError(f"{field}.shape: expected the volume's sizes in the source's order, got {str(source)[:60]}")
+    spacing = g.get("spacing")
+    if not (isinstance(spacing, list) and len(spacing) == 3):
+        raise FieldError(f"{field}.spacing: expected three sizes")
+    for v in spacing:
+        number(v, f"{field}.spacing", 1e-6, 1e6)
+    if g.get("image") is not None:
+        text(g["image"], f"{field}.image", 1000)
+    return g
+
+
+def check_meta(meta: object, where: str) -> tuple[str, tuple[str, ...], str, list[CaseInfo]]:
+    """A prepared dataset's ``meta.json`` (a ``FieldError`` names the first bad field): its name,
+    classes, interpolation and cases. The cache writer runs the same check before it writes one."""
+    meta = mapping(meta, "meta.json")
+    ds_name = name(meta.get("name"), "name")
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and 2 <= len(classes) <= 255 and len(set(map(str, classes))) == len(classes)
+            and all(isinstance(c, str) and c for c in classes)):
+        raise FieldError(f"classes: expected 2-255 distinct names, got {str(classes)[:60]}")
+    for c in classes:
+        text(c, "classes", 200)
+    name(meta.get("kind", ds_name), "kind")
+    interpolation = choice(meta.get("interpolation", "nearest"), "interpolation", ("nearest", "bilinear", "bicubic"))
+    raw_cases = meta.get("cases")
+    if not isinstance(raw_cases, list):
+        raise FieldError("cases: expected a list")
+    cases = [_case(c, i, where) for i, c in enumerate(raw_cases)]
+    seen: set[str] = set()
+    for case in cases:
+        if case.id in seen:
+            raise FieldError(f"cases: duplicate case id {case.id!r}")
+        seen.add(case.id)
+    return ds_name, tuple(classes), interpolation, cases

@@ -9,7 +9,7 @@ The contract comes in three tiers; a plugin uses only the ones it needs (docs/ad
 2. methods with more networks: ``after_step(step, outputs)`` after each optimiser step (EMA
    teachers, banks), teachers from ``make_teacher``, and ``eval_nets`` naming the networks
    ``method.eval_net`` may pick for evaluation;
-3. methods with more structure: ``stages`` (a ``pretrain`` stage), ``carry_best_of``,
+3. methods with more structure: ``stages`` (a ``pretrain`` stage), ``carry_best_of``, ``stage_nets``,
    ``start_stage``, ``extra_optimizers`` / ``extra_step``, ``conformance_config``.
 
 The method never steps an optimiser, samples data or evaluates: the trainer does, identically for all.
@@ -161,6 +161,9 @@ class SSLMethod(nn.Module, Generic[C]):
     # the networks ``method.eval_net`` may choose for validation and evaluation: choice -> attribute
     # path (the first is the default when the config has no ``eval_net``); the record names the choice
     eval_nets: ClassVar[dict[str, str]] = {"student": "student"}
+    # stages that evaluate one network whatever ``eval_net`` says: stage -> attribute path (a
+    # pre-training that trains only the student, before the twin the choice names exists in training)
+    stage_nets: ClassVar[dict[str, str]] = {}
     # earlier stages whose best-validated inference network, not their last, goes on into the next
     # stage, as releases that reload "<stage>_best_model.pth" do (BCP's and ABD's pre-training)
     carry_best_of: ClassVar[tuple[str, ...]] = ()
@@ -229,8 +232,9 @@ class SSLMethod(nn.Module, Generic[C]):
         return (p for p in self.parameters() if p.requires_grad and id(p) not in owned)
 
     def inference_net(self) -> nn.Module:
-        """The network evaluated on validation and test volumes: ``eval_nets[inference_net_name]``."""
-        return attrgetter(self.eval_nets[self.inference_net_name])(self)
+        """The network evaluated on validation and test volumes: ``eval_nets[inference_net_name]``
+        (``stage_nets[current_stage]`` in a stage that names its own)."""
+        return attrgetter(self.stage_nets.get(self.current_stage) or self.eval_nets[self.inference_net_name])(self)
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:

@@ -133,6 +133,7 @@ class ABD(BCP):
     cfg: ABDConfig
     background_unmasked = True  # its release's mix_loss, in the pre-training as in stage 2
     eval_nets = {"model1": "student", "model2": "model_2"}
+    stage_nets = {"pretrain": "student"}  # pre-training trains the one network both students start from
 
     def __init__(self, cfg: ABDConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -140,10 +141,6 @@ class ABD(BCP):
             raise ConfigError(f"ABD cuts images into method.grid = {cfg.grid} patches per side; train.image_size "
                               f"{ctx.image_size} is not a multiple of it")
         self.model_2 = ctx.build_unet()
-
-    def inference_net(self) -> torch.nn.Module:
-        # pre-training trains (and validates, and carries on) the one network both students start from
-        return self.student if self.current_stage == "pretrain" else super().inference_net()
 
     def branch(self, net: torch.nn.Module, a: Tensor, b: Tensor, ua: Tensor, ub: Tensor, ya: Tensor, yb: Tensor,
                m: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -71,3 +71,46 @@ def test_old_flat_import_paths_are_gone() -> None:
     for old in ("sslbench.losses", "sslbench.heads", "sslbench.trainer"):
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(old)
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports anywhere in its body (function-level imports too: a
+    cycle hidden inside a function is still a cycle); a name imported from a package is its ``__init__``."""
+    found = modules()
+    graph = {}
+    for name, path in found.items():
+        targets = set()
+        for target in imports(name, path):
+            while target and target not in found:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import cycle once, as the path that closes it (depth-first search, colours)."""
+    state: dict[str, int] = {}
+    found = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                found.append(path[path.index(nxt):] + [node, nxt] if nxt in path else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, path + [node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    return found
+
+
+def test_no_import_cycles_even_inside_functions() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}), "the cycle finder must find a planted cycle"
+    assert not cycles({"a": {"b", "c"}, "b": {"c"}, "c": set()})
+    found = cycles(_graph())
+    assert not found, "\n".join(" -> ".join(c) for c in found)

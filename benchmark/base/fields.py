@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from sslbench.base.names import MAX_NAME, NAME
+
 
 class FieldError(ValueError):
     """A field of a read-back file has the wrong type or is out of range."""
@@ -77,8 +79,6 @@ def strings(value: Any, name: str) -> list[str]:
 
 def name(value: Any, field: str) -> str:
     """A dataset, profile or method name as the command line allows it (it becomes a folder name)."""
-    from sslbench.base.names import MAX_NAME, NAME
-
     if not (isinstance(value, str) and NAME.fullmatch(value) and len(value) <= MAX_NAME):
         raise FieldError(f"{field}: {_show(value)} is not a name (letters, digits, '.', '_', '-')")
     return value

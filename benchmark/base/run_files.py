@@ -132,6 +132,10 @@ class RunFiles:
     def path(self, name: str) -> Path:
         return self.folder / name
 
+    def board_folder(self) -> Path | None:
+        """Where TensorBoard event files go (none for a run without a folder)."""
+        return self.path(self.TENSORBOARD)
+
     @property
     def ckpt(self) -> Path:
         return self.folder / "ckpt"
@@ -362,6 +366,9 @@ class NoRunFiles(RunFiles):
 
     def has(self, name: str) -> bool:
         return False
+
+    def board_folder(self) -> Path | None:
+        return None
 
     def remove(self, name: str) -> None:
         pass

@@ -25,21 +25,22 @@ import numpy as np
 import torch
 
 from sslbench import __version__
-from sslbench.base.config import DataConfig, ResolvedConfig, TrainConfig, config_keys, resolve_config
+from sslbench.base.config import DataConfig, ResolvedConfig, TrainConfig, config_keys, configs_dir, resolve_config
 from sslbench.base.errors import BenchError, UnsafePath
 from sslbench.base.fields import FieldError, integer, mapping, name, number, strings, text
 from sslbench.base.locks import FolderLock
 from sslbench.base.run_files import RunFiles, run_dir
 from sslbench.cache import PreparedDataset, check_dataset_name, prepare
 from sslbench.io.readers import regular_input
-from sslbench.splits import split_labeled
 from sslbench.method import METHODS, MethodContext, SSLMethod
-from sslbench.report.evaluation import default_eval_workers, evaluate, validation_dice
+from sslbench.report.evaluation import default_eval_workers, evaluate, predict_volume, validation_dice
 from sslbench.report.metrics import EMPTY_POLICY
+from sslbench.splits import split_labeled
 from sslbench.train.interrupt import Interrupted, stop_on_signals, stop_requested
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import precision
 from sslbench.train.trainer import TrainData, Trainer
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -198,15 +199,11 @@ def scope_overrides(methods: Sequence[str], overrides: Sequence[str]) -> dict[st
 
 def shipped_sweeps() -> list[str]:
     """The sweeps that ship with the package (``configs/sweeps/<name>.toml``)."""
-    from sslbench.base.config import configs_dir
-
     return sorted(p.stem for p in (configs_dir() / "sweeps").glob("*.toml"))
 
 
 def find_sweep(name_or_path: str | Path) -> Path:
     """A sweep file: a path that exists, else the shipped sweep of that name (``table1``, ``acdc-cpu``)."""
-    from sslbench.base.config import configs_dir
-
     path = Path(name_or_path)
     if path.exists() or path.is_symlink():  # a file (or a FIFO, folder, link: refused by load_sweep, by name)
         return path
@@ -367,9 +364,8 @@ def prediction_saver(ds: PreparedDataset, out: Path) -> Callable[[str, np.ndarra
 
             save_volume(pred, geometry_from_json(geometry), out / f"{cid}.nii.gz")
         else:
-            with atomic_path(out / f"{cid}.npy") as tmp:
-                with tmp.open("wb") as fh:
-                    np.save(fh, pred)
+            with atomic_path(out / f"{cid}.npy") as tmp, tmp.open("wb") as fh:
+                np.save(fh, pred)
 
     return save
 
@@ -798,8 +794,6 @@ def predict_run(folder: Path, cache: Path | None = None, device: str = "auto",
         raise BenchError(f"--cases {unknown[0]}: not a case of {spec.dataset}")
     saver = prediction_saver(ds, files.predictions)
     written = []
-    from sslbench.report.evaluation import predict_volume
-
     for cid in wanted:
         image, _ = ds.volume(cid)
         saver(cid, predict_volume(method, np.asarray(image), cfg.train.image_size, dev, ds.interpolation,

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from sslbench.base.errors import TrainingDiverged
 from sslbench.base.fields import FieldError, integer, mapping
-from sslbench.base.run_files import NoRunFiles, RunFiles
+from sslbench.base.run_files import RunFiles
 
 
 class LossLog:
@@ -34,13 +34,14 @@ class LossLog:
         """A ``SummaryWriter`` on ``<run>/tb`` when tensorboard is installed and the run has a folder."""
         if self._board is None:
             self._board = False
-            if not isinstance(self.files, NoRunFiles):
+            folder = self.files.board_folder()
+            if folder is not None:
                 try:
                     from torch.utils.tensorboard import SummaryWriter
                 except ImportError:
                     pass
                 else:
-                    self._board = SummaryWriter(str(self.files.path(RunFiles.TENSORBOARD)), flush_secs=30)
+                    self._board = SummaryWriter(str(folder), flush_secs=30)
         return self._board or None
 
     def close(self) -> None:
