@@ -100,6 +100,48 @@ def test_every_link_and_image_of_the_report_resolves(report: Path) -> None:
     assert any(ref.endswith(".png") for ref in pages[report / "index.html"].refs)
 
 
+def test_each_run_page_draws_its_curves_inline_from_its_log(report: Path) -> None:
+    """Two inline SVG charts a run (loss, validation DSC), one polyline point per logged value, the
+    validation points dotted; no plotting library image per run."""
+    page = next((report / "runs").glob("*mt-w-1.0*.html")).read_text()
+    charts = re.findall(r"<svg class=\"chart\".*?</svg>", page, re.S)
+    assert len(charts) == 2 and "training loss" in charts[0] and "validation DSC" in charts[1]
+    for chart in charts:
+        points = re.search(r'<polyline points="([^"]+)"', chart).group(1).split()
+        assert len(points) == 6                                         # fake_run logs 100, 200, ..., 600
+        xs = [float(p.split(",")[0]) for p in points]
+        assert xs == sorted(xs) and xs[0] < xs[-1]
+    assert charts[1].count("<circle") == 6 and charts[0].count("<circle") == 0
+    assert not list((report / "figures").glob("curves-*"))               # the per-run PNGs are gone
+    assert "<td>validation Dice [%]</td><td>40.00</td>" in page          # the page's unit, not a fraction
+
+
+def test_chart_geometry_and_ticks() -> None:
+    from sslbench.report.run_charts import LEFT, RIGHT, WIDTH, chart, nice_ticks
+
+    assert nice_ticks(0, 1) == [0, 0.25, 0.5, 0.75, 1.0]
+    assert nice_ticks(3, 997) == [250, 500, 750]
+    assert nice_ticks(5, 5) == [5] and nice_ticks(0, float("nan")) == []
+    c = chart([0, 50, 100, 150], [1.0, float("nan"), 3.0, 2.0], "t", "y", True, [100.0])
+    pts = [tuple(map(float, p.split(","))) for p in c["points"].split()]
+    assert len(pts) == 3                                                # the NaN is skipped, not drawn as 0
+    assert pts[0][0] == LEFT and pts[-1][0] == WIDTH - RIGHT            # x spans the box
+    assert pts[1][1] < pts[2][1] < pts[0][1]                            # larger values higher (SVG y points down)
+    assert c["stages"] == [round(LEFT + 100 / 150 * (WIDTH - LEFT - RIGHT), 1)]
+    assert chart([0, 1], [float("inf"), float("nan")], "t", "y", False, []) is None
+
+
+def test_a_two_stage_run_marks_where_its_pretraining_ends() -> None:
+    import pandas as pd
+
+    from sslbench.report.run_charts import LEFT, RIGHT, WIDTH, run_charts
+
+    rows = [{"stage": "pretrain", "step": it, "what": "loss", "value": 1.0} for it in range(50, 301, 50)]
+    rows += [{"stage": "train", "step": 300 + it, "what": "loss", "value": 0.5} for it in range(50, 601, 50)]
+    (loss,) = run_charts(pd.DataFrame(rows))                            # no validation rows: one chart
+    assert loss["stages"] == [round(LEFT + (300 - 50) / (900 - 50) * (WIDTH - LEFT - RIGHT), 1)]
+
+
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
@@ -120,6 +162,9 @@ def test_the_report_in_a_real_browser(report: Path, tmp_path: Path) -> None:
 window.addEventListener("load", function () {
   var bad = Array.prototype.filter.call(document.images, function (i) { return !i.complete || !i.naturalWidth; });
   document.body.dataset.brokenImages = String(bad.length);
+  var drawn = Array.prototype.filter.call(document.querySelectorAll("svg.chart polyline"),
+                                          function (l) { return l.getBBox().width > 0; });
+  document.body.dataset.charts = String(drawn.length);
 });
 </script></body>"""))
         done = subprocess.run([browser, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
@@ -129,6 +174,8 @@ window.addEventListener("load", function () {
         dom = done.stdout
         assert 'data-ready="yes"' in dom, "the page's script did not run"
         assert 'data-broken-images="0"' in dom, "an image did not load"
+        if page.parent.name == "runs":
+            assert 'data-charts="2"' in dom, "the run's two curve charts were not drawn"
         errors = [line for line in done.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "error" in line)]
         assert not errors, errors
     shot = tmp_path / "report.png"

@@ -5,7 +5,8 @@ server, no CDN; figures are PNG files beside the pages).
 ratio (mean ± sd over seeds, best in bold, † where the DSC differs from the strongest other method's,
 links to each run), per-class tables, the ratio, per-class and training-curve figures; a cost table.
 ``runs/<id>.html``: one page per run: selection, per-case metrics (sortable), its training curves,
-provenance (commit, versions, labeled cases) and its resolved configuration. Pages are rendered with
+provenance (commit, versions, labeled cases) and its resolved configuration. A run page draws its
+curves as inline SVG from ``run_charts`` (no plotting library per run). Pages are rendered with
 jinja2 templates (``templates/``); every value is escaped by the template engine.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sslbench.base.errors import BenchError
 from sslbench.base.run_files import RunFiles
 from sslbench.report import plots
 from sslbench.report.frame import protocol_caption, run_frame, variant_name
+from sslbench.report.run_charts import run_charts
 from sslbench.report.tables import _significance, build_table, cost_table, paper_order
 
 
@@ -97,6 +99,12 @@ def _html_table(headers: list[str], rows: list[list[Any]]) -> str:
     return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _percent(value: object) -> str:
+    """A Dice fraction from a record as the page's unit, percent ("—" where there is none)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    return f"{100 * float(value):.2f}" if ok else "—"
+
+
 def _run_page(rec: pd.Series, out: Path, env: Any) -> None:
     files = RunFiles(Path(rec.dir))
     record = files.read(RunFiles.RECORD)
@@ -111,13 +119,7 @@ def _run_page(rec: pd.Series, out: Path, env: Any) -> None:
               "hd95": f"{m['hd95']:.3f}"} for c in metrics.get("metric_per_case", []) for cls, m in c["metrics"].items()]
     selection = record.get("selection", {})
     env_info = record.get("env", {})
-    curves = None
-    try:
-        paths = plots.plot_curves(out.parent, out / "figures" / f"curves-{_run_id(rec)}",
-                                  frame=pd.DataFrame([rec]).assign(all_labels=rec.all_labels))
-        curves = f"../figures/{paths[0].name}"
-    except BenchError:
-        pass
+    charts = run_charts(plots.curve_frame(pd.DataFrame([rec]).assign(name=rec.method)))
     page = env.get_template("run.html").render(
         title=f"{variant_name(rec.paper_name, rec.tag)} {rec.dataset} {rec.ratio:g}% seed {rec.seed}", root="../",
         run={
@@ -125,10 +127,10 @@ def _run_page(rec: pd.Series, out: Path, env: Any) -> None:
                      f"labeled, seed {rec.seed}",
             "caption": protocol_caption(pd.DataFrame([rec])),
             "selection": [("rule", selection.get("rule")), ("evaluated iteration", selection.get("iteration")),
-                          ("validation Dice", selection.get("val_dice")), ("note", selection.get("note", "")),
+                          ("validation Dice [%]", _percent(selection.get("val_dice"))), ("note", selection.get("note", "")),
                           ("last weights' Dice [%]", f"{100 * record['last']['summary']['dice']:.2f}"
                            if isinstance(record.get("last"), dict) else "not evaluated")],
-            "checkpoint_note": "the selected weights", "units": rec.units, "cases": cases, "curves": curves,
+            "checkpoint_note": "the selected weights", "units": rec.units, "cases": cases, "charts": charts,
             "provenance": [("sslbench", env_info.get("sslbench")), ("torch", env_info.get("torch")),
                            ("device", env_info.get("device_name") or env_info.get("device")),
                            ("labeled cases", ", ".join(record.get("labeled_cases", []))),

@@ -1,0 +1,82 @@
+"""The training curves of one run as chart geometry for the report's run page: the page draws them as
+inline SVG from these numbers (the template escapes every label), so a report of hundreds of runs
+does not start a plotting library once per run."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+WIDTH, HEIGHT = 360, 200                  # the chart's box in SVG units
+LEFT, RIGHT, TOP, BOTTOM = 48, 18, 22, 34  # margins: axis labels on the left and at the bottom
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round values (1, 2, 2.5 or 5 times a power of ten apart) covering [lo, hi], about ``count``."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def _label(value: float) -> str:
+    return f"{value:g}" if abs(value) < 1e5 else f"{value:.0e}"
+
+
+def chart(steps: list[float], values: list[float], title: str, ylabel: str, dots: bool,
+          stage_ends: list[float]) -> dict[str, Any] | None:
+    """One chart: a polyline of ``values`` against ``steps`` (non-finite values skipped), axes with
+    round ticks, and a dashed line where each stage but the last ends. None when nothing is finite."""
+    pairs = [(s, v) for s, v in zip(steps, values) if math.isfinite(s) and math.isfinite(v)]
+    if not pairs:
+        return None
+    x0, x1 = min(s for s, _ in pairs), max(s for s, _ in pairs)
+    y0, y1 = min(v for _, v in pairs), max(v for _, v in pairs)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 1, y1 + 1
+    pad = (y1 - y0) * 0.05
+    y0, y1 = y0 - pad, y1 + pad
+    inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def px(s: float) -> float:
+        return round(LEFT + (s - x0) / (x1 - x0) * inner_w, 1)
+
+    def py(v: float) -> float:
+        return round(TOP + (y1 - v) / (y1 - y0) * inner_h, 1)
+
+    points = [(px(s), py(v)) for s, v in pairs]
+    return {
+        "width": WIDTH, "height": HEIGHT, "title": title, "ylabel": ylabel, "xlabel": "iteration (stages in order)",
+        "left": LEFT, "right": WIDTH - RIGHT, "top": TOP, "bottom": HEIGHT - BOTTOM,
+        "points": " ".join(f"{x},{y}" for x, y in points), "dots": points if dots else [],
+        "xticks": [(px(t), _label(t)) for t in nice_ticks(x0, x1) if x0 <= t <= x1],
+        "yticks": [(py(t), _label(t)) for t in nice_ticks(y0, y1) if y0 <= t <= y1],
+        "stages": [px(s) for s in stage_ends if x0 < s < x1],
+    }
+
+
+def run_charts(long: pd.DataFrame) -> list[dict[str, Any]]:
+    """The training loss and validation DSC charts of one run from its ``curve_frame`` rows."""
+    if long.empty:
+        return []
+    spans = long.groupby("stage").step.agg(["min", "max"]).sort_values("min")
+    ends = spans["max"].tolist()[:-1]     # where each stage but the last ends: the next one begins
+    charts = []
+    for what, title, ylabel, dots in (("loss", "training loss", "loss", False),
+                                      ("val_dice", "validation DSC", "DSC [%]", True)):
+        part = long[long.what == what].sort_values("step")
+        made = chart(part.step.astype(float).tolist(), part.value.astype(float).tolist(), title, ylabel, dots, ends)
+        if made is not None:
+            charts.append(made)
+    return charts
+
+
+__all__ = ["chart", "nice_ticks", "run_charts"]
