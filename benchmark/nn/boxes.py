@@ -38,11 +38,11 @@ def positions(w: Tensor, h: Tensor, width: int, height: int) -> Tensor:
     return (width - w + 1).clamp(min=0) * (height - h + 1).clamp(min=0)
 
 
-def _pick(weights: Tensor, g: torch.Generator) -> Tensor:
-    """One index per row of (n, K) non-negative weights, with probability proportional to them."""
-    cdf = weights.cumsum(dim=1)
-    u = torch.rand(weights.shape[0], 1, generator=g, device=weights.device, dtype=weights.dtype) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp(max=weights.shape[1] - 1)[:, 0]
+def _inverse_cdf(cdf: Tensor, n: int, g: torch.Generator) -> Tensor:
+    """``n`` indices drawn from cumulative weights: one per row of an (n, K) ``cdf``, or ``n`` from a
+    (K,) one shared by all; an index's probability is its weight's share of the row's total."""
+    u = torch.rand(n, 1, generator=g, device=cdf.device, dtype=cdf.dtype) * cdf[..., -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp(max=cdf.shape[-1] - 1)[:, 0]
 
 
 def sizes_given_area(area: Tensor, ratio: tuple[float, float], width: int, height: int, g: torch.Generator,
@@ -59,7 +59,7 @@ def sizes_given_area(area: Tensor, ratio: tuple[float, float], width: int, heigh
     mid = (cuts[:, 1:] + cuts[:, :-1]) / 2
     w, h = torch.sqrt(s / mid).floor(), torch.sqrt(s * mid).floor()
     weight = (cuts[:, 1:] - cuts[:, :-1]) * positions(w, h, width, height)
-    pick = _pick(weight, g)[:, None]
+    pick = _inverse_cdf(weight.cumsum(dim=1), s.shape[0], g)[:, None]
     return w.gather(1, pick)[:, 0], h.gather(1, pick)[:, 0]
 
 
@@ -164,8 +164,7 @@ def random_boxes(n: int, height: int, width: int, g: torch.Generator, device: to
     on = torch.rand(n, generator=g, device=device) < p
     if redraw_area:
         sizes, cdf = _device_table(width, height, area, ratio, device)
-        u = torch.rand(n, generator=g, device=device, dtype=torch.float64) * cdf[-1]
-        pick = torch.searchsorted(cdf, u, right=True).clamp(max=cdf.numel() - 1)
+        pick = _inverse_cdf(cdf, n, g)
         w, h = sizes[0, pick], sizes[1, pick]
     else:
         fraction = area[0] + (area[1] - area[0]) * torch.rand(n, generator=g, device=device, dtype=torch.float64)
