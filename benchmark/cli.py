@@ -112,7 +112,32 @@ def _slurm_options(fn: F) -> F:
     return fn
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """click's own refusals (an unknown option, a value outside a choice) as one ``error:`` line
+    naming the command and where its help is, exit code 2, like every other refusal of the CLI."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.pop("standalone_mode", True) is False:  # a caller that handles click's exceptions itself
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `bench` alone: the help text
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None else ""
+            hint = f" (see {ctx.command_path if ctx is not None else 'bench COMMAND'} --help)" \
+                if isinstance(exc, click.UsageError) else ""
+            click.echo(f"error: {where}{exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sslbench")
 def main() -> None:
     """sslbench: semi-supervised medical image segmentation, benchmarked fairly.

@@ -227,3 +227,19 @@ def test_a_full_disk_while_preparing_is_one_line_and_leaves_nothing_half_written
     code, _, err = bench("prepare", "mine", "--raw", str(raw), "--format", "nnunet", "--cache", str(cache))
     assert code == 2 and "No space left on device" in _one_error(err) and ".slabs" in _one_error(err)
     assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []  # no dataset, no temp folder
+
+
+@pytest.mark.parametrize("args, message", [
+    (["table", "--format", "html"], "bench table: Invalid value for '--format'"),
+    (["run", "--bogus"], "bench run: No such option '--bogus'"),
+    (["nosuch"], "bench: No such command 'nosuch'"),
+    (["status", "--results"], "Option '--results' requires an argument"),
+])
+def test_what_click_refuses_is_one_error_line_too(args: list[str], message: str) -> None:
+    """An unknown option or a value outside a choice: one ``error:`` line naming the command and its
+    help, exit code 2 (not click's three-line usage block)."""
+    code, out, err = bench(*args)
+    assert code == 2 and out == ""
+    line = _one_error(err)
+    command = message.split(":")[0] if message.startswith("bench") else "bench COMMAND"
+    assert message in line and line.endswith(f"(see {command} --help)")
