@@ -29,13 +29,14 @@ def _default_results() -> Path:
 
 
 def _csv(value: str, kind: str, cast: Callable[[str], Any] = str) -> list[Any]:
+    """A comma-separated option value (``--ratios 1,5,10``); the refusal names the option ``--<kind>``."""
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
-        raise click.BadParameter(f"empty {kind} list")
+        raise click.BadParameter(f"empty {kind} list", param_hint=f"'--{kind}'")
     try:
         return [cast(v) for v in items]
     except ValueError as exc:
-        raise click.BadParameter(f"not a list of {kind}: {value!r}") from exc
+        raise click.BadParameter(f"not a list of {kind}: {value!r}", param_hint=f"'--{kind}'") from exc
 
 
 def user_errors(fn: F) -> F:

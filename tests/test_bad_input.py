@@ -233,6 +233,7 @@ def test_a_full_disk_while_preparing_is_one_line_and_leaves_nothing_half_written
     (["table", "--format", "html"], "bench table: Invalid value for '--format'"),
     (["run", "--bogus"], "bench run: No such option '--bogus'"),
     (["nosuch"], "bench: No such command 'nosuch'"),
+    (["run", "--ratios", "1,abc"], "bench run: Invalid value for '--ratios': not a list of ratios: '1,abc'"),
     (["status", "--results"], "Option '--results' requires an argument"),
 ])
 def test_what_click_refuses_is_one_error_line_too(args: list[str], message: str) -> None:
