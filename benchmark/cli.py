@@ -113,16 +113,20 @@ def _slurm_options(fn: F) -> F:
     return fn
 
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; with 8.1 nothing to catch
+
+
 class _OneLineGroup(click.Group):
     """click's own refusals (an unknown option, a value outside a choice) as one ``error:`` line
-    naming the command and where its help is, exit code 2, like every other refusal of the CLI."""
+    naming the command where click knows it and where its help is, exit code 2, like every other
+    refusal of the CLI."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs.pop("standalone_mode", True) is False:  # a caller that handles click's exceptions itself
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:  # `bench` alone: the help text
+        except _NO_ARGS_IS_HELP as exc:  # `bench` alone: the help text
             exc.show()
             sys.exit(exc.exit_code)
         except click.ClickException as exc:

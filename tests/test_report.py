@@ -129,6 +129,25 @@ def test_chart_geometry_and_ticks() -> None:
     assert pts[1][1] < pts[2][1] < pts[0][1]                            # larger values higher (SVG y points down)
     assert c["stages"] == [round(LEFT + 100 / 150 * (WIDTH - LEFT - RIGHT), 1)]
     assert chart([0, 1], [float("inf"), float("nan")], "t", "y", False, []) is None
+    assert chart([0, 1], [-1e308, 1e308], "t", "y", False, []) is None        # a span beyond the float range
+    assert nice_ticks(0, 5e-324) == [0]                                         # a span below a power of ten
+    big = chart([0, 150_000], [1.0, 2.0], "t", "y", False, [])
+    assert [label for _, label in big["xticks"]] == ["0", "50000", "100000", "150000"]
+
+
+def test_a_log_line_with_an_absurd_iteration_is_skipped(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from sslbench.base.run_files import RunFiles
+    from sslbench.report.plots import curve_frame
+
+    files = RunFiles(tmp_path / "run")
+    files.create()
+    files.append_log({"stage": "train", "iteration": 10, "loss": 0.5})
+    files.append_log({"stage": "train", "iteration": 10**400, "loss": 0.4})
+    files.append_log({"stage": "train", "iteration": True, "loss": 0.3})
+    long = curve_frame(pd.DataFrame([{"dir": str(files.folder), "name": "mt", "seed": 0}]))
+    assert long.step.tolist() == [10]
 
 
 def test_a_two_stage_run_marks_where_its_pretraining_ends() -> None:

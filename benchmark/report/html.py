@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -101,7 +102,7 @@ def _html_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def _percent(value: object) -> str:
     """A Dice fraction from a record as the page's unit, percent ("—" where there is none)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return f"{100 * float(value):.2f}" if ok else "—"
 
 

@@ -22,8 +22,9 @@ import pandas as pd
 
 from sslbench.base.atomic import atomic_path
 from sslbench.base.errors import BenchError
-from sslbench.base.fields import FieldError, number
+from sslbench.base.fields import FieldError, integer, number
 from sslbench.base.file_kinds import not_regular
+from sslbench.base.records import MAX_ITERATIONS
 from sslbench.base.run_files import RunFiles
 from sslbench.report.frame import variant_name
 from sslbench.report.tables import paper_order, select_records
@@ -268,8 +269,12 @@ def curve_frame(df: pd.DataFrame) -> pd.DataFrame:
     for _, rec in df.iterrows():
         offset, stage_end = {}, 0
         for item in RunFiles(Path(rec.dir)).read_log():
-            stage, it = item.get("stage"), item.get("iteration")
-            if not isinstance(stage, str) or not isinstance(it, int):
+            stage = item.get("stage")
+            try:  # a foreign line: an iteration of 10^400 would overflow the float axis
+                it = integer(item.get("iteration"), "iteration", 0, MAX_ITERATIONS)
+            except FieldError:
+                continue
+            if not isinstance(stage, str):
                 continue
             if stage not in offset:
                 offset[stage] = stage_end

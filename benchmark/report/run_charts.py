@@ -16,9 +16,9 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """Round values (1, 2, 2.5 or 5 times a power of ten apart) covering [lo, hi], about ``count``."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return []
-    if hi <= lo:
-        return [lo]
     raw = (hi - lo) / max(count - 1, 1)
+    if not (math.isfinite(raw) and raw > 0):  # one value, a span too small for a power of ten, or overflow
+        return [lo]
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     first = math.ceil(lo / step - 1e-9) * step
@@ -26,7 +26,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def _label(value: float) -> str:
-    return f"{value:g}" if abs(value) < 1e5 else f"{value:.0e}"
+    return f"{value:g}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
 def chart(steps: list[float], values: list[float], title: str, ylabel: str, dots: bool,
@@ -44,6 +44,8 @@ def chart(steps: list[float], values: list[float], title: str, ylabel: str, dots
         y0, y1 = y0 - 1, y1 + 1
     pad = (y1 - y0) * 0.05
     y0, y1 = y0 - pad, y1 + pad
+    if not all(math.isfinite(v) and v > 0 for v in (x1 - x0, y1 - y0)):
+        return None  # values near the float range's ends: nothing sensible to draw
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def px(s: float) -> float:
