@@ -3,7 +3,8 @@
 A dataset plugin (``sslbench.datasets.<name>``) sets its class names and turns raw data into a
 prepared cache through ``CacheWriter``; ``check_meta`` is the check of ``meta.json`` that the writer
 runs before writing and the reader after reading, so neither holds a cache the other would refuse.
-Reading the cache back is ``sslbench.cache``'s, choosing the labeled cases ``sslbench.splits``'s. A prepared cache (format ``CACHE_FORMAT``):
+Reading the cache back is ``sslbench.cache``'s, choosing the labeled cases ``sslbench.splits``'s.
+A prepared cache (format ``CACHE_FORMAT``):
 
     <cache>/<name>/meta.json                 classes, cases (id, patient, split, shape, spacing,
                                              crop box, fill value, image dtype), source

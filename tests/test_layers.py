@@ -29,18 +29,35 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def imports(name: str, path: Path) -> list[str]:
+def imports(name: str, path: Path, runtime: bool = False) -> list[str]:
+    """The project modules a module imports, anywhere in its body (function-level imports too).
+    ``runtime``: what it imports when it runs: ``from X import Y`` as X and X.Y (Y may be a module),
+    imports under ``if TYPE_CHECKING:`` left out (the cycle test); otherwise every import statement's
+    module (the layer test, which holds type-only imports to the layers too)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    found: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if runtime and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                found.append(".".join(base + ([node.module] if node.module else [])))
-            elif node.module and node.module.startswith("sslbench"):
-                found.append(node.module)
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            if node.level or module.startswith("sslbench"):
+                found.append(module)
+                if runtime:
+                    found.extend(f"{module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
-            found += [a.name for a in node.names if a.name.startswith("sslbench")]
+            found.extend(a.name for a in node.names if a.name.startswith("sslbench"))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
     return found
 
 
@@ -73,36 +90,6 @@ def test_old_flat_import_paths_are_gone() -> None:
             importlib.import_module(old)
 
 
-def _runtime_imports(name: str, path: Path) -> list[str]:
-    """What a module imports when it runs, anywhere in its body (function-level imports too: a cycle
-    hidden inside a function is still a cycle), ``from X import Y`` as X and X.Y (Y may be a module);
-    imports under ``if TYPE_CHECKING:`` are left out (they never run)."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: list[str] = []
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.orelse:
-                visit(child)
-            return
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
-                module = f"{base}.{node.module}" if node.module else base
-            else:
-                module = node.module or ""
-            if module.startswith("sslbench"):
-                found.append(module)
-                found.extend(f"{module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Import):
-            found.extend(a.name for a in node.names if a.name.startswith("sslbench"))
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(ast.parse(path.read_text()))
-    return found
-
-
 def _graph() -> dict[str, set[str]]:
     """Module -> the project modules it imports when it runs; a name that is not a module resolves to
     the longest module path above it (a package's ``__init__`` for a name it defines)."""
@@ -110,7 +97,7 @@ def _graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in found.items():
         targets = set()
-        for target in _runtime_imports(name, path):
+        for target in imports(name, path, runtime=True):
             while target and target not in found:
                 target = target.rpartition(".")[0]
             if target and target != name:

@@ -129,7 +129,7 @@ def _run_page(rec: pd.Series, out: Path, env: Any) -> None:
             "caption": protocol_caption(pd.DataFrame([rec])),
             "selection": [("rule", selection.get("rule")), ("evaluated iteration", selection.get("iteration")),
                           ("validation Dice [%]", _percent(selection.get("val_dice"))), ("note", selection.get("note", "")),
-                          ("last weights' Dice [%]", f"{100 * record['last']['summary']['dice']:.2f}"
+                          ("last weights' Dice [%]", _percent(record["last"]["summary"]["dice"])
                            if isinstance(record.get("last"), dict) else "not evaluated")],
             "checkpoint_note": "the selected weights", "units": rec.units, "cases": cases, "charts": charts,
             "provenance": [("sslbench", env_info.get("sslbench")), ("torch", env_info.get("torch")),
