@@ -41,6 +41,9 @@ from sslbench.base.names import check_case_id
 from sslbench.base.registry import Registry
 from sslbench.io.slabs import write_slabs
 
+__all__ = ["CACHE_FORMAT", "DATASETS", "CacheWriter", "CaseInfo", "DatasetSpec", "check_meta", "content_box",
+           "default_cache_root", "register_dataset"]
+
 # 2: volumes cropped, float16 images in deflated slabs (1, float32 .npy, is refused: rebuild with --force)
 CACHE_FORMAT = 2
 SLAB = 32  # slices handled at once when checking, cropping and converting a volume (bounds the peak)

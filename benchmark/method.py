@@ -13,6 +13,8 @@ The contract comes in three tiers; a plugin uses only the ones it needs (docs/ad
    ``start_stage``, ``extra_optimizers`` / ``extra_step``, ``conformance_config``.
 
 The method never steps an optimiser, samples data or evaluates: the trainer does, identically for all.
+``__all__`` lists the contract's public names (``Range`` and ``ConfigError`` too: a config's
+``ranges`` and a method's own checks); building blocks are ``sslbench.nn``'s.
 """
 from __future__ import annotations
 
@@ -27,11 +29,17 @@ from torch import Tensor, nn
 
 from sslbench.base.errors import ConfigError
 from sslbench.base.names import MAX_NAME, NAME
+from sslbench.base.ranges import Range
 from sslbench.base.registry import Registry, RegistryError
 from sslbench.nn.augment import default_generator
 from sslbench.nn.ema import EMATeacher
-from sslbench.nn.ramps import ssl4mis_consistency_weight
+from sslbench.nn.ramps import sigmoid_rampup, ssl4mis_consistency_weight
 from sslbench.nn.unet import UNet, build_unet
+
+__all__ = [
+    "METHODS", "Batch", "ConfigError", "ConsistencyConfig", "ExtraOptimizer", "Losses", "MethodConfig", "MethodContext",
+    "Range", "SSLMethod", "StepInfo", "TeacherConfig", "register_method",
+]
 
 Losses = dict[str, Tensor]
 
@@ -109,16 +117,27 @@ class MethodContext:
 
 @dataclass
 class StepInfo:
-    """Where the trainer is: stage, 0-based iteration within it, and the stage length.
+    """Where the trainer is, handed to every ``training_step`` and ``after_step``:
 
-    ``force_ramps`` makes every ramp return its final value (used by the conformance tests, so that a
-    loss whose weight is still ramping up is checked at full strength). ``generator`` is the trainer's
-    seeded generator on the batch's device (checkpointed with the run): every random draw a method
-    makes for augmentations, views, noise, feature perturbations and samples comes from
-    ``rng(device)``. Three draws stay on the global generator, which the trainer seeds and
-    checkpoints too: the networks' dropout layers and ICT's Beta coefficients (torch takes no
-    generator for either) and DCT's rotation (a host-side choice: drawing it on the device would
-    make the step wait for the device).
+    * ``stage``: the stage's name (``"train"``, or ``"pretrain"`` for a method with that stage);
+    * ``iteration``: the 0-based iteration within the stage; ``total``: the stage's length;
+    * ``rng(device)``: the generator every random draw of the method comes from;
+    * ``consistency_weight(weight, start_fraction, ramp_length)``: the weight of an unsupervised
+      term on SSL4MIS's sigmoid ramp;
+    * ``progress()``: the fraction of the stage done, ``iteration / total`` in [0, 1) (1.0 under
+      ``force_ramps``), for a method's own schedules (a threshold or a temperature that moves with
+      training);
+    * ``force_ramps``: True makes every ramp return its final value: ``consistency_weight`` returns
+      ``weight`` and ``progress()`` 1.0 from the first step. The conformance kit sets it, so that a
+      loss whose weight is still ramping up (zero at iteration 0) is checked at full strength; a
+      method's own ramps should follow it too (read ``progress()`` or the flag). Training never sets it.
+
+    ``generator`` is the trainer's seeded generator on the batch's device (checkpointed with the
+    run): every random draw a method makes for augmentations, views, noise, feature perturbations
+    and samples comes from ``rng(device)``. Three draws stay on the global generator, which the
+    trainer seeds and checkpoints too: the networks' dropout layers and ICT's Beta coefficients
+    (torch takes no generator for either) and DCT's rotation (a host-side choice: drawing it on the
+    device would make the step wait for the device).
     """
 
     stage: str
@@ -133,15 +152,38 @@ class StepInfo:
             return self.generator
         return default_generator(torch.device(device))
 
-    def consistency_weight(self, weight: float, start_fraction: float = 0.0) -> float:
-        """SSL4MIS consistency weight; zero before ``start_fraction`` of the stage (MT's warm-up)."""
+    def consistency_weight(self, weight: float, start_fraction: float = 0.0,
+                           ramp_length: int | None = None) -> float:
+        """``weight * exp(-5 (1 - t)^2)``: SSL4MIS's sigmoid ramp (``sigmoid_rampup``), 0 before
+        ``start_fraction`` of the stage (MT's warm-up; the ramp still counts from the stage's start).
+
+        ``ramp_length`` is the number of iterations over which the ramp rises to ``weight``:
+
+        * None (the default): the whole stage, in SSL4MIS's 200 steps. The iteration is quantised to
+          a quantum of ``max(total // 200, 1)`` iterations and ``t = min((iteration // quantum) /
+          200, 1)``: the weight is constant within each quantum and is full from iteration
+          ``200 * quantum`` (<= ``total``) on. At SSL4MIS's 30k iterations the quantum is 150, its
+          ``sigmoid_rampup(iter_num // 150, 200)``; a stage under 200 iterations has quantum 1 and
+          does not reach the full weight (``ssl4mis_consistency_weight``).
+        * an int L > 0: a continuous ramp over the first L iterations, no quantum:
+          ``t = min(iteration / L, 1)``; full weight from iteration L on, whatever ``total`` is.
+          ``ramp_length=0`` is no ramp (the full weight at once).
+
+        Under ``force_ramps`` it is ``weight`` from the first step (and the warm-up is skipped).
+        """
+        if ramp_length is not None and ramp_length < 0:
+            raise ValueError(f"ramp_length must be >= 0 iterations, got {ramp_length}")
         if self.force_ramps:
             return weight
         if self.iteration < start_fraction * self.total:
             return 0.0
-        return ssl4mis_consistency_weight(weight, self.iteration, self.total)
+        if ramp_length is None:
+            return ssl4mis_consistency_weight(weight, self.iteration, self.total)
+        return weight * sigmoid_rampup(self.iteration, ramp_length)
 
     def progress(self) -> float:
+        """The fraction of the stage done, ``iteration / total`` (0 at the first step, below 1 at
+        the last); 1.0 under ``force_ramps`` (every ramp at its final value)."""
         return 1.0 if self.force_ramps else self.iteration / max(self.total, 1)
 
 
@@ -170,6 +212,14 @@ class SSLMethod(nn.Module, Generic[C]):
     # config overrides the conformance kit applies: settings under which every loss term is active on
     # an untrained tiny network (for example a confidence threshold that would mask everything)
     conformance_config: ClassVar[dict[str, Any]] = {}
+    # the setting each stage takes its length from, "train.<key>" or "method.<key>" (default: the last
+    # stage train.iterations, an earlier one train.pretrain_iterations)
+    stage_lengths: ClassVar[dict[str, str]] = {}
+    # stages whose batches hold labeled slices only (a supervised pre-training): no unlabeled draw
+    labeled_only_stages: ClassVar[tuple[str, ...]] = ()
+    # the method's own configuration layer, in the form of a configs/methods/<name>.toml file:
+    # {"train": {...}, "method": {...}, "profile": {"<profile>": {"train": {...}}}} (a plugin's defaults)
+    defaults: ClassVar[dict[str, Any]] = {}
     cfg: C
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -191,6 +241,13 @@ class SSLMethod(nn.Module, Generic[C]):
                               f"got {choice!r}")
         self.inference_net_name: str = choice if choice is not None else next(iter(self.eval_nets))
         self.student = self.build_student(ctx)
+
+    @classmethod
+    def stage_length_keys(cls) -> dict[str, str]:
+        """Each stage's length setting, in stage order (see ``stage_lengths``)."""
+        last = cls.stages[-1]
+        return {stage: cls.stage_lengths.get(stage) or ("train.iterations" if stage == last else
+                                                        "train.pretrain_iterations") for stage in cls.stages}
 
     def build_student(self, ctx: MethodContext) -> nn.Module:
         """The trained network (default: the shared UNet); its ``forward`` returns logits."""
@@ -264,7 +321,10 @@ def _name_method(name: str, cls: type[SSLMethod]) -> None:
         cls.paper_name = name
 
 
-METHODS: Registry[type[SSLMethod]] = Registry("method", "sslbench.methods", "sslbench.methods", adopt=_name_method)
+METHODS: Registry[type[SSLMethod]] = Registry(
+    "method", "sslbench.methods", "sslbench.methods", adopt=_name_method,
+    hint="a plugin method is found with --plugin MODULE (or BENCH_PLUGINS=MODULE, or an installed package's "
+         "'sslbench.methods' entry point)")
 
 
 def register_method(name: str) -> Callable[[type[SSLMethod]], type[SSLMethod]]:

@@ -1,24 +1,34 @@
 """The conformance kit for plugin authors (public; lives in ``sslbench.train.conformance``).
 
     from sslbench.testing import check_method
-    check_method("my-method")      # raises AssertionError naming the failed contract
+    check_method("my-method")                                 # raises AssertionError naming the failed check
+    check_method("my-method", plugins=["my_lab.my_method"])   # a plugin module (or $BENCH_PLUGINS)
+    run_checks("my-method", ["my_lab.my_method"])             # `bench check`: ok / FAILED lines, True or False
 """
 from __future__ import annotations
 
 from .train.conformance import (
                                 CHECKS,
                                 NUM_CLASSES,
+                                STEPS,
                                 TINY,
+                                WHAT,
                                 build,
                                 check_determinism,
+                                check_eval_nets,
                                 check_gradients,
                                 check_losses,
                                 check_method,
                                 check_predict,
                                 check_pretrain,
                                 check_resume,
+                                check_teachers,
+                                check_validated,
+                                resolve_method,
+                                run_checks,
                                 tiny_data,
 )
 
-__all__ = ["CHECKS", "NUM_CLASSES", "TINY", "build", "check_determinism", "check_gradients", "check_losses",
-           "check_method", "check_predict", "check_pretrain", "check_resume", "tiny_data"]
+__all__ = ["CHECKS", "NUM_CLASSES", "STEPS", "TINY", "WHAT", "build", "check_determinism", "check_eval_nets",
+           "check_gradients", "check_losses", "check_method", "check_predict", "check_pretrain", "check_resume",
+           "check_teachers", "check_validated", "resolve_method", "run_checks", "tiny_data"]

@@ -29,13 +29,9 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from sslbench.base.errors import ConfigError
-from sslbench.base.ranges import Range
-from sslbench.method import Batch, Losses, MethodContext, StepInfo, register_method
+from sslbench.method import Batch, ConfigError, Losses, MethodContext, Range, StepInfo, register_method
 from sslbench.methods.bcp import BCP, BCPConfig, box_mask, halves, mix_loss
-from sslbench.nn.augment import color_jitter
-from sslbench.nn.boxes import random_boxes
-from sslbench.nn.losses import masked_dice_loss
+from sslbench.nn import color_jitter, masked_dice_loss, random_boxes
 
 
 @dataclass

@@ -30,9 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.components import keep_largest_per_class
-from sslbench.nn.ema import EMATeacher
-from sslbench.nn.losses import masked_dice_loss
+from sslbench.nn import EMATeacher, keep_largest_per_class, masked_dice_loss
 
 
 @dataclass
@@ -130,7 +128,7 @@ class BCP(SSLMethod[BCPConfig]):
 
     def start_stage(self, stage: str) -> None:
         # stage 2's teacher starts as the pre-trained network (the best-validated one: carry_best_of)
-        self.teacher.module.load_state_dict(self.student.state_dict())
+        self.teacher.reset_to(self.student)
 
     def after_step(self, step: StepInfo, outputs: Losses) -> None:
         if step.stage == "train":

@@ -8,8 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.losses import ce_dice_loss
-from sslbench.nn.multihead import MultiDecoderUNet
+from sslbench.nn import MultiDecoderUNet, ce_dice_loss
 
 
 @dataclass

@@ -22,19 +22,21 @@ from torch import Tensor, nn
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.methods.mona._anatomy import AnatomicalReconstruction, ReconstructionConfig
-from sslbench.nn.augment import contrastive_views, strong_view
-from sslbench.nn.banks import FeatureQueue
-from sslbench.nn.ema import EMATeacher
-from sslbench.nn.heads import GlobalHead, mlp
-from sslbench.nn.losses import (
+from sslbench.nn import (
+    EMATeacher,
+    FeatureQueue,
+    GlobalHead,
     ce_dice_loss,
+    contrastive_views,
     cosine_regression,
     info_nce,
     knn_positive_loss,
     mask_slots,
+    mlp,
     moco_logits,
     nt_xent,
     relational_kl,
+    strong_view,
 )
 
 

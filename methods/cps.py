@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.losses import ce_dice_loss
+from sslbench.nn import ce_dice_loss
 
 
 @dataclass

@@ -18,7 +18,7 @@ from sslbench.method import (
     StepInfo,
     register_method,
 )
-from sslbench.nn.losses import ce_dice_loss
+from sslbench.nn import ce_dice_loss
 
 
 class FCDiscriminator(nn.Module):

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from sslbench.method import Batch, ConsistencyConfig, Losses, SSLMethod, StepInfo, register_method
-from sslbench.nn.losses import ce_dice_loss
+from sslbench.nn import ce_dice_loss
 
 
 def rotation_consistency(rot_logits: Tensor, logits: Tensor, k: int) -> Tensor:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from sslbench.method import Batch, ConsistencyConfig, Losses, SSLMethod, StepInfo, register_method
-from sslbench.nn.losses import ce_dice_loss, entropy_map
+from sslbench.nn import ce_dice_loss, entropy_map
 
 
 @dataclass

@@ -8,9 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.augment import photometric, strong_view
-from sslbench.nn.heads import GlobalHead
-from sslbench.nn.losses import ce_dice_loss, grouped_nt_xent, prototype_contrast
+from sslbench.nn import GlobalHead, ce_dice_loss, grouped_nt_xent, photometric, prototype_contrast, strong_view
 
 # GCL's 13 local regions: corners, edge midpoints, centre and the four quarter points of the map
 REGIONS = [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.5), (0.5, 0.0), (1.0, 0.5), (0.5, 1.0),

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, TeacherConfig, register_method
-from sslbench.nn.losses import ce_dice_loss, softmax_mse
+from sslbench.nn import ce_dice_loss, softmax_mse
 
 
 def beta_lambdas(n: int, alpha: float, like: Tensor) -> Tensor:

@@ -7,8 +7,7 @@ from typing import Literal
 import torch
 
 from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, TeacherConfig, register_method
-from sslbench.nn.augment import gaussian_noise
-from sslbench.nn.losses import ce_dice_loss, softmax_mse
+from sslbench.nn import ce_dice_loss, gaussian_noise, softmax_mse
 
 
 @dataclass

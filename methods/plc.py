@@ -9,9 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.augment import photometric, random_spatial
-from sslbench.nn.losses import dice_loss, prototype_contrast
-from sslbench.nn.mask_sampling import pick_where
+from sslbench.nn import dice_loss, photometric, pick_where, prototype_contrast, random_spatial
 
 
 @dataclass

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.augment import photometric, strong_view
-from sslbench.nn.heads import GlobalHead
-from sslbench.nn.losses import ce_dice_loss, nt_xent, supcon
+from sslbench.nn import GlobalHead, ce_dice_loss, nt_xent, photometric, strong_view, supcon
 
 
 @dataclass

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sslbench.method import Batch, Losses, SSLMethod, StepInfo, register_method
-from sslbench.nn.losses import ce_dice_loss
+from sslbench.nn import ce_dice_loss
 
 
 @register_method("unet-l")

@@ -10,11 +10,17 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from sslbench.base.errors import ConfigError
-from sslbench.method import Batch, Losses, MethodContext, SSLMethod, StepInfo, TeacherConfig, register_method
-from sslbench.nn.augment import gaussian_noise
-from sslbench.nn.losses import ce_dice_loss, softmax_mse_map
-from sslbench.nn.ramps import sigmoid_rampup
+from sslbench.method import (
+    Batch,
+    ConfigError,
+    Losses,
+    MethodContext,
+    SSLMethod,
+    StepInfo,
+    TeacherConfig,
+    register_method,
+)
+from sslbench.nn import ce_dice_loss, gaussian_noise, sigmoid_rampup, softmax_mse_map
 
 
 @torch.no_grad()

@@ -27,11 +27,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sslbench.base.ranges import Range
-from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.augment import color_jitter, gaussian_blur, uniform
-from sslbench.nn.boxes import random_boxes
-from sslbench.nn.losses import ce_dice_loss, masked_dice_loss
+from sslbench.method import Batch, Losses, MethodConfig, MethodContext, Range, SSLMethod, StepInfo, register_method
+from sslbench.nn import ce_dice_loss, color_jitter, gaussian_blur, masked_dice_loss, random_boxes, uniform
 
 
 @dataclass

@@ -6,8 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn.losses import ce_dice_loss
-from sslbench.nn.multihead import PyramidUNet
+from sslbench.nn import PyramidUNet, ce_dice_loss
 
 
 def rectified_pyramid_consistency(logits: list[Tensor]) -> Tensor:

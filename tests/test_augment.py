@@ -88,7 +88,7 @@ def test_the_trainer_gives_each_slice_its_native_aspect(tmp_path: Path) -> None:
     """``build_train_data`` hands every training slice its case's native height / width."""
     from sslbench.data import CacheWriter, DatasetSpec
     from sslbench.cache import PreparedDataset
-    from sslbench.run.runner import build_train_data
+    from sslbench.run.job import build_train_data
 
     class Two(DatasetSpec):
         name = "two"

@@ -313,7 +313,7 @@ def test_the_evaluated_network(name: str, cfg: dict[str, Any], which: str) -> No
 
 
 def test_unet_f_uses_every_label_and_the_supervised_rows_no_unlabeled_slice() -> None:
-    from sslbench.run.runner import expand
+    from sslbench.run.specs import expand
 
     specs = expand(["unet-f", "unet-l"], ["synthetic-cardiac"], [5.0], [0], "quick")
     assert {(s.method, s.ratio) for s in specs} == {("unet-f", 100.0), ("unet-l", 5.0)}

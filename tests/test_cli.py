@@ -80,7 +80,7 @@ def test_changed_config_needs_force(sweep: tuple[Path, str, str]) -> None:
 
 def test_a_shipped_sweep_by_name(tmp_path: Path) -> None:
     from sslbench.base.errors import BenchError
-    from sslbench.run.runner import find_sweep, shipped_sweeps
+    from sslbench.run.sweeps import find_sweep, shipped_sweeps
 
     assert {"table1", "beyond", "acdc-cpu", "smoke"} <= set(shipped_sweeps())
     assert find_sweep("table1").name == "table1.toml" and find_sweep("table1.toml").name == "table1.toml"
@@ -234,7 +234,7 @@ def test_paper_table_layout_vs_paper_and_cost(sweep: tuple[Path, str, str]) -> N
 def test_sweep_files(tmp_path: Path, cache_dir: Path) -> None:
     from sslbench.base.config import configs_dir, resolve_config
     from sslbench.method import METHODS
-    from sslbench.run.runner import load_sweep
+    from sslbench.run.sweeps import load_sweep
 
     warnings: list[str] = []
     specs = load_sweep(configs_dir() / "sweeps" / "table1.toml", warn=warnings.append)

@@ -86,7 +86,7 @@ def test_toml_layer_errors_name_the_file(tmp_path, monkeypatch) -> None:  # noqa
 
 def test_method_overrides_apply_to_the_methods_that_have_the_key() -> None:
     from sslbench.base.errors import BenchError
-    from sslbench.run.runner import expand
+    from sslbench.run.specs import expand
 
     specs = {s.method: s for s in expand(["unet-l", "mt", "uamt"], ["synthetic-cardiac"], [5], [0], "quick",
                                          ["method.ema_decay=0.999", "uamt.ema_decay=0.9", "train.lr=0.02"])}

@@ -75,7 +75,8 @@ def test_a_stop_request_checkpoints_between_steps_and_resumes_to_the_same_log(tm
 
 
 def test_a_stop_requested_before_a_run_starts_none(tmp_path: Path, cache_dir: Path) -> None:
-    from sslbench.run.runner import RunOptions, execute, expand
+    from sslbench.run.executors import execute
+    from sslbench.run.specs import RunOptions, expand
 
     specs = expand(["unet-l"], ["synthetic-cardiac"], [5], [0, 1], "quick",
                    ["train.iterations=4", "train.image_size=32", "train.base_width=4"])
@@ -175,7 +176,7 @@ def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:
         assert probe(running / ".lock")[0] == "held"
         states = {s.run.split("/")[2]: s for s in collect(tmp_path, {"77_3": "PENDING"})}
     assert {k: s.state for k, s in states.items()} == {
-        "done": "done", "running": "running", "failed": "failed", "stale": "stale", "pending": "pending",
+        "done": "done", "running": "running", "failed": "failed", "stale": "abandoned", "pending": "pending",
         "resumable": "pending"}
     r = states["running"]
     assert (r.stage, r.iteration, r.total, r.it_s, r.host) == ("train", 300, 1000, 10.0, "node7")
@@ -188,8 +189,8 @@ def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:
     text = render(list(states.values()))
     assert "ETA 1m10s" in text and "on node7" in text and "job 77_3 PENDING" in text
     assert "Dice 80.0  ASSD 1.50" in text                          # a finished run shows its score
-    # the sweep's ETA, one process: the running run's 70 s + 3 pending or stale runs x 100 s (the done run's wall)
-    assert text.endswith("6 run(s): 1 done, 1 running, 2 pending, 1 failed, 1 stale; ETA 6m10s (one process)")
+    # the sweep's ETA, one process: the running run's 70 s + 3 pending or abandoned runs x 100 s (the done run's wall)
+    assert text.endswith("6 run(s): 1 done, 1 running, 2 pending, 1 failed, 1 abandoned; ETA 6m10s (one process)")
     assert summary_line([]) == "0 run(s): none"
     # once the job has left the queue, the run is no longer queued; a failure shows again
     pending_files = RunFiles(pending)

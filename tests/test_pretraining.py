@@ -57,7 +57,7 @@ def test_supcon_by_hand() -> None:
 def test_train_data_positions_follow_the_volumes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from sslbench.cache import prepare
     from sslbench.splits import split_labeled
-    from sslbench.run.runner import build_train_data
+    from sslbench.run.job import build_train_data
 
     ds = prepare("synthetic-cardiac", cache_root=tmp_path)
     lab, unl = split_labeled(ds, 10, 0, "paper")

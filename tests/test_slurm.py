@@ -162,9 +162,9 @@ def test_scancel_then_bench_run_again_resumes(tmp_path: Path, uninterrupted: dic
     subprocess.run(["scancel", job], check=True)
     _wait_gone(job)
     row = next(iter(_status(root).values()))
-    assert row["state"] == "stale", row                            # killed: its lock outlived it
+    assert row["state"] == "abandoned", row                        # killed: its lock outlived it
     code, out, _ = bench("status", "--results", str(root))
-    assert "stale" in out and "1 run(s): 1 stale" in out
+    assert "abandoned" in out and "1 run(s): 1 abandoned" in out
     code, _, err = _slurm_run(root, "--methods", "mt", *LONG_RUN, "--wait", "--no-table")
     assert code == 0, err
     record = json.loads((folder / "run.json").read_text())

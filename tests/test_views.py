@@ -21,7 +21,7 @@ def fake_run(root: Path, dataset: str, method: str, ratio: float, seed: int, dsc
              cases: int = 4) -> Path:
     """A finished run's folder with the files the views read (run.json, metrics.json, metrics-last.json,
     config.json, train_log.jsonl, DONE)."""
-    from sslbench.run.runner import overrides_hash
+    from sslbench.run.specs import overrides_hash
 
     name = f"{method}@{tag}" if tag else method
     files = RunFiles(run_dir(root, dataset, profile, name, ratio, seed))
@@ -177,7 +177,8 @@ def test_the_last_checkpoint_on_request(tmp_path: Path) -> None:
 
 
 def test_latex_tables_are_booktabs_with_caption_and_label(mixed: Path) -> None:
-    from sslbench.report.tables import cost_table, paper_table, tables
+    from sslbench.report.cost import cost_table
+    from sslbench.report.tables import paper_table, tables
 
     for text in (tables(mixed, "latex", dataset="acdc"), paper_table(mixed, 1, "latex", dataset="acdc"),
                  cost_table(mixed, "latex")):

@@ -18,6 +18,7 @@ naming the file (or the ``--set`` item).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -201,8 +202,11 @@ class ResolvedConfig:
 
 
 def resolve_config(method_config_cls: type, profile: str, dataset: str, method: str,
-                   overrides: list[str] | tuple[str, ...] = ()) -> ResolvedConfig:
-    """Apply the layers in order and validate the result."""
+                   overrides: list[str] | tuple[str, ...] = (), defaults: dict[str, Any] | None = None,
+                   defaults_source: str = "") -> ResolvedConfig:
+    """Apply the layers in order and validate the result. ``defaults``: the method class's own layer
+    (a plugin's ``defaults`` mapping, in the form of a ``configs/methods/<name>.toml`` file), applied
+    before that file; ``defaults_source`` names it in errors and in ``sources``."""
     sections: dict[str, Any] = {"train": TrainConfig(), "data": DataConfig(), "method": method_config_cls()}
     types_ = {name: _field_types(type(obj)) for name, obj in sections.items()}
     values: dict[str, dict[str, Any]] = {name: {} for name in sections}
@@ -218,12 +222,19 @@ def resolve_config(method_config_cls: type, profile: str, dataset: str, method: 
     profile_path = root / "profiles" / f"{profile}.toml"
     if not profile_path.is_file():
         raise ConfigError(f"unknown profile '{profile}' (known: {', '.join(list_profiles())})")
-    layers = [profile_path, root / "datasets" / f"{dataset}.toml", root / "methods" / f"{method}.toml"]
+    layers: list[Path | dict[str, Any]] = [profile_path, root / "datasets" / f"{dataset}.toml"]
+    layers += [copy.deepcopy(defaults)] if defaults else []
+    layers.append(root / "methods" / f"{method}.toml")
     for path in layers:
-        if not path.is_file():
+        if isinstance(path, dict):  # the method class's defaults
+            if not all(isinstance(t, dict) for t in path.values()):
+                raise ConfigError(f"{defaults_source}: a mapping of [train] / [data] / [method] / [profile] tables")
+            layer, path = path, Path(defaults_source or f"{method} defaults")
+        elif not path.is_file():
             continue
+        else:
+            layer = _read_toml(path)
         sources.append(str(path.relative_to(root.parent)) if root.parent in path.parents else str(path))
-        layer = _read_toml(path)
         per_profile = layer.pop("profile", {}) if path != profile_path else {}
         if not isinstance(per_profile, dict) or not all(isinstance(t, dict) for t in per_profile.values()):
             raise ConfigError(f"{path}: [profile.<name>.<section>] tables expected under [profile]")
@@ -279,3 +290,22 @@ def _suggest(key: str, types_: dict[str, dict[str, Any]]) -> str:
     known = [f"{s}.{k}" for s, ks in types_.items() for k in ks]
     close = difflib.get_close_matches(key, known + [k.split(".", 1)[1] for k in known], n=1)
     return f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(known)})"
+
+
+def stored_config(method_config_cls: type, stored: dict[str, Any], where: str) -> ResolvedConfig:
+    """A run's configuration as its ``config.json`` stored it (not as today's TOML files would resolve
+    it): each section's values typed and checked like a layer's; a key the code no longer has is an
+    error naming ``where``; a key added since takes its default."""
+    sections: dict[str, Any] = {"train": TrainConfig(), "data": DataConfig(), "method": method_config_cls()}
+    types_ = {name: _field_types(type(obj)) for name, obj in sections.items()}
+    values: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    tables = {s: stored.get(s, {}) for s in sections}
+    _apply_tables(tables, types_, values, where)
+    resolved = {s: dataclasses.replace(obj, **values[s]) for s, obj in sections.items()}
+    for section, obj in resolved.items():
+        check_values(obj, section)
+        if hasattr(obj, "validate"):
+            obj.validate()
+    sources = stored.get("sources", [])
+    return ResolvedConfig(resolved["train"], resolved["data"], resolved["method"],
+                          [str(s) for s in sources] if isinstance(sources, list) else [])

@@ -73,6 +73,11 @@ def check_record(rec: Any) -> dict[str, Any]:
     if rec.get("metric_policy") is not None and mapping(rec["metric_policy"], "metric_policy").get("spacing") is not None:
         text(rec["metric_policy"]["spacing"], "metric_policy.spacing", 200)
     strings(rec.get("protocol_overrides", []), "protocol_overrides")
+    if rec.get("code") is not None:
+        code = mapping(rec["code"], "code")
+        for key in ("method", "core", "version"):
+            if code.get(key) is not None:
+                text(code[key], f"code.{key}", 64)
     return rec
 
 

@@ -12,6 +12,7 @@ decorator is registered under the entry point's name (``adopt`` gives it that na
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import os
@@ -40,8 +41,9 @@ class Entry(Generic[T]):
 
 class Registry(Generic[T]):
     def __init__(self, kind: str, entry_point_group: str, builtin_package: str,
-                 adopt: Callable[[str, T], None] | None = None) -> None:
+                 adopt: Callable[[str, T], None] | None = None, hint: str = "") -> None:
         self.kind = kind
+        self.hint = hint  # what an unknown name's error adds (how to make a plugin visible)
         self.adopt = adopt  # names an entry point's object that no decorator registered
         self.group = entry_point_group
         self.builtin_package = builtin_package
@@ -135,7 +137,10 @@ class Registry(Generic[T]):
         self._ensure_loaded()
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "none"
-            raise RegistryError(f"unknown {self.kind} '{name}' (known: {known})")
+            close = difflib.get_close_matches(str(name), sorted(self._entries), n=1, cutoff=0.6)
+            guess = f"; did you mean '{close[0]}'?" if close else ""
+            raise RegistryError(f"unknown {self.kind} '{name}'{guess} (known: {known})"
+                                + (f"; {self.hint}" if self.hint else ""))
         return self._entries[name]
 
     def names(self) -> list[str]:

@@ -20,22 +20,20 @@ may remove) live once.
         predictions/      predicted label volumes (``--save-predictions``)
         .lock             who is training the run (``sslbench.base.locks``)
 
-``NoRunFiles`` is the same interface for a run without a folder (the conformance kit, ``bench
-speed``, notebooks): JSON and log writes go nowhere, checkpoints are kept in memory, so a run without
-a folder selects and carries its best weights exactly as one with a folder.
+``NoRunFiles`` (``no_run_files.py``) is the same interface for a run without a folder (the conformance
+kit, ``bench speed``, notebooks): JSON and log writes go nowhere, checkpoints are kept in memory, so a
+run without a folder selects and carries its best weights exactly as one with a folder.
 """
 from __future__ import annotations
 
-import copy
 import json
-import logging
 import os
 import platform
 import shutil
 import stat
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -346,74 +344,3 @@ class RunFiles:
         for name in (self.LAST, self.BEST):
             if name not in self.KEEP[keep]:
                 self.remove_checkpoint(name)
-
-
-class NoRunFiles(RunFiles):
-    """A run without a folder: JSON and log writes are dropped, checkpoints live in memory (copies)."""
-
-    def __init__(self) -> None:
-        super().__init__(Path(os.devnull))
-        self._checkpoints: dict[str, Any] = {}
-
-    def __repr__(self) -> str:
-        return "NoRunFiles()"
-
-    def write(self, name: str, obj: Any) -> None:
-        pass
-
-    def read_if_any(self, name: str) -> Any:
-        return None
-
-    def has(self, name: str) -> bool:
-        return False
-
-    def board_folder(self) -> Path | None:
-        return None
-
-    def remove(self, name: str) -> None:
-        pass
-
-    def append_log(self, record: dict[str, Any]) -> None:
-        pass
-
-    def read_log(self) -> list[dict[str, Any]]:
-        return []
-
-    def trim_log(self, keep: Callable[[dict[str, Any]], bool]) -> None:
-        pass
-
-    def has_checkpoint(self, name: str) -> bool:
-        return name in self._checkpoints
-
-    def save_checkpoint(self, name: str, obj: Any) -> None:
-        self._checkpoints[name] = copy.deepcopy(obj)  # a copy, as a file would be: training goes on
-
-    def load_checkpoint(self, name: str, device: torch.device) -> Any:
-        if name not in self._checkpoints:
-            raise FileNotFoundError(f"no checkpoint {name} in memory")
-        return copy.deepcopy(self._checkpoints[name])
-
-    def set_aside(self, name: str) -> str:
-        self._checkpoints.pop(name, None)
-        return f"{name} (dropped)"
-
-    def remove_checkpoint(self, name: str) -> None:
-        self._checkpoints.pop(name, None)
-
-
-def iter_records(root: Path, warn: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Every completed run record under ``root``; an unreadable one is skipped with a warning (one
-    damaged file must not hide every other result)."""
-    say = warn or (lambda message: logging.getLogger("sslbench").warning(message))
-    for marker in sorted(root.rglob(RunFiles.DONE)):
-        files = RunFiles(marker.parent)
-        try:
-            record = check_record(files.read(RunFiles.RECORD))
-        except BenchError as exc:
-            say(f"skipping {exc}")
-            continue
-        except FieldError as exc:
-            say(f"skipping {files.path(RunFiles.RECORD)}: damaged record ({exc})")
-            continue
-        record["_dir"] = str(marker.parent)
-        yield record

@@ -34,6 +34,17 @@ class EMATeacher(nn.Module):
         return min(1.0 - 1.0 / (step + 1), self.momentum) if self.warmup else self.momentum
 
     @torch.no_grad()
+    def reset_to(self, student: nn.Module) -> None:
+        """Make the teacher an exact copy of ``student``'s current weights and buffers (BN running
+        statistics and counters), as at construction but in place: the teacher's parameters stay
+        frozen (``requires_grad`` False) and stay the same tensors (optimisers, hooks and references
+        to them stay valid). The student must have the teacher's architecture (every key, same
+        shapes). For a teacher that starts a stage from a pre-trained student (BCP's ``start_stage``)."""
+        self.module.load_state_dict(student.state_dict())
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
     def update(self, student: nn.Module, step: int) -> None:
         """Call after the optimiser step; `step` is the 0-based iteration just taken."""
         alpha = self.alpha(step)

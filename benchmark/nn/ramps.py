@@ -16,7 +16,10 @@ def ssl4mis_consistency_weight(weight: float, iteration: int, total: int, ramp_s
     """SSL4MIS's ``w(t) = weight * sigmoid_rampup(iter // 150, 200)``.
 
     SSL4MIS hard-codes 150 for its 30k-iteration schedule, so the ramp spans the whole run. Here the
-    quantum is ``total // ramp_steps`` so that every profile keeps that shape (150 at 30k iterations).
+    quantum is ``max(total // ramp_steps, 1)`` so that every profile keeps that shape (150 at 30k
+    iterations): the weight is constant within a quantum and full from ``ramp_steps`` quanta on; a run
+    shorter than ``ramp_steps`` iterations has quantum 1 and ends before the full weight.
+    ``StepInfo.consistency_weight(weight, ramp_length=L)`` is the continuous ramp over L iterations.
     """
     quantum = max(total // ramp_steps, 1)
     return weight * sigmoid_rampup(iteration // quantum, ramp_steps)

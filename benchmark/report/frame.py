@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from sslbench.base.errors import BenchError
-from sslbench.base.run_files import RunFiles, iter_records
+from sslbench.base.finished_runs import iter_records
+from sslbench.base.run_files import RunFiles
 
 RUN_KEYS = ("dataset", "profile_key", "method", "tag", "ratio", "seed")
 CHECKPOINTS = ("best", "last")
@@ -69,6 +70,7 @@ def _row(rec: dict[str, Any], checkpoint: str) -> dict[str, Any]:
         "peak_mem_mb": timing.get("peak_mem_mb", np.nan), "device": rec.get("env", {}).get("device", "?"),
         "precision": rec.get("precision", "?"), "params": rec.get("params", {}).get("trained", np.nan),
         "config_hash": rec.get("config_hash", ""), "dir": rec["_dir"],
+        "code_method": (rec.get("code") or {}).get("method") or "", "code_core": (rec.get("code") or {}).get("core") or "",
         **{f"dsc:{cls}": 100.0 * m["dice"] for cls, m in per_class.items()},
         **{f"asd:{cls}": m["assd"] for cls, m in per_class.items()},
     }
@@ -85,7 +87,40 @@ def run_frame(root: Path, checkpoint: str = "best") -> pd.DataFrame:
             rows.append(_row(rec, checkpoint))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             logging.getLogger("sslbench").warning(f"skipping {rec['_dir']}/run.json: incomplete record ({exc!r})")
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        current = current_method_codes(df.method.unique())
+        df["stale"] = [bool(c) and current.get(m) not in (None, c) for m, c in zip(df.method, df.code_method)]
+    return df
+
+
+def current_method_codes(methods: Any) -> dict[str, str | None]:
+    """Today's code hash of each registered method named (None for one not registered here: a plugin
+    module not given with --plugin)."""
+    from sslbench.base.code_identity import method_code
+    from sslbench.method import METHODS
+
+    return {m: method_code(METHODS.get(m)) if m in METHODS else None for m in methods}
+
+
+def code_note(runs: pd.DataFrame) -> str:
+    """What a view must say of the code behind ``runs``: runs of several core code versions, or of one
+    that is not today's, and stale runs (their method's code changed since); "" when all is current."""
+    from sslbench.base.code_identity import core_code
+
+    notes = []
+    versions = runs.code_core.replace("", "unrecorded").value_counts()
+    now = core_code()
+    if len(versions) > 1:
+        listed = ", ".join(f"{v}{' (current)' if v == now else ''}: {n} run(s)" for v, n in versions.items())
+        notes.append(f"runs from {len(versions)} code versions ({listed})")
+    elif versions.index[0] not in (now, "unrecorded"):
+        notes.append(f"runs from code version {versions.index[0]}, not the current {now}")
+    if "stale" in runs and runs.stale.any():
+        names = ", ".join(dict.fromkeys(runs.method[runs.stale]))
+        notes.append(f"{int(runs.stale.sum())} run(s) stale: the code of {names} changed since they ran "
+                     "(bench run --rerun-stale retrains them)")
+    return "; ".join(notes)
 
 
 def variant_name(paper_name: str, tag: str) -> str:
@@ -99,7 +134,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
     Columns: dataset, profile, profile_key, config_hash, method, paper_name, tag, ratio, seed,
     checkpoint ("selected" / "last"), evaluated_iteration, case, class, dsc [%], assd, asd, hd95,
     distance_unit ("mm" / "voxels"), iterations, eval_split, selected_on_eval_split, best_iteration,
-    wall_s."""
+    wall_s, code_method and code_core (the hashes of the code that made the run, "" where a record
+    predates them)."""
     root = Path(path)
     if not root.exists():
         raise BenchError(f"{root}: no results folder")
@@ -112,7 +148,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
             logging.getLogger("sslbench").warning(f"skipping {rec['_dir']}/run.json: incomplete record ({exc!r})")
             continue
         ident = {k: base[k] for k in ("dataset", "profile", "profile_key", "config_hash", "method", "paper_name",
-                                      "tag", "ratio", "seed", "iterations", "eval_split", "best_iteration", "wall_s")}
+                                      "tag", "ratio", "seed", "iterations", "eval_split", "best_iteration", "wall_s",
+                                      "code_method", "code_core")}
         ident["selected_on_eval_split"] = base["eval_split"] == "val"
         for checkpoint, name, iteration in (("selected", RunFiles.METRICS, base["evaluated_iteration"]),
                                             ("last", RunFiles.METRICS_LAST, (rec.get("last") or {}).get("iteration"))):
@@ -154,6 +191,8 @@ def protocol_caption(runs: pd.DataFrame) -> str:
     overrides = one("protocol_overrides")
     profile = one("profile") + (f" with {overrides}" if overrides not in ("", "?") else "")
     units = one("units")
+    code = code_note(runs) if "code_core" in runs else ""
     return (f"{one('dataset')}, profile {profile}: evaluated on the {split} split ({n_vol} volumes), {weights}; "
             f"{one('stage_iterations')} iterations at {one('image_size')} px, batch {one('batch_size')} "
-            f"({one('labeled_bs')} labeled); {seed_text}, mean ± sd over seeds; DSC [%], ASD = ASSD in {units}")
+            f"({one('labeled_bs')} labeled); {seed_text}, mean ± sd over seeds; DSC [%], ASD = ASSD in {units}"
+            + (f"; {code}" if code else ""))

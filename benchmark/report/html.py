@@ -28,7 +28,8 @@ from sslbench.base.run_files import RunFiles
 from sslbench.report import plots
 from sslbench.report.frame import protocol_caption, run_frame, variant_name
 from sslbench.report.run_charts import run_charts
-from sslbench.report.tables import _significance, build_table, cost_table, paper_order
+from sslbench.report.cost import cost_table
+from sslbench.report.tables import _significance, build_table, paper_order
 
 
 def _environment() -> Any:

@@ -11,8 +11,10 @@ from tabulate import tabulate
 from sslbench.base.errors import BenchError
 from sslbench.base.fields import FieldError
 from sslbench.base.records import check_progress
-from sslbench.base.run_files import RunFiles, iter_records
-from sslbench.run.runner import RunOptions, RunSpec, check_folder, overrides_hash, protocol_overrides
+from sslbench.base.finished_runs import iter_records
+from sslbench.base.run_files import RunFiles
+from sslbench.run.folder_state import check_folder
+from sslbench.run.specs import RunOptions, RunSpec, overrides_hash, protocol_overrides
 
 
 def _state(spec: RunSpec, opts: RunOptions) -> str:

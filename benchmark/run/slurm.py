@@ -1,7 +1,7 @@
 """Sweeps on a SLURM cluster through submitit: one job array, one array task per run (or per group
 of ``runs_per_task`` runs, trained side by side as that many processes on the task's GPU).
 
-An array task runs its specs through :func:`sslbench.run.runner.execute`, the same code path as a
+An array task runs its specs through :func:`sslbench.run.executors.execute`, the same code path as a
 local ``bench run``: run spec in, run folder out, records the only shared state, so the tables do
 not depend on the executor. SLURM warns a task ``signal_delay_s`` seconds before its time limit or a
 preemption with ``SIGUSR2``; the task then checkpoints at the next step boundary
@@ -164,7 +164,7 @@ class SlurmTask:
 
     def __call__(self, specs: list[Any], opts: Any) -> list[dict[str, Any]]:
         from sslbench.method import METHODS
-        from sslbench.run.runner import execute
+        from sslbench.run.executors import execute
         from sslbench.train import interrupt
 
         def say(message: str) -> None:
@@ -245,7 +245,8 @@ def _import_submitit() -> Any:
 def submit(specs: Sequence[Any], opts: Any, settings: SlurmSettings,
            log: Callable[[str], None] = print) -> Submission:
     """Submit the runs that are not done, not running and not queued, as one job array."""
-    from sslbench.run.runner import check_folder, check_inputs
+    from sslbench.run.executors import check_inputs
+    from sslbench.run.folder_state import check_folder
 
     submitit = _import_submitit()
     if shutil.which("sbatch") is None:

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from sslbench.base.config import resolve_config
-from sslbench.method import METHODS, MethodContext
+from sslbench.method import METHODS
 from sslbench.report.evaluation import predict_volume
 from sslbench.report.metrics import volume_metrics
-from sslbench.run.runner import pick_device, scope_overrides, seed_everything
+from sslbench.run.environment import pick_device, seed_everything
+from sslbench.run.job import build_method
+from sslbench.run.specs import resolve, scope_overrides
 from sslbench.train.conformance import NUM_CLASSES, tiny_data
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import precision
@@ -75,11 +76,9 @@ def measure_method(name: str, profile: str, overrides: Sequence[str], device: to
                    warmup: int) -> tuple[list[dict[str, Any]], Any]:
     """Per stage: seconds per step, seconds of batch preparation per step, peak memory."""
     cls = METHODS.get(name)
-    cfg = resolve_config(cls.Config, profile, "synthetic-cardiac", name, tuple(overrides))
+    cfg = resolve(name, profile, "synthetic-cardiac", overrides)
     seed_everything(0)
-    ctx = MethodContext(in_channels=1, num_classes=NUM_CLASSES, image_size=cfg.train.image_size, device=device,
-                        base_width=cfg.train.base_width)
-    method = cls(cfg.method, ctx)
+    method = build_method(cls, cfg.method, cfg.train, NUM_CLASSES, device)
     data = synthetic_data(max(4 * cfg.train.batch_size, 16), cfg.train.image_size, device)
     trainer = Trainer(method, data, cfg.train, 0, progress=False, desc=name)
     out = []

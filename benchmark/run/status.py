@@ -4,8 +4,10 @@ where ``squeue`` answers).
 States: ``done`` (record and DONE written); ``running`` (its lock is held: stage, iteration, it/s,
 ETA and host from ``progress.json``); ``failed`` (its last session ended with an error:
 ``failed.json``); ``pending`` (not started, queued in SLURM, or interrupted and resumable);
-``stale`` (a lock whose process is gone, e.g. a task killed by ``scancel`` or the OOM killer: the
-next ``bench run`` takes it over and resumes from ``last.pt``).
+``abandoned`` (a lock whose process is gone, e.g. a task killed by ``scancel`` or the OOM killer: the
+next ``bench run`` takes it over and resumes from ``last.pt``); ``stale`` (finished, but its method's
+code changed since: ``bench run --rerun-stale`` retrains it). A finished run of another version of
+the core code is ``done`` with a note, and the summary counts them.
 """
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sslbench.base.code_identity import core_code
 from sslbench.base.fields import FieldError, text
 from sslbench.base.locks import probe
 from sslbench.base.records import check_progress
 from sslbench.base.run_files import RunFiles
+from sslbench.report.frame import current_method_codes
 from sslbench.run.queue import given_job, queued_job
 
-STATES = ("done", "running", "pending", "failed", "stale")
+STATES = ("done", "stale", "running", "pending", "failed", "abandoned")
 
 
 @dataclass
@@ -43,6 +47,7 @@ class RunState:
     dice: float | None = None     # a finished run's Dice [%] and ASSD (selected weights)
     assd: float | None = None
     wall_s: float | None = None   # a finished run's wall time
+    code_core: str | None = None  # a finished run's core code version ("" when its record predates it)
 
 
 def run_folders(root: Path) -> list[Path]:
@@ -97,6 +102,13 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
         state.state = "done"
         state.dice, state.assd = round(100.0 * record["summary"]["dice"], 2), record["summary"]["assd"]
         state.wall_s = float(record["timing"]["wall_s"])
+        code = record.get("code") or {}
+        state.code_core = code.get("core") or ""
+        now = current_method_codes([record["method"]])[record["method"]]
+        if code.get("method") and now is not None and code["method"] != now:
+            state.state, state.note = "stale", "method code changed since it ran: bench run --rerun-stale retrains it"
+        elif state.code_core and state.code_core != core_code():
+            state.note = f"core code version {state.code_core}, not the current {core_code()}"
         return state
     lock, holder = probe(files.lock_path)
     failed = _read(files, RunFiles.FAILED)
@@ -115,7 +127,7 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
         state.note = f"queued; resumes at iteration {mark['iteration']}" if mark else "queued"
         state.eta_s = None
     elif lock == "stale":
-        state.state, state.note, state.eta_s = "stale", f"lock left by {holder}", None
+        state.state, state.note, state.eta_s = "abandoned", f"lock left by {holder}", None
     else:
         state.eta_s = None
         mark = progress.get("checkpoint")
@@ -135,6 +147,9 @@ def summary_line(states: Sequence[RunState]) -> str:
     counts = {s: sum(r.state == s for r in states) for s in STATES}
     parts = [f"{n} {s}" for s, n in counts.items() if n]
     line = f"{len(states)} run(s): " + (", ".join(parts) if parts else "none")
+    versions = {r.code_core or "unrecorded" for r in states if r.code_core is not None}
+    if len(versions) > 1:
+        line += f"; finished runs from {len(versions)} code versions ({', '.join(sorted(versions))})"
     eta = sweep_eta(states)
     return line + (f"; ETA {_duration(eta)} (one process)" if eta is not None else "")
 
@@ -143,7 +158,7 @@ def sweep_eta(states: Sequence[RunState]) -> float | None:
     """Training left in the sweep, run by one process: the running runs' ETAs plus, per pending run,
     the mean wall time of the finished ones (None when nothing is left or nothing to estimate from)."""
     running = [r.eta_s for r in states if r.state == "running" and r.eta_s is not None]
-    pending = sum(r.state in ("pending", "stale") for r in states)
+    pending = sum(r.state in ("pending", "abandoned") for r in states)
     walls = [r.wall_s for r in states if r.wall_s]
     if not running and not pending:
         return None
@@ -167,7 +182,7 @@ def _detail(r: RunState) -> str:
         bits.append(f"Dice {r.dice:.1f}" + (f"  ASSD {r.assd:.2f}" if r.assd is not None else ""))
     if r.state == "failed":
         bits.append(r.error or "")
-    if r.state in ("running", "stale") and r.stage is not None:
+    if r.state in ("running", "abandoned") and r.stage is not None:
         bits.append(f"{r.stage} {r.iteration}/{r.total}")
         if r.it_s:
             bits.append(f"{r.it_s:.2f} it/s")

@@ -32,22 +32,26 @@ class TrainData:
 
 class BatchSource:
     """``labeled_bs`` labeled + ``batch_size - labeled_bs`` unlabeled slices per batch (every slice
-    labeled for a method that uses no unlabeled data), augmented alike."""
+    labeled for a method that uses no unlabeled data), augmented alike. In a stage the method lists
+    in ``labeled_only_stages`` (a supervised pre-training) a batch is its ``labeled_bs`` labeled
+    slices alone: no unlabeled slice is drawn or augmented."""
 
     def __init__(self, data: TrainData, cfg: TrainConfig, generator: torch.Generator, method: SSLMethod) -> None:
         if method.uses_unlabeled and data.unlabeled.numel() == 0:
             raise BenchError(f"method '{method.name}' needs unlabeled data but the split has none")
         self.data, self.cfg, self.generator = data, cfg, generator
+        self.labeled_only = tuple(method.labeled_only_stages)
         self.lab_sampler = CyclicSampler(data.labeled, generator)
         self.unl_sampler = CyclicSampler(data.unlabeled, generator) if method.uses_unlabeled else None
 
-    def next(self) -> Batch:
+    def next(self, stage: str = "") -> Batch:
         cfg, d = self.cfg, self.data
+        unlabeled = self.unl_sampler is not None and stage not in self.labeled_only
         n_lab = cfg.labeled_bs if self.unl_sampler is not None else cfg.batch_size
         idx_l = self.lab_sampler.next(n_lab)
         x_l, y_l = d.images[idx_l], d.labels[idx_l].long()
         x_u, idx_u = None, None
-        if self.unl_sampler is not None:
+        if unlabeled and self.unl_sampler is not None:
             idx_u = self.unl_sampler.next(cfg.batch_size - cfg.labeled_bs)
             x_u = d.images[idx_u]
         if cfg.augment == "ssl4mis":

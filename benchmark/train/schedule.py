@@ -13,15 +13,20 @@ from sslbench.method import ExtraOptimizer, SSLMethod
 
 
 def stage_iterations(method: SSLMethod, cfg: TrainConfig) -> dict[str, int]:
-    """Iterations of each of the method's stages, in order (``pretrain`` before ``train``)."""
-    lengths = {"train": cfg.iterations, "pretrain": cfg.pretrain_iterations}
+    """Iterations of each of the method's stages, in order, from the setting each one names
+    (``SSLMethod.stage_length_keys``: ``train.iterations`` for the last, ``train.pretrain_iterations``
+    for an earlier one unless the method names another ``train.*`` or ``method.*`` key)."""
     out = {}
-    for stage in method.stages:
-        if stage not in lengths:
-            raise BenchError(f"method '{method.name}' declares unknown stage '{stage}'")
-        if lengths[stage] <= 0:
-            raise BenchError(f"method '{method.name}' needs train.{stage}_iterations > 0")
-        out[stage] = lengths[stage]
+    for stage, key in type(method).stage_length_keys().items():
+        section, _, name = key.partition(".")
+        owner = {"train": cfg, "method": method.cfg}.get(section)
+        value = getattr(owner, name, None) if owner is not None else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BenchError(f"method '{method.name}': stage '{stage}' takes its length from '{key}', which is no "
+                             "integer train.* or method.* setting")
+        if value <= 0:
+            raise BenchError(f"method '{method.name}' needs {key} > 0 (the length of its stage '{stage}')")
+        out[stage] = value
     return out
 
 

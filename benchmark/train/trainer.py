@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 from sslbench.base.config import TrainConfig
 from sslbench.base.errors import BenchError
 from sslbench.base.fields import integer, mapping, number
-from sslbench.base.run_files import NoRunFiles, RunFiles
+from sslbench.base.no_run_files import NoRunFiles
+from sslbench.base.run_files import RunFiles
 from sslbench.method import Batch, SSLMethod, StepInfo
 from sslbench.train.interrupt import Interrupted, stop_requested
 from sslbench.train.logbook import LossLog
@@ -183,7 +184,7 @@ class Trainer:
         return StepInfo(self.stage, self.iteration, self.lengths[self.stage], self.force_ramps, self.generator)
 
     def next_batch(self) -> Batch:
-        return self.batches.next()
+        return self.batches.next(self.stage)
 
     def train_step(self) -> dict[str, Tensor | float]:
         """One iteration; returns the detached named losses (tensors still on the device)."""

@@ -72,24 +72,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslbench.base.errors import ConfigError
-from sslbench.method import MethodConfig, MethodContext, StepInfo
+from sslbench.method import ConfigError, MethodConfig, MethodContext, StepInfo
 from sslbench.methods.mona._banks import ClassMemoryBank
 from sslbench.methods.mona._fused import FusedMap
 from sslbench.methods.mona._heads import FeatureExtractor, pointwise, representation_head
-from sslbench.nn.augment import cutmix, photometric, random_deformation, random_spatial
-from sslbench.nn.banks import FeatureQueue
-from sslbench.nn.ema import EMATeacher
-from sslbench.nn.losses import (
+from sslbench.nn import (
+    EMATeacher,
+    FeatureQueue,
+    UNet,
     ce_dice_loss,
     confident_ce,
+    cutmix,
     entropy_map,
     masked_kl,
     nearest_neighbour_loss,
+    photometric,
+    pick_where,
     prototype_contrast,
+    random_deformation,
+    random_spatial,
+    sample_where,
 )
-from sslbench.nn.mask_sampling import pick_where, sample_where
-from sslbench.nn.unet import UNet
 
 Losses = dict[str, Tensor]
 

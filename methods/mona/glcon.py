@@ -11,11 +11,7 @@ from sslbench.method import Batch, Losses, MethodContext, StepInfo, register_met
 from sslbench.methods.contrastive import ContrastiveConfig, FineTuned, GlobalContrastive
 from sslbench.methods.mona._anatomy import ReconstructionConfig
 from sslbench.methods.mona._heads import WindowHead, window_predictor
-from sslbench.nn.augment import photometric
-from sslbench.nn.banks import FeatureQueue
-from sslbench.nn.ema import EMATeacher
-from sslbench.nn.heads import GlobalHead, mlp
-from sslbench.nn.losses import ce_dice_loss, relational_kl
+from sslbench.nn import EMATeacher, FeatureQueue, GlobalHead, ce_dice_loss, mlp, photometric, relational_kl
 
 
 @dataclass

@@ -1,0 +1,188 @@
+"""The commands that show results: ``bench status``, ``table``, ``report``, ``export`` and ``plot``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sslbench.base.errors import BenchError
+from sslbench.cli.app import csv_list, default_results, load_plugins, main, output_file, plugin_option, \
+    results_option, user_errors
+
+@main.command()
+@results_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@plugin_option
+@user_errors
+def status(results: Path | None, fmt: str, plugins: tuple[str, ...]) -> None:
+    """Every run under the results folder: pending, running (stage, iteration, it/s, ETA, host), done,
+    stale (finished, but its method's code changed since), failed (the error's last line) or abandoned
+    (a lock whose process is gone), from the run folders alone, plus each run's SLURM job state where
+    squeue answers; finished runs of another core code version are noted."""
+    from sslbench.run.slurm import squeue_states
+    from sslbench.run.status import collect, render
+
+    load_plugins(plugins)
+    root = results or default_results()
+    if not root.is_dir():
+        raise BenchError(f"{root}: no such results folder")
+    click.echo(render(collect(root, squeue_states()), fmt))
+
+
+@main.command()
+@results_option
+@click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown",
+              show_default=True)
+@click.option("--dataset", default=None, help="Only this dataset.")
+@click.option("--profile", default=None, help="Only this profile.")
+@click.option("--methods", default=None, help="Only these methods (comma-separated).")
+@click.option("--table", "table_no", type=str, default=None,
+              help="Lay out as the paper's Table 1-5 (its rows and order, best in bold, significance marks), or "
+                   "'beyond': BCP, UniMatch and ABD beside MONA with their own published numbers.")
+@click.option("--vs-paper", is_flag=True, help="With --table: add the published value and the difference.")
+@click.option("--paper-dataset", default=None,
+              help="With --vs-paper: which paper dataset to compare with (default: the same name, else the "
+                   "table's first), e.g. to set a synthetic run beside ACDC's numbers.")
+@click.option("--cost", is_flag=True, help="Cost per method instead: precision, iterations per stage, wall "
+              "time, it/s, device-hours, memory, params.")
+@click.option("--per-class", is_flag=True, help="DSC and ASD per class instead of the class mean.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="The selected weights (best validation Dice) or the last weights of each run.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
+@plugin_option
+@user_errors
+def table(results: Path | None, fmt: str, dataset: str | None, profile: str | None, methods: str | None,
+          table_no: str | None, vs_paper: bool, paper_dataset: str | None, cost: bool, per_class: bool,
+          checkpoint: str, output: Path | None, plugins: tuple[str, ...]) -> None:
+    """Turn the run records into tables: by default one per dataset and profile (one row per method
+    in the paper's order, columns ratio x (DSC, ASD), mean ± std over seeds); with --table N the
+    layout of the paper's Table N; with --cost what each method costs."""
+    from sslbench.base.atomic import write_text
+    from sslbench.report.cost import cost_table
+    from sslbench.report.tables import paper_table, tables
+
+    root = results or default_results()
+    load_plugins(plugins)
+    if output:
+        output_file(output)  # before any work
+    if vs_paper and table_no is None:
+        raise BenchError("--vs-paper needs --table N (the paper table to compare with)")
+    if cost:
+        text = cost_table(root, fmt, dataset)
+    elif table_no is not None:
+        text = paper_table(root, table_no, fmt, dataset, profile, vs_paper, paper_dataset,
+                           warn=lambda m: click.echo(f"warning: {m}", err=True), checkpoint=checkpoint)
+    else:
+        text = tables(root, fmt, dataset, profile, csv_list(methods, "methods") if methods else None, per_class,
+                      checkpoint)
+    if output:
+        write_text(output, text + "\n")
+    else:
+        click.echo(text)
+
+
+@main.command("report")
+@results_option
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("report"), show_default=True,
+              help="Folder to write the report into (index.html, runs/, figures/).")
+@plugin_option
+@user_errors
+def report_cmd(results: Path | None, output: Path, plugins: tuple[str, ...]) -> None:
+    """Write a static HTML report of a results folder (opens from disk: no server, no CDN): per dataset
+    and schedule the protocol, leaderboards per label ratio, per-class tables, figures and training
+    curves; a cost table; one page per run with its selection, per-case metrics and provenance."""
+    from sslbench.report.html import write_report
+
+    load_plugins(plugins)
+    index = write_report(results or default_results(), output)
+    click.echo(str(index))
+
+
+@main.command("export")
+@results_option
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="results.csv or results.parquet (Parquet needs pyarrow).")
+@plugin_option
+@user_errors
+def export_cmd(results: Path | None, output: Path, plugins: tuple[str, ...]) -> None:
+    """Write the tidy results: one row per run x evaluated case x class, for the selected and the last
+    weights (dataset, profile key, config hash, method, tag, ratio, seed, case, class, dsc, assd, asd,
+    hd95 with their unit, iterations, evaluation split, best iteration, wall time). In Python:
+    sslbench.report.load_results(path) returns the same frame."""
+    from sslbench.base.atomic import atomic_path
+    from sslbench.report.frame import load_results
+
+    load_plugins(plugins)
+    df = load_results(results or default_results())
+    if df.empty:
+        raise BenchError(f"{results or default_results()}: no completed runs to export")
+    suffix = output.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise BenchError(f"{output}: the file name must end in .csv or .parquet")
+    output_file(output)
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise BenchError("Parquet needs pyarrow: pip install pyarrow (or write .csv)") from exc
+    with atomic_path(output) as tmp:
+        df.to_parquet(tmp, index=False) if suffix == ".parquet" else df.tocsv_list(tmp, index=False)
+    click.echo(f"{output}: {len(df)} rows ({df.groupby(['dataset', 'profile_key', 'method', 'tag', 'ratio', 'seed']).ngroups} "
+               "runs)", err=True)
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["ratio", "classes", "qualitative", "param", "curves"]))
+@results_option
+@click.option("--dataset", default=None, help="Only this dataset (required for qualitative).")
+@click.option("--profile", default=None, help="Only this profile (or profile key, e.g. quick+1a2b3c).")
+@click.option("--ratio", type=float, default=None, help="Label ratio (classes, qualitative, curves; default: each).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed whose predictions to show (qualitative).")
+@click.option("--case", default=None, help="Case to show (qualitative; default: the first with predictions).")
+@click.option("--slices", default=None, help="Comma-separated slice indices to show (qualitative).")
+@click.option("--param", "param_key", default=None, help="Config key varied across runs (param), e.g. method.consistency.")
+@click.option("--methods", default=None, help="Only these methods (param, curves).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="The selected or the last weights' metrics (ratio, classes).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared-data cache (qualitative).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output path without extension, or an existing folder (default: figures/<kind>); writes .png "
+                   "and .pdf, one pair per dataset and profile when the records hold several.")
+@plugin_option
+@user_errors
+def plot(kind: str, results: Path | None, dataset: str | None, profile: str | None, ratio: float | None,
+         seed: int, case: str | None, slices: str | None, param_key: str | None, methods: str | None,
+         checkpoint: str, cache: Path | None, output: Path | None, plugins: tuple[str, ...]) -> None:
+    """Figures from the run records (PNG and PDF at paper column width). A figure never mixes
+    datasets, profiles, tags or distance units: several in the records give a figure each.
+
+    \b
+    ratio        Dice and ASD against the label ratio per method and tag (spread over seeds)
+    classes      per-class Dice box plots over evaluated volumes, one figure per ratio
+    qualitative  image, ground truth and each method's prediction (runs with --save-predictions)
+    param        Dice against one config key across runs (runs tagged with --tag, e.g. a sweep)
+    curves       training loss and validation Dice against iterations (from train_log.jsonl)
+    """
+    from sslbench.report import plots
+
+    load_plugins(plugins)
+    root = results or default_results()
+    out = output or Path("figures") / (kind if not dataset else f"{kind}-{dataset}")
+    chosen = csv_list(methods, "methods") if methods else None
+    if kind == "ratio":
+        paths = plots.plot_ratio(root, out, dataset, profile, checkpoint)
+    elif kind == "classes":
+        paths = plots.plot_classes(root, out, dataset, profile, ratio, checkpoint)
+    elif kind == "qualitative":
+        if not dataset:
+            raise BenchError("bench plot qualitative needs --dataset")
+        picked = csv_list(slices, "slices", int) if slices else None
+        paths = plots.plot_qualitative(root, out, dataset, profile, ratio, seed, cache=cache, case=case, slices=picked)
+    elif kind == "curves":
+        paths = plots.plot_curves(root, out, dataset, profile, chosen, ratio)
+    else:
+        if not param_key:
+            raise BenchError("bench plot param needs --param section.key")
+        paths = plots.plot_param(root, out, param_key, dataset, profile, chosen)
+    for path in paths:
+        click.echo(str(path))

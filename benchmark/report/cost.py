@@ -1,0 +1,36 @@
+"""``bench table --cost``: what each method costs, from the run records."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from sslbench.base.errors import BenchError
+from sslbench.report.frame import variant_name
+from sslbench.report.tables import load_records, paper_order, render
+
+
+def cost_table(root: Path, fmt: str = "markdown", dataset: str | None = None) -> str:
+    """What each method costs: precision, iterations per stage (pre-training + training: two-stage
+    rows take more steps, as the paper's protocol), wall time, iterations per second, device-hours,
+    peak memory, parameters (means over the runs of each dataset, profile and method)."""
+    df = load_records(root) if root.exists() else pd.DataFrame()
+    if df.empty:
+        raise BenchError(f"{root}: no completed runs (run `bench run` first)")
+    if dataset:
+        df = df[df.dataset == dataset]
+    df = df.assign(row=[variant_name(n, t) for n, t in zip(df.paper_name, df.tag)])
+    rows = []
+    for (ds, prof, name), sub in sorted(df.groupby(["dataset", "profile_key", "row"]),
+                                        key=lambda kv: (kv[0][0], kv[0][1], paper_order(kv[0][2]))):
+        gpu = sub.device.astype(str).str.startswith("cuda").any()
+        hours = sub.wall_s.sum() / 3600
+        params = sub.params.astype(float).mean()
+        prec = "/".join(sorted(set(sub.precision.astype(str))))
+        iters = "/".join(sorted(set(sub.stage_iterations.astype(str))))
+        rows.append([ds, prof, name, str(len(sub)), prec, iters, f"{sub.wall_s.mean() / 60:.1f}",
+                     f"{sub.iters_per_s.mean():.2f}", f"{hours:.3f} {'GPU' if gpu else 'CPU'}-h", f"{sub.peak_mem_mb.mean():.0f}",
+                     "—" if params != params else f"{params / 1e6:.2f}"])
+    headers = ["dataset", "profile key", "Method", "runs", "precision", "iterations", "wall [min/run]", "it/s (train)", "device-hours",
+               "peak mem [MB]", "params [M]"]
+    return render(headers, rows, fmt, "Cost per method: precision, iterations per stage, wall time per run, it/s, device-hours, peak memory, parameters; means over the runs of each dataset, profile key and method", "tab:cost")

@@ -1,0 +1,117 @@
+"""A run folder's state against the run asked for: new, resumable, done, stale or another run.
+
+``folder_state`` is what decides whether a run is trained, resumed, reused or refused, so it reads the
+folder's ``config.json`` once and says why. A folder holding another configuration, another tag's
+run, or a finished run whose method code changed since (*stale*) is refused unless the user says
+what to do (``--force``, ``--rerun-stale``); nothing is overwritten by accident and nothing stale is
+reused silently. A train key the method never reads (``train.pretrain_iterations`` for a one-stage
+method) never blocks a rerun.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sslbench.base.errors import BenchError, UnsafePath
+from sslbench.base.run_files import RunFiles
+from sslbench.method import METHODS
+from sslbench.base.code_identity import code_identity
+from sslbench.run.specs import RunOptions, RunSpec
+
+
+@dataclass(frozen=True)
+class FolderState:
+    """``state``: "new", "resume", "done", "replace" (its files go first) or "stale" (refused);
+    ``why``: what is stale or replaced; ``other_core``: a finished run of another core code version."""
+
+    state: str
+    why: str = ""
+    other_core: bool = False
+
+
+def unused_keys(method: str) -> set[str]:
+    """Configuration keys a method never reads (a stage length no stage of it takes): a difference
+    there is no other configuration."""
+    used = set(METHODS.get(method).stage_length_keys().values())
+    return {key for key in ("train.iterations", "train.pretrain_iterations") if key not in used}
+
+
+def folder_state(spec: RunSpec, opts: RunOptions) -> FolderState:
+    """The folder's state (see the module docstring); a ``BenchError`` naming the folder and what to do
+    when it holds another run, unless ``--force`` lets it be replaced."""
+    files = spec.files(opts.results)
+    files.check()  # a planted link or special file: one line, before anything is written
+    if not files.has(RunFiles.CONFIG):
+        return FolderState("new")
+    try:
+        stored = files.read(RunFiles.CONFIG)
+        if not isinstance(stored, dict):
+            raise BenchError(f"{files.path(RunFiles.CONFIG)}: not a run configuration (a JSON {type(stored).__name__})")
+    except UnsafePath:
+        raise
+    except BenchError as exc:  # damaged: the folder's configuration is unknown, so only --force replaces it
+        if not opts.force:
+            raise BenchError(f"{exc}; use --force to replace the run or --results for another folder") from None
+        return FolderState("replace", "its config.json is damaged")
+    stored_tag = stored.get("spec", {}).get("tag", "") if isinstance(stored.get("spec"), dict) else ""
+    if stored_tag != spec.tag:  # "a/b" and "a b" share the folder name "@a-b"
+        if not opts.force:
+            raise BenchError(f"{files.folder}: holds the run tagged {stored_tag!r}, not {spec.tag!r} (both give "
+                             "this folder name); choose a tag that differs in its letters or digits, or --force")
+        return FolderState("replace", "another tag's run")  # never the other tag's finished run taken for this one
+    if stored.get("hash") != spec.resolved().hash():
+        diff = config_diff(stored, spec.resolved().to_dict(), ignore=unused_keys(spec.method))
+        if diff:
+            if not opts.force:
+                raise BenchError(f"{files.folder}: holds a run with another configuration ({diff}); "
+                                 "use --force to replace it or --results for another folder")
+            return FolderState("replace", "another configuration")
+    done = files.is_done()
+    code = stored.get("code") if isinstance(stored.get("code"), dict) else {}
+    now = code_identity(METHODS.get(spec.method))
+    if code.get("method") not in (None, now["method"]):
+        if opts.rerun_stale in ("method", "core"):
+            return FolderState("replace", "its method code changed")
+        return FolderState("stale", f"method code changed ({code['method']} -> {now['method']})")
+    other_core = code.get("core") not in (None, now["core"])
+    if other_core and opts.rerun_stale == "core":
+        return FolderState("replace", "the core code changed")
+    return FolderState("done" if done else "resume", other_core=other_core)
+
+
+def check_folder(spec: RunSpec, opts: RunOptions) -> str:
+    """The folder's state name (``folder_state(...).state``)."""
+    return folder_state(spec, opts).state
+
+
+def stale_error(stale: list[tuple[RunSpec, FolderState]]) -> BenchError:
+    """One line per stale run and what to do, as one error."""
+    lines = [f"{len(stale)} run(s) were made by other code of their method, so their results are stale:"]
+    lines += [f"  {spec.label}: {state.why}" for spec, state in stale]
+    lines.append("retrain them with --rerun-stale, or keep the old results and train the new code beside them "
+                 "with --tag NAME")
+    return BenchError("\n".join(lines))
+
+
+def config_diff(stored: dict[str, Any], requested: dict[str, Any], most: int = 6, ignore: set[str] = frozenset()) -> str:
+    """The keys whose stored and requested values differ, as ``section.key stored -> requested``
+    ("" when they differ only in ``ignore``d keys)."""
+    out = []
+    differs = False
+    for section in ("train", "data", "method"):
+        a, b = stored.get(section, {}), requested.get(section, {})
+        a = a if isinstance(a, dict) else {}
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b or _json_value(a[key]) != _json_value(b[key]):
+                differs = True
+                if f"{section}.{key}" not in ignore:
+                    out.append(f"{section}.{key} {a.get(key, '(absent)')!r} -> {b.get(key, '(absent)')!r}")
+    if not out:
+        return "" if differs else "its stored hash differs"
+    return "; ".join(out[:most]) + (f"; and {len(out) - most} more" if len(out) > most else "")
+
+
+def _json_value(value: Any) -> Any:
+    """A value as JSON stores it (tuples are lists), for comparing a stored configuration."""
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,173 @@
+"""One run from set-up to record: ``RunJob``.
+
+``RunJob.set_up`` builds what a run needs (dataset, labeled split, device tensors, method, trainer);
+``RunJob.run`` trains it (resuming from ``last.pt``), scores the last weights, selects (best
+validation Dice or last), scores the selected weights when they differ, and writes the record. The
+method itself is built by ``build_method``, the one factory that runs, ``bench predict``, ``bench
+speed`` and the conformance kit share.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sslbench.base.config import ResolvedConfig, TrainConfig
+from sslbench.base.run_files import RunFiles
+from sslbench.cache import PreparedDataset, prepare
+from sslbench.method import METHODS, MethodConfig, MethodContext, SSLMethod
+from sslbench.report.evaluation import default_eval_workers, evaluate, validation_dice
+from sslbench.report.metrics import EMPTY_POLICY
+from sslbench.run.environment import pick_device, seed_everything
+from sslbench.base.code_identity import code_identity
+from sslbench.run.record import make_record
+from sslbench.run.specs import RunOptions, RunSpec
+from sslbench.splits import split_labeled
+from sslbench.train.peak_memory import reset_peak_memory
+from sslbench.train.trainer import TrainData, Trainer
+
+IN_CHANNELS = 1  # the slice cache holds one channel per slice
+
+
+def build_method(cls: type[SSLMethod], method_cfg: MethodConfig, train: TrainConfig, num_classes: int,
+                 device: torch.device, in_channels: int = IN_CHANNELS) -> SSLMethod:
+    """The method with its networks on ``device``: what a run, a prediction, a speed test and the
+    conformance kit build, from the same settings."""
+    ctx = MethodContext(in_channels=in_channels, num_classes=num_classes, image_size=train.image_size,
+                        device=device, base_width=train.base_width)
+    return cls(method_cfg, ctx)
+
+
+def build_train_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[str], size: int,
+                     device: torch.device) -> TrainData:
+    """The training slices on the device, with their labeled / unlabeled indices, each slice's
+    relative position in its volume and its native aspect ratio."""
+    images, labels, owner = ds.train_slices(size)
+    train_ids = [c.id for c in ds.split_cases("train")]
+    lab_set = {train_ids.index(c) for c in labeled}
+    unl_set = {train_ids.index(c) for c in unlabeled}
+    owner = np.asarray(owner)
+    lab_idx = np.flatnonzero(np.isin(owner, sorted(lab_set)))
+    unl_idx = np.flatnonzero(np.isin(owner, sorted(unl_set)))
+    first = np.searchsorted(owner, owner)  # slices of a case are contiguous and in order
+    depth = np.bincount(owner)[owner]
+    positions = (np.arange(len(owner)) - first + 0.5) / depth
+    native = np.array([c.shape[1:3] for c in ds.split_cases("train")], dtype=np.float64).reshape(-1, 2)
+    aspect = (native[:, 0] / native[:, 1])[owner]  # each slice's native height / width
+    return TrainData(
+        positions=torch.from_numpy(positions.astype(np.float32)).to(device),
+        aspect=torch.from_numpy(aspect.astype(np.float32)).to(device),
+        images=torch.from_numpy(np.array(images, dtype=np.float32))[:, None].to(device),
+        labels=torch.from_numpy(np.array(labels)).to(device),
+        labeled=torch.from_numpy(lab_idx).long().to(device),
+        unlabeled=torch.from_numpy(unl_idx).long().to(device),
+    )
+
+
+def prediction_saver(ds: PreparedDataset, out: Path) -> Callable[[str, np.ndarray], None]:
+    """Write each predicted label volume: NIfTI in the source geometry when the dataset came from
+    NIfTI (opens over the original image in 3D Slicer / ITK-SNAP), else a (D, H, W) .npy."""
+    from sslbench.base.atomic import atomic_path
+
+    cases = {c.id: c for c in ds.cases}
+
+    def save(cid: str, pred: np.ndarray) -> None:
+        geometry = cases[cid].geometry
+        if geometry is not None:
+            from sslbench.io.nifti import geometry_from_json, save_volume
+
+            save_volume(pred, geometry_from_json(geometry), out / f"{cid}.nii.gz")
+        else:
+            with atomic_path(out / f"{cid}.npy") as tmp, tmp.open("wb") as fh:
+                np.save(fh, pred)
+
+    return save
+
+
+@dataclass
+class RunJob:
+    """Everything one run needs once it is set up, and the steps from there to its record."""
+
+    spec: RunSpec
+    cfg: ResolvedConfig
+    opts: RunOptions
+    files: RunFiles
+    device: torch.device
+    ds: PreparedDataset
+    labeled: list[str]
+    data: TrainData
+    method: SSLMethod
+    trainer: Trainer
+
+    @classmethod
+    def set_up(cls, spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str], None]) -> RunJob:
+        """Data, split, method and trainer of a run (the evaluation split is checked before training)."""
+        method_cls: type[SSLMethod] = METHODS.get(spec.method)
+        cfg = spec.resolved()
+        device = pick_device(opts.device)
+        reset_peak_memory(device)
+        ds = prepare(spec.dataset, cache_root=opts.cache)
+        labeled, unlabeled = split_labeled(ds, spec.ratio, spec.seed, cfg.data.split)
+        data = build_train_data(ds, labeled, unlabeled if method_cls.uses_unlabeled else [], cfg.train.image_size,
+                                device)
+        seed_everything(spec.seed)
+        method = build_method(method_cls, cfg.method, cfg.train, ds.num_classes, device)
+        val_ids = [c.id for c in ds.eval_cases("val")]
+        ds.eval_cases(cfg.data.eval_split)  # fail before training, not after it
+        trainer = Trainer(
+            method, data, cfg.train, spec.seed,
+            validate=lambda: validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp),
+            files=files, progress=opts.progress, desc=spec.label, warn=lambda m: log(f"warning: {m}"),
+        )
+        return cls(spec, cfg, opts, files, device, ds, labeled, data, method, trainer)
+
+    def evaluate(self, name: str, save: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Metrics of the inference network's current weights on the evaluation split, written to
+        ``name`` (``metrics.json`` for the selected weights, ``metrics-last.json`` for the last ones);
+        predictions are saved for the selected weights only."""
+        cfg, ds, opts = self.cfg, self.ds, self.opts
+        eval_ids = [c.id for c in ds.eval_cases(cfg.data.eval_split)]
+        saver = prediction_saver(ds, self.files.predictions) if opts.save_predictions and save else None
+        workers = default_eval_workers(self.device) if opts.eval_workers is None else opts.eval_workers
+        metrics = evaluate(self.method, ds, eval_ids, cfg.train.image_size, self.device, cfg.train.amp, saver, workers)
+        policy = {**EMPTY_POLICY, "spacing": "mm from the dataset" if all(c.spacing for c in ds.cases) else "voxels",
+                  "connectivity": 1}
+        self.files.write(name, {**metrics, "policy": policy})
+        return metrics, policy
+
+    def run(self, t0: float, log: Callable[[str], None]) -> dict[str, Any]:
+        """Train, score the last weights, select, score the selected ones (once when they are the
+        last), write the record and mark the run done; returns the record."""
+        spec, files, trainer = self.spec, self.files, self.trainer
+        if files.has_checkpoint(RunFiles.LAST):
+            log(f"resuming {spec.label} from its checkpoint")
+        fit = trainer.fit(select=False)
+        if fit.resumed_from is not None:
+            log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{fit.resumed_stage}'")
+        t_eval = time.perf_counter()
+        last_iteration = trainer.iteration  # the checkpoint protocol in full: best on validation and last
+        last, policy = self.evaluate(RunFiles.METRICS_LAST, save=False)
+        fit = trainer.select(fit)
+        if fit.selected == "last" or fit.best_iteration == last_iteration:
+            metrics = last                       # the same weights: scored once
+            files.write(RunFiles.METRICS, {**metrics, "policy": policy})
+            if self.opts.save_predictions:
+                self.evaluate(RunFiles.METRICS)
+        else:
+            metrics, policy = self.evaluate(RunFiles.METRICS)
+        record = make_record(self, fit, metrics, policy, wall_s=time.perf_counter() - t0,
+                             eval_s=time.perf_counter() - t_eval)
+        record["last"] = {"iteration": last_iteration, "summary": last["foreground_mean"], "per_class": last["mean"]}
+        files.write(RunFiles.RECORD, record)
+        files.mark_done()
+        files.prune_checkpoints(self.opts.keep_checkpoints)
+        return record
+
+    def code(self) -> dict[str, Any]:
+        """The code identity this run is made by (its method's and the core's hashes)."""
+        return code_identity(METHODS.get(self.spec.method))

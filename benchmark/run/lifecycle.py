@@ -1,0 +1,96 @@
+"""One run's life in its folder: reuse it when done, else hold its lock, check its state once more
+under the lock (another process may have finished it meanwhile), clear what ``--force`` or
+``--rerun-stale`` replaces, write ``config.json``, then hand over to ``RunJob``. A failure leaves
+``failed.json`` and ``error.log``; an interrupted run keeps its checkpoint for the next session."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+from sslbench.base.errors import BenchError
+from sslbench.base.locks import FolderLock
+from sslbench.base.run_files import RunFiles
+from sslbench.method import METHODS
+from sslbench.run.folder_state import FolderState, folder_state, stale_error
+from sslbench.base.code_identity import code_identity
+from sslbench.run.job import RunJob
+from sslbench.run.specs import RunOptions, RunOutcome, RunSpec
+from sslbench.train.interrupt import Interrupted
+
+
+def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print,
+            state: FolderState | None = None) -> RunOutcome:
+    """One run, holding its folder's lock: a run another process is training is skipped ("busy"),
+    never trained twice; a lock left by a killed process is taken over with a warning. ``state``: the
+    folder's state as the sweep's check found it (read again here only when it was not done)."""
+    files = spec.files(opts.results)
+    state = state or folder_state(spec, opts)
+    if state.state == "done":
+        return _skip_done(spec, opts, files, log)  # a finished run is only read: no lock, no write access needed
+    if state.state == "stale":
+        raise stale_error([(spec, state)])
+    files.create()
+    lock = FolderLock(files.lock_path)
+    if not lock.acquire(wait=False):
+        return RunOutcome(spec, "busy", str(files.folder), message=f"running elsewhere ({lock.holder})")
+    try:
+        if lock.stale:
+            log(f"warning: {spec.label}: its last session ({lock.stale}) ended without finishing; taking over")
+        files.remove_orphans()
+        files.remove(RunFiles.FAILED)
+        files.remove(RunFiles.ERROR_LOG)
+        files.reserve()
+        try:
+            return _run_locked(spec, opts, files, log)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            files.note_failure(exc)
+            raise
+        finally:
+            files.release_reserve()
+    finally:
+        lock.release()
+
+
+def _skip_done(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str], None]) -> RunOutcome:
+    record = files.record() or {}
+    note = "already done"
+    if opts.save_predictions and not files.predictions.is_dir():
+        note += f"; its predictions were not saved: bench predict {files.folder}"
+        log(f"note: {spec.label}: {note}")
+    return RunOutcome(spec, "skipped", str(files.folder), record.get("summary", {}), note)
+
+
+def _run_locked(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str], None]) -> RunOutcome:
+    """Skip, replace or (re)start the run whose lock we hold: train, evaluate, record."""
+    state = folder_state(spec, opts)  # under the lock: what another process did meanwhile counts
+    if state.state == "done":
+        return _skip_done(spec, opts, files, log)
+    if state.state == "stale":
+        raise stale_error([(spec, state)])
+    if state.state == "replace":
+        files.clear()
+    elif files.has(RunFiles.DONE):  # marked done, but its record is unreadable or damaged
+        log(f"warning: {files.path(RunFiles.RECORD)}: unreadable or damaged record; evaluating the run again "
+            "from its checkpoints (or training it again without them)")
+        files.remove(RunFiles.DONE)
+    cfg = spec.resolved()
+    spec_fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "config"}
+    files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "sources": cfg.sources,
+                                  "code": code_identity(METHODS.get(spec.method)), **cfg.to_dict()})
+    t0 = time.perf_counter()
+    record = RunJob.set_up(spec, opts, files, log).run(t0, log)
+    return RunOutcome(spec, "done", str(files.folder), record["summary"])
+
+
+def interrupted(spec: RunSpec, opts: RunOptions, message: str) -> RunOutcome:
+    return RunOutcome(spec, "interrupted", str(spec.files(opts.results).folder), message=message)
+
+
+def failed(spec: RunSpec, opts: RunOptions, exc: BaseException) -> RunOutcome:
+    files = spec.files(opts.results)
+    kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
+    where = f" (traceback: {files.path(RunFiles.ERROR_LOG)})" if files.has(RunFiles.ERROR_LOG) else ""
+    return RunOutcome(spec, "failed", str(files.folder), message=f"{kind}{exc}{where}")
