@@ -1,8 +1,9 @@
 """The documentation holds: every relative link in README and docs/ resolves, every `bench ...` line of
-README's command list parses (its subcommand's options accept it), and the plugin example of
-docs/adding-a-method.md registers and passes the conformance kit."""
+README's command list parses (its subcommand's options accept it), and both worked examples of
+docs/adding-a-method.md pass `bench check`."""
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -72,19 +73,29 @@ def test_readme_commands_parse() -> None:
             pass
 
 
-def test_the_plugin_example_registers_and_passes_the_conformance_kit(tmp_path: Path) -> None:
-    from sslbench.testing import check_method
+@pytest.mark.parametrize("name", ["weak-strong", "pre-teacher"])
+def test_the_worked_examples_register_and_pass_the_conformance_kit(name: str, tmp_path: Path) -> None:
+    """Each worked example of docs/adding-a-method.md, saved where its first line says, passes
+    `bench check NAME --plugin my_lab.<module>` from the folder that holds my_lab/."""
+    from .test_cli import bench
 
     text = (ROOT / "docs" / "adding-a-method.md").read_text()
-    code = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "register_method" in block)
-    module = tmp_path / "doc_example_method.py"
-    module.write_text(code)
-    sys.path.insert(0, str(tmp_path))
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "register_method" in b]
+    assert len(blocks) == 2
+    code = next(b for b in blocks if f'@register_method("{name}")' in b)
+    path = code.splitlines()[0].removeprefix("# ").strip()           # my_lab/weak_strong.py
+    (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / path).write_text(code)
+    module = path.removesuffix(".py").replace("/", ".")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
     try:
-        METHODS.load_plugin_module("doc_example_method")
-        check_method("my-method", report=None)
-        assert METHODS.get("my-method").Config.__name__ == "MyConfig"
+        status, out, err = bench("check", name, "--plugin", module)
+        assert status == 0, out + err
+        assert out.splitlines()[-1].startswith(f"{name}: all ") and "FAILED" not in out
     finally:
-        sys.path.remove(str(tmp_path))
-        METHODS._entries.pop("my-method", None)
-        sys.modules.pop("doc_example_method", None)
+        os.chdir(cwd)
+        METHODS._entries.pop(name, None)
+        for key in [k for k in sys.modules if k == "my_lab" or k.startswith("my_lab.")]:
+            sys.modules.pop(key)
+        sys.path[:] = [p for p in sys.path if p != str(tmp_path)]

@@ -405,7 +405,8 @@ def _trajectory(cls: type[SSLMethod]) -> Trajectory:
 def check_eval_nets(name: MethodRef) -> None:
     run = trajectory(name)
     assert not run.eval_mismatches, (
-        f"{run.label}: inference_net() is not the network the class declares: {'; '.join(run.eval_mismatches)}. "
+        f"{run.label}: what inference_net() evaluates does not follow the class's eval_nets / stage_nets: "
+        f"{'; '.join(run.eval_mismatches)}. "
         "The trainer validates, carries and selects the network that stage_nets.get(stage) or "
         "eval_nets[method.eval_net] names: declare stage_nets = {'<stage>': '<attribute path>'} for a stage that "
         "evaluates another network (and eval_nets for the choices), rather than override inference_net")
