@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 from torch import Tensor, nn
 
+from sslbench.base.config import TrainConfig
 from sslbench.base.errors import ConfigError
 from sslbench.base.names import MAX_NAME, NAME
 from sslbench.base.ranges import Range
@@ -38,7 +39,7 @@ from sslbench.nn.unet import UNet, build_unet
 
 __all__ = [
     "METHODS", "Batch", "ConfigError", "ConsistencyConfig", "ExtraOptimizer", "Losses", "MethodConfig", "MethodContext",
-    "Range", "SSLMethod", "StepInfo", "TeacherConfig", "register_method",
+    "Range", "SSLMethod", "StepInfo", "TeacherConfig", "build_method", "register_method",
 ]
 
 Losses = dict[str, Tensor]
@@ -335,3 +336,13 @@ def register_method(name: str) -> Callable[[type[SSLMethod]], type[SSLMethod]]:
         return METHODS.register(name)(cls)
 
     return deco
+
+
+def build_method(cls: type[SSLMethod], method_cfg: MethodConfig, train: TrainConfig, num_classes: int,
+                 device: torch.device, in_channels: int = 1) -> SSLMethod:
+    """The method with its networks on ``device``, from its settings and the schedule's image size and
+    width: the one factory a run, ``bench predict``, ``bench speed`` and the conformance kit share
+    (a notebook too). The slice cache holds one channel per slice, hence ``in_channels=1``."""
+    ctx = MethodContext(in_channels=in_channels, num_classes=num_classes, image_size=train.image_size,
+                        device=device, base_width=train.base_width)
+    return cls(method_cfg, ctx)

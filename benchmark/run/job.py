@@ -3,8 +3,8 @@
 ``RunJob.set_up`` builds what a run needs (dataset, labeled split, device tensors, method, trainer);
 ``RunJob.run`` trains it (resuming from ``last.pt``), scores the last weights, selects (best
 validation Dice or last), scores the selected weights when they differ, and writes the record. The
-method itself is built by ``build_method``, the one factory that runs, ``bench predict``, ``bench
-speed`` and the conformance kit share.
+method itself is built by ``sslbench.method.build_method``, the one factory that runs, ``bench
+predict``, ``bench speed`` and the conformance kit share.
 """
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from sslbench.base.config import ResolvedConfig, TrainConfig
+from sslbench.base.config import ResolvedConfig
 from sslbench.base.run_files import RunFiles
 from sslbench.cache import PreparedDataset, prepare
-from sslbench.method import METHODS, MethodConfig, MethodContext, SSLMethod
+from sslbench.method import METHODS, SSLMethod, build_method
 from sslbench.report.evaluation import default_eval_workers, evaluate, validation_dice
 from sslbench.report.metrics import EMPTY_POLICY
 from sslbench.run.environment import pick_device, seed_everything
@@ -30,18 +30,6 @@ from sslbench.run.specs import RunOptions, RunSpec
 from sslbench.splits import split_labeled
 from sslbench.train.peak_memory import reset_peak_memory
 from sslbench.train.trainer import TrainData, Trainer
-
-IN_CHANNELS = 1  # the slice cache holds one channel per slice
-
-
-def build_method(cls: type[SSLMethod], method_cfg: MethodConfig, train: TrainConfig, num_classes: int,
-                 device: torch.device, in_channels: int = IN_CHANNELS) -> SSLMethod:
-    """The method with its networks on ``device``: what a run, a prediction, a speed test and the
-    conformance kit build, from the same settings."""
-    ctx = MethodContext(in_channels=in_channels, num_classes=num_classes, image_size=train.image_size,
-                        device=device, base_width=train.base_width)
-    return cls(method_cfg, ctx)
-
 
 def build_train_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[str], size: int,
                      device: torch.device) -> TrainData:

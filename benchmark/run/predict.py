@@ -16,10 +16,10 @@ from sslbench.base.errors import BenchError, ConfigError
 from sslbench.base.fields import FieldError, integer, mapping, name, number, strings, text
 from sslbench.base.run_files import RunFiles
 from sslbench.cache import prepare
-from sslbench.method import METHODS
+from sslbench.method import METHODS, build_method
 from sslbench.report.evaluation import predict_volume
 from sslbench.run.environment import pick_device
-from sslbench.run.job import build_method, prediction_saver
+from sslbench.run.job import prediction_saver
 from sslbench.run.specs import RunSpec
 
 

@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from sslbench.method import METHODS
+from sslbench.method import METHODS, build_method
 from sslbench.report.evaluation import predict_volume
 from sslbench.report.metrics import volume_metrics
 from sslbench.run.environment import pick_device, seed_everything
-from sslbench.run.job import build_method
 from sslbench.run.specs import resolve, scope_overrides
-from sslbench.train.conformance import NUM_CLASSES, tiny_data
+from sslbench.train.kit_runs import NUM_CLASSES, tiny_data
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import precision
 from sslbench.train.trainer import TrainData, Trainer
