@@ -366,6 +366,28 @@ def test_bench_predict_writes_a_finished_runs_predictions_from_its_stored_weight
     assert bench("predict", str(folder), "--cases", "nope")[0] == 2
 
 
+def test_bench_predict_builds_the_network_its_run_stored_not_todays_profile(sweep: tuple[Path, str, str],
+                                                                            tmp_path: Path) -> None:
+    """The run's config.json, not today's TOML files, decides the network: with its --set items gone
+    from the stored spec, the profile would give a UNet of width 16 that the width-4 weights do not fit."""
+    import shutil
+
+    root, _, _ = sweep
+    folder = tmp_path / "run"
+    shutil.copytree(next(root.rglob("unet-l/ratio-5/seed-0")), folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["train"]["base_width"] == 4
+    config["spec"]["overrides"] = []
+    (folder / "config.json").write_text(json.dumps(config))
+    code, _, err = bench("predict", str(folder))
+    assert code == 0, err
+    assert sorted(p.name for p in (folder / "predictions").iterdir())
+    config["train"]["no_such_key"] = 1                                  # a key this code does not know
+    (folder / "config.json").write_text(json.dumps(config))
+    code, _, err = bench("predict", str(folder))
+    assert code == 2 and "config.json: not a run configuration this code can load" in err, err
+
+
 def test_a_sweep_shows_its_own_bar_above_each_runs(tmp_path: Path, cache_dir: Path) -> None:
     """Sweep-level progress: the sweep's bar (runs finished, ETA) and each run's bar with Dice in %."""
     code, _, err = bench("run", "--methods", "unet-l", "--seeds", "0,1", "--results", str(tmp_path), "--no-table",

@@ -171,6 +171,10 @@ def test_runs_of_two_core_versions_are_named_in_tables_status_and_export(tmp_pat
         or f"runs from 2 code versions ({current} (current): 1 run(s), 0123456789ab: 1 run(s))" in out, out
     code, out, _ = bench("status", "--results", str(results))
     assert "finished runs from 2 code versions" in out and "core code version 0123456789ab" in out, out
+    code, out, _ = bench("report", "--results", str(results), "-o", str(tmp_path / "report"))
+    assert code == 0 and "runs from 2 code versions" in (tmp_path / "report" / "index.html").read_text()
+    code, _, err = bench("table", "--results", str(results), "--methods", "unet-k")
+    assert code == 2 and "did you mean 'unet-l'?" in err, err
     code, _, err = bench("export", "--results", str(results), "-o", str(tmp_path / "r.csv"))
     import pandas as pd
 

@@ -2,6 +2,7 @@
 ratio x (DSC, ASD), mean ± std over seeds) as markdown, LaTeX or CSV."""
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,9 @@ def render(headers: list[str], rows: list[list[Any]], fmt: str, caption: str = "
 
 
 def select_records(root: Path, dataset: str | None = None, profile: str | None = None,
-                   methods: Sequence[str] | None = None, checkpoint: str = "best") -> pd.DataFrame:
+                   methods: Sequence[str] | None = None, checkpoint: str = "best", strict: bool = True) -> pd.DataFrame:
     """Finished runs under ``root`` matching the filters (``profile``: a profile or profile key); a
-    clear error when there are none."""
+    clear error when there are none, and (``strict``) when a method asked for has no run."""
     if not root.exists():
         raise BenchError(f"{root}: no results folder (run `bench run` first)")
     df = load_records(root, checkpoint)
@@ -90,6 +91,13 @@ def select_records(root: Path, dataset: str | None = None, profile: str | None =
     if profile:
         df = df[(df.profile == profile) | (df.profile_key == profile)]
     if methods:
+        have = sorted(set(df.method))
+        for name in methods if strict else ():
+            if name not in have:
+                close = difflib.get_close_matches(name, have, n=1, cutoff=0.6)
+                raise BenchError(f"--methods {name}: no completed run of it here"
+                                 + (f"; did you mean '{close[0]}'?" if close else "")
+                                 + f" (methods with runs: {', '.join(have)})")
         df = df[df.method.isin(methods)]
     if df.empty:
         raise BenchError(f"{root}: no completed runs match the filters")
@@ -97,12 +105,13 @@ def select_records(root: Path, dataset: str | None = None, profile: str | None =
 
 
 def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profile: str | None = None,
-           methods: Sequence[str] | None = None, per_class: bool = False, checkpoint: str = "best") -> str:
+           methods: Sequence[str] | None = None, per_class: bool = False, checkpoint: str = "best",
+           strict: bool = True) -> str:
     """Every (dataset, profile key) table under ``root`` that matches the filters, each captioned with
-    the protocol its records state."""
+    the protocol its records state (``strict``: a method asked for without a run is an error)."""
     if fmt not in FORMATS:
         raise BenchError(f"unknown table format '{fmt}' (known: {', '.join(FORMATS)})")
-    df = select_records(root, dataset, profile, methods, checkpoint)
+    df = select_records(root, dataset, profile, methods, checkpoint, strict)
     out, frames = [], []
     for (ds, key), sub in df.groupby(["dataset", "profile_key"], sort=True):
         caption = protocol_caption(sub) + ("; per class" if per_class else "; class-averaged")

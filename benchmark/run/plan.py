@@ -29,7 +29,8 @@ def _state(spec: RunSpec, opts: RunOptions) -> str:
             mark = None
         return "resumable" + (f" (at iteration {mark['iteration']} of '{mark['stage']}')" if mark else "") \
             if spec.files(opts.results).has_checkpoint(RunFiles.LAST) else "to train"
-    return {"new": "to train", "done": "done", "replace": "to train again (--force)"}[state]
+    return {"new": "to train", "done": "done", "replace": "to train again (--force or --rerun-stale)",
+            "stale": "stale: its method's code changed (--rerun-stale retrains it)"}[state]
 
 
 def plan_text(specs: Sequence[RunSpec], opts: RunOptions) -> str:
