@@ -75,6 +75,26 @@ def test_a_python_file_hashes_by_what_runs_not_by_its_layout(tmp_path: Path) -> 
     assert digest_files([path, other], tmp_path) != digest_files([path], tmp_path)
 
 
+PINNED_SOURCE = ('"""Doc."""\nimport math\n\n\nclass A:\n    """A doc."""\n    x: int = 1\n\n'
+                 '    def f(self, y: float = 2.0) -> float:\n        return math.sqrt(y) * self.x + len(f"{y:.1f}")\n')
+
+
+def test_the_hash_of_a_source_is_pinned(tmp_path: Path) -> None:
+    """The canonical tree leaves out what a Python version adds empty (3.12's type_params) or prints
+    its own way: the same source hashes alike on every supported version (pinned on 3.11)."""
+    import ast
+
+    from sslbench.base.code_identity import _canonical
+
+    path = tmp_path / "pinned.py"
+    path.write_text(PINNED_SOURCE)
+    assert file_digest(path) == "ee9508386f3226e9b9468e7c7af265741f5dc6866f2ef096b0cae7aab201a88c"
+    tree = ast.parse(PINNED_SOURCE)
+    cls = tree.body[1]
+    cls.type_params = []                                  # what 3.12 adds to every class and function
+    assert _canonical(tree) == _canonical(ast.parse(PINNED_SOURCE))
+
+
 def test_a_plugins_code_is_its_module_and_the_modules_beside_it_that_it_imports(tmp_path: Path) -> None:
     _plugin(tmp_path, "fixseg_unit")
     cls = _import(tmp_path, "fixseg_unit")
@@ -87,6 +107,59 @@ def test_a_plugins_code_is_its_module_and_the_modules_beside_it_that_it_imports(
     assert method_code(_import(tmp_path, "fixseg_unit")) != first
 
 
+def test_a_plugin_importing_a_package_of_its_own_folder_hashes_what_it_imports(tmp_path: Path) -> None:
+    (tmp_path / "fixseg_pkg.py").write_text(PLUGIN.format(name="fixseg_pkg", helper="fixseg_lib.weights"))
+    lib = tmp_path / "fixseg_lib"
+    lib.mkdir()
+    (lib / "__init__.py").write_text("")
+    (lib / "weights.py").write_text("WEIGHT = 1.0\n")
+    (lib / ".ipynb_checkpoints").mkdir()
+    (lib / ".ipynb_checkpoints" / "weights-checkpoint.py").write_text("WEIGHT = 5.0\n")
+    (lib / "notes.txt").write_text("scratch\n")
+    cls = _import(tmp_path, "fixseg_pkg")
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in method_files(cls))
+    assert names == ["fixseg_lib/__init__.py", "fixseg_lib/weights.py", "fixseg_pkg.py"]
+    first = method_code(cls)
+    (lib / "weights.py").write_text("WEIGHT = 2.0\n")
+    assert method_code(_import(tmp_path, "fixseg_pkg")) != first
+    for module in [m for m in sys.modules if m.startswith("fixseg_lib")]:
+        del sys.modules[module]
+
+
+def test_a_class_without_a_source_file_has_no_method_hash() -> None:
+    from sslbench.method import SSLMethod
+
+    cls = type("Notebook", (SSLMethod,), {"__module__": "__main__not_a_module"})
+    assert method_files(cls) == [] and method_code(cls) == ""
+
+
+def test_a_run_resumed_under_another_core_says_both() -> None:
+    from sslbench.run.folder_state import run_code
+
+    now = {"method": "m1", "core": "bbbbbbbbbbbb", "version": "v"}
+    assert run_code(None, now) == now
+    assert run_code({"code": {"core": "bbbbbbbbbbbb"}}, now) == now
+    assert run_code({"code": {"core": "aaaaaaaaaaaa"}}, now)["core"] == "aaaaaaaaaaaa+bbbbbbbbbbbb"
+    assert run_code({"code": {"core": "aaaaaaaaaaaa+bbbbbbbbbbbb"}}, now)["core"] == "aaaaaaaaaaaa+bbbbbbbbbbbb"
+    assert run_code({"code": {"core": "aaaaaaaaaaaa+cccccccccccc"}}, now)["core"] == "aaaaaaaaaaaa+bbbbbbbbbbbb"
+
+
+def test_status_calls_a_resumable_run_of_changed_method_code_stale(tmp_path: Path) -> None:
+    from sslbench.base.atomic import write_json
+    from sslbench.run.status import collect
+
+    folder = tmp_path / "synthetic-cardiac" / "quick" / "mt" / "ratio-5" / "seed-0"
+    (folder / "ckpt").mkdir(parents=True)
+    (folder / "ckpt" / "last.pt").write_bytes(b"")
+    write_json(folder / "config.json", {"hash": "x", "spec": {"method": "mt"},
+                                        "code": {"method": "000000000000", "core": "x"}})
+    (state,) = collect(tmp_path)
+    assert state.state == "stale" and "--rerun-stale" in (state.note or ""), state
+    write_json(folder / "config.json", {"hash": "x", "spec": {"method": "mt"}})     # before code identity
+    (state,) = collect(tmp_path)
+    assert state.state == "pending", state
+
+
 def test_built_in_methods_hash_their_own_modules_and_their_bases() -> None:
     from sslbench.method import METHODS
 
@@ -96,6 +169,8 @@ def test_built_in_methods_hash_their_own_modules_and_their_bases() -> None:
     assert names["abd"] == ["abd.py", "bcp.py"]            # ABD is a BCP: both files are its code
     assert names["unet-l"] == ["supervised.py"]
     assert "mona/_anatomy.py" in names["mona"] and "mona/glcon.py" in names["mona"]   # its package, whole
+    moco = sorted(p.name for p in method_files(METHODS.get("knn-moco")))
+    assert "contrastive.py" in moco and "_anatomy.py" in moco and "glcon.py" not in moco   # what it imports only
     ident = code_identity(METHODS.get("mt"))
     assert set(ident) == {"method", "core", "version"} and len(ident["method"]) == len(ident["core"]) == 12
 

@@ -3,16 +3,20 @@
 Two hashes go into every run's ``config.json`` and record (``code``):
 
 - ``method``: the method's own source: the module of every method class in its MRO (ABD's and BCP's
-  for ABD), the modules of its own package those import (``methods/_helper.py``), and the whole
-  folder of a method that lives in a package of its own (``methods/mona/``, a plugin's ``my_lab/``).
-  A run whose method hash differs from today's code is *stale*.
-- ``core``: the shared code that trains and evaluates (contract, networks, losses, trainer, data
-  layer, evaluation and metrics): a core change makes runs "from another code version", which the
-  views name; retraining them is the user's choice.
+  for ABD), and for a method that lives in a package of its own (``methods/mona/``, a plugin's
+  ``my_lab/``) that package's whole folder; then, followed file by file, the modules these import
+  that are the method's code too: modules of the built-in methods' package, or for a plugin the
+  modules under the folder it is imported from (not installed libraries, not the suite). A run whose
+  method hash differs from today's code is *stale*.
+- ``core``: the shared code that trains and evaluates (contract, networks, losses, trainer, the data
+  layer and dataset readers, evaluation and metrics): a core change makes runs "from another code
+  version", which the views name; retraining them is the user's choice.
 
-Each Python file is hashed by its syntax tree without docstrings, so a change of whitespace, comments
-or docs changes no hash, while any change to what runs does. Other files of a package (a method's
-TOML defaults) are hashed byte for byte.
+Each Python file is hashed by a canonical form of its syntax tree without docstrings (the same on
+every Python version the suite supports), so a change of whitespace, comments or docs changes no
+hash while any change to what runs does. TOML files of a method's package (its defaults) are hashed
+byte for byte. A class without a source file (defined in ``__main__`` or a notebook) has no method
+hash (""): its runs are never called stale.
 """
 from __future__ import annotations
 
@@ -22,21 +26,24 @@ import hashlib
 import importlib.util
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from sslbench import __version__
+from sslbench.base.errors import BenchError
 
 # what trains and evaluates, relative to the sslbench package folder: a file, or a folder's .py files
 CORE_PARTS = ("base", "cache", "io", "nn", "train", "data.py", "method.py", "splits.py", "report/evaluation.py",
               "report/metrics.py", "run/job.py", "run/environment.py")
 MAX_FILES = 2000  # a plugin "package" that is really a whole home folder is refused, not hashed for minutes
+SUFFIXES = (".py", ".toml")
 
 
 def file_digest(path: Path) -> str:
-    """A Python file's syntax tree without docstrings (whitespace, comments and docs do not count);
-    any other file's bytes."""
+    """A Python file's canonical syntax tree without docstrings (whitespace, comments and docs do not
+    count); any other file's bytes."""
     data = path.read_bytes()
     if path.suffix == ".py":
         try:
@@ -44,18 +51,33 @@ def file_digest(path: Path) -> str:
         except (SyntaxError, ValueError):
             pass
         else:
-            _strip_docstrings(tree)
-            data = ast.dump(tree, annotate_fields=False, include_attributes=False).encode()
+            data = repr(_canonical(tree)).encode()
     return hashlib.sha256(data).hexdigest()
 
 
-def _strip_docstrings(tree: ast.AST) -> None:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
+def _canonical(node: Any) -> Any:
+    """A syntax tree as nested tuples of node names and their non-empty fields, docstrings left out:
+    fields a newer Python adds empty (``type_params``) or leaves out when empty do not count."""
+    if isinstance(node, ast.AST):
+        fields = []
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if name == "body" and isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                value = _without_docstring(value)
+            if value is None or (isinstance(value, list) and not value):
+                continue
+            fields.append((name, _canonical(value)))
+        return (type(node).__name__, tuple(fields))
+    if isinstance(node, list):
+        return tuple(_canonical(item) for item in node)
+    return repr(node)
+
+
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return body[1:]
+    return body
 
 
 def digest_files(files: Iterable[Path], root: Path) -> str:
@@ -79,7 +101,10 @@ def core_code() -> str:
     for part in CORE_PARTS:
         path = root / part
         files += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
-    return digest_files((f for f in files if "__pycache__" not in f.parts), root)
+    datasets = _module_file("sslbench.datasets")  # the dataset readers and the phantoms
+    if datasets is not None:
+        files += sorted(datasets.parent.rglob("*.py"))
+    return digest_files((f for f in files if "__pycache__" not in f.parts), root.parent)
 
 
 def _module_file(module: str) -> Path | None:
@@ -94,22 +119,47 @@ def _module_file(module: str) -> Path | None:
     return Path(path).resolve() if path and str(path).endswith(".py") else None
 
 
-def _package_folder(module: str, path: Path) -> Path | None:
-    """The folder that is the method's code as a whole: a built-in's sub-package (``methods/mona/``)
-    or a plugin's top-level package (``my_lab/``); None for a single module (``methods/mt.py``, a
-    plugin ``fixseg.py``)."""
+def _root(module: str) -> Path | None:
+    """The folder a module is imported from (where its top-level package or module lies)."""
+    top = _module_file(module.split(".")[0])
+    if top is None:
+        return None
+    return top.parent.parent if top.name == "__init__.py" else top.parent
+
+
+def _installed(path: Path) -> bool:
+    """Whether a file belongs to an installed library or the standard library, not to a user's code."""
+    if {"site-packages", "dist-packages"} & set(path.parts):
+        return True
+    stdlib = sysconfig.get_paths().get("stdlib")
+    return bool(stdlib) and path.is_relative_to(Path(stdlib).resolve())
+
+
+def _package_folder(module: str, path: Path) -> tuple[Path, str] | None:
+    """The folder that is the method's code as a whole, and its package's name: a built-in's
+    sub-package (``methods/mona/``) or a plugin's top-level package (``my_lab/``); None for a single
+    module (``methods/mt.py``, a plugin ``fixseg.py``) or a namespace package (no ``__init__.py``)."""
     parts = module.split(".")
     if parts[:2] == ["sslbench", "methods"]:
         methods_root = _module_file("sslbench.methods")
-        return path.parent if methods_root is not None and path.parent != methods_root.parent else None
+        if methods_root is None or path.parent == methods_root.parent:
+            return None
+        return path.parent, module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
     if parts[0] == "sslbench" or len(parts) == 1:
         return None
     top = _module_file(parts[0])
-    return top.parent if top is not None and top.name == "__init__.py" else None
+    return (top.parent, parts[0]) if top is not None and top.name == "__init__.py" else None
+
+
+def _name_in(package: str, folder: Path, file: Path) -> str:
+    """The module name of a file of a package's folder."""
+    parts = list(file.relative_to(folder).with_suffix("").parts)
+    return ".".join([package, *(parts[:-1] if parts[-1] == "__init__" else parts)])
 
 
 def _imports(path: Path, module: str) -> set[str]:
-    """Modules a file imports (relative imports resolved against ``module``), top level or not."""
+    """Modules a file imports (relative imports resolved against ``module``), top level or not, and
+    the packages above them."""
     try:
         tree = ast.parse(path.read_bytes())
     except (OSError, SyntaxError, ValueError):
@@ -127,52 +177,74 @@ def _imports(path: Path, module: str) -> set[str]:
                 base = ".".join(parent + ([base] if base else []))
             out.add(base)
             out.update(f"{base}.{a.name}" for a in node.names)
-    return out
+    parts = [name.split(".") for name in out if name]
+    return {".".join(p[:k]) for p in parts for k in range(1, len(p) + 1)}  # importing a.b runs a/__init__ too
 
 
-def _same_place(module: str, origin: str, origin_file: Path) -> bool:
-    """Whether an import of ``origin`` is the method's own code: a module of the built-in methods'
-    package, or for a plugin a module beside it (not an installed library)."""
+def _own_code(module: str, origin: str, path: Path) -> bool:
+    """Whether ``module`` (imported by the method's ``origin``, found at ``path``) is the method's code:
+    another module of the built-in methods' package (not the package's ``__init__``, which imports
+    them all), or for a plugin a module under the folder the plugin is imported from that is not an
+    installed library."""
     if origin.startswith("sslbench.methods."):
-        return module.startswith("sslbench.methods.")  # not the package's __init__, which finds them all
-    if module.split(".")[0] in ("sslbench", "torch", "numpy") or module in sys.builtin_module_names:
+        return module.startswith("sslbench.methods.")
+    if module.split(".")[0] == "sslbench" or _installed(path):
         return False
-    path = _module_file(module)
-    return path is not None and path.parent == origin_file.parent
+    root = _root(origin)
+    return root is not None and path.is_relative_to(root)
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    found = []
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder).parts
+        if p.suffix in SUFFIXES and p.is_file() and not any(part.startswith((".", "__pycache__")) for part in rel):
+            found.append(p.resolve())
+            if len(found) > MAX_FILES:
+                raise BenchError(f"{folder}: more than {MAX_FILES} source files in a method's package; keep the "
+                                 "method in a package of its own")
+    return found
 
 
 def method_files(cls: type) -> list[Path]:
     """The files whose code is ``cls``'s (see the module docstring)."""
-    modules = [k.__module__ for k in cls.__mro__ if k.__module__ != "sslbench.method"
-               and k.__module__.split(".")[0] not in ("builtins", "torch", "typing", "abc")]
+    own = [k.__module__ for k in cls.__mro__ if k.__module__ != "sslbench.method"
+           and k.__module__.split(".")[0] not in ("builtins", "torch", "typing", "abc")]
     files: dict[Path, str] = {}
-    todo = list(dict.fromkeys(modules))
-    while todo:
-        module = todo.pop()
-        path = _module_file(module)  # None for a name that is no module (a class imported from one)
-        if path is None or path in files:
+    for module in dict.fromkeys(own):
+        path = _module_file(module)
+        if path is None:
             continue
-        folder = _package_folder(module, path)
-        if folder is not None:
-            found = [p.resolve() for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                     and p.suffix in (".py", ".toml", ".json", ".txt")]
-            if len(found) > MAX_FILES:
-                raise ValueError(f"{folder}: more than {MAX_FILES} files in the method's package")
-            files.update({p: module for p in found})
+        package = _package_folder(module, path)
+        if package is None:
+            files.setdefault(path, module)
             continue
-        files[path] = module
+        folder, name = package
+        for file in _folder_files(folder):
+            files.setdefault(file, _name_in(name, folder, file))
+    todo = [(module, path) for path, module in files.items() if path.suffix == ".py"]
+    done: set[Path] = set()
+    while todo:  # follow the imports of every Python file hashed, file by file
+        module, path = todo.pop()
+        if path in done:
+            continue
+        done.add(path)
         for name in _imports(path, module):
-            if name not in files.values() and _same_place(name, module, path):
-                todo.append(name)
+            target = _module_file(name)  # None for a name that is no module (a class imported from one)
+            if target is not None and target not in done and _own_code(name, module, target):
+                files.setdefault(target, name)
+                todo.append((name, target))
     return sorted(files)
 
 
 @functools.lru_cache(maxsize=None)
 def method_code(cls: type) -> str:
-    """The method's hash (see the module docstring), computed once per class and process."""
+    """The method's hash (see the module docstring), once per class and process; "" for a class
+    without a source file."""
     files = method_files(cls)
-    root = Path(*_common(files)) if files else Path("/")
-    return digest_files(files, root)
+    if not files:
+        return ""
+    return digest_files(files, Path(*_common(files)))
 
 
 def _common(files: list[Path]) -> tuple[str, ...]:

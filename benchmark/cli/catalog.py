@@ -187,9 +187,6 @@ def prepare(dataset: str, raw: Path | None, kind: str | None, cache: Path | None
                f"{counts['test']} test volumes)")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
 
 @main.command("check")
 @click.argument("name")

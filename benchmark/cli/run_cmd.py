@@ -71,8 +71,8 @@ def _slurm_options(fn: F) -> F:
 @plugin_option
 @click.option("--force", is_flag=True, help="Replace runs whose saved configuration differs.")
 @click.option("--rerun-stale", type=click.Choice(["method", "core"]), is_flag=False, flag_value="method",
-              default=None, help="Retrain finished runs whose method code changed since they ran (stale: "
-              "refused otherwise); --rerun-stale=core also those trained by another version of the core code.")
+              default=None, help="Train again from the start the runs whose method code changed since they ran or "
+              "started (stale: refused otherwise); --rerun-stale=core also those of another version of the core code.")
 @click.option("--save-predictions", is_flag=True,
               help="Write each evaluated volume's prediction under <run>/predictions (NIfTI in the source "
                    "geometry for NIfTI datasets).")
@@ -157,15 +157,16 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
     busy = sum(o.status == "busy" for o in outcomes)
     failed = [o for o in outcomes if o.status == "failed"]
     if skipped == len(outcomes):
-        click.echo(f"nothing to do: all {skipped} run(s) already done with the same configuration and code",
-                   err=True)
+        click.echo(f"nothing to do: all {skipped} run(s) already done with the same configuration", err=True)
     if not no_table and len(failed) < len(outcomes):
         _print_tables(root, dataset_list, profile, specs)
     if busy:
         click.echo(f"{busy} run(s) were being trained by another process and were left to it; "
                    "`bench run` again later picks up any it did not finish", err=True)
     if failed:
-        click.echo(f"{len(failed)} run(s) failed or did not finish (rerun `bench run` to resume them):", err=True)
+        again = (f"bench status --results {root}; `bench run --executor slurm` again resubmits them"
+                 if executor == "slurm" else "rerun `bench run` to resume them")
+        click.echo(f"{len(failed)} run(s) failed or did not finish ({again}):", err=True)
         for o in failed:
             click.echo(f"  {o.spec.label}: {o.message}", err=True)
             trace = RunFiles(Path(o.folder)).error_log() if debug else None

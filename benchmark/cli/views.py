@@ -126,7 +126,8 @@ def export_cmd(results: Path | None, output: Path, plugins: tuple[str, ...]) -> 
         except ImportError as exc:
             raise BenchError("Parquet needs pyarrow: pip install pyarrow (or write .csv)") from exc
     with atomic_path(output) as tmp:
-        df.to_parquet(tmp, index=False) if suffix == ".parquet" else df.tocsv_list(tmp, index=False)
+        df.to_parquet(tmp, index=False) if suffix == ".parquet" else df.to_csv(tmp, index=False)
+    _code_warning(results or default_results())
     click.echo(f"{output}: {len(df)} rows ({df.groupby(['dataset', 'profile_key', 'method', 'tag', 'ratio', 'seed']).ngroups} "
                "runs)", err=True)
 
@@ -186,3 +187,15 @@ def plot(kind: str, results: Path | None, dataset: str | None, profile: str | No
         paths = plots.plot_param(root, out, param_key, dataset, profile, chosen)
     for path in paths:
         click.echo(str(path))
+    _code_warning(root)
+
+
+def _code_warning(root: Path) -> None:
+    """A figure or an export has no caption: what a table's caption would say of the code behind its
+    runs (several code versions, stale runs) goes to stderr."""
+    from sslbench.report.frame import code_note, run_frame
+
+    runs = run_frame(root)
+    note = code_note(runs) if not runs.empty else ""
+    if note:
+        click.echo(f"warning: {note}", err=True)

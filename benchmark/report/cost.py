@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from sslbench.base.errors import BenchError
-from sslbench.report.frame import variant_name
+from sslbench.report.frame import code_note, variant_name
 from sslbench.report.tables import load_records, paper_order, render
 
 
@@ -33,4 +33,7 @@ def cost_table(root: Path, fmt: str = "markdown", dataset: str | None = None) ->
                      "—" if params != params else f"{params / 1e6:.2f}"])
     headers = ["dataset", "profile key", "Method", "runs", "precision", "iterations", "wall [min/run]", "it/s (train)", "device-hours",
                "peak mem [MB]", "params [M]"]
-    return render(headers, rows, fmt, "Cost per method: precision, iterations per stage, wall time per run, it/s, device-hours, peak memory, parameters; means over the runs of each dataset, profile key and method", "tab:cost")
+    caption = ("Cost per method: precision, iterations per stage, wall time per run, it/s, device-hours, peak memory, "
+               "parameters; means over the runs of each dataset, profile key and method")
+    code = code_note(df)
+    return render(headers, rows, fmt, caption + (f"; {code}" if code else ""), "tab:cost")

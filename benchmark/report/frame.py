@@ -120,6 +120,10 @@ def code_note(runs: pd.DataFrame) -> str:
         names = ", ".join(dict.fromkeys(runs.method[runs.stale]))
         notes.append(f"{int(runs.stale.sum())} run(s) stale: the code of {names} changed since they ran "
                      "(bench run --rerun-stale retrains them)")
+    unchecked = [m for m, known in current_method_codes(runs.method[runs.code_method != ""].unique()).items()
+                 if known is None]
+    if unchecked:
+        notes.append(f"the code of {', '.join(unchecked)} not checked for changes (load its plugin with --plugin)")
     return "; ".join(notes)
 
 

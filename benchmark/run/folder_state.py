@@ -70,14 +70,28 @@ def folder_state(spec: RunSpec, opts: RunOptions) -> FolderState:
     done = files.is_done()
     code = stored.get("code") if isinstance(stored.get("code"), dict) else {}
     now = code_identity(METHODS.get(spec.method))
-    if code.get("method") not in (None, now["method"]):
+    if code.get("method") and now["method"] and code["method"] != now["method"]:
         if opts.rerun_stale in ("method", "core"):
             return FolderState("replace", "its method code changed")
-        return FolderState("stale", f"method code changed ({code['method']} -> {now['method']})")
-    other_core = code.get("core") not in (None, now["core"])
+        what = "" if done else ", since its checkpoint was trained (resuming would mix the two)"
+        return FolderState("stale", f"method code changed ({code['method']} -> {now['method']}{what})")
+    other_core = bool(code.get("core")) and code["core"] != now["core"]
     if other_core and opts.rerun_stale == "core":
         return FolderState("replace", "the core code changed")
     return FolderState("done" if done else "resume", other_core=other_core)
+
+
+def run_code(stored: Any, now: dict[str, Any]) -> dict[str, Any]:
+    """The code identity a run (re)started now records: today's, except that a run resumed under
+    another core than it started with says both (``<started>+<now>``): a number trained by two
+    versions of the core is shown as its own version, never as the current one."""
+    code = stored.get("code") if isinstance(stored, dict) and isinstance(stored.get("code"), dict) else {}
+    started = code.get("core")
+    if not isinstance(started, str) or not started or started == now["core"]:
+        return dict(now)
+    if started.endswith(f"+{now['core']}"):
+        return {**now, "core": started}  # resumed under today's core before
+    return {**now, "core": f"{started.split('+')[0]}+{now['core']}"}
 
 
 def check_folder(spec: RunSpec, opts: RunOptions) -> str:

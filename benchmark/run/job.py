@@ -91,9 +91,11 @@ class RunJob:
     data: TrainData
     method: SSLMethod
     trainer: Trainer
+    code: dict[str, Any]  # the code identity its record states
 
     @classmethod
-    def set_up(cls, spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str], None]) -> RunJob:
+    def set_up(cls, spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str], None],
+               code: dict[str, Any] | None = None) -> RunJob:
         """Data, split, method and trainer of a run (the evaluation split is checked before training)."""
         method_cls: type[SSLMethod] = METHODS.get(spec.method)
         cfg = spec.resolved()
@@ -112,7 +114,8 @@ class RunJob:
             validate=lambda: validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp),
             files=files, progress=opts.progress, desc=spec.label, warn=lambda m: log(f"warning: {m}"),
         )
-        return cls(spec, cfg, opts, files, device, ds, labeled, data, method, trainer)
+        return cls(spec, cfg, opts, files, device, ds, labeled, data, method, trainer,
+                   code if code is not None else code_identity(method_cls))
 
     def evaluate(self, name: str, save: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
         """Metrics of the inference network's current weights on the evaluation split, written to
@@ -155,7 +158,3 @@ class RunJob:
         files.mark_done()
         files.prune_checkpoints(self.opts.keep_checkpoints)
         return record
-
-    def code(self) -> dict[str, Any]:
-        """The code identity this run is made by (its method's and the core's hashes)."""
-        return code_identity(METHODS.get(self.spec.method))

@@ -8,12 +8,12 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from sslbench.base.code_identity import code_identity, core_code
 from sslbench.base.errors import BenchError
 from sslbench.base.locks import FolderLock
 from sslbench.base.run_files import RunFiles
 from sslbench.method import METHODS
-from sslbench.run.folder_state import FolderState, folder_state, stale_error
-from sslbench.base.code_identity import code_identity
+from sslbench.run.folder_state import FolderState, folder_state, run_code, stale_error
 from sslbench.run.job import RunJob
 from sslbench.run.specs import RunOptions, RunOutcome, RunSpec
 from sslbench.train.interrupt import Interrupted
@@ -78,10 +78,16 @@ def _run_locked(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[
         files.remove(RunFiles.DONE)
     cfg = spec.resolved()
     spec_fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "config"}
-    files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "sources": cfg.sources,
-                                  "code": code_identity(METHODS.get(spec.method)), **cfg.to_dict()})
+    code = code_identity(METHODS.get(spec.method))
+    if state.state == "resume":
+        code = run_code(files.read_if_any(RunFiles.CONFIG), code)
+        if code["core"] != core_code():
+            log(f"warning: {spec.label}: resumed under another version of the core code than it started with; "
+                f"its record names both ({code['core']}); --rerun-stale=core trains it again from the start")
+    files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "sources": cfg.sources, "code": code,
+                                  **cfg.to_dict()})
     t0 = time.perf_counter()
-    record = RunJob.set_up(spec, opts, files, log).run(t0, log)
+    record = RunJob.set_up(spec, opts, files, log, code).run(t0, log)
     return RunOutcome(spec, "done", str(files.folder), record["summary"])
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sslbench.base.code_identity import method_code
 from sslbench.base.config import stored_config
 from sslbench.base.errors import BenchError, ConfigError
 from sslbench.base.fields import FieldError, integer, mapping, name, number, strings, text
@@ -52,6 +53,11 @@ def predict_run(folder: Path, cache: Path | None = None, device: str = "auto",
         raise BenchError(f"{folder}: not a finished run (no DONE, or its run.json is missing or damaged)")
     spec = stored_spec(files)
     cfg = spec.resolved()
+    stored = (record.get("code") or {}).get("method")
+    now = method_code(METHODS.get(spec.method))
+    if stored and now and stored != now:
+        log(f"warning: {folder}: its method's code changed since it ran ({stored} -> {now}): these predictions "
+            "come from today's code with the old weights (bench run --rerun-stale retrains the run)")
     dev = pick_device(device)
     ds = prepare(spec.dataset, cache_root=cache)
     cls = METHODS.get(spec.method)

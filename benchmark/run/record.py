@@ -28,7 +28,7 @@ def make_record(job: RunJob, fit: Any, metrics: dict[str, Any], policy: dict[str
         "id": f"{spec.dataset}/{spec.profile}/{spec.folder_method}/ratio-{spec.ratio:g}/seed-{spec.seed}",
         "dataset": spec.dataset, "profile": spec.profile, "method": spec.method,
         "paper_name": entry.obj.paper_name, "variant": spec.tag, "method_source": entry.source,
-        "method_class": entry.class_path, "code": job.code(),
+        "method_class": entry.class_path, "code": job.code,
         "ratio": spec.ratio, "seed": spec.seed, "overrides": list(spec.overrides), "config_hash": cfg.hash(),
         "classes": list(job.ds.classes[1:]), "eval_split": cfg.data.eval_split,
         "n_eval_volumes": len(metrics["metric_per_case"]),

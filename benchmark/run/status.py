@@ -104,12 +104,17 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
         state.wall_s = float(record["timing"]["wall_s"])
         code = record.get("code") or {}
         state.code_core = code.get("core") or ""
-        now = current_method_codes([record["method"]])[record["method"]]
-        if code.get("method") and now is not None and code["method"] != now:
-            state.state, state.note = "stale", "method code changed since it ran: bench run --rerun-stale retrains it"
+        stale = _stale(code, record["method"])
+        if stale:
+            state.state, state.note = "stale", f"{stale} since it ran: bench run --rerun-stale retrains it"
         elif state.code_core and state.code_core != core_code():
             state.note = f"core code version {state.code_core}, not the current {core_code()}"
+        elif code.get("method") and current_method_codes([record["method"]])[record["method"]] is None:
+            state.note = "its method's code not checked: load its plugin with --plugin MODULE"
         return state
+    started = _read(files, RunFiles.CONFIG)
+    spec = started.get("spec") if isinstance(started.get("spec"), dict) else {}
+    stale = _stale(started.get("code") if isinstance(started.get("code"), dict) else {}, spec.get("method"))
     lock, holder = probe(files.lock_path)
     failed = _read(files, RunFiles.FAILED)
     queued = queued_job(files, queue)
@@ -126,6 +131,9 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
         mark = progress.get("checkpoint")
         state.note = f"queued; resumes at iteration {mark['iteration']}" if mark else "queued"
         state.eta_s = None
+    elif stale:
+        state.state, state.eta_s = "stale", None
+        state.note = f"{stale} since its checkpoint was trained: bench run --rerun-stale trains it from the start"
     elif lock == "stale":
         state.state, state.note, state.eta_s = "abandoned", f"lock left by {holder}", None
     else:
@@ -137,6 +145,17 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
             state.note = (f"interrupted; resumes at iteration {mark['iteration']} of stage '{mark['stage']}'"
                           if mark else "interrupted; resumes from its checkpoint")
     return state
+
+
+def _stale(code: dict[str, Any], method: Any) -> str:
+    """"method code changed" when a run's stored method hash differs from today's code of its method;
+    "method code not checked (...)" when its method is not registered here; "" otherwise."""
+    if not isinstance(method, str) or not isinstance(code.get("method"), str) or not code["method"]:
+        return ""
+    now = current_method_codes([method])[method]
+    if now is None:
+        return ""
+    return "method code changed" if now and now != code["method"] else ""
 
 
 def collect(root: Path, queue: dict[str, str] | None = None, folders: Iterable[Path] | None = None) -> list[RunState]:
