@@ -277,6 +277,10 @@ def test_errors_say_what_to_do() -> None:
     assert code == 2 and "did you mean ema_decay?" in err, err
     code, _, err = bench("run", "--methods", "mt,unet-l", "--set", "mt.ema_decy=0.9")
     assert code == 2 and "did you mean ema_decay?" in err, err
-    for command in ("table", "plot ratio", "report", "export", "status", "speed", "methods", "predict"):
+    code, out, err = bench("check", "mtt")
+    assert code == 2 and "did you mean 'mt'?" in err and not out, (out, err)
+    code, _, err = bench("check", "my-method", "--plugin", "my_lab/my_method.py")
+    assert code == 2 and "a dotted module path" in err and "not a file path" in err, err
+    for command in ("table", "plot ratio", "report", "export", "status", "speed", "methods", "predict", "check x"):
         code, out, _ = bench(*command.split(), "--help")
         assert code == 0 and "--plugin" in out, command

@@ -86,6 +86,9 @@ def test_a_stage_length_from_a_setting_that_is_no_integer_is_refused() -> None:
 
     with pytest.raises(BenchError, match=r"stage 'warmup' takes its length from 'method.alpha'"):
         build(cls)
+    typo = type("TypoLength", (StructureProbe,), {"stage_lengths": {"warmup": "method.warmup_iter"}})
+    with pytest.raises(BenchError, match=r"did you mean 'method.warmup_iters'\?"):
+        build(typo)
 
 
 def test_unused_stage_lengths_never_block_a_rerun() -> None:

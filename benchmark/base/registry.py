@@ -117,7 +117,9 @@ class Registry(Generic[T]):
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise RegistryError(f"cannot import plugin module '{module}': {exc}") from exc
+            raise RegistryError(f"cannot import plugin module '{module}': {exc} (--plugin takes a dotted module "
+                                f"path importable from the working directory, e.g. my_lab.my_method run from the "
+                                f"folder that holds my_lab/; not a file path)") from exc
         finally:
             self._current_source = None
 

@@ -201,8 +201,10 @@ def check_cmd(name: str, plugins: tuple[str, ...]) -> None:
     bench check mt
     bench check my-method --plugin my_lab.my_method
     """
+    from sslbench.method import METHODS
     from sslbench.testing import run_checks
 
     load_plugins(plugins)
+    METHODS.get(name)  # an unknown name: one error line with the closest known one, exit 2
     if not run_checks(name, plugins, report=click.echo):
         sys.exit(1)

@@ -65,7 +65,8 @@ def folder_state(spec: RunSpec, opts: RunOptions) -> FolderState:
         if diff:
             if not opts.force:
                 raise BenchError(f"{files.folder}: holds a run with another configuration ({diff}); "
-                                 "use --force to replace it or --results for another folder")
+                                 "use --tag NAME to keep both (a variant), --force to replace it or --results for "
+                                 "another folder")
             return FolderState("replace", "another configuration")
     done = files.is_done()
     code = stored.get("code") if isinstance(stored.get("code"), dict) else {}

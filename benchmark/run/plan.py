@@ -20,8 +20,9 @@ from sslbench.run.specs import RunOptions, RunSpec, overrides_hash, protocol_ove
 def _state(spec: RunSpec, opts: RunOptions) -> str:
     try:
         state = check_folder(spec, opts)
-    except BenchError:
-        return "holds another configuration (--force replaces it)"
+    except BenchError as exc:
+        why = str(exc).split(": ", 1)[-1].split("; use ", 1)[0]
+        return f"refused: {why} (--tag, --force or --results)"
     if state == "resume":
         try:  # where last.pt is, as the progress file records it after each checkpoint
             mark = check_progress(spec.files(opts.results).read_if_any(RunFiles.PROGRESS)).get("checkpoint")
@@ -57,8 +58,10 @@ def plan_text(specs: Sequence[RunSpec], opts: RunOptions) -> str:
                 left += estimate
         rows.append([spec.label, state, "" if estimate is None else f"{estimate / 60:.1f}"])
     text = tabulate(rows, headers=["run", "state", "min/run (finished runs)"], tablefmt="github")
-    todo = sum(r[1] != "done" for r in rows)
-    summary = f"{len(rows)} run(s): {len(rows) - todo} done, {todo} to train or resume"
+    refused = sum(r[1].startswith(("refused", "stale")) for r in rows)
+    todo = sum(r[1] != "done" for r in rows) - refused
+    summary = f"{len(rows)} run(s): {len(rows) - todo - refused} done, {todo} to train or resume" + (
+        f", {refused} refused as they stand (bench run would stop: see each one's state)" if refused else "")
     if todo:
         summary += f"; about {left / 60:.0f} min from finished runs" + (
             f", {unknown} run(s) without an estimate (no finished run of their method and schedule here; "

@@ -169,6 +169,9 @@ def summary_line(states: Sequence[RunState]) -> str:
     versions = {r.code_core or "unrecorded" for r in states if r.code_core is not None}
     if len(versions) > 1:
         line += f"; finished runs from {len(versions)} code versions ({', '.join(sorted(versions))})"
+    unchecked = sum(bool(r.note and "not checked" in r.note) for r in states)
+    if unchecked:
+        line += f"; {unchecked} run(s) not checked for code changes (their plugin is not loaded: --plugin MODULE)"
     eta = sweep_eta(states)
     return line + (f"; ETA {_duration(eta)} (one process)" if eta is not None else "")
 

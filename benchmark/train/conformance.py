@@ -73,12 +73,13 @@ __all__ = ["CHECKS", "NUM_CLASSES", "STEPS", "TINY", "WHAT", "build", "check_met
 
 def check_losses(name: MethodRef) -> None:
     run = reference_run(name)
+    where = f"{run.label} [stage '{run.trainer.stages[0]}']"
     for out in run.outputs[:2]:
-        assert any("loss" in k for k in out if k != "loss"), f"{run.label}: no '*loss*' term returned"
+        assert any("loss" in k for k in out if k != "loss"), f"{where}: no '*loss*' term returned"
         for k, v in out.items():
             v = torch.as_tensor(v)
-            assert v.numel() == 1, f"{run.label}: '{k}' is not a scalar"
-            assert torch.isfinite(v).all(), f"{run.label}: '{k}' is not finite ({float(v)})"
+            assert v.numel() == 1, f"{where}: '{k}' is not a scalar"
+            assert torch.isfinite(v).all(), f"{where}: '{k}' is not finite ({float(v)})"
 
 
 def check_gradients(name: MethodRef) -> None:
@@ -225,7 +226,7 @@ WHAT = {
     "predict": "predict gives (B, K, H, W) logits and changes no train/eval flag or state",
     "resume": "a checkpoint round trip reproduces the next step exactly",
     "determinism": "a second run with one seed gives the same losses (CPU)",
-    "pretrain": "the pretrain stage, if any, takes a finite step",
+    "pretrain": "a 'pretrain' stage, if any, comes first (the first stage of any name is the losses check's)",
     "eval-nets": "in every stage, for every eval_net choice, inference_net() is the network stage_nets / "
                  "eval_nets declare",
     "teachers": "every frozen layer (requires_grad False: EMA teacher, momentum encoder) changes in some stage",
@@ -265,6 +266,9 @@ def run_checks(name: MethodRef, plugins: Sequence[str] | str = (), report: Calla
         try:
             fn(cls)
         except AssertionError as exc:
+            report(f"FAILED {check}: {exc}")
+            return False
+        except BenchError as exc:  # the suite's own refusal (a bad stage length, a bad setting): its line says it all
             report(f"FAILED {check}: {exc}")
             return False
         except Exception as exc:  # noqa: BLE001 - a plugin's own error is a failed check, said in one line

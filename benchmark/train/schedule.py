@@ -2,6 +2,7 @@
 and the extra optimisers a method may ask for."""
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 import torch
@@ -22,8 +23,12 @@ def stage_iterations(method: SSLMethod, cfg: TrainConfig) -> dict[str, int]:
         owner = {"train": cfg, "method": method.cfg}.get(section)
         value = getattr(owner, name, None) if owner is not None else None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BenchError(f"method '{method.name}': stage '{stage}' takes its length from '{key}', which is no "
-                             "integer train.* or method.* setting")
+            known = [f"{s}.{f}" for s, o in (("train", cfg), ("method", method.cfg))
+                     for f, v in vars(o).items() if isinstance(v, int) and not isinstance(v, bool)]
+            close = difflib.get_close_matches(key, known, n=1)
+            raise BenchError(f"method '{method.name}': stage '{stage}' takes its length from '{key}' (stage_lengths), "
+                             "which is no integer train.* or method.* setting"
+                             + (f"; did you mean '{close[0]}'?" if close else ""))
         if value <= 0:
             raise BenchError(f"method '{method.name}' needs {key} > 0 (the length of its stage '{stage}')")
         out[stage] = value
