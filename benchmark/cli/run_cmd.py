@@ -164,9 +164,11 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
         click.echo(f"{busy} run(s) were being trained by another process and were left to it; "
                    "`bench run` again later picks up any it did not finish", err=True)
     if failed:
-        again = (f"bench status --results {root}; `bench run --executor slurm` again resubmits them"
-                 if executor == "slurm" else "rerun `bench run` to resume them")
-        click.echo(f"{len(failed)} run(s) failed or did not finish ({again}):", err=True)
+        if executor == "slurm":
+            click.echo(f"{len(failed)} run(s) did not finish (bench status --results {root}; `bench run "
+                       "--executor slurm` again resubmits them):", err=True)
+        else:
+            click.echo(f"{len(failed)} run(s) failed (rerun `bench run` to resume them):", err=True)
         for o in failed:
             click.echo(f"  {o.spec.label}: {o.message}", err=True)
             trace = RunFiles(Path(o.folder)).error_log() if debug else None

@@ -20,6 +20,9 @@ from sslbench.base.code_identity import code_identity
 from sslbench.run.specs import RunOptions, RunSpec
 
 
+HASH_ONLY = "its stored hash differs"  # config_diff: no key differs, only the stored hash (a damaged file)
+
+
 @dataclass(frozen=True)
 class FolderState:
     """``state``: "new", "resume", "done", "replace" (its files go first) or "stale" (refused);
@@ -60,8 +63,20 @@ def folder_state(spec: RunSpec, opts: RunOptions) -> FolderState:
             raise BenchError(f"{files.folder}: holds the run tagged {stored_tag!r}, not {spec.tag!r} (both give "
                              "this folder name); choose a tag that differs in its letters or digits, or --force")
         return FolderState("replace", "another tag's run")  # never the other tag's finished run taken for this one
+    code = stored.get("code", {})
+    if not isinstance(code, dict) or not all(isinstance(code.get(k, ""), str) for k in ("method", "core")):
+        if not opts.force:
+            raise BenchError(f"{files.path(RunFiles.CONFIG)}: damaged (its code field is not a code identity); "
+                             "use --force to replace the run or --results for another folder")
+        return FolderState("replace", "its config.json is damaged")
     if stored.get("hash") != spec.resolved().hash():
         diff = config_diff(stored, spec.resolved().to_dict(), ignore=unused_keys(spec.method))
+        if diff == HASH_ONLY:
+            if not opts.force:
+                raise BenchError(f"{files.path(RunFiles.CONFIG)}: damaged (its stored hash is not the hash of the "
+                                 "configuration it holds); use --force to replace the run or --results for another "
+                                 "folder")
+            return FolderState("replace", "its config.json is damaged")
         if diff:
             if not opts.force:
                 raise BenchError(f"{files.folder}: holds a run with another configuration ({diff}); "
@@ -69,7 +84,6 @@ def folder_state(spec: RunSpec, opts: RunOptions) -> FolderState:
                                  "another folder")
             return FolderState("replace", "another configuration")
     done = files.is_done()
-    code = stored.get("code") if isinstance(stored.get("code"), dict) else {}
     now = code_identity(METHODS.get(spec.method))
     if code.get("method") and now["method"] and code["method"] != now["method"]:
         if opts.rerun_stale in ("method", "core"):
@@ -123,7 +137,7 @@ def config_diff(stored: dict[str, Any], requested: dict[str, Any], most: int = 6
                 if f"{section}.{key}" not in ignore:
                     out.append(f"{section}.{key} {a.get(key, '(absent)')!r} -> {b.get(key, '(absent)')!r}")
     if not out:
-        return "" if differs else "its stored hash differs"
+        return "" if differs else HASH_ONLY
     return "; ".join(out[:most]) + (f"; and {len(out) - most} more" if len(out) > most else "")
 
 
