@@ -238,8 +238,8 @@ def ssl4mis_weak_matrices(n: int, generator: torch.Generator, device: torch.devi
     quarter = k.float() * (math.pi / 2)
     c90, s90 = torch.cos(quarter).round(), torch.sin(quarter).round()
     rot90 = torch.stack([torch.stack([c90, -s90], dim=-1), torch.stack([s90, c90], dim=-1)], dim=-2)
-    flip = torch.ones(n, 2, device=device)
-    flip[torch.arange(n, device=device), flip_axis] = -1.0
+    # -1 on each sample's flipped axis; elementwise (an indexed assignment synchronises on CUDA)
+    flip = torch.where(torch.arange(2, device=device)[None, :] == flip_axis[:, None], -1.0, 1.0)
     rot90 = rot90 * flip[:, None, :]
     small = rotation_matrices(degrees, aspect)
     eye = torch.eye(2, device=device).expand(n, 2, 2)
