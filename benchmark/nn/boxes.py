@@ -54,7 +54,7 @@ def sizes_given_area(area: Tensor, ratio: tuple[float, float], width: int, heigh
     s = area.double()[:, None]
     top = int(np.ceil(np.sqrt(max_area * max(1 / lo, hi)))) + 2   # past the largest w and h (host constants)
     k = torch.arange(1, top, device=area.device, dtype=torch.float64)[None]
-    ends = torch.tensor([[lo, hi]], dtype=torch.float64, device=area.device).expand(s.shape[0], 2)
+    ends = torch.cat([torch.full_like(s, lo), torch.full_like(s, hi)], dim=1)  # fills: no host-to-device copy
     cuts = torch.cat([ends, (s / k**2).clamp(lo, hi), (k**2 / s).clamp(lo, hi)], dim=1).sort(dim=1).values
     mid = (cuts[:, 1:] + cuts[:, :-1]) / 2
     w, h = torch.sqrt(s / mid).floor(), torch.sqrt(s * mid).floor()
