@@ -284,3 +284,17 @@ def test_errors_say_what_to_do() -> None:
     for command in ("table", "plot ratio", "report", "export", "status", "speed", "methods", "predict", "check x"):
         code, out, _ = bench(*command.split(), "--help")
         assert code == 0 and "--plugin" in out, command
+
+
+def test_a_stored_code_hash_is_hex_or_the_record_is_refused() -> None:
+    """A hash field reaches captions, status lines and CSV cells: hex only (nothing a terminal or a
+    spreadsheet acts on)."""
+    from sslbench.base.code_identity import is_hash
+    from sslbench.base.fields import FieldError
+    from sslbench.base.records import check_record
+
+    assert is_hash("0123456789ab") and is_hash("0123456789ab+ba9876543210") and is_hash("")
+    for bad in ("=HYPERLINK(1)", "abc\x1b[2J", "0123456789ab\n", 12, None):
+        assert not is_hash(bad)
+    with pytest.raises(FieldError, match=r"code.core: expected a code hash"):
+        check_record({"code": {"core": "=cmd|' /C calc'!A0"}, "dataset": "d", "profile": "p", "method": "m"})

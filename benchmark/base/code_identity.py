@@ -24,6 +24,7 @@ import ast
 import functools
 import hashlib
 import importlib.util
+import re
 import subprocess
 import sys
 import sysconfig
@@ -39,6 +40,12 @@ CORE_PARTS = ("base", "cache", "io", "nn", "train", "data.py", "method.py", "spl
               "report/metrics.py", "run/job.py", "run/environment.py")
 MAX_FILES = 2000  # a plugin "package" that is really a whole home folder is refused, not hashed for minutes
 SUFFIXES = (".py", ".toml")
+HASH = re.compile(r"[0-9a-f]{0,12}(\+[0-9a-f]{12})?")  # a stored method or core hash ("a+b": resumed under two)
+
+
+def is_hash(value: object) -> bool:
+    """Whether a stored code hash is one this module writes (hex only: inert on a terminal or in a sheet)."""
+    return isinstance(value, str) and HASH.fullmatch(value) is not None
 
 
 def file_digest(path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sslbench.base.code_identity import is_hash
 from sslbench.base.fields import FieldError, choice, integer, mapping, name, number, strings, text
 
 SUMMARY = ("dice", "assd", "hd95")
@@ -22,6 +23,13 @@ def _summary(value: Any, field: str) -> None:
 def check_record(rec: Any) -> dict[str, Any]:
     """``rec`` when every field the views read has its type and range; else ``FieldError``."""
     rec = dict(mapping(rec, "run.json"))
+    if rec.get("code") is not None:
+        code = mapping(rec["code"], "code")
+        for key in ("method", "core"):
+            if code.get(key) is not None and not is_hash(code[key]):
+                raise FieldError(f"code.{key}: expected a code hash, got {code[key]!r:.80}")
+        if code.get("version") is not None:
+            text(code["version"], "code.version", 64)
     for key in ("dataset", "profile", "method"):
         name(rec.get(key), key)
     text(rec.get("paper_name"), "paper_name", 200)
@@ -73,11 +81,6 @@ def check_record(rec: Any) -> dict[str, Any]:
     if rec.get("metric_policy") is not None and mapping(rec["metric_policy"], "metric_policy").get("spacing") is not None:
         text(rec["metric_policy"]["spacing"], "metric_policy.spacing", 200)
     strings(rec.get("protocol_overrides", []), "protocol_overrides")
-    if rec.get("code") is not None:
-        code = mapping(rec["code"], "code")
-        for key in ("method", "core", "version"):
-            if code.get(key) is not None:
-                text(code[key], f"code.{key}", 64)
     return rec
 
 

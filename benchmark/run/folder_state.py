@@ -16,7 +16,7 @@ from typing import Any
 from sslbench.base.errors import BenchError, UnsafePath
 from sslbench.base.run_files import RunFiles
 from sslbench.method import METHODS
-from sslbench.base.code_identity import code_identity
+from sslbench.base.code_identity import code_identity, is_hash
 from sslbench.run.specs import RunOptions, RunSpec
 
 
@@ -64,7 +64,7 @@ def folder_state(spec: RunSpec, opts: RunOptions) -> FolderState:
                              "this folder name); choose a tag that differs in its letters or digits, or --force")
         return FolderState("replace", "another tag's run")  # never the other tag's finished run taken for this one
     code = stored.get("code", {})
-    if not isinstance(code, dict) or not all(isinstance(code.get(k, ""), str) for k in ("method", "core")):
+    if not isinstance(code, dict) or not all(is_hash(code.get(k, "")) for k in ("method", "core")):
         if not opts.force:
             raise BenchError(f"{files.path(RunFiles.CONFIG)}: damaged (its code field is not a code identity); "
                              "use --force to replace the run or --results for another folder")

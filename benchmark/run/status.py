@@ -149,7 +149,7 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
 
 def _stale(code: dict[str, Any], method: Any) -> str:
     """"method code changed" when a run's stored method hash differs from today's code of its method;
-    "method code not checked (...)" when its method is not registered here; "" otherwise."""
+    "" otherwise (also when its method is not registered here: the caller notes that)."""
     if not isinstance(method, str) or not isinstance(code.get("method"), str) or not code["method"]:
         return ""
     now = current_method_codes([method])[method]
