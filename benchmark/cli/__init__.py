@@ -4,7 +4,7 @@
 on it when imported (below), one module per kind of work."""
 from __future__ import annotations
 
-from sslbench.cli import catalog, run_cmd, views  # noqa: F401  (each registers its commands)
+from sslbench.cli import catalog, plot_cmd, run_cmd, views  # noqa: F401  (each registers its commands)
 from sslbench.cli.app import main
 
 __all__ = ["main"]

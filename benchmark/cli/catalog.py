@@ -12,6 +12,7 @@ import click
 from sslbench.base.errors import BenchError, DataError
 from sslbench.cli.app import csv_list, load_plugins, main, output_file, plugin_option, user_errors
 
+
 @main.command("predict")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--cases", default=None, help="Comma-separated case ids (default: the run's evaluation split).")
@@ -126,9 +127,8 @@ def datasets_cmd(cache: Path | None) -> None:
     """List the registered datasets, their classes and whether they are prepared."""
     from tabulate import tabulate
 
-    from sslbench.data import DATASETS
-
     from sslbench.cache import PreparedDataset, dataset_folder, prepared_names
+    from sslbench.data import DATASETS
 
     rows = []
     for e in DATASETS:
