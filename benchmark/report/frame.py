@@ -53,7 +53,9 @@ def _row(rec: dict[str, Any], checkpoint: str) -> dict[str, Any]:
     ohash = rec.get("overrides_hash", "")
     return {
         "dataset": rec["dataset"], "profile": rec["profile"], "profile_key": rec["profile"] + (f"+{ohash}" if ohash else ""),
-        "protocol_overrides": "; ".join(rec.get("protocol_overrides", [])), "method": rec["method"],
+        "protocol_overrides": "; ".join(rec.get("protocol_overrides", [])),
+        "profile_text": key_text(rec["profile"], rec.get("protocol_overrides", [])),
+        "overrides": "; ".join(rec.get("overrides", [])), "method": rec["method"],
         "paper_name": rec.get("paper_name") or rec["method"], "tag": rec.get("variant", "") or "",
         "ratio": float(rec["ratio"]), "seed": int(rec["seed"]), "all_labels": float(rec["ratio"]) >= 100.0,
         "checkpoint": checkpoint, "evaluated_iteration": iteration, "selection_rule": rec["selection"]["rule"],
@@ -125,6 +127,13 @@ def code_note(runs: pd.DataFrame) -> str:
     if unchecked:
         notes.append(f"the code of {', '.join(unchecked)} not checked for changes (load its plugin with --plugin)")
     return "; ".join(notes)
+
+
+def key_text(profile: str, protocol_overrides: Any) -> str:
+    """A profile key as a person reads it: the profile and the schedule values its runs changed
+    ("quick (train.iterations=40)"), never the bare hash."""
+    items = [str(o) for o in protocol_overrides or []]
+    return f"{profile} ({'; '.join(items)})" if items else str(profile)
 
 
 def variant_name(paper_name: str, tag: str) -> str:
