@@ -77,10 +77,12 @@ def test_our_run_sits_beside_its_published_number_with_the_difference(tmp_path: 
 
     fake_run(tmp_path / "r", "acdc", "bcp", 5.0, 0, 80.0, profile="ssl4mis", paper_name="BCP", units="voxels")
     text = tables.paper_table(tmp_path / "r", "beyond", vs_paper=True, fmt="csv")
-    frame = pd.read_csv(__import__("io").StringIO(text), keep_default_na=False)
+    frame = pd.read_csv(__import__("io").StringIO(text))
     row = frame[frame.Method == "BCP"].iloc[0]
-    assert str(row["5% DSC"]) == "80.0" and str(row["5% DSC paper"]) == "87.6" and row["5% DSC Δ"] == "-7.6"
-    assert str(row["5% ASD paper"]) == "0.67" and row["5% ASD Δ"] == "+2.83"
+    assert row["5% DSC mean"] == 80.0 and row["5% DSC paper"] == 87.59 and row["5% DSC Δ"] == pytest.approx(-7.59)
+    # the published ASD (directed, voxels) against the record's asd_legacy (3.0), never its ASSD (3.5)
+    assert row["5% ASD paper"] == 0.67 and row["5% ASD Δ"] == pytest.approx(2.33)
+    assert row["asd_unit"] == "voxels" and row["checkpoint"] == "best" and row["published_dataset"] == "acdc"
 
 
 def test_with_vs_paper_the_table_says_where_each_published_number_comes_from(tmp_path: Path) -> None:

@@ -151,7 +151,8 @@ def test_tables_split_schedules_and_state_the_protocol(mixed: Path) -> None:
     tagged = next(c for c in captions if "train.iterations=40" in c)
     assert "40 iterations" in tagged and "1 seed(s) per cell" in tagged
     phantom = next(c for c in captions if c.startswith("**synthetic-cardiac, profile quick:"))
-    assert "1-2 seeds per cell (MT 10 %: 1)" in phantom      # MT's 10 % run has one seed, its 5 % runs two
+    # MT's 10 % run has seed 0 alone, its 5 % runs and UNet-L's seeds 0 and 1: named by id
+    assert "seeds per cell differ (MT 5 %: 0, 1; MT 10 %: 0; UNET-L 5 %: 0, 1)" in phantom
     assert "evaluated on the test split" in phantom and "ASSD in mm" in phantom
 
 
@@ -163,7 +164,7 @@ def test_csv_tables_keep_numbers_and_spreads_apart(mixed: Path) -> None:
     frame = pd.read_csv(io.StringIO(tables(mixed, "csv", dataset="acdc")))
     row = frame[frame.Method == "MT"].iloc[0]
     assert row["10% DSC mean"] == pytest.approx(20.5) and row["10% DSC sd"] == pytest.approx(0.7071, abs=1e-4)
-    assert row["10% DSC n"] == 2 and row["units"] == "voxels" and row["checkpoint"] == "best"
+    assert row["10% DSC n"] == 2 and row["asd_unit"] == "voxels" and row["checkpoint"] == "best"
     assert not frame.astype(str).apply(lambda c: c.str.contains("±")).any().any()
 
 

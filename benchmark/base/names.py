@@ -12,6 +12,9 @@ import re
 
 from sslbench.base.errors import BenchError, DataError
 
+# the tidy export's tag of an untagged run: an explicit value (an empty CSV cell reads back as NaN in
+# pandas and drops out of a groupby) that no user tag can be (``run.specs.slug`` refuses it)
+NO_TAG = "(none)"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MAX_NAME = 100
 

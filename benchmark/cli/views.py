@@ -38,6 +38,32 @@ def status(results: Path | None, fmt: str, plugins: tuple[str, ...]) -> None:
     click.echo(render(collect(root, squeue_states()), fmt))
 
 
+# the options each mode of `bench table` honours (beside --results, --format, -o and --plugin)
+TABLE_OPTIONS = {
+    "": ("dataset", "profile", "methods", "per_class", "checkpoint"),
+    "--table": ("dataset", "profile", "table_no", "vs_paper", "paper_dataset", "checkpoint"),
+    "--cost": ("dataset", "profile", "methods", "cost"),
+    "--keys": ("dataset", "keys"),
+}
+ALWAYS = ("results", "fmt", "output", "plugins")
+
+
+def refuse_unused(mode: str, honoured: tuple[str, ...], command: str) -> None:
+    """Every option the user gave that ``command`` would not act on is refused with one line (a
+    default value is never "given")."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [p for p in ctx.command.params
+             if ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+             and p.name not in honoured and p.name not in ALWAYS]
+    if given:
+        names = ", ".join(p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0] for p in given)
+        raise BenchError(f"{command}: {names} would be ignored here (see bench table --help)")
+    if ctx.params.get("vs_paper") is False and ctx.get_parameter_source("paper_dataset") == ParameterSource.COMMANDLINE:
+        raise BenchError("--paper-dataset needs --vs-paper")
+
+
 @main.command()
 @results_option
 @click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown",
@@ -57,33 +83,41 @@ def status(results: Path | None, fmt: str, plugins: tuple[str, ...]) -> None:
 @click.option("--per-class", is_flag=True, help="DSC and ASD per class instead of the class mean.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="The selected weights (best validation Dice) or the last weights of each run.")
+@click.option("--keys", is_flag=True, help="List the profile keys (schedules) under the results folder: each "
+              "key's profile and the train./data. values its runs changed, with run counts per dataset.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
 @plugin_option
 @user_errors
 def table(results: Path | None, fmt: str, dataset: str | None, profile: str | None, methods: str | None,
           table_no: str | None, vs_paper: bool, paper_dataset: str | None, cost: bool, per_class: bool,
-          checkpoint: str, output: Path | None, plugins: tuple[str, ...]) -> None:
+          checkpoint: str, keys: bool, output: Path | None, plugins: tuple[str, ...]) -> None:
     """Turn the run records into tables: by default one per dataset and profile (one row per method
     in the paper's order, columns ratio x (DSC, ASD), mean ± std over seeds); with --table N the
-    layout of the paper's Table N; with --cost what each method costs."""
+    layout of the paper's Table N; with --cost what each method costs; with --keys which schedules
+    (profile keys) the records hold. An option a mode cannot honour is refused, never ignored."""
     from sslbench.base.atomic import write_text
     from sslbench.report.cost import cost_table
+    from sslbench.report.keys import keys_table
     from sslbench.report.tables import paper_table, tables
 
     root = results or default_results()
     load_plugins(plugins)
+    mode = "--keys" if keys else "--cost" if cost else "--table" if table_no is not None else ""
+    refuse_unused(mode, TABLE_OPTIONS[mode], "bench table" + (f" {mode}" if mode else ""))
     if output:
         output_file(output)  # before any work
-    if vs_paper and table_no is None:
-        raise BenchError("--vs-paper needs --table N (the paper table to compare with)")
-    if cost:
-        text = cost_table(root, fmt, dataset)
+    if not root.is_dir():
+        raise BenchError(f"{root}: no such results folder (--results; run `bench run` first)")
+    chosen = csv_list(methods, "methods") if methods else None
+    if keys:
+        text = keys_table(root, fmt, dataset)
+    elif cost:
+        text = cost_table(root, fmt, dataset, profile, chosen)
     elif table_no is not None:
         text = paper_table(root, table_no, fmt, dataset, profile, vs_paper, paper_dataset,
                            warn=lambda m: click.echo(f"warning: {m}", err=True), checkpoint=checkpoint)
     else:
-        text = tables(root, fmt, dataset, profile, csv_list(methods, "methods") if methods else None, per_class,
-                      checkpoint)
+        text = tables(root, fmt, dataset, profile, chosen, per_class, checkpoint)
     if output:
         write_text(output, text + "\n")
     else:

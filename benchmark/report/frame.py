@@ -11,7 +11,8 @@ weights and for the last ones (``checkpoint``), with units and protocol in colum
 
     import sslbench.report as report
     df = report.load_results("results")
-    df[df.checkpoint == "selected"].groupby(["dataset", "method", "ratio", "class"]).dsc.mean()
+    per_run = df.groupby([*report.CELL_KEYS, "seed"]).dsc.mean()     # each run's case x class mean
+    per_run.groupby(level=list(report.CELL_KEYS)).agg(["mean", "std", "count"])   # = bench table's cells
 """
 from __future__ import annotations
 
@@ -24,9 +25,14 @@ import pandas as pd
 
 from sslbench.base.errors import BenchError
 from sslbench.base.finished_runs import iter_records
+from sslbench.base.names import NO_TAG
 from sslbench.base.run_files import RunFiles
 
 RUN_KEYS = ("dataset", "profile_key", "method", "tag", "ratio", "seed")
+# what one cell of a table pools (its seeds), as the tables group: a recipe on the tidy frame that
+# groups by fewer keys mixes tagged variants, schedules, a validation-split run or the two checkpoints
+CELL_KEYS = ("dataset", "profile_key", "eval_split", "checkpoint", "method", "tag", "ratio")
+
 CHECKPOINTS = ("best", "last")
 
 
@@ -69,6 +75,7 @@ def _row(rec: dict[str, Any], checkpoint: str) -> dict[str, Any]:
         "units": "voxels" if rec.get("metric_policy", {}).get("spacing") == "voxels" else "mm",
         "wall_s": timing["wall_s"], "train_s": timing.get("train_s", np.nan),
         "iters_per_s": float(np.mean(list(timing.get("iters_per_s", {}).values()) or [np.nan])),
+        "iters_per_s_by_stage": {str(k): float(v) for k, v in timing.get("iters_per_s", {}).items()},
         "peak_mem_mb": timing.get("peak_mem_mb", np.nan), "device": rec.get("env", {}).get("device", "?"),
         "precision": rec.get("precision", "?"), "params": rec.get("params", {}).get("trained", np.nan),
         "config_hash": rec.get("config_hash", ""), "dir": rec["_dir"],
@@ -129,6 +136,20 @@ def code_note(runs: pd.DataFrame) -> str:
     return "; ".join(notes)
 
 
+def seeds_text(runs: pd.DataFrame, limit: int = 8) -> str:
+    """Which seeds each cell (method, tag, ratio) pools, by id: "2 seed(s) per cell (0, 1)" when every
+    cell has the same ones, else each cell's own ("seeds per cell differ: MT 5 %: 2; UNet-L 5 %: 0"),
+    so a cell of seed 2 beside one of seed 0 is never called "1 seed per cell"."""
+    cells = runs.groupby(["method", "paper_name", "tag", "ratio"]).seed.apply(lambda s: tuple(sorted(set(s))))
+    distinct = set(cells)
+    if len(distinct) == 1:
+        ids = distinct.pop()
+        return f"{len(ids)} seed(s) per cell ({', '.join(map(str, ids))})"
+    listed = [f"{variant_name(n, t)} {r:g} %: {', '.join(map(str, ids))}" for (_, n, t, r), ids in cells.items()]
+    more = f"; ... ({len(listed) - limit} more)" if len(listed) > limit else ""
+    return f"seeds per cell differ ({'; '.join(listed[:limit])}{more})"
+
+
 def key_text(profile: str, protocol_overrides: Any) -> str:
     """A profile key as a person reads it: the profile and the schedule values its runs changed
     ("quick (train.iterations=40)"), never the bare hash."""
@@ -144,7 +165,8 @@ def variant_name(paper_name: str, tag: str) -> str:
 def load_results(path: str | Path) -> pd.DataFrame:
     """The tidy frame: one row per run x evaluated case x class, for the selected and the last weights.
 
-    Columns: dataset, profile, profile_key, config_hash, method, paper_name, tag, ratio, seed,
+    Columns: dataset, profile, profile_key, config_hash, method, paper_name, tag (``NO_TAG`` for an
+    untagged run), ratio, seed,
     checkpoint ("selected" / "last"), evaluated_iteration, case, class, dsc [%], assd, asd, hd95,
     distance_unit ("mm" / "voxels"), iterations, eval_split, selected_on_eval_split, best_iteration,
     wall_s, code_method and code_core (the hashes of the code that made the run, "" where a record
@@ -164,6 +186,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
                                       "tag", "ratio", "seed", "iterations", "eval_split", "best_iteration", "wall_s",
                                       "code_method", "code_core")}
         ident["selected_on_eval_split"] = base["eval_split"] == "val"
+        ident["tag"] = ident["tag"] or NO_TAG
         for checkpoint, name, iteration in (("selected", RunFiles.METRICS, base["evaluated_iteration"]),
                                             ("last", RunFiles.METRICS_LAST, (rec.get("last") or {}).get("iteration"))):
             try:
@@ -195,12 +218,7 @@ def protocol_caption(runs: pd.DataFrame) -> str:
     checkpoint = runs.checkpoint.iloc[0]
     weights = (f"weights selected by {selected}" if checkpoint == "best" and (runs.selection_rule == "best").all()
                else "the last weights")
-    cells = runs.groupby(["paper_name", "tag", "ratio"]).seed.nunique()
-    if cells.nunique() == 1:
-        seed_text = f"{cells.iloc[0]} seed(s) per cell"
-    else:
-        fewer = ", ".join(f"{variant_name(n, t)} {r:g} %: {k}" for (n, t, r), k in cells.items() if k < cells.max())
-        seed_text = f"{cells.min()}-{cells.max()} seeds per cell ({fewer})"
+    seed_text = seeds_text(runs)
     overrides = one("protocol_overrides")
     profile = one("profile") + (f" with {overrides}" if overrides not in ("", "?") else "")
     units = one("units")

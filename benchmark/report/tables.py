@@ -69,7 +69,8 @@ def build_table(df: pd.DataFrame, metrics: Sequence[tuple[str, str, int]] = (("d
 def render(headers: list[str], rows: list[list[Any]], fmt: str, caption: str = "", label: str = "") -> str:
     """Markdown, CSV, or LaTeX (booktabs, in a table environment with its caption and label)."""
     if fmt == "markdown":
-        return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+        table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+        return f"**{caption}**\n\n{table}" if caption else table
     if fmt == "latex":
         return _latex(headers, rows, caption, label)
     if fmt == "csv":
@@ -87,8 +88,10 @@ def select_records(root: Path, dataset: str | None = None, profile: str | None =
     if df.empty:
         raise BenchError(f"{root}: no completed runs (run `bench run` first)")
     if dataset:
+        _must_match("--dataset", dataset, sorted(set(df.dataset)), root)
         df = df[df.dataset == dataset]
     if profile:
+        _must_match("--profile", profile, sorted(set(df.profile) | set(df.profile_key)), root)
         df = df[(df.profile == profile) | (df.profile_key == profile)]
     if methods:
         have = sorted(set(df.method))
@@ -102,6 +105,16 @@ def select_records(root: Path, dataset: str | None = None, profile: str | None =
     if df.empty:
         raise BenchError(f"{root}: no completed runs match the filters")
     return df
+
+
+def _must_match(option: str, value: str, have: list[str], root: Path) -> None:
+    """A filter that names nothing under ``root`` is refused, with the closest name and the ones there,
+    rather than an empty table or layout printed with exit code 0."""
+    if value in have:
+        return
+    close = difflib.get_close_matches(value, have, n=1, cutoff=0.6)
+    raise BenchError(f"{option} {value}: no completed runs of it under {root}"
+                     + (f"; did you mean '{close[0]}'?" if close else "") + f" (with runs: {', '.join(have)})")
 
 
 def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profile: str | None = None,
@@ -123,8 +136,7 @@ def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profil
         headers, rows, _ = build_table(sub, metrics, numeric=fmt == "csv")
         if fmt == "csv":
             frame = pd.DataFrame(rows, columns=headers)
-            for name, value in (("units", sub.units.iloc[0]), ("checkpoint", checkpoint), ("profile_key", key),
-                                ("dataset", ds)):
+            for name, value in _csv_protocol(sub, ds, checkpoint, sub.units.iloc[0], None)[:-1]:
                 frame.insert(0, name, value)
             frames.append(frame)
         elif fmt == "markdown":
@@ -166,29 +178,39 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
     lay = layout(table)
     df = load_records(root, checkpoint) if root.exists() else pd.DataFrame()
     if profile and not df.empty:
+        _must_match("--profile", profile, sorted(set(df.profile) | set(df.profile_key)), root)
         df = df[(df.profile == profile) | (df.profile_key == profile)]
     # the table's own datasets when there are records for them, else the datasets that were run
     # (an ablation sweep on synthetic data or a user's dataset), else the empty layout
     paper_ds = list(dict.fromkeys(lay.dataset))
     have = set(df.dataset) if not df.empty else set()
+    _check_paper_datasets(root, table, dataset, paper_dataset, paper_ds, have, vs_paper)
     datasets = [dataset] if dataset else ([d for d in paper_ds if d in have] or sorted(have) or paper_ds)
     out = []
     for ds in datasets:
-        ref_ds = paper_dataset or (ds if ds in set(lay.dataset) else lay.dataset.iloc[0])
+        # published numbers only for the paper's own dataset, or the one --paper-dataset names: a
+        # phantom is never set beside ACDC's rows unless asked
+        compare = paper_dataset or (ds if ds in paper_ds else None)
+        rows_ds = compare or paper_ds[0]
         recs = df[df.dataset == ds] if not df.empty else df
         keys = sorted(set(recs.profile_key)) if not recs.empty else []
         if len(keys) > 1:  # one table never mixes schedules
             raise BenchError(f"{root}: {ds} has runs of {len(keys)} profiles or schedules ({', '.join(keys)}); "
-                             "pick one with --profile")
-        headers, body, units = _paper_rows(table, lay[lay.dataset == ref_ds], recs, ref_ds, fmt, vs_paper,
+                             "pick one with --profile (bench table --keys lists them)")
+        headers, body, units = _paper_rows(table, lay[lay.dataset == rows_ds], recs, compare, fmt, vs_paper,
                                            lambda m, ds=ds: warn(f"table {table}, {ds}: {m}") if warn else None)
+        ref_ds = compare or ds
         caption = _paper_caption(table, ds, ref_ds, units, vs_paper, recs)
         notes = ["published: " + src for _, src in sources(table)] if vs_paper else []
+        if vs_paper and compare is None:
+            notes.insert(0, f"no published numbers for {ds}: --paper-dataset {' or '.join(paper_ds)} sets one of "
+                            "the paper's datasets beside it")
         if vs_paper and not recs.empty:
-            notes = [n for n in [protocol_caveat(recs)] if n] + notes
+            notes = [n for n in [protocol_caveat(recs), ASD_NOTE] if n] + notes
         if fmt == "csv":
             frame = pd.DataFrame(body, columns=headers)
-            frame.insert(0, "dataset", ds)
+            for name, value in _csv_protocol(recs, ds, checkpoint, units, compare)[:None if vs_paper else -1]:
+                frame.insert(len(frame.columns) if name.startswith("published") else 0, name, value)
             out.append(frame.to_csv(index=False, header=not out).rstrip("\n"))
         elif fmt == "markdown":
             text = f"**{caption}**\n\n{render(headers, body, fmt)}"
@@ -198,7 +220,39 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
     return ("\n" if fmt == "csv" else "\n\n").join(out)
 
 
-def _paper_rows(table: int, rows_lay: pd.DataFrame, recs: pd.DataFrame, ref_ds: str, fmt: str, vs_paper: bool,
+def _csv_protocol(recs: pd.DataFrame, ds: str, checkpoint: str, units: str,
+                  published: str | None) -> list[tuple[str, Any]]:
+    """The columns a CSV table carries so its numbers read alone: what they are of (dataset, profile
+    key and its overrides, evaluation split, checkpoint) and in which units; inserted last-first."""
+    def one(column: str) -> str:
+        return " / ".join(dict.fromkeys(recs[column].astype(str))) if not recs.empty else ""
+
+    return [("asd_unit", units), ("dsc_unit", "%"), ("checkpoint", checkpoint), ("eval_split", one("eval_split")),
+            ("profile", one("profile_text")), ("profile_key", one("profile_key")), ("dataset", ds),
+            ("published_dataset", published or "")]
+
+
+def _check_paper_datasets(root: Path, table: int, dataset: str | None, paper_dataset: str | None,
+                          paper_ds: list[str], have: set[str], vs_paper: bool) -> None:
+    """``--dataset`` and ``--paper-dataset`` of a paper table name something real: a dataset with runs
+    (or, with --vs-paper, one of the table's own, whose published numbers are then the content), and
+    one of the table's published datasets."""
+    if paper_dataset and paper_dataset not in paper_ds:
+        raise BenchError(f"--paper-dataset {paper_dataset}: table {table} publishes {', '.join(paper_ds)}")
+    if dataset and dataset not in have and not (vs_paper and dataset in paper_ds):
+        known = sorted(have)
+        close = difflib.get_close_matches(dataset, known + paper_ds, n=1, cutoff=0.6)
+        raise BenchError(f"--dataset {dataset}: no completed runs of it under {root}"
+                         + (f"; did you mean '{close[0]}'?" if close else "")
+                         + (f" (datasets with runs: {', '.join(known)})" if known else ""))
+
+
+ASD_NOTE = ("ASD: the table's own column is the symmetric ASSD in the records' units; the published ASD is medpy's "
+            "directed asd(pred, gt) in voxels (the released evaluation code), so 'ASD Δ' compares it with the "
+            "same definition from the records (asd_legacy), never with the ASSD")
+
+
+def _paper_rows(table: int, rows_lay: pd.DataFrame, recs: pd.DataFrame, ref_ds: str | None, fmt: str, vs_paper: bool,
                 warn: Callable[[str], None]) -> tuple[list[str], list[list[str]], str]:
     """Headers, rows and distance units of one dataset's table: the layout's rows (then plugin and
     variant rows), a cell per ratio and metric, bold best, significance marks, published values."""
@@ -213,41 +267,66 @@ def _paper_rows(table: int, rows_lay: pd.DataFrame, recs: pd.DataFrame, ref_ds: 
     published = paper_cells()
     published = published[(published.table == table) & (published.dataset == ref_ds)]
     with_variant = any(v for _, v in keys)
+    numeric = fmt == "csv"  # CSV: numbers only, each in a column of its own
     headers = ["Method"] + (["Variant"] if with_variant else [])
     for r in ratios:
         for metric in ("DSC", "ASD"):
-            headers.append(f"{r:g}% {metric}")
+            headers += ([f"{r:g}% {metric} {part}" for part in ("mean", "sd", "n", "best")]
+                        + ([f"{r:g}% {metric} significant"] if metric == "DSC" else [])) if numeric \
+                else [f"{r:g}% {metric}"]
             if vs_paper:
                 headers += [f"{r:g}% {metric} paper", f"{r:g}% {metric} Δ"]
     cells, means, references, missing = _paper_cells(keys, ratios, recs)
+    legacy_asd = _legacy_asd(keys, ratios, recs) if vs_paper else {}
     competing = {k: v for k, v in means.items() if k[0] not in references}
     marks = _significance(keys, ratios, recs, competing) if not recs.empty else set()
-    body = []
+    body: list[list[Any]] = []
     for i, (method, variant) in enumerate(keys):
-        row = [method] + ([variant] if with_variant else [])
+        row: list[Any] = [method] + ([variant] if with_variant else [])
         for r in ratios:
+            runs = _cell_runs(recs, method, variant, r) if not recs.empty else recs
             for key in ("dsc", "asd"):
-                text = cells[(i, r, key)]
                 col = [competing[(j, r, key)] for j in range(len(keys)) if (j, r, key) in competing]
-                if (i, r, key) in competing and col:
-                    best = max(col) if key == "dsc" else min(col)
-                    if means[(i, r, key)] == best and len(col) > 1:
-                        text = _bold(text, fmt)
-                    if key == "dsc" and (i, r) in marks and fmt != "csv":
-                        text += SIG_MARK
-                row.append(text)
+                best = (i, r, key) in competing and len(col) > 1 \
+                    and means[(i, r, key)] == (max(col) if key == "dsc" else min(col))
+                significant = key == "dsc" and (i, r) in marks
+                if numeric:
+                    vals = runs[key].dropna() if not runs.empty else pd.Series(dtype=float)
+                    row += [round(float(vals.mean()), 4) if len(vals) else None,
+                            round(float(vals.std(ddof=1)), 4) if len(vals) > 1 else None, len(vals), best]
+                    row += [significant] if key == "dsc" else []
+                else:
+                    text = cells[(i, r, key)]
+                    text = _bold(text, fmt) if best else text
+                    row.append(text + (SIG_MARK if significant else ""))
                 if vs_paper:
                     pub = published[(published.method == method) & (published.ratio == r)
                                     & (published.variant == published_variant(table, variant))]
                     value = float(pub[key].iloc[0]) if len(pub) and pub[key].notna().iloc[0] else None
-                    row.append("—" if value is None else f"{value:.1f}" if key == "dsc" else f"{value:g}")
-                    mine = means.get((i, r, key))
-                    row.append("—" if value is None or mine is None else f"{mine - value:+.{1 if key == 'dsc' else 2}f}")
+                    mine = means.get((i, r, key)) if key == "dsc" else legacy_asd.get((i, r))
+                    digits = 1 if key == "dsc" else 2
+                    if numeric:
+                        row += [value, None if value is None or mine is None else round(mine - value, 4)]
+                    else:
+                        row.append("—" if value is None else f"{value:.1f}" if key == "dsc" else f"{value:g}")
+                        row.append("—" if value is None or mine is None else f"{mine - value:+.{digits}f}")
         body.append(row)
     if missing:
         warn(f"{len(missing)} cell(s) without runs: {', '.join(missing[:6])}" + (" ..." if len(missing) > 6 else ""))
     units = "voxels" if not recs.empty and (recs.units == "voxels").any() else "mm"
     return headers, body, units
+
+
+def _legacy_asd(keys: list[tuple[str, str]], ratios: list[float], recs: pd.DataFrame) -> dict[tuple[int, float], float]:
+    """Per (row, ratio): the mean directed voxel ASD (``asd_legacy``), the published ASD's definition."""
+    out = {}
+    for i, (method, variant) in enumerate(keys):
+        for r in ratios:
+            runs = _cell_runs(recs, method, variant, r) if not recs.empty else recs
+            values = runs.asd_legacy.dropna() if "asd_legacy" in runs else pd.Series(dtype=float)
+            if len(values):
+                out[(i, r)] = float(values.mean())
+    return out
 
 
 def _paper_cells(keys: list[tuple[str, str]], ratios: list[float], recs: pd.DataFrame,
@@ -325,9 +404,12 @@ def _latex(headers: list[str], body: list[list[Any]], caption: str, label: str =
 
 def _significance(keys: list[tuple[str, str]], ratios: list[float], recs: pd.DataFrame,
                   means: dict[tuple[int, float, str], float]) -> set[tuple[int, float]]:
-    """(row, ratio) cells whose per-volume Dice differs from the strongest other row's (p < ALPHA)."""
+    """(row, ratio) cells whose per-volume Dice differs from the strongest other row's (p < ALPHA), on
+    the weights the table shows (``recs.checkpoint``: selected or last)."""
     from sslbench.report.significance import paired_values, wilcoxon_p
 
+    # the per-case Dice of the weights the table shows: its rows carry the checkpoint they were read at
+    checkpoint = str(recs.checkpoint.iloc[0]) if len(recs) else "best"
     marks = set()
     for r in ratios:
         col = {i: means[(i, r, "dsc")] for i in range(len(keys)) if (i, r, "dsc") in means}
@@ -338,7 +420,7 @@ def _significance(keys: list[tuple[str, str]], ratios: list[float], recs: pd.Dat
             j = max(others, key=others.get)  # type: ignore[arg-type]
             runs_i = _cell_runs(recs, *keys[i], r)
             runs_j = _cell_runs(recs, *keys[j], r)
-            a, b = paired_values(dict(zip(runs_i.seed, runs_i.dir)), dict(zip(runs_j.seed, runs_j.dir)))
+            a, b = paired_values(dict(zip(runs_i.seed, runs_i.dir)), dict(zip(runs_j.seed, runs_j.dir)), checkpoint)
             if wilcoxon_p(a, b) < ALPHA:
                 marks.add((i, r))
     return marks

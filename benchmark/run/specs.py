@@ -14,6 +14,7 @@ import numpy as np
 
 from sslbench.base.config import DataConfig, ResolvedConfig, TrainConfig, config_keys, resolve_config
 from sslbench.base.errors import BenchError
+from sslbench.base.names import NO_TAG
 from sslbench.base.run_files import RunFiles, run_dir
 from sslbench.cache import check_dataset_name
 from sslbench.method import METHODS
@@ -81,6 +82,8 @@ def overrides_hash(items: Sequence[str]) -> str:
 def slug(text: str) -> str:
     """A folder-safe form of a tag ("w/ tailness" -> "w-tailness")."""
     out = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")
+    if text.strip() == NO_TAG:
+        raise BenchError(f"--tag {NO_TAG}: reserved (the export's tag of an untagged run); choose another")
     if not out:
         raise BenchError(f"--tag {text!r}: needs at least one letter or digit")
     if len(text) > 100:
