@@ -171,3 +171,57 @@ def test_table_options_act_or_are_refused(tmp_path: Path, args: tuple[str, ...],
 def test_a_missing_results_folder_is_an_error_not_an_empty_layout(tmp_path: Path) -> None:
     code, out, err = bench("table", "--results", str(tmp_path / "resluts"), "--table", "1")
     assert code == 2 and "no such results folder" in err and out == ""
+
+
+def test_a_pre_training_length_never_makes_a_schedule_of_its_own() -> None:
+    """`bench run --methods mona --set train.pretrain_iterations=7` beside a sweep of the baselines
+    changes MONA's pre-training, not the schedule every row of Table 1 shares: MONA keeps the one-stage
+    baselines' key (its iterations per stage are in the caption), and a one-stage method ignores it."""
+    from sslbench.run.specs import expand, overrides_hash, protocol_overrides
+
+    specs = expand(["mona"], ["synthetic-cardiac"], [5], [0], "quick",
+                   ["train.pretrain_iterations=7", "train.iterations=40"])
+    specs += expand(["unet-l"], ["synthetic-cardiac"], [5], [0], "quick", ["train.iterations=40"])
+    keys = {s.method: protocol_overrides(s) for s in specs}
+    assert keys == {"mona": ["train.iterations=40"], "unet-l": ["train.iterations=40"]}
+    assert len({overrides_hash(k) for k in keys.values()}) == 1
+    assert next(s for s in specs if s.method == "mona").resolved().train.pretrain_iterations == 7
+
+
+def test_status_shows_the_whole_running_sweep_and_what_keys_and_tags_mean(tmp_path: Path) -> None:
+    from sslbench.base.run_files import run_dir
+    from sslbench.run.status import collect, render
+    from sslbench.run.sweep_plan import sweep_plan
+
+    root = tmp_path / "r"
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 40, tag="w=0.3", iterations=40,
+             overrides=("train.iterations=40", "method.consistency=0.3"))
+    planned = [run_dir(root, "synthetic-cardiac", "quick", "mt@w=0.3", 5, 0)] + \
+        [run_dir(root, "synthetic-cardiac", "quick", "mt", 5, s) for s in (0, 1, 2)]
+    with sweep_plan(root, planned):
+        states = collect(root)
+        text = render(states)
+        assert len(states) == 4 and sum(s.state == "pending" for s in states) == 3
+        assert "not started; planned by the sweep of pid" in text and text.splitlines()[-1].startswith("4 run(s)")
+        assert "schedule quick (train.iterations=40)" in text and "--set train.iterations=40; method.consistency=0.3" in text
+    assert len(collect(root)) == 1 and not list((root / ".sweeps").iterdir())   # the sweep ended: its plan is gone
+
+
+def test_a_plan_of_a_killed_sweep_or_a_damaged_one_is_ignored(tmp_path: Path) -> None:
+    from sslbench.run.status import collect
+
+    root = tmp_path / "r"
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 40)
+    plans = root / ".sweeps"
+    plans.mkdir()
+    (plans / "host-1.json").write_text(json.dumps({"runs": ["synthetic-cardiac/quick/mt/ratio-5/seed-9"]}))
+    (plans / "host-1.lock").write_text('{"host": "h", "pid": 1, "since": "x"}')   # nobody holds it
+    assert [s.run for s in collect(root)] == ["synthetic-cardiac/quick/mt/ratio-5/seed-0"]
+
+
+def test_dry_run_says_which_datasets_are_not_prepared(tmp_path: Path) -> None:
+    code, out, err = bench("run", "--methods", "mt", "--dataset", "acdc", "--ratios", "5", "--seeds", "0",
+                           "--results", str(tmp_path / "r"), "--cache", str(tmp_path / "cache"), "--dry-run")
+    assert code == 0, err
+    assert "acdc: not prepared in" in out and "bench prepare acdc --raw PATH" in out
+    assert "about 0 min" not in out

@@ -20,6 +20,7 @@ from sslbench.method import METHODS
 from sslbench.run.environment import pick_device
 from sslbench.run.folder_state import FolderState, folder_state, stale_error
 from sslbench.run.lifecycle import failed, interrupted, run_one
+from sslbench.run.sweep_plan import sweep_plan
 from sslbench.run.specs import RunOptions, RunOutcome, RunSpec
 from sslbench.train.interrupt import Interrupted, stop_on_signals, stop_requested
 
@@ -92,6 +93,12 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, jobs: int = 1,
     a bug in a plugin) is reported and the sweep goes on; its checkpoint stays for a later resume.
     """
     states = check_inputs(specs, opts)
+    with sweep_plan(opts.results, [spec.files(opts.results).folder for spec in specs]):
+        return _execute(specs, opts, states, jobs, log)
+
+
+def _execute(specs: Sequence[RunSpec], opts: RunOptions, states: dict[RunSpec, FolderState], jobs: int,
+             log: Callable[[str], None]) -> list[RunOutcome]:
     outcomes: list[RunOutcome] = []
     clock = SweepClock(len(specs), max(1, jobs))
     if jobs <= 1:

@@ -51,7 +51,7 @@ def plan_text(specs: Sequence[RunSpec], opts: RunOptions) -> str:
         key = (spec.dataset, spec.method, spec.profile + (f"+{ohash}" if ohash else ""))
         known = walls.get(key)
         estimate = sum(known) / len(known) if known else None
-        if state != "done":
+        if state != "done" and not state.startswith(("refused", "stale")):
             if estimate is None:
                 unknown += 1
             else:
@@ -62,8 +62,28 @@ def plan_text(specs: Sequence[RunSpec], opts: RunOptions) -> str:
     todo = sum(r[1] != "done" for r in rows) - refused
     summary = f"{len(rows)} run(s): {len(rows) - todo - refused} done, {todo} to train or resume" + (
         f", {refused} refused as they stand (bench run would stop: see each one's state)" if refused else "")
-    if todo:
-        summary += f"; about {left / 60:.0f} min from finished runs" + (
-            f", {unknown} run(s) without an estimate (no finished run of their method and schedule here; "
-            "`bench speed` times a step)" if unknown else "")
-    return text + "\n" + summary
+    if todo and unknown < todo:
+        summary += f"; about {left / 60:.0f} min from finished runs"
+    if todo and unknown:
+        summary += (f"; {unknown} run(s) without an estimate (no finished run of their method and schedule here; "
+                    "`bench speed` times a step)")
+    missing = _unprepared(specs, opts)
+    return text + "\n" + summary + "".join(f"\n{line}" for line in missing)
+
+
+def _unprepared(specs: Sequence[RunSpec], opts: RunOptions) -> list[str]:
+    """One line per dataset of the sweep that is not prepared and cannot be prepared without its raw
+    data (an embedded phantom is made on first use): `bench run` would stop there."""
+    from sslbench.cache import dataset_folder
+    from sslbench.data import DATASETS
+
+    lines = []
+    for name in dict.fromkeys(spec.dataset for spec in specs):
+        if (dataset_folder(name, opts.cache) / "meta.json").is_file():
+            continue
+        if name in DATASETS and DATASETS.get(name)().embedded:
+            continue
+        count = sum(spec.dataset == name for spec in specs)
+        lines.append(f"{name}: not prepared in {dataset_folder(name, opts.cache).parent} ({count} run(s) need it); "
+                     f"bench run would stop: run bench prepare {name} --raw PATH first")
+    return lines

@@ -63,14 +63,27 @@ class RunSpec:
 
 def protocol_overrides(spec: RunSpec) -> list[str]:
     """The ``train.*`` and ``data.*`` values this run's ``--set`` items changed from its profile (and
-    its method's own file): what makes its protocol differ from the profile's, as sorted ``key=value``."""
+    its method's own file): what makes its protocol differ from the profile's, as sorted ``key=value``
+    (the schedule key; pre-training lengths are not part of it: ``pre_stage_keys``)."""
     cfg = spec.resolved()
     base = resolve(spec.method, spec.profile, spec.dataset, ())
+    skip = pre_stage_keys(spec.method)
     out = []
     for section in ("train", "data"):
         mine, theirs = dataclasses.asdict(getattr(cfg, section)), dataclasses.asdict(getattr(base, section))
-        out += [f"{section}.{k}={mine[k]}" for k in sorted(mine) if mine[k] != theirs[k]]
+        out += [f"{section}.{k}={mine[k]}" for k in sorted(mine) if mine[k] != theirs[k] and f"{section}.{k}" not in skip]
     return out
+
+
+def pre_stage_keys(method: str) -> set[str]:
+    """Settings that never make a schedule of their own: the lengths of the stages before the last
+    (a pre-training's iterations). A one-stage method ignores them, and a two-stage one is still
+    compared with the one-stage rows trained on the same schedule, as the paper's Table 1 does; its
+    iterations per stage are stated in every caption and the cost table, and two pre-training lengths
+    never share a run folder without a tag."""
+    cls = METHODS.get(method)
+    keys = {key for stage, key in cls.stage_length_keys().items() if stage != cls.stages[-1]}
+    return keys | {"train.pretrain_iterations"}
 
 
 def overrides_hash(items: Sequence[str]) -> str:

@@ -24,7 +24,7 @@ from sslbench.base.fields import FieldError, text
 from sslbench.base.locks import probe
 from sslbench.base.records import check_progress
 from sslbench.base.run_files import RunFiles
-from sslbench.report.frame import current_method_codes
+from sslbench.report.frame import current_method_codes, key_text
 from sslbench.run.queue import given_job, queued_job
 
 STATES = ("done", "stale", "running", "pending", "failed", "abandoned")
@@ -48,6 +48,8 @@ class RunState:
     assd: float | None = None
     wall_s: float | None = None   # a finished run's wall time
     code_core: str | None = None  # a finished run's core code version ("" when its record predates it)
+    schedule: str | None = None   # a finished run's profile key as a person reads it (profile and overrides)
+    overrides: str | None = None  # the run's --set items: what its tag, or its schedule key, means
 
 
 def run_folders(root: Path) -> list[Path]:
@@ -100,6 +102,8 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
     record = files.record() if files.path(RunFiles.DONE).is_file() else None
     if record is not None:
         state.state = "done"
+        state.overrides = "; ".join(_text(o) for o in record.get("overrides", []) if _text(o)) or None
+        state.schedule = _text(key_text(record.get("profile", ""), [_text(o) for o in record.get("protocol_overrides", [])]))
         state.dice, state.assd = round(100.0 * record["summary"]["dice"], 2), record["summary"]["assd"]
         state.wall_s = float(record["timing"]["wall_s"])
         code = record.get("code") or {}
@@ -114,6 +118,8 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
         return state
     started = _read(files, RunFiles.CONFIG)
     spec = started.get("spec") if isinstance(started.get("spec"), dict) else {}
+    given = spec.get("overrides") if isinstance(spec.get("overrides"), list) else []
+    state.overrides = "; ".join(_text(o) for o in given if _text(o)) or None
     stale = _stale(started.get("code") if isinstance(started.get("code"), dict) else {}, spec.get("method"))
     lock, holder = probe(files.lock_path)
     failed = _read(files, RunFiles.FAILED)
@@ -159,7 +165,18 @@ def _stale(code: dict[str, Any], method: Any) -> str:
 
 
 def collect(root: Path, queue: dict[str, str] | None = None, folders: Iterable[Path] | None = None) -> list[RunState]:
-    return [state_of(root, f, queue) for f in (run_folders(root) if folders is None else folders)]
+    """Every run folder's state, plus (when listing the whole root) the runs a running sweep planned
+    that have no folder yet: pending, so the summary and ETA cover the whole sweep."""
+    from sslbench.run.sweep_plan import planned_runs
+
+    states = [state_of(root, f, queue) for f in (run_folders(root) if folders is None else folders)]
+    if folders is None:
+        seen = {s.run for s in states}
+        for run, who in planned_runs(root).items():
+            if run not in seen:
+                states.append(RunState(run, "pending", note=f"not started; {who}"))
+        states.sort(key=lambda s: s.run)
+    return states
 
 
 def summary_line(states: Sequence[RunState]) -> str:
@@ -212,6 +229,10 @@ def _detail(r: RunState) -> str:
             bits.append(f"ETA {_duration(r.eta_s)}")
     if r.host and r.state in ("running", "failed"):
         bits.append(f"on {r.host}")
+    if r.schedule and "(" in r.schedule:  # a schedule of its own: what its key means
+        bits.append(f"schedule {r.schedule}")
+    if r.overrides:
+        bits.append(f"--set {r.overrides}")
     if r.note:
         bits.append(r.note)
     if r.job_id:
