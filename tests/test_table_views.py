@@ -225,3 +225,47 @@ def test_dry_run_says_which_datasets_are_not_prepared(tmp_path: Path) -> None:
     assert code == 0, err
     assert "acdc: not prepared in" in out and "bench prepare acdc --raw PATH" in out
     assert "about 0 min" not in out
+
+
+def test_run_inputs_that_used_to_crash_or_collide_are_one_line_each(tmp_path: Path) -> None:
+    """Reliability III 2, 5, 15, 16: ratios that name one folder, tags that slug alike, a 400-digit
+    ratio, a value nested 3000 deep, a plugin that fails on import, a file as --results, a huge sweep."""
+    from sslbench.base.errors import BenchError
+    from sslbench.run.specs import check_ratio, expand, slug
+
+    assert check_ratio(3.75) == 3.75
+    with pytest.raises(BenchError, match="at most 6 significant digits"):
+        check_ratio(3.7499999)
+    with pytest.raises(BenchError, match="an integer of 400 digits"):
+        check_ratio(int("9" * 400))
+    tags = ["w/0.3", "w 0.3", "w-0.3", "w=0.3", "w+0.3", "w:0.3"]
+    assert len({slug(t) for t in tags}) == len(tags) and slug("w-0.3") == "w-0.3"
+    assert "~" in slug("w/0.3") and "/" not in slug("w/0.3")
+    sweep = tmp_path / "big.toml"
+    sweep.write_text('[sweep]\nmethods = ["mt"]\ndatasets = ["synthetic-cardiac"]\nratios = [' + "9" * 400 + "]\n")
+    deep = "[" * 3000 + "]" * 3000
+    plugin = tmp_path / "plug"
+    plugin.mkdir()
+    (plugin / "fails_on_import.py").write_text("raise RuntimeError('boom')\n")
+    (plugin / "bad_syntax.py").write_text("def f(:\n")
+    (tmp_path / "afile").write_text("")
+    cases = [
+        (("run", "--sweep", str(sweep), "--dry-run"), "an integer of 400 digits"),
+        (("run", "--methods", "mt", "--ratios", "5", "--dry-run", "--set", f"method.consistency={deep}"), "nested too deep"),
+        (("run", "--methods", "mt", "--ratios", "3.75,3.7499999", "--dry-run"), "at most 6 significant digits"),
+        (("methods", "--plugin", "fails_on_import"), "failed on import: RuntimeError: boom"),
+        (("methods", "--plugin", "bad_syntax"), "bad_syntax.py:1: invalid syntax"),
+        (("run", "--methods", "mt", "--ratios", "5", "--results", str(tmp_path / "afile")), "names a file"),
+        (("run", "--methods", "mt", "--ratios", "5", "--seeds", ",".join(map(str, range(100_001))), "--dry-run"),
+         "at most 100000"),
+    ]
+    import sys
+    sys.path.insert(0, str(plugin))
+    try:
+        for args, message in cases:
+            code, out, err = bench(*args)
+            errors = [line for line in err.splitlines() if line.startswith("error:")]
+            assert code == 2 and len(errors) == 1 and message in errors[0] and "Traceback" not in err, (args, err[-300:])
+    finally:
+        sys.path.remove(str(plugin))
+    assert len(expand(["mt"], ["synthetic-cardiac"], [5], list(range(20_000)), "quick")) == 20_000   # linear

@@ -178,9 +178,16 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints.get(f.name, f.type) for f in fields(cls)}
 
 
+MAX_VALUE_CHARS = 10_000  # a --set value; a config value is a number, a word or a short list
+
+
 def _parse_value(text: str) -> Any:
+    if len(text) > MAX_VALUE_CHARS:
+        raise ConfigError(f"a --set value of {len(text)} characters: at most {MAX_VALUE_CHARS}")
     try:
         return tomllib.loads(f"v = {text}")["v"]
+    except RecursionError:  # brackets nested thousands deep: the parser's recursion, not a value
+        raise ConfigError(f"a --set value nested too deep ({text[:20]}...)") from None
     except tomllib.TOMLDecodeError:
         return text  # bare strings need no quotes on the command line
 

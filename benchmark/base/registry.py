@@ -120,6 +120,12 @@ class Registry(Generic[T]):
             raise RegistryError(f"cannot import plugin module '{module}': {exc} (--plugin takes a dotted module "
                                 f"path importable from the working directory, e.g. my_lab.my_method run from the "
                                 f"folder that holds my_lab/; not a file path)") from exc
+        except SyntaxError as exc:  # the module's own code: where, in one line
+            raise RegistryError(f"plugin module '{module}': {exc.filename}:{exc.lineno}: {exc.msg}") from exc
+        except Exception as exc:  # noqa: BLE001 - anything its import raises is the plugin's error, not ours
+            where = _innermost_frame(exc)
+            raise RegistryError(f"plugin module '{module}' failed on import: {type(exc).__name__}: "
+                                f"{str(exc)[:200]}{f' ({where})' if where else ''}") from exc
         finally:
             self._current_source = None
 
@@ -156,3 +162,11 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         self._ensure_loaded()
         return name in self._entries
+
+
+def _innermost_frame(exc: BaseException) -> str:
+    """``file:line`` where an exception was raised, for a one-line error."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""

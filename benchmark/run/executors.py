@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import torch
 
+from sslbench.base.lifetime import die_with
+from sslbench.base.errors import BenchError
 from sslbench.cache import prepare
 from sslbench.method import METHODS
 from sslbench.run.environment import pick_device
@@ -48,7 +50,10 @@ class LocalExecutor:
         return SweepResult(execute(specs, opts, self.jobs, log))
 
 
-def _init_worker(stop_signals: tuple[str, ...]) -> None:
+def _init_worker(stop_signals: tuple[str, ...], owner: int) -> None:
+    """A run worker's start: it dies with the sweep's process ``owner`` (a ``kill -9`` of ``bench run``
+    must not leave it training, then blocked on a dead queue), and stops on the sweep's signals."""
+    die_with(owner)
     stop_on_signals(stop_signals)
 
 
@@ -70,6 +75,8 @@ def check_inputs(specs: Sequence[RunSpec], opts: RunOptions, check_device: bool 
     """Every input problem of a sweep, before its first run starts (or is submitted): the device, the
     datasets (prepared once here, before any worker or array task reads them), folder conflicts,
     stale runs (all named in one error) and the evaluation splits. Returns each run folder's state."""
+    if (opts.results.exists() or opts.results.is_symlink()) and not opts.results.is_dir():
+        raise BenchError(f"{opts.results}: --results names a file, not a folder")
     if check_device:
         pick_device(opts.device)  # a bad --device fails here, before any run folder is written
     prepared = {name: prepare(name, cache_root=opts.cache) for name in dict.fromkeys(s.dataset for s in specs)}
@@ -128,7 +135,7 @@ def _execute(specs: Sequence[RunSpec], opts: RunOptions, states: dict[RunSpec, F
     wopts = dataclasses.replace(opts, progress=False, threads=threads,  # the jobs already use the cores
                                 eval_workers=0 if opts.eval_workers is None else opts.eval_workers)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker, initargs=(opts.stop_signals,)) as pool:
+                             initializer=_init_worker, initargs=(opts.stop_signals, os.getpid())) as pool:
         futures = {pool.submit(_worker, spec, wopts, states[spec]): spec for spec in specs}
         for i, fut in enumerate(as_completed(futures), 1):
             try:

@@ -34,6 +34,9 @@ def _state(spec: RunSpec, opts: RunOptions) -> str:
             "stale": "stale: its method's code changed (--rerun-stale retrains it)"}[state]
 
 
+LIST_AT_MOST = 200  # runs a dry run lists one per line; a larger sweep is summarised
+
+
 def plan_text(specs: Sequence[RunSpec], opts: RunOptions) -> str:
     walls: dict[tuple[str, str, str], list[float]] = {}
     if opts.results.exists():
@@ -57,7 +60,15 @@ def plan_text(specs: Sequence[RunSpec], opts: RunOptions) -> str:
             else:
                 left += estimate
         rows.append([spec.label, state, "" if estimate is None else f"{estimate / 60:.1f}"])
-    text = tabulate(rows, headers=["run", "state", "min/run (finished runs)"], tablefmt="github")
+    if len(rows) > LIST_AT_MOST:  # a large sweep: counts per dataset, method and state, not a line per run
+        counts: dict[tuple[str, str, str], int] = {}
+        for spec, row in zip(specs, rows):
+            key = (spec.dataset, spec.method, row[1].split(":", 1)[0].split(" (", 1)[0])
+            counts[key] = counts.get(key, 0) + 1
+        text = tabulate([[*k, n] for k, n in counts.items()], headers=["dataset", "method", "state", "runs"],
+                        tablefmt="github")
+    else:
+        text = tabulate(rows, headers=["run", "state", "min/run (finished runs)"], tablefmt="github")
     refused = sum(r[1].startswith(("refused", "stale")) for r in rows)
     todo = sum(r[1] != "done" for r in rows) - refused
     summary = f"{len(rows)} run(s): {len(rows) - todo - refused} done, {todo} to train or resume" + (

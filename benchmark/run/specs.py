@@ -93,8 +93,14 @@ def overrides_hash(items: Sequence[str]) -> str:
 
 
 def slug(text: str) -> str:
-    """A folder-safe form of a tag ("w/ tailness" -> "w-tailness")."""
+    """A folder-safe form of a tag, one per tag: a tag of folder-safe characters is its own slug; any
+    other gets the safe form plus ``~`` and a hash of the tag ("w/ tailness" -> "w-tailness~3f2a1c"),
+    so "w/0.3" and "w 0.3" never share a folder (``~`` is never in a plain slug)."""
+    if not isinstance(text, str):
+        raise BenchError(f"--tag: expected text, got {_short(text)}")
     out = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")
+    if out and out != text:
+        out += "~" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
     if text.strip() == NO_TAG:
         raise BenchError(f"--tag {NO_TAG}: reserved (the export's tag of an untagged run); choose another")
     if not out:
@@ -137,16 +143,20 @@ def expand(methods: Sequence[str], datasets: Sequence[str], ratios: Sequence[flo
            profile: str, overrides: Sequence[str] = (), cache: Path | None = None, tag: str = "") -> list[RunSpec]:
     """The sweep, validated up front (unknown names and keys fail before any run starts).
     Methods that use every label (UNet-F) run once per seed, recorded as ratio 100."""
-    specs: list[RunSpec] = []
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= int(s) < 2**32:
-            raise BenchError(f"seed must be an integer in 0..{2**32 - 1}, got {s!r}")
+            raise BenchError(f"seed must be an integer in 0..{2**32 - 1}, got {_short(s)}")
     for r in ratios:
-        if not isinstance(r, (int, float)) or not 0 < float(r) <= 100:  # also refuses nan
-            raise BenchError(f"label ratio must be a number in (0, 100], got {r!r}")
+        check_ratio(r)
     for m in methods:
         METHODS.get(m)  # unknown names fail first, listing the known ones
+    if tag:
+        slug(tag)
+    size = len(set(datasets)) * len(set(methods)) * len({float(r) for r in ratios}) * len({int(s) for s in seeds})
+    if size > MAX_RUNS:
+        raise BenchError(f"a sweep of {size} runs: at most {MAX_RUNS} in one command (split it, e.g. by seeds)")
     scoped = scope_overrides(methods, overrides)
+    specs: dict[RunSpec, None] = {}  # insertion-ordered and de-duplicated in linear time
     for ds in datasets:
         check_dataset_name(ds, cache)
         for m in methods:
@@ -154,10 +164,33 @@ def expand(methods: Sequence[str], datasets: Sequence[str], ratios: Sequence[flo
             cfg = resolve(m, profile, ds, scoped[m])
             for r in ([100.0] if cls.uses_all_labels else ratios):
                 for s in seeds:
-                    spec = RunSpec(ds, m, float(r), int(s), profile, scoped[m], tag, cfg)
-                    if spec not in specs:
-                        specs.append(spec)
-    return specs
+                    specs.setdefault(RunSpec(ds, m, float(r), int(s), profile, scoped[m], tag, cfg))
+    return list(specs)
+
+
+MAX_RUNS = 100_000  # runs one command expands (docs/reliability.md): more is a typo or a job for several
+
+
+def _short(value: object) -> str:
+    """A value in an error line, cut to a readable length (a 400-digit number, a huge list)."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else f"an integer of {len(str(value))} digits"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_ratio(r: object) -> float:
+    """A label ratio in (0, 100] that names its run folder exactly: ``ratio-<r:g>`` must read back as
+    the same number, so two different ratios (3.75 and 3.7499999, which label different numbers of
+    patients) never share a folder and every view shows the ratio that ran."""
+    try:
+        value = float(r)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        value = float("nan")
+    if isinstance(r, bool) or not isinstance(r, (int, float, np.integer, np.floating)) or not 0 < value <= 100:
+        raise BenchError(f"label ratio must be a number in (0, 100], got {_short(r)}")  # also nan and huge ints
+    if float(f"{value:g}") != value:
+        raise BenchError(f"label ratio {value!r}: at most 6 significant digits ({value:g} would name its folder "
+                         "and another ratio's)")
+    return value
 
 
 def scope_overrides(methods: Sequence[str], overrides: Sequence[str]) -> dict[str, tuple[str, ...]]:

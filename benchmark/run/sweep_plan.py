@@ -21,7 +21,7 @@ from sslbench.base.locks import FolderLock, probe
 
 PLANS = ".sweeps"
 # a run folder relative to the results root: <dataset>/<profile>/<method>/ratio-<r>/seed-<s>
-RUN_PATH = re.compile(r"[A-Za-z0-9][\w.+=@-]*/[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.+=@-]*/ratio-[0-9.]+/seed-[0-9]+")
+RUN_PATH = re.compile(r"[A-Za-z0-9][\w.+=@-]*/[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.+=@~-]*/ratio-[0-9.e+-]+/seed-[0-9]+")
 
 
 @contextmanager

@@ -65,7 +65,7 @@ def load_sweep(path: Path, profile: str | None = None, extra: Sequence[str] = ()
                 raise BenchError(f"{path}: a [[variant]] takes tag, set and methods only")
         specs: list[RunSpec] = []
         datasets = _listed(sweep.get("datasets"), "datasets", str)
-        ratios = [float(r) for r in _listed(sweep.get("ratios", [10]), "ratios", float)]
+        ratios = _listed(sweep.get("ratios", [10]), "ratios", float)  # checked (and made floats) by expand
         seeds = _listed(sweep.get("seeds", [0]), "seeds", int)
         sweep_profile = sweep.get("profile", "quick")
         if not isinstance(sweep_profile, str):
