@@ -84,7 +84,8 @@ def test_the_report_has_a_leaderboard_with_the_records_numbers(report: Path) -> 
     assert set(board) == {"UNet-L", "MT", "MT (w=1.0)"}
     # † : differs from the strongest other row (paired Wilcoxon over 2 seeds x 4 volumes); one seed: too few pairs
     assert board["MT"][1] == "63.0 ± 1.4†" and board["UNet-L"][1] == "56.0 ± 1.4†" and board["MT (w=1.0)"][1] == "40.0"
-    assert board["MT"][4] == "2" and board["MT (w=1.0)"][4] == "1"
+    assert board["MT"][5] == "2" and board["MT (w=1.0)"][5] == "1"
+    assert re.fullmatch(r"\[\d+\.\d, \d+\.\d\]", board["MT"][2])                       # the bootstrap interval
     text = (report / "index.html").read_text()
     assert "on the same volumes it is scored on" in text and "ASSD in voxels" in text     # the protocol caption
     assert re.search(r'<td class="best">63\.0 ± 1\.4', text)                               # best in bold

@@ -190,11 +190,12 @@ def test_training_curves_go_to_tensorboard_when_it_is_installed(tmp_path: Path, 
     t = build("unet-l", cfg=cfg, folder=tmp_path / "with")
     t.validate = lambda: 0.5
     t.fit()
-    events = EventAccumulator(str(tmp_path / "with" / "tb"))
+    (run,) = (tmp_path / "with" / "tb").iterdir()               # one TensorBoard run, named by its schedule
+    events = EventAccumulator(str(run))
     events.Reload()
-    assert {"train/loss", "train/lr", "train/val_dice"} <= set(events.Tags()["scalars"])
-    assert [e.step for e in events.Scalars("train/val_dice")] == [4, 8]
-    assert [round(e.value, 6) for e in events.Scalars("train/val_dice")] == [0.5, 0.5]
+    assert {"train/loss", "train/lr", "train/val_dice_percent"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/val_dice_percent")] == [4, 8]
+    assert [round(e.value, 6) for e in events.Scalars("train/val_dice_percent")] == [50.0, 50.0]   # %, as every view
 
     import builtins
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sslbench.base.names import MAX_NAME, NAME
+from sslbench.base.printable import CONTROL
 
 
 class FieldError(ValueError):
@@ -67,6 +68,9 @@ def text(value: Any, name: str, most: int = 1000) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): it could never be printed
         raise FieldError(f"{name}: not valid text (a lone surrogate)") from None
+    bad = CONTROL.search(value)
+    if bad:  # an ESC or another control character: a terminal would act on it (sslbench.base.printable)
+        raise FieldError(f"{name}: holds the control character \\x{ord(bad.group()):02x}")
     return value
 
 

@@ -122,10 +122,17 @@ def main() -> None:
     bench table --format latex      the records as the paper's table
     bench methods                   the registered method plugins
     """
+    from sslbench.base.printable import PrintableStream
+
     for stream in (sys.stdout, sys.stderr):  # text from someone else's file is printed, never a crash
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+    # and never acted on: control characters from files or names are shown, not obeyed
+    if not isinstance(sys.stdout, PrintableStream):
+        sys.stdout = PrintableStream(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, PrintableStream):
+        sys.stderr = PrintableStream(sys.stderr)  # type: ignore[assignment]
     log = logging.getLogger("sslbench")
     if not any(isinstance(h, _EchoHandler) for h in log.handlers):
         log.addHandler(_EchoHandler())

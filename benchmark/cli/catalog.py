@@ -146,6 +146,9 @@ def datasets_cmd(cache: Path | None) -> None:
             rows.append((name, ", ".join(ds.classes[1:]), "yes", f"prepared ({ds.meta.get('kind', '?')})",
                          f"{len(ds.split_cases('train'))} train / {len(ds.split_cases('val'))} val / "
                          f"{len(ds.split_cases('test'))} test volumes"))
+    from sslbench.base.printable import one_line
+
+    rows = [tuple(one_line(str(cell)) for cell in row) for row in rows]  # labels from a dataset.json: one line each
     click.echo(tabulate(rows, headers=["name", "classes", "prepared", "source", "description"],
                         tablefmt="github"))
 

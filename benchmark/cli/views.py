@@ -153,6 +153,7 @@ def export_cmd(results: Path | None, output: Path, plugins: tuple[str, ...]) -> 
     hd95 with their unit, iterations, evaluation split, best iteration, wall time). In Python:
     sslbench.report.load_results(path) returns the same frame."""
     from sslbench.base.atomic import atomic_path
+    from sslbench.base.spreadsheet import to_safe_csv
     from sslbench.report.frame import load_results
 
     load_plugins(plugins)
@@ -169,7 +170,7 @@ def export_cmd(results: Path | None, output: Path, plugins: tuple[str, ...]) -> 
         except ImportError as exc:
             raise BenchError("Parquet needs pyarrow: pip install pyarrow (or write .csv)") from exc
     with atomic_path(output) as tmp:
-        df.to_parquet(tmp, index=False) if suffix == ".parquet" else df.to_csv(tmp, index=False)
+        df.to_parquet(tmp, index=False) if suffix == ".parquet" else to_safe_csv(df, tmp)
     code_warning(results or default_results())
     click.echo(f"{output}: {len(df)} rows ({df.groupby(['dataset', 'profile_key', 'method', 'tag', 'ratio', 'seed']).ngroups} "
                "runs)", err=True)

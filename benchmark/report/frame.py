@@ -98,9 +98,37 @@ def run_frame(root: Path, checkpoint: str = "best") -> pd.DataFrame:
             logging.getLogger("sslbench").warning(f"skipping {rec['_dir']}/run.json: incomplete record ({exc!r})")
     df = pd.DataFrame(rows)
     if not df.empty:
+        df["paper_name"] = distinct_row_names(df.method, df.paper_name)
         current = current_method_codes(df.method.unique())
         df["stale"] = [bool(c) and current.get(m) not in (None, c) for m, c in zip(df.method, df.code_method)]
     return df
+
+
+def distinct_row_names(methods: pd.Series, names: pd.Series) -> list[str]:
+    """Row names keyed by method: a run keeps its recorded row name (``paper_name``) unless another
+    method owns it (a built-in whose row it is, or any other method with runs here), in which case
+    it becomes "MT [my-mt]", so a plugin named like a built-in never merges into the built-in's row or
+    is compared with its published numbers."""
+    from sslbench.method import METHODS
+
+    owner: dict[str, str] = {}
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        if cls.__module__.startswith("sslbench.methods"):
+            owner.setdefault(cls.paper_name, name)
+    users: dict[str, set[str]] = {}
+    for method, name in zip(methods, names):
+        users.setdefault(name, set()).add(method)
+    out, renamed = [], {}
+    for method, name in zip(methods, names):
+        first = owner.get(name) or (min(users[name]) if len(users[name]) > 1 else method)
+        out.append(name if method == first else f"{name} [{method}]")
+        if method != first:
+            renamed[method] = (name, first)
+    for method, (name, first) in renamed.items():
+        logging.getLogger("sslbench").warning(f"method '{method}' records the row name '{name}' of method "
+                                              f"'{first}': shown as '{name} [{method}]'")
+    return out
 
 
 def current_method_codes(methods: Any) -> dict[str, str | None]:

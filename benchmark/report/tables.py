@@ -11,6 +11,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from sslbench.base.errors import BenchError
+from sslbench.base.printable import one_line
+from sslbench.base.spreadsheet import to_safe_csv
 from sslbench.report.frame import protocol_caption, run_frame, variant_name
 
 PAPER_ORDER = ("UNet-F", "UNet-L", "EM", "CCT", "DAN", "URPC", "DCT", "ICT", "MT", "UAMT", "CPS", "GCL",
@@ -69,13 +71,24 @@ def build_table(df: pd.DataFrame, metrics: Sequence[tuple[str, str, int]] = (("d
 def render(headers: list[str], rows: list[list[Any]], fmt: str, caption: str = "", label: str = "") -> str:
     """Markdown, CSV, or LaTeX (booktabs, in a table environment with its caption and label)."""
     if fmt == "markdown":
-        table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-        return f"**{caption}**\n\n{table}" if caption else table
+        table = tabulate(markdown_cells(rows), headers=markdown_cells([headers])[0], tablefmt="github",
+                         disable_numparse=True)
+        return f"**{markdown_text(caption)}**\n\n{table}" if caption else table
     if fmt == "latex":
         return _latex(headers, rows, caption, label)
     if fmt == "csv":
-        return pd.DataFrame(rows, columns=headers).to_csv(index=False).rstrip("\n")
+        return to_safe_csv(pd.DataFrame(rows, columns=headers)).rstrip("\n")
     raise BenchError(f"unknown table format '{fmt}' (known: {', '.join(FORMATS)})")
+
+
+def markdown_text(text: str) -> str:
+    """Text from records (a tag, a class or method name) inside a markdown table or caption: one line,
+    control characters shown, ``|`` escaped so it never opens a column."""
+    return one_line(text).replace("|", "\\|")
+
+
+def markdown_cells(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    return [[markdown_text(c) if isinstance(c, str) else c for c in row] for row in rows]
 
 
 def select_records(root: Path, dataset: str | None = None, profile: str | None = None,
@@ -140,11 +153,11 @@ def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profil
                 frame.insert(0, name, value)
             frames.append(frame)
         elif fmt == "markdown":
-            out.append(f"**{caption}**\n\n{render(headers, rows, fmt)}")
+            out.append(render(headers, rows, fmt, caption))
         else:
             out.append(render(headers, rows, fmt, caption, f"tab:{ds}-{key}"))
     if fmt == "csv":
-        return pd.concat(frames, ignore_index=True).to_csv(index=False).rstrip("\n")
+        return to_safe_csv(pd.concat(frames, ignore_index=True)).rstrip("\n")
     return "\n\n".join(out)
 
 
@@ -211,12 +224,13 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
             frame = pd.DataFrame(body, columns=headers)
             for name, value in _csv_protocol(recs, ds, checkpoint, units, compare)[:None if vs_paper else -1]:
                 frame.insert(len(frame.columns) if name.startswith("published") else 0, name, value)
-            out.append(frame.to_csv(index=False, header=not out).rstrip("\n"))
+            out.append(to_safe_csv(frame, header=not out).rstrip("\n"))
         elif fmt == "markdown":
-            text = f"**{caption}**\n\n{render(headers, body, fmt)}"
-            out.append(text + "".join(f"\n\n* {n}" if i == 0 else f"\n* {n}" for i, n in enumerate(notes)))
+            text = render(headers, body, fmt, caption)
+            out.append(text + "".join(f"\n\n* {markdown_text(n)}" if i == 0 else f"\n* {markdown_text(n)}"
+                                      for i, n in enumerate(notes)))
         else:
-            out.append(_latex(headers, body, caption, f"tab:table{table}-{ds}") + "".join(f"\n% {n}" for n in notes))
+            out.append(_latex(headers, body, caption, f"tab:table{table}-{ds}") + "".join(f"\n% {one_line(n)}" for n in notes))
     return ("\n" if fmt == "csv" else "\n\n").join(out)
 
 
@@ -390,11 +404,25 @@ LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{"
                  "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
 
 
+def _latex_cell(cell: Any) -> Any:
+    """A cell as LaTeX will get it: one line, and the bold markers only where ``_bold`` put them (a
+    name holding a marker character would otherwise open a \\textbf{ that never closes)."""
+    if not isinstance(cell, str):
+        return cell
+    text = one_line(cell)
+    core = text[1:].split(BOLD[1], 1) if text.startswith(BOLD[0]) else None
+    if core is not None and len(core) == 2 and BOLD[0] not in core[0] + core[1] and BOLD[1] not in core[1]:
+        return text  # a bold number (and its mark) as _bold made it
+    return text.replace(BOLD[0], "").replace(BOLD[1], "")
+
+
 def _latex(headers: list[str], body: list[list[Any]], caption: str, label: str = "") -> str:
     """A booktabs table in a ``table`` environment with its caption and label; tabulate escapes the
     text, then bold markers, ±, † and Δ become LaTeX."""
+    body = [[_latex_cell(c) for c in row] for row in body]
+    headers = [_latex_cell(h) for h in headers]
     text = tabulate(body, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
-    cap = "".join(LATEX_ESCAPES.get(ch, ch) for ch in caption)
+    cap = "".join(LATEX_ESCAPES.get(ch, ch) for ch in _latex_cell(caption))
     math = {"±": r"$\pm$", "†": r"$^\dagger$", "Δ": r"$\Delta$", BOLD[0]: r"\textbf{", BOLD[1]: "}"}
     for old, new in math.items():
         text, cap = text.replace(old, new), cap.replace(old, new)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from sslbench.base.code_identity import core_code
-from sslbench.base.fields import FieldError, text
+from sslbench.base.fields import FieldError
+from sslbench.base.printable import one_line
 from sslbench.base.locks import probe
 from sslbench.base.records import check_progress
 from sslbench.base.run_files import RunFiles
@@ -60,11 +61,9 @@ def run_folders(root: Path) -> list[Path]:
 
 
 def _text(value: Any) -> str:
-    """A string field of a file someone else may have written, as printable text ("" when it is not one)."""
-    try:
-        return text(value, "field", 500)
-    except FieldError:
-        return ""
+    """A string field of a file someone else may have written, as one printable line ("" when it is
+    not a string): control characters shown, never obeyed; a status line stays one line."""
+    return one_line(value[:500]) if isinstance(value, str) else ""
 
 
 def _read(files: RunFiles, name: str) -> dict[str, Any]:

@@ -1,12 +1,21 @@
 """The training log: named losses summed on the device between log lines, read back only at a log
 line (with validation, the only host syncs of a run), checked for NaN/Inf, and written with the
 run's progress for ``bench status``. With the optional ``tensorboard`` package installed
-(``pip install -e ".[tb]"``) the same values also go to TensorBoard event files in ``<run>/tb``, so
-``tensorboard --logdir results/`` follows a live sweep; without it nothing changes."""
+(``pip install -e ".[tb]"``) the same values also go to TensorBoard event files in
+``<run>/tb/<schedule>`` (``<schedule>``: the readable profile key, ``quick`` or
+``quick+f2ea37_train.iterations=40``, so TensorBoard's run names say which schedule a run trained
+on), so ``tensorboard --logdir results/`` follows a live sweep; without it nothing changes. There,
+scalars are ``<stage>/<term>`` against the stage's iteration, the validation Dice in percent as
+``<stage>/val_dice_percent`` (the unit of every other view); the run's configuration is a text
+(``run/config``) and its hyper-parameters go to the HParams dashboard with the best and the last
+validation Dice [%] of its last stage when training ends."""
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import re
 import socket
 import time
 from typing import Any
@@ -14,8 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sslbench.base.errors import TrainingDiverged
-from sslbench.base.fields import FieldError, integer, mapping
+from sslbench.base.errors import BenchError, TrainingDiverged
+from sslbench.base.fields import FieldError, integer, mapping, number
 from sslbench.base.run_files import RunFiles
 
 
@@ -28,10 +37,12 @@ class LossLog:
         self.start = 0                    # the iteration the sums began at
         self._mark = (time.time(), -1, 0)  # (when, stage index, iteration) of the last progress write
         self._board: Any = None            # the TensorBoard writer once opened; False: not installed
+        self._about: dict[str, Any] = {}   # the run's schedule name, hyper-parameters and config text
         self.checkpointed: dict[str, Any] | None = None  # the stage and iteration ``last.pt`` holds
 
     def board(self) -> Any:
-        """A ``SummaryWriter`` on ``<run>/tb`` when tensorboard is installed and the run has a folder."""
+        """A ``SummaryWriter`` on ``<run>/tb/<schedule>`` when tensorboard is installed and the run has a
+        folder (none where that folder is a planted link or a file: never written through)."""
         if self._board is None:
             self._board = False
             folder = self.files.board_folder()
@@ -41,13 +52,50 @@ class LossLog:
                 except ImportError:
                     pass
                 else:
-                    self._board = SummaryWriter(str(folder), flush_secs=30)
+                    about = board_identity(self.files.read_if_any(RunFiles.CONFIG))
+                    run = folder / about["name"]
+                    if folder.is_symlink() or run.is_symlink() or (run.exists() and not run.is_dir()):
+                        logging.getLogger("sslbench").warning(f"{run}: not a folder; no TensorBoard events written")
+                        return None
+                    self._board = SummaryWriter(str(run), flush_secs=30)
+                    self._about = about
+                    self._board.add_text("run/config", about["text"], 0)
         return self._board or None
 
     def close(self) -> None:
+        """Close the writer, after the run's hyper-parameters and final validation Dice [%] went to the
+        HParams dashboard."""
         if self._board:
-            self._board.close()
+            try:  # through this run's own writer (``add_hparams`` would open a second one on a new folder)
+                from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+                hparams, metrics, step = self._final_hparams()
+                for summary in hparams_summaries(hparams, metrics):
+                    self._board.file_writer.add_summary(summary, step)
+                for key, value in metrics.items():
+                    self._board.add_scalar(key, value, step)
+            finally:
+                self._board.close()
         self._board = None
+
+    def _final_hparams(self) -> tuple[dict[str, Any], dict[str, float], int]:
+        """The hyper-parameters and, from the whole log (every resumed session), the best and the last
+        validation Dice [%] of the last stage that was validated, with that last iteration."""
+        scores = []
+        for r in self.files.read_log():
+            try:  # a foreign line (a string, an absurd number) is no score
+                value = number(r.get("val_dice"), "val_dice")
+                it = integer(r.get("iteration"), "iteration", 0)
+            except FieldError:
+                continue
+            if isinstance(r.get("stage"), str):
+                scores.append((r["stage"], it, value))
+        if not scores:
+            return dict(self._about.get("hparams", {})), {}, 0
+        mine = [(it, v) for stage, it, v in scores if stage == scores[-1][0]]
+        metrics = {"hparams/best_val_dice_percent": 100.0 * max(v for _, v in mine),
+                   "hparams/last_val_dice_percent": 100.0 * mine[-1][1]}
+        return dict(self._about.get("hparams", {})), metrics, mine[-1][0]
 
     def add(self, logged: dict[str, Tensor | float]) -> None:
         """One step's terms; device tensors stay on the device, plain floats on the host."""
@@ -81,8 +129,9 @@ class LossLog:
         board = self.board()
         if board is not None:
             for k, v in record.items():
-                if k not in ("stage", "iteration") and isinstance(v, (int, float)):
-                    board.add_scalar(f"{record['stage']}/{k}", v, record["iteration"])
+                if k not in ("stage", "iteration") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    name, value = (f"{k}_percent", 100.0 * v) if k == "val_dice" else (k, v)  # % as every view
+                    board.add_scalar(f"{record['stage']}/{name}", value, record["iteration"])
             board.flush()
 
     def new_stage(self, stage_index: int, iteration: int) -> None:
@@ -120,3 +169,58 @@ class LossLog:
         self.sums = dict(sums)
         self.count = integer(state.get("log_acc_n", 0), "log_acc_n", 0, max(iteration, 0))
         self.start = integer(state.get("log_start", iteration), "log_start", 0, max(iteration, 0))
+
+
+def _folder_name(text: str) -> str:
+    """``text`` as one folder name: letters, digits and ``._=+-`` kept, the rest ``_``, at most 120."""
+    name = re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_")[:120]
+    return name if name.strip(".") else "run"
+
+
+def _hparam(value: Any) -> bool | int | float | str:
+    """A value the HParams dashboard takes: a number, a bool or a string (anything else as JSON)."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def board_identity(config: Any) -> dict[str, Any]:
+    """From a run's ``config.json`` (None when it has none): its TensorBoard run folder name (the
+    readable profile key: the profile, the hash of the schedule values its ``--set`` changed and those
+    values), the hyper-parameters (the spec and every resolved ``train.``/``data.``/``method.`` key)
+    and the configuration as a text (Markdown, indented: shown verbatim)."""
+    if not isinstance(config, dict):
+        return {"name": "run", "hparams": {}, "text": "no config.json"}
+    spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
+    profile = str(spec.get("profile", "?"))
+    protocol, key = _protocol(spec)
+    hparams: dict[str, Any] = {k: _hparam(spec.get(k)) for k in ("dataset", "method", "tag", "ratio", "seed", "profile")
+                               if k in spec}
+    hparams["profile_key"] = key
+    hparams["overrides"] = "; ".join(str(o) for o in spec.get("overrides") or [])
+    for section in ("train", "data", "method"):
+        if isinstance(config.get(section), dict):
+            hparams.update({f"{section}.{k}": _hparam(v) for k, v in sorted(config[section].items())})
+    readable = f"{key} ({'; '.join(protocol)})" if protocol else key
+    body = json.dumps({k: config.get(k) for k in ("spec", "train", "data", "method", "hash")}, indent=1, default=str)
+    text = f"schedule: {readable}\n\n" + "\n".join(f"    {line}" for line in body.splitlines())
+    return {"name": _folder_name(f"{key} {'; '.join(protocol)}" if protocol else profile), "hparams": hparams,
+            "text": text, "profile_key": key, "profile_text": readable}
+
+
+def _protocol(spec: dict[str, Any]) -> tuple[list[str], str]:
+    """The schedule values a run's ``--set`` changed from its profile and its profile key, as its record
+    will state them (``sslbench.run.specs``); where this process cannot resolve the configuration (a
+    method not registered here), the ``train.``/``data.`` items as given, under the profile's name."""
+    profile = str(spec.get("profile", "?"))
+    try:
+        from sslbench.run.specs import RunSpec, overrides_hash, protocol_overrides
+
+        run = RunSpec(dataset=spec["dataset"], method=spec["method"], ratio=float(spec["ratio"]),
+                      seed=int(spec["seed"]), profile=profile, overrides=tuple(spec.get("overrides") or ()),
+                      tag=str(spec.get("tag", "")))
+        protocol = protocol_overrides(run)
+        return protocol, profile + (f"+{overrides_hash(protocol)}" if protocol else "")
+    except (BenchError, ImportError, KeyError, OSError, TypeError, ValueError):
+        given = sorted(str(o) for o in spec.get("overrides") or [] if str(o).startswith(("train.", "data.")))
+        return given, profile

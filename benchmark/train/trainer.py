@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sslbench.base.printable import one_line, raw_stream
 from sslbench.base.config import TrainConfig
 from sslbench.base.errors import BenchError
 from sslbench.base.fields import integer, mapping, number
@@ -129,8 +130,8 @@ class Trainer:
         stage, total = self.stage, self.lengths[self.stage]
         self.method.current_stage = stage
         bar = tqdm(total=total, initial=self.iteration, disable=not self.progress, dynamic_ncols=True,
-                   desc=f"{self.desc} [{stage}]" if len(self.stages) > 1 else self.desc, leave=False,
-                   mininterval=0.2 if sys.stderr.isatty() else 30.0)
+                   desc=one_line(f"{self.desc} [{stage}]" if len(self.stages) > 1 else self.desc), leave=False,
+                   mininterval=0.2 if sys.stderr.isatty() else 30.0, file=raw_stream(sys.stderr))
         clock = time.perf_counter()
         self.log.new_stage(self.stage_index, self.iteration)
         reset_peak_memory(self.device)

@@ -1,0 +1,150 @@
+"""Reliability III: what the tool prints or writes for another program stays inert whatever the names
+on disk hold (terminals, spreadsheets, markdown and LaTeX), and a run is counted once under its own
+row. Hostile names are drawn per class (control characters, formula prefixes, markup metacharacters,
+colliding names) from a seeded generator, so each class is exercised, not only one input."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from .test_views import fake_run
+
+CONTROLS = ["\x1b[2J", "\x1b]0;pwned\x07", "\x1b]52;c;cm0gLXJmIH4=\x07", "\r", "\x9b31m", "\x07", "\x00", "\x7f", "\x1b"]
+FORMULAS = ["=", "+", "-", "@", "\t", "\r"]
+MARKUP = ["|", "$x^2$", "\u27e6", "\u27e7", "}", "{", "\\", "%", "&", "<b>", "\n"]
+
+
+def _draw(rng: random.Random, pool: list[str]) -> str:
+    return rng.choice(["", "a"]) + "".join(rng.choice(pool) + rng.choice(["x", "1", "cmd|' /C calc'!A0"])
+                                          for _ in range(rng.randint(1, 3)))
+
+
+def _bench(*args: str) -> tuple[int, str, str]:
+    from sslbench.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _no_controls(text: str) -> bool:
+    return not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text)
+
+
+@pytest.mark.parametrize("draw", range(6))
+def test_control_characters_from_files_never_reach_the_terminal(tmp_path: Path, draw: int) -> None:
+    rng = random.Random(draw)
+    root = tmp_path / "r"
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60)
+    failed = root / "synthetic-cardiac" / "quick" / "unet-l" / "ratio-5" / "seed-0"
+    failed.mkdir(parents=True)
+    (failed / "config.json").write_text(json.dumps({"hash": "x", "spec": {"method": "unet-l", "overrides": [_draw(rng, CONTROLS)]}}))
+    (failed / "failed.json").write_text(json.dumps({"error": _draw(rng, CONTROLS), "host": _draw(rng, CONTROLS)}))
+    locked = failed.parent / "seed-1"
+    locked.mkdir()
+    (locked / "config.json").write_text(json.dumps({"hash": "x"}))
+    (locked / ".lock").write_text(json.dumps({"host": _draw(rng, CONTROLS), "pid": 1, "since": _draw(rng, CONTROLS)}))
+    code, out, err = _bench("status", "--results", str(root))
+    assert code == 0, err
+    assert _no_controls(out) and _no_controls(err) and "\\x" in out
+    assert len(out.splitlines()) == 5                       # header, three runs, summary: one line each
+
+
+def test_a_record_field_with_a_control_character_is_damaged() -> None:
+    from sslbench.base.fields import FieldError, text
+
+    for bad in CONTROLS:
+        with pytest.raises(FieldError, match="control character"):
+            text(f"MT{bad}", "paper_name")
+    assert text("a\tb\nc", "error") == "a\tb\nc"
+
+
+def _rename(folder: Path, case: str, cls: str) -> None:
+    """Give a fake run's metrics files a hostile case id and class name."""
+    for name in ("metrics.json", "metrics-last.json"):
+        data = json.loads((folder / name).read_text())
+        for i, entry in enumerate(data["metric_per_case"]):
+            entry["case"] = f"{case}{i}"
+            entry["metrics"] = {cls if k == "RV" else k: v for k, v in entry["metrics"].items()}
+        (folder / name).write_text(json.dumps(data))
+
+
+def _text_cells(text: str) -> list[str]:
+    return [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+
+
+@pytest.mark.parametrize("draw", range(4))
+def test_no_csv_cell_starts_a_formula(tmp_path: Path, draw: int) -> None:
+    rng = random.Random(100 + draw)
+    root = tmp_path / "r"
+    tag = _draw(rng, FORMULAS).replace("\r", "r")
+    for seed in (0, 1):
+        folder = fake_run(root, "synthetic-cardiac", "mt", 5, seed, 60, tag=tag, paper_name="MT")
+        _rename(folder, _draw(rng, FORMULAS).strip() or "=x", "=cmd|' /C calc'!A0")
+    out = tmp_path / "results.csv"
+    assert _bench("export", "--results", str(root), "-o", str(out))[0] == 0
+    cells = _text_cells(out.read_text())
+    for args in (("--format", "csv"), ("--format", "csv", "--per-class"), ("--table", "1", "--format", "csv"),
+                 ("--cost", "--format", "csv"), ("--keys", "--format", "csv")):
+        code, text, err = _bench("table", "--results", str(root), *args)
+        assert code == 0, err
+        cells += _text_cells(text)
+    risky = [c for c in cells if c.startswith(("=", "+", "@", "\t", "\r")) or re.match(r"-(?![0-9.])", c)]
+    assert not risky and any(c.startswith("'") for c in cells)
+    # numbers stay numbers: a negative difference is not quoted
+    assert "-7.6" not in [c for c in cells if c.startswith("'")]
+
+
+@pytest.mark.parametrize("draw", range(4))
+def test_markup_in_names_never_breaks_a_table(tmp_path: Path, draw: int) -> None:
+    from sslbench.report.tables import paper_table, tables
+
+    rng = random.Random(200 + draw)
+    root = tmp_path / "r"
+    tag = _draw(rng, MARKUP)
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60, tag=tag, paper_name="MT")
+    fake_run(root, "synthetic-cardiac", "unet-l", 5, 0, 50, paper_name="UNet-L")
+    for text in (tables(root), paper_table(root, 1, dataset="synthetic-cardiac")):
+        rows = [line for line in text.splitlines() if line.startswith("|")]
+        widths = {len(re.findall(r"(?<!\\)\|", line)) for line in rows}
+        assert len(widths) == 1, text                                    # every row has the header's columns
+    for text in (tables(root, "latex"), paper_table(root, 1, "latex", dataset="synthetic-cardiac")):
+        body = re.sub(r"\\[{}]", "", text)                                # escaped braces are text
+        assert body.count("{") == body.count("}"), text
+        assert "\u27e6" not in text and "\u27e7" not in text and _no_controls(text.replace("\n", ""))
+
+
+def test_an_archived_copy_of_runs_is_counted_once_and_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    from sslbench.report.tables import tables
+
+    root = tmp_path / "r"
+    for seed in (0, 1):
+        fake_run(root, "synthetic-cardiac", "mt", 5, seed, 60 + 10 * seed)
+    shutil.copytree(root / "synthetic-cardiac", root / "archive" / "2026-11" / "synthetic-cardiac")
+    with caplog.at_level("WARNING", logger="sslbench"):
+        text = tables(root)
+    assert "65.0 ± 7.1" in text                                           # n = 2, sd of two seeds
+    assert "2 run folder(s)" in caplog.text and "archive" in caplog.text and "counted once" in caplog.text
+
+
+def test_a_plugin_named_like_a_built_in_gets_a_row_of_its_own(tmp_path: Path) -> None:
+    from sslbench.report.tables import paper_table, tables
+
+    root = tmp_path / "r"
+    for seed in (0, 1):
+        fake_run(root, "synthetic-cardiac", "mt", 5, seed, 60, paper_name="MT")
+        fake_run(root, "synthetic-cardiac", "my-mt", 5, seed, 90, paper_name="MT")
+    text = tables(root)
+    rows = {line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")}
+    assert {"MT", "MT [my-mt]"} <= rows and "60.0 ± 0.0" in text and "90.0 ± 0.0" in text
+    table1 = paper_table(root, 1, dataset="synthetic-cardiac")
+    mt = next(line for line in table1.splitlines() if line.startswith("| MT "))
+    assert "60.0" in mt and "90.0" not in mt
