@@ -148,3 +148,14 @@ def test_a_plugin_named_like_a_built_in_gets_a_row_of_its_own(tmp_path: Path) ->
     table1 = paper_table(root, 1, dataset="synthetic-cardiac")
     mt = next(line for line in table1.splitlines() if line.startswith("| MT "))
     assert "60.0" in mt and "90.0" not in mt
+
+
+def test_no_view_writes_inside_a_run_folder(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    folder = fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60)
+    record = (folder / "run.json").read_bytes()
+    for args in (("table", "-o", str(folder / "run.json")), ("export", "-o", str(folder / "x.csv")),
+                 ("report", "-o", str(folder / "report"))):
+        code, _, err = _bench(args[0], "--results", str(root), *args[1:])
+        assert code == 2 and "a view never writes into a run's folder" in err, (args, err)
+    assert (folder / "run.json").read_bytes() == record and not (folder / "x.csv").exists()

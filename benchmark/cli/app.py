@@ -59,12 +59,25 @@ def user_errors(fn: F) -> F:
 
 
 def output_file(path: Path) -> Path:
-    """``-o FILE``: a file in an existing folder (never a folder, never a parent made on the way)."""
+    """``-o FILE``: a file in an existing folder (never a folder, never a parent made on the way),
+    never inside a run folder (a view must not overwrite a record it was built from)."""
     if path.is_dir():
         raise BenchError(f"{path}: is a folder; -o takes a file name")
     if not path.parent.is_dir():
         raise BenchError(f"{path.parent}: no such folder (-o {path}); create it first")
+    not_in_run_folder(path)
     return path
+
+
+def not_in_run_folder(path: Path) -> None:
+    """Refuse an output path inside a run folder (one holding a run's config, record or DONE, at any
+    level above the path)."""
+    from sslbench.base.run_files import RunFiles
+
+    for folder in [path.resolve().parent, *path.resolve().parent.parents]:
+        if any((folder / name).is_file() for name in (RunFiles.RECORD, RunFiles.CONFIG, RunFiles.DONE)):
+            raise BenchError(f"{path}: inside the run folder {folder}; a view never writes into a run's folder "
+                             "(choose a path outside the results' run folders)")
 
 
 class _EchoHandler(logging.Handler):

@@ -11,6 +11,7 @@ from sslbench.cli.app import (
     default_results,
     load_plugins,
     main,
+    not_in_run_folder,
     output_file,
     plugin_option,
     results_option,
@@ -137,6 +138,7 @@ def report_cmd(results: Path | None, output: Path, plugins: tuple[str, ...]) -> 
     from sslbench.report.html import write_report
 
     load_plugins(plugins)
+    not_in_run_folder(output / "index.html")
     index = write_report(results or default_results(), output)
     click.echo(str(index))
 
