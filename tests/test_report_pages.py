@@ -388,3 +388,21 @@ def test_tensorboard_absent_or_a_planted_link_writes_no_events(tmp_path: Path, m
     log.close()
     assert not (tmp_path / "bare" / "tb").exists() and len(files.read_log()) == 1
     assert os.listdir(tmp_path / "bare")                                    # the log still written
+
+
+def test_what_a_killed_report_left_beside_its_folder_is_removed_by_the_next(tmp_path: Path) -> None:
+    """kill -9 during `bench report` leaves its half-built folder (and, mid-swap, the replaced one)
+    beside the output; the next report of that folder removes them under its lock, and nothing else."""
+    from sslbench.report.html import write_report
+
+    root = tmp_path / "r"
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60)
+    out = tmp_path / "rep"
+    leftovers = [tmp_path / ".rep.new+abc123", tmp_path / ".rep.old+def456"]
+    for folder in leftovers:
+        (folder / "runs").mkdir(parents=True)
+        (folder / "runs" / "x.html.tmp").write_text("half")
+    other = tmp_path / ".other.new+abc123"
+    other.mkdir()
+    write_report(root, out)
+    assert not any(f.exists() for f in leftovers) and other.is_dir() and (out / "index.html").is_file()

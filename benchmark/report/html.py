@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from sslbench import __version__
-from sslbench.base.atomic import make_temp_folder, write_text
+from sslbench.base.atomic import make_temp_folder, remove_orphans, write_text
 from sslbench.base.errors import BenchError
+from sslbench.base.locks import FolderLock
 from sslbench.base.fields import FieldError, integer
 from sslbench.base.records import MAX_ITERATIONS
 from sslbench.base.run_files import RunFiles
@@ -382,16 +383,21 @@ def write_report(root: Path, out: Path) -> Path:
         raise BenchError(f"{shown}: holds the results folder {root}; the report replaces its folder whole, "
                          "so write it elsewhere")
     out.parent.mkdir(parents=True, exist_ok=True)
-    new = make_temp_folder(out.parent, f"{out.name}.new")
-    try:
-        _build(root, df, new)
-        write_text(new / MARKER, f"a report written by sslbench {__version__}; `bench report` replaces this "
-                                 "folder whole\n")
-        _check_output(out)                   # what changed there while the report was built
-        _swap_in(new, out)
-    except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
-        raise
+    # one report of a folder at a time; under that lock, what a killed report left beside it (its
+    # half-built ``.<name>.new+*`` and a replaced ``.<name>.old+*``) is removed
+    with FolderLock(out.parent / f".{out.name}.report-lock"):
+        for pattern in (f".{out.name}.new+*", f".{out.name}.old+*"):
+            remove_orphans(out.parent, pattern)
+        new = make_temp_folder(out.parent, f"{out.name}.new")
+        try:
+            _build(root, df, new)
+            write_text(new / MARKER, f"a report written by sslbench {__version__}; `bench report` replaces this "
+                                     "folder whole\n")
+            _check_output(out)                   # what changed there while the report was built
+            _swap_in(new, out)
+        except BaseException:
+            shutil.rmtree(new, ignore_errors=True)
+            raise
     return shown / "index.html"
 
 
