@@ -269,3 +269,12 @@ def test_run_inputs_that_used_to_crash_or_collide_are_one_line_each(tmp_path: Pa
     finally:
         sys.path.remove(str(plugin))
     assert len(expand(["mt"], ["synthetic-cardiac"], [5], list(range(20_000)), "quick")) == 20_000   # linear
+
+
+def test_captions_say_what_each_tag_means(tmp_path: Path) -> None:
+    from sslbench.report.tables import tables
+
+    root = tmp_path / "r"
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60, paper_name="MT")
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 40, tag="ema", paper_name="MT", overrides=("method.ema_decay=0.9",))
+    assert "tags: MT (ema) = method.ema_decay=0.9" in tables(root)

@@ -251,7 +251,17 @@ def protocol_caption(runs: pd.DataFrame) -> str:
     profile = one("profile") + (f" with {overrides}" if overrides not in ("", "?") else "")
     units = one("units")
     code = code_note(runs) if "code_core" in runs else ""
+    tags = tag_note(runs)
     return (f"{one('dataset')}, profile {profile}: evaluated on the {split} split ({n_vol} volumes), {weights}; "
             f"{one('stage_iterations')} iterations at {one('image_size')} px, batch {one('batch_size')} "
             f"({one('labeled_bs')} labeled); {seed_text}, mean ± sd over seeds; DSC [%], ASD = ASSD in {units}"
-            + (f"; {code}" if code else ""))
+            + (f"; {tags}" if tags else "") + (f"; {code}" if code else ""))
+
+
+def tag_note(runs: pd.DataFrame) -> str:
+    """What each tagged row means: its --set items ("tags: MT (w=0.3) = method.consistency=0.3")."""
+    if "overrides" not in runs:
+        return ""
+    tagged = runs[runs.tag != ""].drop_duplicates(["paper_name", "tag", "overrides"])
+    items = [f"{variant_name(n, t)} = {o or 'no --set'}" for n, t, o in zip(tagged.paper_name, tagged.tag, tagged.overrides)]
+    return ("tags: " + "; ".join(items)) if items else ""
