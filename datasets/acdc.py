@@ -21,9 +21,19 @@ from sslbench.base.errors import DataError
 from sslbench.data import CacheWriter, DatasetSpec, register_dataset
 from sslbench.splits import paper_list
 from sslbench.datasets._nifti_cases import add_nifti_cases
-from sslbench.io.readers import check_image, manifest, read_h5, read_list, regular_input
+from sslbench.io.readers import check_image, manifest, read_h5, read_list, regular_input, voxel_limit
 
 SLICE_ID = re.compile(r"^(?P<volume>.+)_slice_(?P<index>\d+)$")
+
+
+def check_volume_size(where: Path, volume_id: str, shape: tuple[int, ...]) -> None:
+    """Refuse a volume stacked from slice files that would exceed the voxel limit (``--max-voxels``
+    bounds the volume a case becomes, not each file it is read from), before it is stacked."""
+    voxels = int(np.prod(shape, dtype=object))
+    limit = voxel_limit()
+    if voxels > limit:
+        raise DataError(f"{where}: volume {volume_id!r} stacks to {' x '.join(map(str, shape))} = {voxels:,} voxels, "
+                        f"more than the limit of {limit:,} (raise it with bench prepare --max-voxels)")
 
 
 def _patient(volume_id: str) -> str:
@@ -51,6 +61,8 @@ def build_ssl4mis(raw: Path, writer: CacheWriter) -> None:
                 raise DataError(f"{path}: expected 2-D image and label of one shape, got {image.shape} and {label.shape}")
             if images and image.shape != images[0].shape:
                 raise DataError(f"{path}: slice shape {image.shape} differs from the volume's {images[0].shape}")
+            if not images:  # --max-voxels bounds the volume the slices become, checked before it is stacked
+                check_volume_size(raw / "data" / "slices" / f"{vid}_slice_*.h5", vid, (len(slices), *image.shape))
             images.append(image)
             labels.append(label)
             read.append(path)

@@ -99,7 +99,8 @@ def test_table_formats(sweep: tuple[Path, str, str]) -> None:
     assert code == 0
     df = pd.read_csv(io.StringIO(text))
     assert list(df.Method) == ["UNet-F", "UNet-L", "MT"]         # the paper's row order
-    assert list(df.columns[5:]) == [f"{r}% {m} {s}" for r in (5, 10) for m in ("DSC", "ASD") for s in ("mean", "sd", "n")]
+    assert list(df.columns[:7]) == ["dataset", "profile_key", "profile", "eval_split", "checkpoint", "dsc_unit", "asd_unit"]
+    assert list(df.columns[8:]) == [f"{r}% {m} {s}" for r in (5, 10) for m in ("DSC", "ASD") for s in ("mean", "sd", "n")]
     assert df.loc[0, "5% DSC mean"] == df.loc[0, "10% DSC mean"]  # UNet-F fills every ratio column
     mean, std = float(df.loc[1, "5% DSC mean"]), float(df.loc[1, "5% DSC sd"])   # numbers, not "a ± b" strings
     records = [json.loads(p.read_text()) for p in root.rglob("unet-l/ratio-5/*/run.json")]
@@ -117,7 +118,7 @@ def test_table_formats(sweep: tuple[Path, str, str]) -> None:
     (("run", "--profile", "nope"), "unknown profile 'nope'"),
     (("run", "--ratios", "0"), "label ratio"),
     (("run", "--plugin", "no_such_plugin_module"), "cannot import plugin module"),
-    (("table", "--results", "/nonexistent/sslbench"), "no results folder"),
+    (("table", "--results", "/nonexistent/sslbench"), "no such results folder"),
 ])
 def test_bad_input_exits_2_with_one_line(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
     code, out, err = bench(*args, "--results", str(tmp_path / "r")) if args[0] == "run" else bench(*args)
@@ -300,12 +301,12 @@ def test_mona_ablation_and_fine_tuning_rows_fill_the_paper_tables(tmp_path: Path
     assert code == 0, err
     df = pd.read_csv(io.StringIO(out))
     row = {v: df[df.Variant == v].iloc[0] for v in ("Vanilla", "all three", "w/ tailness")}
-    assert row["Vanilla"]["5% DSC"] != "—" and row["all three"]["5% DSC"] != "—"
-    assert row["w/ tailness"]["5% DSC"] == "—"  # not run: shown as missing
+    assert row["Vanilla"]["5% DSC n"] > 0 and row["all three"]["5% DSC n"] > 0
+    assert row["w/ tailness"]["5% DSC n"] == 0 and pd.isna(row["w/ tailness"]["5% DSC mean"])  # not run: missing
     code, out, err = bench("table", "--results", str(root), "--table", "5", "--format", "csv")
     df = pd.read_csv(io.StringIO(out))
     tuned = df[(df.Method == "SimCLR") & (df.Variant == "with fine-tuning")].iloc[0]
-    assert tuned["5% DSC"] != "—"
+    assert tuned["5% DSC n"] > 0
     code, out, err = bench("table", "--results", str(root), "--cost", "--format", "csv")
     cost = pd.read_csv(io.StringIO(out))
     assert set(cost.iterations) == {"4 + 12"}          # two-stage rows: pre-training + training steps

@@ -281,20 +281,11 @@ class RunFiles:
             fh.write(json.dumps(record) + "\n")
 
     def read_log(self) -> list[dict[str, Any]]:
-        """The log's records; a torn or foreign line (a killed writer) is skipped."""
-        out = []
-        try:
-            lines = self._regular(self.path(self.LOG)).read_text(encoding="utf-8", errors="replace").splitlines()
-        except (OSError, BenchError):
-            return []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-        return out
+        """The log's records; a torn or foreign line (a killed writer) is skipped, and the file is read
+        streaming within bounds (``sslbench.base.log_reader``: a sparse or huge log never fills memory)."""
+        from sslbench.base.log_reader import read_log
+
+        return read_log(self.path(self.LOG))
 
     def trim_log(self, keep: Callable[[dict[str, Any]], bool]) -> None:
         """Keep the log lines ``keep`` accepts (a resumed run drops those written after its checkpoint)."""

@@ -1,8 +1,10 @@
 """Reading a prepared cache back: its cases, full volumes and the resized training slices."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import zlib
@@ -22,6 +24,45 @@ from sslbench.io.slabs import read_slabs
 # bumped whenever the slice cache changes (2: scipy zoom(order=0) mapping; 3: float16 images): a
 # folder of another version is never read
 RESIZE_VERSION = 3
+FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, NFS)
+# every file name the tool derives from a case id, temporary ones included (``XXXXXXXX``: the eight
+# characters ``tempfile`` adds): the slab files, and a prediction (.npy through ``atomic_path``, NIfTI
+# through ``io.nifti.save_volume``)
+CASE_FILE_NAMES = ("{}.image.slabs", "{}.label.slabs", "{}.npy", ".{}.npy.XXXXXXXX.tmp", "{}.nii.gz",
+                   ".tmp-XXXXXXXX-{}.nii.gz")
+
+
+def check_case_name_length(case_id: str, where: str) -> str:
+    """``case_id`` when every file name derived from it fits in ``NAME_MAX`` bytes; else one line
+    naming the case (a longer one would prepare, train, and then fail to save its prediction)."""
+    longest = max(len(os.fsencode(pattern.format(case_id))) for pattern in CASE_FILE_NAMES)
+    if longest > NAME_MAX:
+        room = NAME_MAX - (longest - len(os.fsencode(case_id)))
+        raise DataError(f"{where}: case id {case_id!r} is {len(os.fsencode(case_id))} bytes long; the file names "
+                        f"made from it (predictions, their temporary files) allow at most {room} (rename the case)")
+    return case_id
+
+
+def fingerprint_of(text: str, meta: dict[str, object]) -> str:
+    """A prepared dataset's fingerprint: the one preparation stored in ``meta.json`` (its content and
+    every volume's bytes), else (a dataset prepared before fingerprints) a hash of ``meta.json``."""
+    stored = meta.get("fingerprint")
+    if isinstance(stored, str) and FINGERPRINT.fullmatch(stored):
+        return stored
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def current_fingerprint(folder: Path) -> str:
+    """The fingerprint of the dataset in ``folder`` now (its ``meta.json`` read again): what a run
+    compares with the fingerprint it started with."""
+    path = folder / "meta.json"
+    try:
+        text = regular_cache_file(path).read_text(encoding="utf-8")
+        meta = json.loads(text)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: unreadable prepared dataset ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return fingerprint_of(text, meta if isinstance(meta, dict) else {})
 
 
 def regular_cache_file(path: Path) -> Path:
@@ -45,7 +86,8 @@ class PreparedDataset:
             raise DataError(f"{folder}: is a symbolic link; a prepared dataset in the cache must be a real folder "
                             "(copy it, or point --cache at the folder that holds it)")
         try:
-            meta = json.loads(regular_cache_file(folder / "meta.json").read_text(encoding="utf-8"))
+            text = regular_cache_file(folder / "meta.json").read_text(encoding="utf-8")
+            meta = json.loads(text)
         except (OSError, ValueError, RecursionError) as exc:
             raise DataError(f"{folder / 'meta.json'}: unreadable prepared dataset ({type(exc).__name__}: "
                             f"{str(exc)[:200]})") from None
@@ -60,6 +102,9 @@ class PreparedDataset:
             self._by_id = {c.id: c for c in self.cases}
         except FieldError as exc:
             raise DataError(f"{where}: not a valid prepared dataset ({exc}); prepare it again with --force") from None
+        for case in self.cases:  # prepared before the check: fail now, not after training
+            check_case_name_length(case.id, f"{where} (prepare it again)")
+        self.fingerprint = fingerprint_of(text, meta)
 
     @property
     def num_classes(self) -> int:

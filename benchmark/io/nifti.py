@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sslbench.base.atomic import file_mode
 from sslbench.base.errors import DataError
 from sslbench.io.readers import check_size
 
@@ -128,6 +129,7 @@ def save_volume(array: np.ndarray, geometry: Geometry, path: Path, source: Path 
     tmp = Path(name)
     try:
         nib.save(img, str(tmp))
+        os.chmod(tmp, file_mode())  # mkstemp's 0600, else: a prediction is as readable as every other result
         os.replace(tmp, path)
     finally:
         if tmp.exists():

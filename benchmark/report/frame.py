@@ -105,29 +105,33 @@ def run_frame(root: Path, checkpoint: str = "best") -> pd.DataFrame:
 
 
 def distinct_row_names(methods: pd.Series, names: pd.Series) -> list[str]:
-    """Row names keyed by method: a run keeps its recorded row name (``paper_name``) unless another
-    method owns it (a built-in whose row it is, or any other method with runs here), in which case
-    it becomes "MT [my-mt]", so a plugin named like a built-in never merges into the built-in's row or
-    is compared with its published numbers."""
+    """Row names keyed by method: a built-in keeps its row name (``paper_name``; built-ins share one on
+    purpose, e.g. SimCLR pre-trained only and fine-tuned, told apart by their variant). Any other
+    method whose row name is a built-in's, or another plugin's with runs here, is shown as
+    "MT [my-mt]", so a plugin named like a built-in never merges into its row or is compared with its
+    published numbers."""
     from sslbench.method import METHODS
 
-    owner: dict[str, str] = {}
+    builtin: set[str] = set()
+    builtin_names: set[str] = set()
     for name in METHODS.names():
         cls = METHODS.get(name)
         if cls.__module__.startswith("sslbench.methods"):
-            owner.setdefault(cls.paper_name, name)
+            builtin.add(name)
+            builtin_names.add(cls.paper_name)
     users: dict[str, set[str]] = {}
     for method, name in zip(methods, names):
-        users.setdefault(name, set()).add(method)
+        if method not in builtin:
+            users.setdefault(name, set()).add(method)
     out, renamed = [], {}
     for method, name in zip(methods, names):
-        first = owner.get(name) or (min(users[name]) if len(users[name]) > 1 else method)
-        out.append(name if method == first else f"{name} [{method}]")
-        if method != first:
-            renamed[method] = (name, first)
-    for method, (name, first) in renamed.items():
-        logging.getLogger("sslbench").warning(f"method '{method}' records the row name '{name}' of method "
-                                              f"'{first}': shown as '{name} [{method}]'")
+        clash = method not in builtin and (name in builtin_names or method != min(users[name]))
+        out.append(f"{name} [{method}]" if clash else name)
+        if clash:
+            renamed[method] = name
+    for method, name in renamed.items():
+        logging.getLogger("sslbench").warning(f"method '{method}' records the row name '{name}' of another "
+                                              f"method: shown as '{name} [{method}]'")
     return out
 
 

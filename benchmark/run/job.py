@@ -5,6 +5,12 @@
 validation Dice or last), scores the selected weights when they differ, and writes the record. The
 method itself is built by ``sslbench.method.build_method``, the one factory that runs, ``bench
 predict``, ``bench speed`` and the conformance kit share.
+
+The dataset is read through a ``DatasetUse`` (its shared lock is held by the caller for the run's
+whole life): its fingerprint is checked before each validation and before and after evaluation, and
+recorded (``run.json`` ``data``). ``timing.wall_s`` counts this session from set-up to record plus
+the seconds earlier sessions trained (what their checkpoint counted, as ``train_s`` does), so a
+resumed run's ``wall_s`` is never below its ``train_s``.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ import torch
 
 from sslbench.base.config import ResolvedConfig
 from sslbench.base.run_files import RunFiles
-from sslbench.cache import PreparedDataset, prepare
+from sslbench.cache import DatasetUse, PreparedDataset, prepare
 from sslbench.method import METHODS, SSLMethod, build_method
 from sslbench.report.evaluation import default_eval_workers, evaluate, validation_dice
 from sslbench.report.metrics import EMPTY_POLICY
@@ -30,6 +36,19 @@ from sslbench.run.specs import RunOptions, RunSpec
 from sslbench.splits import split_labeled
 from sslbench.train.peak_memory import reset_peak_memory
 from sslbench.train.trainer import TrainData, Trainer
+
+
+class SessionTrainer(Trainer):
+    """The trainer of a run, which also remembers the seconds earlier sessions trained (restored from
+    ``last.pt`` when it resumes): the record's wall time counts them, as ``train_s`` does."""
+
+    earlier_s: float = 0.0
+
+    def resume(self) -> int | None:
+        at = super().resume()
+        self.earlier_s = sum(self.elapsed.values()) if at is not None else 0.0
+        return at
+
 
 def build_train_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[str], size: int,
                      device: torch.device) -> TrainData:
@@ -90,18 +109,24 @@ class RunJob:
     labeled: list[str]
     data: TrainData
     method: SSLMethod
-    trainer: Trainer
+    trainer: SessionTrainer
     code: dict[str, Any]  # the code identity its record states
+    use: DatasetUse       # the dataset as the run opened it: its fingerprint, checked and recorded
 
     @classmethod
     def set_up(cls, spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[[str], None],
-               code: dict[str, Any] | None = None) -> RunJob:
-        """Data, split, method and trainer of a run (the evaluation split is checked before training)."""
+               code: dict[str, Any] | None = None, use: DatasetUse | None = None) -> RunJob:
+        """Data, split, method and trainer of a run (the evaluation split is checked before training).
+        ``use``: the dataset opened under its shared lock, held by the caller until the run ends;
+        without it the dataset is opened unlocked (its fingerprint is still checked)."""
         method_cls: type[SSLMethod] = METHODS.get(spec.method)
         cfg = spec.resolved()
         device = pick_device(opts.device)
         reset_peak_memory(device)
-        ds = prepare(spec.dataset, cache_root=opts.cache)
+        if use is None:
+            use = DatasetUse(prepare(spec.dataset, cache_root=opts.cache).folder, spec.label, log, lock=False).open()
+        ds = use.dataset
+        assert ds is not None
         labeled, unlabeled = split_labeled(ds, spec.ratio, spec.seed, cfg.data.split)
         data = build_train_data(ds, labeled, unlabeled if method_cls.uses_unlabeled else [], cfg.train.image_size,
                                 device)
@@ -109,13 +134,15 @@ class RunJob:
         method = build_method(method_cls, cfg.method, cfg.train, ds.num_classes, device)
         val_ids = [c.id for c in ds.eval_cases("val")]
         ds.eval_cases(cfg.data.eval_split)  # fail before training, not after it
-        trainer = Trainer(
-            method, data, cfg.train, spec.seed,
-            validate=lambda: validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp),
-            files=files, progress=opts.progress, desc=spec.label, warn=lambda m: log(f"warning: {m}"),
-        )
+
+        def validate() -> float:
+            use.check("during training")  # never a validation score of other data than the training's
+            return validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp)
+
+        trainer = SessionTrainer(method, data, cfg.train, spec.seed, validate=validate, files=files,
+                                 progress=opts.progress, desc=spec.label, warn=lambda m: log(f"warning: {m}"))
         return cls(spec, cfg, opts, files, device, ds, labeled, data, method, trainer,
-                   code if code is not None else code_identity(method_cls))
+                   code if code is not None else code_identity(method_cls), use)
 
     def evaluate(self, name: str, save: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
         """Metrics of the inference network's current weights on the evaluation split, written to
@@ -141,6 +168,7 @@ class RunJob:
         if fit.resumed_from is not None:
             log(f"resumed {spec.label} at iteration {fit.resumed_from} of stage '{fit.resumed_stage}'")
         t_eval = time.perf_counter()
+        self.use.check("before evaluation")
         last_iteration = trainer.iteration  # the checkpoint protocol in full: best on validation and last
         last, policy = self.evaluate(RunFiles.METRICS_LAST, save=False)
         fit = trainer.select(fit)
@@ -151,8 +179,9 @@ class RunJob:
                 self.evaluate(RunFiles.METRICS)
         else:
             metrics, policy = self.evaluate(RunFiles.METRICS)
-        record = make_record(self, fit, metrics, policy, wall_s=time.perf_counter() - t0,
-                             eval_s=time.perf_counter() - t_eval)
+        self.use.check("during evaluation")  # the record states one dataset, or there is none
+        now = time.perf_counter()
+        record = make_record(self, fit, metrics, policy, wall_s=now - t0 + trainer.earlier_s, eval_s=now - t_eval)
         record["last"] = {"iteration": last_iteration, "summary": last["foreground_mean"], "per_class": last["mean"]}
         files.write(RunFiles.RECORD, record)
         files.mark_done()

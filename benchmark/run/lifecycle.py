@@ -1,7 +1,13 @@
 """One run's life in its folder: reuse it when done, else hold its lock, check its state once more
 under the lock (another process may have finished it meanwhile), clear what ``--force`` or
 ``--rerun-stale`` replaces, write ``config.json``, then hand over to ``RunJob``. A failure leaves
-``failed.json`` and ``error.log``; an interrupted run keeps its checkpoint for the next session."""
+``failed.json`` and ``error.log``; an interrupted run keeps its checkpoint for the next session.
+
+A results folder inside the cache (or the cache inside it) is refused before anything is written.
+From set-up to record the run holds its prepared dataset's shared lock (``DatasetUse``), so the
+dataset cannot be prepared again under it; ``config.json`` records the dataset's fingerprint
+(``prepared``), and a run resumed on other data than it started with is refused (``--force``
+trains it again from the start)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +18,7 @@ from sslbench.base.code_identity import code_identity, core_code
 from sslbench.base.errors import BenchError
 from sslbench.base.locks import FolderLock
 from sslbench.base.run_files import RunFiles
+from sslbench.cache import DatasetUse, check_separate, data_changed, dataset_folder, prepare
 from sslbench.method import METHODS
 from sslbench.run.folder_state import FolderState, folder_state, run_code, stale_error
 from sslbench.run.job import RunJob
@@ -24,6 +31,7 @@ def run_one(spec: RunSpec, opts: RunOptions, log: Callable[[str], None] = print,
     """One run, holding its folder's lock: a run another process is training is skipped ("busy"),
     never trained twice; a lock left by a killed process is taken over with a warning. ``state``: the
     folder's state as the sweep's check found it (read again here only when it was not done)."""
+    check_separate(opts.results, opts.cache)  # before anything is written
     files = spec.files(opts.results)
     state = state or folder_state(spec, opts)
     if state.state == "done":
@@ -76,18 +84,31 @@ def _run_locked(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[
         log(f"warning: {files.path(RunFiles.RECORD)}: unreadable or damaged record; evaluating the run again "
             "from its checkpoints (or training it again without them)")
         files.remove(RunFiles.DONE)
-    cfg = spec.resolved()
-    spec_fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "config"}
-    code = code_identity(METHODS.get(spec.method))
-    if state.state == "resume":
-        code = run_code(files.read_if_any(RunFiles.CONFIG), code)
-        if code["core"] != core_code():
-            log(f"warning: {spec.label}: resumed under another version of the core code than it started with; "
-                f"its record names both ({code['core']}); --rerun-stale=core trains it again from the start")
-    files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "sources": cfg.sources, "code": code,
-                                  **cfg.to_dict()})
-    t0 = time.perf_counter()
-    record = RunJob.set_up(spec, opts, files, log, code).run(t0, log)
+    prepare(spec.dataset, cache_root=opts.cache)  # an embedded dataset is built once, before its use is locked
+    with DatasetUse(dataset_folder(spec.dataset, opts.cache), spec.label, log) as use:
+        resume = state.state == "resume"
+        changed = data_changed(files.read_if_any(RunFiles.CONFIG), use.fingerprint) if resume else ""
+        if changed and not opts.force:
+            raise BenchError(f"{spec.label}: its dataset {spec.dataset} was prepared again since this run started "
+                             f"({changed}); resuming would train on two datasets: --force trains it again from the "
+                             "start, or prepare the data it started with again")
+        if changed:
+            log(f"warning: {spec.label}: its dataset {spec.dataset} changed since it started ({changed}); "
+                "training it again from the start (--force)")
+            files.clear()
+            resume = False
+        cfg = spec.resolved()
+        spec_fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "config"}
+        code = code_identity(METHODS.get(spec.method))
+        if resume:
+            code = run_code(files.read_if_any(RunFiles.CONFIG), code)
+            if code["core"] != core_code():
+                log(f"warning: {spec.label}: resumed under another version of the core code than it started with; "
+                    f"its record names both ({code['core']}); --rerun-stale=core trains it again from the start")
+        files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "sources": cfg.sources, "code": code,
+                                      "prepared": use.identity, **cfg.to_dict()})
+        t0 = time.perf_counter()
+        record = RunJob.set_up(spec, opts, files, log, code, use).run(t0, log)
     return RunOutcome(spec, "done", str(files.folder), record["summary"])
 
 

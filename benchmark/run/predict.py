@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from sslbench.base.code_identity import method_code
 from sslbench.base.config import stored_config
 from sslbench.base.errors import BenchError, ConfigError
 from sslbench.base.fields import FieldError, integer, mapping, name, number, strings, text
 from sslbench.base.run_files import RunFiles
-from sslbench.cache import prepare
+from sslbench.cache import DatasetUse, PreparedDataset, prepare
 from sslbench.method import METHODS, build_method
 from sslbench.report.evaluation import predict_volume
 from sslbench.run.environment import pick_device
@@ -52,14 +54,27 @@ def predict_run(folder: Path, cache: Path | None = None, device: str = "auto",
     if record is None:
         raise BenchError(f"{folder}: not a finished run (no DONE, or its run.json is missing or damaged)")
     spec = stored_spec(files)
-    cfg = spec.resolved()
     stored = (record.get("code") or {}).get("method")
     now = method_code(METHODS.get(spec.method))
     if stored and now and stored != now:
         log(f"warning: {folder}: its method's code changed since it ran ({stored} -> {now}): these predictions "
             "come from today's code with the old weights (bench run --rerun-stale retrains the run)")
     dev = pick_device(device)
-    ds = prepare(spec.dataset, cache_root=cache)
+    prepared = prepare(spec.dataset, cache_root=cache)
+    with DatasetUse(prepared.folder, f"bench predict {folder}", log) as use:  # never re-prepared under it
+        ran_on = record["data"].get("fingerprint") if isinstance(record.get("data"), dict) else None
+        if isinstance(ran_on, str) and ran_on != use.fingerprint:
+            log(f"warning: {folder}: {spec.dataset} was prepared again since this run was evaluated (fingerprint "
+                f"{ran_on[:16]} -> {use.fingerprint}); these predictions are of today's data")
+        assert use.dataset is not None
+        return _predict(files, spec, record, use.dataset, dev, cases, log)
+
+
+def _predict(files: RunFiles, spec: RunSpec, record: dict[str, Any], ds: PreparedDataset, dev: torch.device,
+             cases: Sequence[str] | None, log: Callable[[str], None]) -> list[Path]:
+    """``predict_run``'s work once the dataset is held: load the weights, predict, save."""
+    folder = files.folder
+    cfg = spec.resolved()
     cls = METHODS.get(spec.method)
     method = build_method(cls, cfg.method, cfg.train, ds.num_classes, dev)
     if record.get("inference_net") in getattr(cls, "eval_nets", ()):  # the network the run evaluated

@@ -1,6 +1,7 @@
 """The run record (``run.json``): what one finished run was and what it scored, in one place.
 
-Identity (dataset, profile, method, tag, ratio, seed), the code that made it (``code``: the method's
+Identity (dataset, profile, method, tag, ratio, seed), the prepared data it read (``data``: name and
+fingerprint, checked unchanged from set-up to record), the code that made it (``code``: the method's
 and the core's hashes, the version), configuration and split, selection, results of the selected
 weights (``summary`` / ``per_class``; the last weights' under ``last``), cost and environment.
 ``sslbench.base.records.check_record`` is its reader's side.
@@ -21,12 +22,13 @@ if TYPE_CHECKING:
 
 def make_record(job: RunJob, fit: Any, metrics: dict[str, Any], policy: dict[str, Any], wall_s: float,
                 eval_s: float) -> dict[str, Any]:
-    """The record of ``job`` once its selected weights scored ``metrics``."""
+    """The record of ``job`` once its selected weights scored ``metrics``. ``wall_s``: the run's time
+    over all its sessions (this one from set-up, earlier ones' training), so never below ``train_s``."""
     spec, cfg, method, device = job.spec, job.cfg, job.method, job.device
     entry = METHODS.entry(spec.method)
     return {
         "id": f"{spec.dataset}/{spec.profile}/{spec.folder_method}/ratio-{spec.ratio:g}/seed-{spec.seed}",
-        "dataset": spec.dataset, "profile": spec.profile, "method": spec.method,
+        "dataset": spec.dataset, "data": job.use.identity, "profile": spec.profile, "method": spec.method,
         "paper_name": entry.obj.paper_name, "variant": spec.tag, "method_source": entry.source,
         "method_class": entry.class_path, "code": job.code,
         "ratio": spec.ratio, "seed": spec.seed, "overrides": list(spec.overrides), "config_hash": cfg.hash(),
