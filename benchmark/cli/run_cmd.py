@@ -106,6 +106,14 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
     from sslbench.run.sweeps import find_sweep, load_sweep
 
     load_plugins(plugins)
+    slurm_settings = None
+    if executor == "slurm":  # every SLURM value checked before anything is printed, written or submitted
+        from sslbench.run.slurm import check_script_values, load_settings
+
+        if jobs > 1:
+            raise BenchError("--jobs is for the local executor; on SLURM use --runs-per-task K")
+        slurm_settings = load_settings(executor_config, sbatch, **slurm)
+        check_script_values(slurm_settings, results or default_results())
     if executor == "local":
         pick_device(device)  # before anything is written (on SLURM, the nodes' device counts)
     elif device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
@@ -140,9 +148,7 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
     if executor == "slurm":
         from sslbench.run.slurm_executor import SlurmExecutor
 
-        if jobs > 1:
-            raise BenchError("--jobs is for the local executor; on SLURM use --runs-per-task K")
-        runner = SlurmExecutor(executor_config, sbatch, wait, slurm)
+        runner = SlurmExecutor(executor_config, sbatch, wait, slurm, settings=slurm_settings)
     else:
         given = [k for k, v in slurm.items() if v is not None] + (["slurm"] if sbatch else []) + \
             (["executor_config"] if executor_config else []) + (["wait"] if wait else [])

@@ -57,9 +57,7 @@ def evaluate(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[str], si
     spacings = {c.id: c.spacing for c in ds.cases}
     pool = None
     if workers > 0 and len(case_ids) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_metric_context())
+        pool = metric_pool(workers)
     try:
         pending = []
         for cid in case_ids:
@@ -77,14 +75,27 @@ def evaluate(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[str], si
     return {"metric_per_case": per_case, **summarise(per_case, ds.classes[1:])}
 
 
+def metric_pool(workers: int) -> Any:
+    """A pool of ``workers`` metric processes that die with this process: a ``kill -9`` of a run must
+    not leave them (and the fork server they hold open) waiting forever on a queue nobody writes."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sslbench.base.lifetime import die_with
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_metric_context(), initializer=die_with,
+                               initargs=(os.getpid(),))
+
+
 def _metric_context() -> Any:
     """Workers that start fast and never inherit the trainer's threads or device: forked from a
-    server process that has imported the metrics once (Linux), else spawned."""
+    server process that has imported the metrics (and the watch that ends them with their owner) once
+    (Linux), else spawned."""
     import multiprocessing as mp
 
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["sslbench.report.metrics"])
+        ctx.set_forkserver_preload(["sslbench.report.metrics", "sslbench.base.lifetime"])
         return ctx
     return mp.get_context("spawn")
 

@@ -15,9 +15,10 @@ from typing import Any, Protocol
 
 import torch
 
-from sslbench.base.lifetime import die_with
 from sslbench.base.errors import BenchError
-from sslbench.cache import prepare
+from sslbench.base.lifetime import die_with
+from sslbench.base.printable import printable, raw_stream
+from sslbench.cache import check_separate, prepare
 from sslbench.method import METHODS
 from sslbench.run.environment import pick_device
 from sslbench.run.folder_state import FolderState, folder_state, stale_error
@@ -77,6 +78,7 @@ def check_inputs(specs: Sequence[RunSpec], opts: RunOptions, check_device: bool 
     stale runs (all named in one error) and the evaluation splits. Returns each run folder's state."""
     if (opts.results.exists() or opts.results.is_symlink()) and not opts.results.is_dir():
         raise BenchError(f"{opts.results}: --results names a file, not a folder")
+    check_separate(opts.results, opts.cache)  # a results folder inside the cache (or around it): refused
     if check_device:
         pick_device(opts.device)  # a bad --device fails here, before any run folder is written
     prepared = {name: prepare(name, cache_root=opts.cache) for name in dict.fromkeys(s.dataset for s in specs)}
@@ -110,7 +112,7 @@ def _execute(specs: Sequence[RunSpec], opts: RunOptions, states: dict[RunSpec, F
     clock = SweepClock(len(specs), max(1, jobs))
     if jobs <= 1:
         bar = _sweep_bar(len(specs), opts.progress)
-        say = (lambda message: bar.write(message, file=sys.stderr)) if bar is not None else log
+        say = (lambda message: bar.write(printable(message), file=raw_stream(sys.stderr))) if bar is not None else log
         for i, spec in enumerate(specs, 1):
             try:
                 if stop_requested():
@@ -160,7 +162,7 @@ def _sweep_bar(total: int, progress: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="sweep", unit="run", position=0, leave=True, dynamic_ncols=True,
-                bar_format="{desc}: {n}/{total} runs |{bar}|", file=sys.stderr)
+                bar_format="{desc}: {n}/{total} runs |{bar}|", file=raw_stream(sys.stderr))
 
 
 class SweepClock:

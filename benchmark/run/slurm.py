@@ -11,14 +11,21 @@ requeues the same task; the requeued task skips the runs already done and resume
 
 Submitting writes ``slurm.json`` (job id, log paths) into each run folder; a later ``bench run``
 submits a run again only when it is neither done, nor being trained (its lock is held), nor still
-in SLURM's queue under that id.
+in SLURM's queue under that id. Submissions to one results folder take turns (a lock on
+``<results>/.submit.lock``), so two at once never both see a run as unsubmitted.
+
+Every value that reaches the batch script submitit writes (settings, ``--slurm`` items, the paths)
+is refused when it holds a control character: a newline would end its ``#SBATCH`` line and the rest
+would run as a shell command on the cluster.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,13 +33,50 @@ from pathlib import Path
 from typing import Any
 
 from sslbench.base.errors import BenchError
-from sslbench.base.locks import probe
+from sslbench.base.locks import FolderLock, probe
 from sslbench.base.run_files import RunFiles
 from sslbench.io.readers import regular_input
-from sslbench.run.queue import ACTIVE, queued_job, squeue_states
+from sslbench.run.queue import ACTIVE, RUNNING, given_job, queued_job, squeue_states
 from sslbench.run.status import collect, summary_line
 
 LOGS = "slurm-logs"        # under the results root: submitit's pickles and the tasks' stdout/stderr
+SUBMIT_LOCK = ".submit.lock"  # under the results root: held while a submission decides and submits
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none belongs in a SLURM value,
+# and a line break would start a new line of the batch script (a shell command)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# an sbatch long option's name (``mail-type``, ``gres_flags``, ``x11``), without its leading dashes
+_OPTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*")
+# sbatch options the executor sets itself: the array's shape, its logs and the requeue warning
+_MANAGED = {"array": "the array is one task per run group (--runs-per-task)",
+            "output": f"the logs go to <results>/{LOGS}", "error": f"the logs go to <results>/{LOGS}",
+            "open-mode": "the logs are appended across requeues", "signal": "use signal_delay_s",
+            "wrap": "the batch script is submitit's", "time": "use --time-min", "parsable": "sbatch's output is read"}
+
+
+def script_safe(value: str, what: str) -> str:
+    """``value`` unchanged, or one error naming ``what`` (the option or config key) when it holds a
+    control character, which would break out of its line of the batch script."""
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise BenchError(f"{what}: {value!r} holds a control character ({bad.group()!r}); refused: it would be "
+                         "written into the SLURM batch script, where a line break starts a shell command")
+    return value
+
+
+def _sbatch_item(key: str, value: str, what: str) -> tuple[str, str]:
+    """One extra sbatch option (``--slurm KEY=VALUE`` or a ``[slurm.sbatch]`` entry) as (name, value):
+    the name an sbatch option name, neither holding a control character."""
+    script_safe(key, what)
+    script_safe(value, what)
+    name = key.strip().lstrip("-")
+    if not _OPTION_NAME.fullmatch(name):
+        raise BenchError(f"{what}: {name!r} is not an sbatch option name (letters, digits and single - or _, "
+                         "e.g. constraint, mail-type)")
+    why = _MANAGED.get(name.replace("_", "-").lower())
+    if why:
+        raise BenchError(f"{what}: --{name} is set by bench, not by hand ({why})")
+    return name, value.strip()
 
 
 @dataclass
@@ -99,13 +143,19 @@ def load_settings(path: Path | None = None, sbatch: Sequence[str] = (), **given:
             if key == "sbatch":
                 if not isinstance(value, dict):
                     raise BenchError(f"{path}: [slurm.sbatch] must be a table of sbatch options")
-                extras.update({str(k): str(v) for k, v in value.items()})
+                for k, v in value.items():
+                    name, text = _sbatch_item(str(k), str(v), f"{path}: [slurm.sbatch] {str(k)!r}")
+                    extras[name] = text
             elif key == "setup":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise BenchError(f"{path}: slurm.setup must be a list of shell lines")
+                for line in value:  # shell by design, but one line each: a tab is all they may hold
+                    script_safe(line.replace("\t", " "), f"{path}: slurm.setup")
                 values["setup"] = tuple(value)
             elif key in _TYPES:
                 values[key], origin[key] = _typed(key, value, str(path)), str(path)
+                if isinstance(values[key], str):
+                    script_safe(values[key], f"{path}: slurm.{key}")
             else:
                 raise BenchError(f"{path}: unknown key slurm.{key} (known: {', '.join(sorted(_TYPES))}, "
                                  "setup, sbatch)")
@@ -114,11 +164,14 @@ def load_settings(path: Path | None = None, sbatch: Sequence[str] = (), **given:
             raise BenchError(f"unknown SLURM setting {key!r}")
         if value is not None:
             values[key], origin[key] = _typed(key, value, "the command line"), "the command line"
+            if isinstance(values[key], str):
+                script_safe(values[key], f"--{key.replace('_', '-')}")
     for item in sbatch:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise BenchError(f"--slurm {item!r}: expected KEY=VALUE (an sbatch option, e.g. constraint=a100)")
-        extras[key.strip().lstrip("-")] = value.strip()
+        name, text = _sbatch_item(key, value, f"--slurm {item!r}")
+        extras[name] = text
     settings = SlurmSettings(**values, sbatch=extras)
     for key, lo in _LEAST.items():
         value = getattr(settings, key)
@@ -145,7 +198,7 @@ def _typed(key: str, value: Any, where: str) -> Any:
     if ok and kind is int:
         ok = isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("+-").isdigit())
     elif ok and kind is float:
-        ok = isinstance(value, (int, float)) or isinstance(value, str)
+        ok = isinstance(value, (int, float, str))
     elif ok:
         ok = isinstance(value, str) and bool(value.strip())
     try:
@@ -242,31 +295,70 @@ def _import_submitit() -> Any:
     return submitit
 
 
+def check_script_values(settings: SlurmSettings, results: Path) -> None:
+    """Every value submitit writes into the batch script, checked for control characters: the settings
+    (also when built in code, not by :func:`load_settings`), the results folder (the logs' paths) and
+    the interpreter the tasks run."""
+    for key in ("partition", "account", "qos", "python"):
+        value = getattr(settings, key)
+        if value is not None:
+            script_safe(str(value), f"slurm.{key}")
+    for line in settings.setup:
+        script_safe(line.replace("\t", " "), "slurm.setup")
+    for key, value in settings.sbatch.items():
+        _sbatch_item(str(key), str(value), f"slurm.sbatch {str(key)!r}")
+    script_safe(str(Path(results).absolute()), "--results")
+    if settings.python is None:
+        script_safe(sys.executable, "the Python interpreter's path")
+
+
 def submit(specs: Sequence[Any], opts: Any, settings: SlurmSettings,
            log: Callable[[str], None] = print) -> Submission:
-    """Submit the runs that are not done, not running and not queued, as one job array."""
+    """Submit the runs that are not done, not running and not queued, as one job array. The results
+    folder's submission lock is held from reading the queue until every ``slurm.json`` is written."""
     from sslbench.run.executors import check_inputs
-    from sslbench.run.folder_state import check_folder
 
+    check_script_values(settings, opts.results)
     submitit = _import_submitit()
     if shutil.which("sbatch") is None:
         raise BenchError("--executor slurm: sbatch not found (run this on the cluster's login node)")
     opts = dataclasses.replace(opts, results=Path(opts.results).absolute(),
                                cache=None if opts.cache is None else Path(opts.cache).absolute())
     check_inputs(specs, opts, check_device=False)  # the nodes' device, not this login node's
+    lock = FolderLock(opts.results / SUBMIT_LOCK)
+    if not lock.acquire(wait=False):
+        log(f"waiting for another submission to {opts.results} to end ({lock.holder})")
+        lock.acquire(wait=True)
+    try:
+        return _submit_locked(submitit, specs, opts, settings)
+    finally:
+        lock.release()
+
+
+def _submit_locked(submitit: Any, specs: Sequence[Any], opts: Any, settings: SlurmSettings) -> Submission:
+    """:func:`submit`'s work once it holds the results folder's submission lock."""
+    from sslbench.run.folder_state import check_folder
+
     queue = squeue_states()
     skipped: dict[str, list[str]] = {"done": [], "running": [], "queued": []}
     todo = []
+    unknown = []  # runs given a job that squeue cannot tell about
     for spec in specs:
         files = spec.files(opts.results)
         if check_folder(spec, opts) == "done":
             skipped["done"].append(spec.label)
         elif probe(files.lock_path)[0] == "held":
             skipped["running"].append(spec.label)
-        elif queued_job(files, queue) is not None:
-            skipped["queued"].append(spec.label)
+        elif (job := queued_job(files, queue)) is not None:
+            skipped["running" if job[1] in RUNNING else "queued"].append(spec.label)
         else:
+            if queue is None and given_job(files) is not None:
+                unknown.append(spec.label)
             todo.append(spec)
+    if unknown:
+        raise BenchError(f"squeue did not answer, so whether the SLURM jobs of {len(unknown)} run(s) (e.g. "
+                         f"{unknown[0]}) are still queued is unknown; not submitting them twice: try again when "
+                         "squeue works")
     logs = opts.results / LOGS
     if not todo:
         return Submission([], {}, skipped, logs)
@@ -284,7 +376,7 @@ def submit(specs: Sequence[Any], opts: Any, settings: SlurmSettings,
     started = time.time()
     try:
         jobs = executor.map_array(SlurmTask(), groups, [opts] * len(groups))
-    except Exception as exc:  # noqa: BLE001 - sbatch refused (partition, account, limits): say what it said
+    except Exception as exc:
         raise BenchError(f"sbatch refused the array: {str(exc).strip().splitlines()[-1][:400]}") from exc
     runs: dict[str, list[str]] = {}
     for job, group in zip(jobs, groups):

@@ -10,7 +10,7 @@ from typing import Any
 from sslbench.base.run_files import RunFiles
 from sslbench.run.executors import SweepResult
 from sslbench.run.queue import queued_job, squeue_states
-from sslbench.run.slurm import load_settings, submit
+from sslbench.run.slurm import SlurmSettings, load_settings, submit
 from sslbench.run.slurm import wait as wait_for
 from sslbench.run.specs import RunOptions, RunOutcome, RunSpec
 from sslbench.run.status import collect
@@ -21,15 +21,17 @@ SKIPPED = {"done": "already done", "running": "being trained now", "queued": "al
 @dataclass
 class SlurmExecutor:
     """SLURM settings: defaults < ``config`` file (a ``[slurm]`` table) < ``sbatch`` items and ``given``
-    flags (``--partition`` ...); ``wait``: follow the array until it ends."""
+    flags (``--partition`` ...), or ``settings`` already loaded from them (the CLI checks them before it
+    prints anything); ``wait``: follow the array until it ends."""
 
     config: Path | None = None
     sbatch: tuple[str, ...] = ()
     wait: bool = False
     given: dict[str, Any] = field(default_factory=dict)
+    settings: SlurmSettings | None = None
 
     def run(self, specs: Sequence[RunSpec], opts: RunOptions, log: Callable[[str], None]) -> SweepResult:
-        settings = load_settings(self.config, self.sbatch, **self.given)
+        settings = self.settings or load_settings(self.config, self.sbatch, **self.given)
         sub = submit(specs, opts, settings, log=log)
         for why, labels in sub.skipped.items():
             if labels:
