@@ -141,3 +141,28 @@ def test_slice_wise_distances_equal_medpy(spacing: tuple[float, ...] | None, pai
     assert_same(m["asd_legacy"], medpy_binary.asd(a, b, None))
     assert_same(m["hd95_legacy"], medpy_binary.hd95(a, b, None))
     assert bool(calls) == (limit > 10)              # the path this case is meant to take
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_slices_on_any_axis_take_the_slice_wise_path_and_equal_medpy(axis: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stack of 10 mm slices on axis 0, 1 or 2 gives medpy's values, through the per-slice path
+    (one 2-D transform per slice, never four 3-D ones)."""
+    from medpy.metric import binary as mb
+
+    from sslbench.report import metrics
+
+    shape, sp = [40, 48, 44], [1.5, 1.5, 1.5]
+    shape[axis], sp[axis] = 8, 10.0
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    ref = sum(((g - n / 2) * s) ** 2 for g, n, s in zip(grids, shape, sp)) < 28.0 ** 2
+    pred = sum(((g - n / 2 - 1) * s) ** 2 for g, n, s in zip(grids, shape, sp)) < 25.0 ** 2
+    assert metrics._slice_axis(tuple(shape), np.asarray(sp)) == axis
+    calls, stacks = [], []
+    monkeypatch.setattr(metrics, "surface_distances", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    per_slice = metrics._slice_sq_distances
+    monkeypatch.setattr(metrics, "_slice_sq_distances", lambda t, s: stacks.append(t.shape[0]) or per_slice(t, s))
+    m = metrics.binary_metrics(pred, ref, sp)
+    assert not calls and stacks and set(stacks) <= set(range(1, 9))   # 2-D transforms across the 8 slices
+    np.testing.assert_allclose([m["asd"], m["assd"], m["hd95"]],
+                               [mb.asd(pred, ref, sp), mb.assd(pred, ref, sp), mb.hd95(pred, ref, sp)], rtol=1e-9)
+    np.testing.assert_allclose([m["asd_legacy"], m["hd95_legacy"]], [mb.asd(pred, ref), mb.hd95(pred, ref)], rtol=1e-9)

@@ -1,4 +1,5 @@
-"""`bench plot`: every figure kind is produced from a small synthetic sweep, as PNG and PDF, and is not blank."""
+"""`bench plot`: every figure kind is produced from a small synthetic sweep, as PNG and PDF with a caption
+file, and is not blank."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,9 @@ pytestmark = pytest.mark.slow
 
 def assert_figure(paths_text: str) -> None:
     paths = [Path(p) for p in paths_text.split()]
-    assert {p.suffix for p in paths} == {".png", ".pdf"}
+    assert {p.suffix for p in paths} == {".png", ".pdf", ".txt"}
+    caption = next(p for p in paths if p.suffix == ".txt").read_text()
+    assert caption.startswith("figure: ") and "dataset: synthetic-cardiac" in caption and "schedule: " in caption
     png = next(p for p in paths if p.suffix == ".png")
     assert png.stat().st_size > 10_000
     assert mpimg.imread(png).std() > 0.01                                   # not a blank canvas
@@ -35,7 +38,8 @@ def plot_runs(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path
 
 @pytest.mark.parametrize("kind, extra", [
     ("ratio", ()), ("classes", ("--ratio", "5")), ("qualitative", ("--dataset", "synthetic-cardiac", "--ratio", "5")),
-    ("param", ("--param", "method.consistency", "--methods", "mt")),
+    ("param", ("--param", "method.consistency", "--methods", "mt")), ("curves", ("--keys", "loss,lr,val_dice")),
+    ("paired", ("--methods", "unet-l,mt", "--ratio", "10")), ("qualitative", ("--dataset", "synthetic-cardiac")),
 ])
 def test_every_figure(plot_runs: Path, tmp_path: Path, kind: str, extra: tuple[str, ...]) -> None:
     code, out, err = bench("plot", kind, "--results", str(plot_runs), "-o", str(tmp_path / kind), *extra)

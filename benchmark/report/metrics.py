@@ -133,13 +133,29 @@ def _across_slices(query: np.ndarray, sqs: Sequence[tuple[np.ndarray, np.ndarray
     return outs
 
 
+def _slice_axis(shape: Sequence[int], sp: np.ndarray | None) -> int:
+    """The axis to take 2-D slices across: the one of coarsest spacing (a stack of slices, whichever
+    axis the file put it on), else the shortest; the slice-wise path costs one 2-D transform per slice
+    and grows with the number of slices."""
+    if sp is not None and float(sp.max()) > float(sp.min()):
+        return int(np.argmax(sp))
+    return int(np.argmin(shape))
+
+
 def _both_unit_systems(p: np.ndarray, r: np.ndarray, pb: np.ndarray, rb: np.ndarray,
                        sp: np.ndarray | None) -> tuple[np.ndarray, ...] | None:
     """Directed distances in mm and in voxels of 3-D surfaces from one 2-D distance transform per
     slice and direction (shared by both unit systems when the in-plane spacing is isotropic), instead
     of four 3-D transforms: the slices of a short-axis MR or CT volume are few and far apart. None
     where the 3-D transforms are cheaper (many slices and many surface voxels)."""
-    if p.ndim != 3 or p.shape[0] * max(int(pb.sum()), int(rb.sum())) > _SLICEWISE_LIMIT:
+    if p.ndim != 3:
+        return None
+    axis = _slice_axis(p.shape, sp)
+    if axis != 0:  # any axis order: the slice axis first (distances do not depend on axis order)
+        order = (axis, *(a for a in range(3) if a != axis))
+        p, r, pb, rb = (np.ascontiguousarray(m.transpose(order)) for m in (p, r, pb, rb))
+        sp = None if sp is None else sp[list(order)]
+    if p.shape[0] * max(int(pb.sum()), int(rb.sum())) > _SLICEWISE_LIMIT:
         return None
     unit_rb, unit_pb = _slice_sq_distances(rb, None), _slice_sq_distances(pb, None)
     if sp is None or sp[1] == sp[2]:
