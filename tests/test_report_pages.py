@@ -317,9 +317,14 @@ def test_voxel_counts_come_from_the_stored_counts(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ 5: TensorBoard
 
 def _config(folder: Path, overrides: list[str]) -> RunFiles:
+    """config.json as the run layer writes it (with the schedule it resolved: ``run.lifecycle``)."""
+    from sslbench.run.specs import RunSpec, overrides_hash, protocol_overrides
+
+    protocol = protocol_overrides(RunSpec("synthetic-cardiac", "mt", 5.0, 0, "quick", tuple(overrides), "w=0.3"))
     files = RunFiles(folder)
     files.create()
-    files.write(RunFiles.CONFIG, {"hash": "x", "spec": {
+    files.write(RunFiles.CONFIG, {"hash": "x", "schedule": {
+        "protocol_overrides": protocol, "profile_key": "quick" + (f"+{overrides_hash(protocol)}" if protocol else "")}, "spec": {
         "dataset": "synthetic-cardiac", "method": "mt", "ratio": 5.0, "seed": 0, "profile": "quick",
         "overrides": overrides, "tag": "w=0.3"}, "train": {"iterations": 40, "lr": 0.01, "milestones": [1, 2]},
         "data": {"split": None}, "method": {"consistency": 0.3}})

@@ -22,7 +22,7 @@ from sslbench.cache import DatasetUse, check_separate, data_changed, dataset_fol
 from sslbench.method import METHODS
 from sslbench.run.folder_state import FolderState, folder_state, run_code, stale_error
 from sslbench.run.job import RunJob
-from sslbench.run.specs import RunOptions, RunOutcome, RunSpec
+from sslbench.run.specs import RunOptions, RunOutcome, RunSpec, overrides_hash, protocol_overrides
 from sslbench.train.interrupt import Interrupted
 
 
@@ -105,8 +105,12 @@ def _run_locked(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[
             if code["core"] != core_code():
                 log(f"warning: {spec.label}: resumed under another version of the core code than it started with; "
                     f"its record names both ({code['core']}); --rerun-stale=core trains it again from the start")
-        files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "sources": cfg.sources, "code": code,
-                                      "prepared": use.identity, **cfg.to_dict()})
+        protocol = protocol_overrides(spec)  # the schedule key, for views of a run that has no record yet
+        schedule = {"protocol_overrides": protocol,
+                    "profile_key": spec.profile + (f"+{overrides_hash(protocol)}" if protocol else "")}
+        files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "schedule": schedule,
+                                      "sources": cfg.sources, "code": code, "prepared": use.identity,
+                                      **cfg.to_dict()})
         t0 = time.perf_counter()
         record = RunJob.set_up(spec, opts, files, log, code, use).run(t0, log)
     return RunOutcome(spec, "done", str(files.folder), record["summary"])

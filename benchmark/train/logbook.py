@@ -193,7 +193,7 @@ def board_identity(config: Any) -> dict[str, Any]:
         return {"name": "run", "hparams": {}, "text": "no config.json"}
     spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
     profile = str(spec.get("profile", "?"))
-    protocol, key = _protocol(spec)
+    protocol, key = _protocol(config, spec)
     hparams: dict[str, Any] = {k: _hparam(spec.get(k)) for k in ("dataset", "method", "tag", "ratio", "seed", "profile")
                                if k in spec}
     hparams["profile_key"] = key
@@ -208,19 +208,14 @@ def board_identity(config: Any) -> dict[str, Any]:
             "text": text, "profile_key": key, "profile_text": readable}
 
 
-def _protocol(spec: dict[str, Any]) -> tuple[list[str], str]:
-    """The schedule values a run's ``--set`` changed from its profile and its profile key, as its record
-    will state them (``sslbench.run.specs``); where this process cannot resolve the configuration (a
-    method not registered here), the ``train.``/``data.`` items as given, under the profile's name."""
+def _protocol(config: dict[str, Any], spec: dict[str, Any]) -> tuple[list[str], str]:
+    """The schedule values a run's ``--set`` changed from its profile and its profile key, as the run
+    layer wrote them into ``config.json`` (``schedule``, as the record will state them); for a config
+    without them, the ``train.``/``data.`` items as given, under the profile's name."""
     profile = str(spec.get("profile", "?"))
-    try:
-        from sslbench.run.specs import RunSpec, overrides_hash, protocol_overrides
-
-        run = RunSpec(dataset=spec["dataset"], method=spec["method"], ratio=float(spec["ratio"]),
-                      seed=int(spec["seed"]), profile=profile, overrides=tuple(spec.get("overrides") or ()),
-                      tag=str(spec.get("tag", "")))
-        protocol = protocol_overrides(run)
-        return protocol, profile + (f"+{overrides_hash(protocol)}" if protocol else "")
-    except (BenchError, ImportError, KeyError, OSError, TypeError, ValueError):
-        given = sorted(str(o) for o in spec.get("overrides") or [] if str(o).startswith(("train.", "data.")))
-        return given, profile
+    schedule = config.get("schedule") if isinstance(config.get("schedule"), dict) else {}
+    protocol, key = schedule.get("protocol_overrides"), schedule.get("profile_key")
+    if isinstance(protocol, list) and isinstance(key, str):
+        return [str(o) for o in protocol], key
+    given = sorted(str(o) for o in spec.get("overrides") or [] if str(o).startswith(("train.", "data.")))
+    return given, profile
