@@ -179,7 +179,7 @@ def export_cmd(results: Path | None, output: Path, plugins: tuple[str, ...]) -> 
 
 
 def code_warning(root: Path) -> None:
-    """A figure or an export has no caption: what a table's caption would say of the code behind its
+    """An export has no caption: what a table's caption would say of the code behind its
     runs (several code versions, stale runs) goes to stderr."""
     from sslbench.report.frame import code_note, run_frame
 
