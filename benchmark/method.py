@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from sslbench.base.config import TrainConfig
+from sslbench.base.printable import CONTROL
 from sslbench.base.errors import ConfigError
 from sslbench.base.names import MAX_NAME, NAME
 from sslbench.base.ranges import Range
@@ -315,8 +316,9 @@ def _name_method(name: str, cls: type[SSLMethod]) -> None:
         raise RegistryError(f"method name {name!r} is not allowed: letters, digits, '.', '_' and '-', starting "
                             f"with a letter or digit (at most {MAX_NAME} characters)")
     paper_name = cls.__dict__.get("paper_name", name)
-    if not isinstance(paper_name, str) or not 0 < len(paper_name) <= 200:
-        raise RegistryError(f"method {name!r}: paper_name must be a string of 1-200 characters")
+    if not isinstance(paper_name, str) or not 0 < len(paper_name) <= 200 or CONTROL.search(paper_name):
+        raise RegistryError(f"method {name!r}: paper_name must be a string of 1-200 characters without control "
+                            "characters (it is printed and written in every table)")
     cls.name = name
     if "paper_name" not in cls.__dict__:  # never inherit another method's row name
         cls.paper_name = name

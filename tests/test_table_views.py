@@ -278,3 +278,29 @@ def test_captions_say_what_each_tag_means(tmp_path: Path) -> None:
     fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60, paper_name="MT")
     fake_run(root, "synthetic-cardiac", "mt", 5, 0, 40, tag="ema", paper_name="MT", overrides=("method.ema_decay=0.9",))
     assert "tags: MT (ema) = method.ema_decay=0.9" in tables(root)
+
+
+def test_a_dry_run_never_estimates_a_refused_run_and_summarises_a_large_sweep(tmp_path: Path) -> None:
+    from sslbench.run.plan import LIST_AT_MOST, plan_text
+    from sslbench.run.specs import RunOptions, expand
+
+    root = tmp_path / "r"
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60)      # a run of another configuration in mt's folder
+    fake_run(root, "synthetic-cardiac", "unet-l", 10, 0, 60)
+    opts = RunOptions(results=root)
+    text = plan_text(expand(["mt"], ["synthetic-cardiac"], [5], [0], "quick"), opts)
+    assert "refused" in text and "1 refused" in text and "min from finished runs" not in text
+    seeds = list(range(LIST_AT_MOST // 2 + 1))
+    big = plan_text(expand(["mt", "unet-l"], ["synthetic-cardiac"], [5], seeds, "quick"), opts)
+    assert big.splitlines()[0].startswith("| dataset") and len(big.splitlines()) < 10
+    assert f"{2 * len(seeds)} run(s)" in big
+
+
+def test_figure_captions_say_what_each_tag_means(tmp_path: Path) -> None:
+    from sslbench.report.plots import caption_file, plot_ratio
+
+    root = tmp_path / "r"
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60, paper_name="MT")
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 40, tag="ema", paper_name="MT", overrides=("method.ema_decay=0.9",))
+    (png, _) = plot_ratio(root, tmp_path / "f")
+    assert "tags: MT (ema) = method.ema_decay=0.9" in caption_file(png).read_text()

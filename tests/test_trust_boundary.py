@@ -155,7 +155,65 @@ def test_no_view_writes_inside_a_run_folder(tmp_path: Path) -> None:
     folder = fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60)
     record = (folder / "run.json").read_bytes()
     for args in (("table", "-o", str(folder / "run.json")), ("export", "-o", str(folder / "x.csv")),
-                 ("report", "-o", str(folder / "report"))):
+                 ("report", "-o", str(folder / "report")), ("plot", "ratio", "-o", str(folder / "fig")),
+                 ("plot", "ratio", "-o", str(folder))):
         code, _, err = _bench(args[0], "--results", str(root), *args[1:])
         assert code == 2 and "a view never writes into a run's folder" in err, (args, err)
     assert (folder / "run.json").read_bytes() == record and not (folder / "x.csv").exists()
+    assert not list(folder.glob("fig*")) and not list(folder.glob("figure*"))
+
+
+def test_a_control_character_in_a_tag_or_row_name_is_refused_where_it_is_given() -> None:
+    """A record refuses control characters, so a run tagged with one could never be shown: the tag
+    (and a plugin's row name) is refused at once instead."""
+    from sslbench.base.errors import BenchError, RegistryError
+    from sslbench.method import SSLMethod, register_method
+    from sslbench.run.specs import expand
+
+    for bad in CONTROLS:
+        with pytest.raises(BenchError, match="control characters"):
+            expand(["mt"], ["synthetic-cardiac"], [5], [0], "quick", tag=f"w{bad}")
+    with pytest.raises(RegistryError, match="without control characters"):
+        @register_method("ctl-row")
+        class Bad(SSLMethod):  # noqa: F841
+            paper_name = "MT\x1b[2J"
+
+
+def test_a_linked_sweep_plan_folder_is_never_written_through(tmp_path: Path) -> None:
+    from sslbench.base.errors import BenchError
+    from sslbench.base.run_files import run_dir
+    from sslbench.run.sweep_plan import sweep_plan
+
+    root, elsewhere = tmp_path / "r", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / ".sweeps").symlink_to(elsewhere)
+    folders = [run_dir(root, "synthetic-cardiac", "quick", "mt", 5, s) for s in (0, 1)]
+    with pytest.raises(BenchError, match="never written through"):
+        with sweep_plan(root, folders):
+            pass
+    assert not list(elsewhere.iterdir())
+
+
+def test_a_name_with_a_bar_keeps_the_reports_cost_table_in_its_columns(tmp_path: Path) -> None:
+    from sslbench.report.cost import cost_table
+    from sslbench.report.html import _markdown_table_to_html
+
+    root = tmp_path / "r"
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60, tag="a|b", paper_name="MT")
+    html = _markdown_table_to_html(cost_table(root, "markdown"))
+    rows = re.findall(r"<tr>(.*?)</tr>", html, re.S)
+    assert len({len(re.findall(r"<t[dh]", row)) for row in rows}) == 1 and "MT (a|b)" in html
+
+
+@pytest.mark.parametrize("name", ["$x^2$", "$\\frac{$", "a$b", "$\\undefinedcommand$"])
+def test_markup_in_a_tag_or_class_never_breaks_a_figure(tmp_path: Path, name: str) -> None:
+    """matplotlib parses "$...$" as mathtext unless told not to: an unbalanced or unknown command in
+    a tag or a class name would end `bench plot` and `bench report`. Every label is plain text."""
+    from sslbench.report.plots import plot_classes, plot_ratio
+
+    root = tmp_path / "r"
+    for seed in (0, 1):
+        folder = fake_run(root, "synthetic-cardiac", "mt", 5, seed, 60, tag=name, paper_name="MT")
+        _rename(folder, "case", name)
+    assert plot_ratio(root, tmp_path / "ratio") and plot_classes(root, tmp_path / "classes", ratio=5)

@@ -7,7 +7,8 @@ import click
 from click.core import ParameterSource
 
 from sslbench.base.errors import BenchError
-from sslbench.cli.app import csv_list, default_results, load_plugins, main, plugin_option, results_option, user_errors
+from sslbench.cli.app import csv_list, default_results, load_plugins, main, not_in_run_folder, plugin_option, \
+    results_option, user_errors
 
 KINDS = ("ratio", "classes", "qualitative", "param", "curves", "paired")
 # the options each kind acts on, beyond --results, --dataset, --profile, -o and --plugin (which all do);
@@ -96,6 +97,7 @@ def plot(ctx: click.Context, kind: str | None, results: Path | None, dataset: st
         raise BenchError("bench plot qualitative needs --dataset")
     name = f"paired-{chosen[0]}-vs-{chosen[1]}" if kind == "paired" and chosen else kind
     out = output or Path("figures") / name
+    not_in_run_folder(out if not out.is_dir() else out / "figure")
     named = {"name_all": output is None}  # the default names state dataset and profile key (and ratio), once
     if kind == "ratio":
         paths = plots.plot_ratio(root, out, dataset, profile, checkpoint, methods=chosen, **named)

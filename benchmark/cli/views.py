@@ -77,8 +77,8 @@ def refuse_unused(mode: str, honoured: tuple[str, ...], command: str) -> None:
                    "'beyond': BCP, UniMatch and ABD beside MONA with their own published numbers.")
 @click.option("--vs-paper", is_flag=True, help="With --table: add the published value and the difference.")
 @click.option("--paper-dataset", default=None,
-              help="With --vs-paper: which paper dataset to compare with (default: the same name, else the "
-                   "table's first), e.g. to set a synthetic run beside ACDC's numbers.")
+              help="With --vs-paper: which of the table's published datasets to set beside the records (default: "
+                   "the dataset of the same name, else none), e.g. acdc beside a synthetic run.")
 @click.option("--cost", is_flag=True, help="Cost per method instead: precision, iterations per stage, wall "
               "time, it/s, device-hours, memory, params.")
 @click.option("--per-class", is_flag=True, help="DSC and ASD per class instead of the class mean.")

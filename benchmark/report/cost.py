@@ -36,10 +36,10 @@ def cost_table(root: Path, fmt: str = "markdown", dataset: str | None = None, pr
         params = sub.params.astype(float).mean()
         prec = "/".join(sorted(set(sub.precision.astype(str))))
         iters = "/".join(sorted(set(sub.stage_iterations.astype(str))))
-        rows.append([ds, prof, name, str(len(sub)), prec, iters, f"{sub.wall_s.mean() / 60:.1f}",
+        rows.append([ds, prof, str(sub.profile_text.iloc[0]), name, str(len(sub)), prec, iters, f"{sub.wall_s.mean() / 60:.1f}",
                      stage_rates(sub.iters_per_s_by_stage), f"{hours:.3f} {'GPU' if gpu else 'CPU'}-h", f"{sub.peak_mem_mb.mean():.0f}",
                      "—" if params != params else f"{params / 1e6:.2f}"])
-    headers = ["dataset", "profile key", "Method", "runs", "precision", "iterations", "wall [min/run]", "it/s per stage", "device-hours",
+    headers = ["dataset", "profile key", "schedule", "Method", "runs", "precision", "iterations", "wall [min/run]", "it/s per stage", "device-hours",
                "peak mem [MB]", "params [M]"]
     caption = ("Cost per method: precision, iterations per stage, wall time per run, it/s per stage, device-hours, peak memory, "
                "parameters; means over the runs of each dataset, profile key and method")

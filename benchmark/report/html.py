@@ -436,7 +436,8 @@ def _markdown_table_to_html(text: str) -> str:
     lines = [line for line in text.splitlines() if line.startswith("|")]
     if len(lines) < 2:
         return ""
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    # a name's own "|" is escaped ("\\|") by the markdown table: split on the others only
+    cells = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])] for line in lines]
     return _html_table(cells[0], cells[2:])
 
 

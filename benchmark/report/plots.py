@@ -37,7 +37,7 @@ from sslbench.base.fields import FieldError, integer, number
 from sslbench.base.file_kinds import not_regular
 from sslbench.base.records import MAX_ITERATIONS
 from sslbench.base.run_files import RunFiles
-from sslbench.report.frame import code_note, run_frame, variant_name
+from sslbench.report.frame import code_note, run_frame, tag_note, variant_name
 from sslbench.report.tables import paper_order
 
 COLUMN_WIDTH_IN = 3.5  # one column of a two-column paper
@@ -58,6 +58,9 @@ def _pyplot():
     import seaborn as sns
 
     sns.set_theme(context="paper", style="whitegrid", font_scale=0.9)
+    # every label drawn is plain text: a tag or class name holding "$...$" is shown, never parsed as
+    # mathtext (which fails on unbalanced or unknown commands and would end the figure)
+    matplotlib.rcParams["text.parse_math"] = False
     return plt, sns
 
 
@@ -226,6 +229,9 @@ def _protocol(runs: pd.DataFrame, evaluated: bool = True) -> list[str]:
         lines.append(f"units: DSC [%], ASD = ASSD in {_one(runs, 'units')}")
     else:
         lines.append("validation Dice: on the validation split, as the runs logged it while training")
+    tags = tag_note(runs)
+    if tags:
+        lines.append(tags)  # what each tagged line or box means: its --set items
     note = code_note(runs) if "code_core" in runs and "stale" in runs else ""
     if note:
         lines.append(f"{CODE_LINE}{note}")

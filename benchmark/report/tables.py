@@ -208,7 +208,8 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
         recs = df[df.dataset == ds] if not df.empty else df
         keys = sorted(set(recs.profile_key)) if not recs.empty else []
         if len(keys) > 1:  # one table never mixes schedules
-            raise BenchError(f"{root}: {ds} has runs of {len(keys)} profiles or schedules ({', '.join(keys)}); "
+            shown = "; ".join(f"{k} = {recs.profile_text[recs.profile_key == k].iloc[0]}" if "+" in k else k for k in keys)
+            raise BenchError(f"{root}: {ds} has runs of {len(keys)} profiles or schedules ({shown}); "
                              "pick one with --profile (bench table --keys lists them)")
         headers, body, units = _paper_rows(table, lay[lay.dataset == rows_ds], recs, compare, fmt, vs_paper,
                                            lambda m, ds=ds: warn(f"table {table}, {ds}: {m}") if warn else None)

@@ -15,6 +15,7 @@ import numpy as np
 from sslbench.base.config import DataConfig, ResolvedConfig, TrainConfig, config_keys, resolve_config
 from sslbench.base.errors import BenchError
 from sslbench.base.names import NO_TAG
+from sslbench.base.printable import CONTROL
 from sslbench.base.run_files import RunFiles, run_dir
 from sslbench.cache import check_dataset_name
 from sslbench.method import METHODS
@@ -98,6 +99,8 @@ def slug(text: str) -> str:
     so "w/0.3" and "w 0.3" never share a folder (``~`` is never in a plain slug)."""
     if not isinstance(text, str):
         raise BenchError(f"--tag: expected text, got {_short(text)}")
+    if CONTROL.search(text):  # a record refuses them, so such a run could never be shown: refuse it here
+        raise BenchError(f"--tag {text!r}: control characters are not allowed in a tag")
     out = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")
     if out and out != text:
         out += "~" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sslbench.base.atomic import write_json
+from sslbench.base.errors import BenchError
 from sslbench.base.file_kinds import not_regular
 from sslbench.base.locks import FolderLock, probe
 
@@ -32,6 +33,9 @@ def sweep_plan(results: Path, folders: Sequence[Path]) -> Iterator[None]:
         yield
         return
     plans = results / PLANS
+    if plans.is_symlink() or (plans.exists() and not plans.is_dir()):
+        raise BenchError(f"{plans}: is a link or not a folder; the sweep's plan is never written through it "
+                         "(remove it)")
     _remove_ended(plans)
     name = f"{socket.gethostname()}-{os.getpid()}"
     lock = FolderLock(plans / f"{name}.lock")
