@@ -15,17 +15,22 @@ from sslbench.report.metrics import binary_metrics
 medpy_binary = pytest.importorskip("medpy.metric.binary")
 
 # (shape, spacing, radius in mm): an ACDC short-axis volume's size (10 x 256 x 216, 10 mm slices) with
-# a ventricle-sized object, and a larger CT-like volume
-CASES = {"acdc-size": ((10, 256, 216), (10.0, 1.5, 1.5), 40.0), "ct-size": ((40, 192, 192), (5.0, 1.4, 1.4), 30.0)}
+# a ventricle-sized object, the same stack with its slices on the last axis (as NIfTI files often hold
+# them), a CT-like volume (100 x 256 x 256), and a small structure
+CASES = {"acdc-size": ((10, 256, 216), (10.0, 1.5, 1.5), 40.0),
+         "slices-last": ((224, 224, 10), (1.5, 1.5, 10.0), 40.0),
+         "ct-size": ((100, 256, 256), (2.5, 0.8, 0.8), 60.0),
+         "small": ((10, 224, 224), (10.0, 1.5, 1.5), 8.0)}
 
 
 @pytest.fixture(scope="module", params=list(CASES))
 def volume_pair(request: pytest.FixtureRequest) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     shape, sp, radius = CASES[request.param]
-    zz, yy, xx = np.mgrid[0:shape[0], 0:shape[1], 0:shape[2]]
-    cz, cy, cx = shape[0] / 2, shape[1] / 2, shape[2] / 2
-    ref = ((zz - cz) * sp[0]) ** 2 + ((yy - cy) * sp[1]) ** 2 + ((xx - cx) * sp[2]) ** 2 < radius**2
-    pred = ((zz - cz - 1) * sp[0]) ** 2 + ((yy - cy - 3) * sp[1]) ** 2 + ((xx - cx + 2) * sp[2]) ** 2 < (0.93 * radius)**2
+    grids = np.ogrid[0:shape[0], 0:shape[1], 0:shape[2]]
+    centre = [n / 2 for n in shape]
+    shift = [1 if n < 20 else 3 for n in shape]  # a slice along the stack, a few voxels in-plane
+    ref = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, sp)) < radius**2
+    pred = sum(((g - c - d) * s) ** 2 for g, c, d, s in zip(grids, centre, shift, sp)) < (0.93 * radius)**2
     return pred, ref, sp
 
 
