@@ -304,3 +304,15 @@ def test_figure_captions_say_what_each_tag_means(tmp_path: Path) -> None:
     fake_run(root, "synthetic-cardiac", "mt", 5, 0, 40, tag="ema", paper_name="MT", overrides=("method.ema_decay=0.9",))
     (png, _) = plot_ratio(root, tmp_path / "f")
     assert "tags: MT (ema) = method.ema_decay=0.9" in caption_file(png).read_text()
+
+
+def test_status_names_the_schedule_of_a_run_still_training(tmp_path: Path) -> None:
+    from sslbench.run.status import collect, render
+
+    folder = tmp_path / "r" / "synthetic-cardiac" / "quick" / "mt" / "ratio-5" / "seed-0"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({
+        "hash": "x", "spec": {"method": "mt", "profile": "quick", "overrides": ["train.iterations=40"]},
+        "schedule": {"protocol_overrides": ["train.iterations=40"], "profile_key": "quick+abcdef"}}))
+    text = render(collect(tmp_path / "r"))
+    assert "schedule quick (train.iterations=40)" in text and "--set train.iterations=40" in text

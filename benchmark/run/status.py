@@ -119,6 +119,9 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
     spec = started.get("spec") if isinstance(started.get("spec"), dict) else {}
     given = spec.get("overrides") if isinstance(spec.get("overrides"), list) else []
     state.overrides = "; ".join(_text(o) for o in given if _text(o)) or None
+    schedule = started.get("schedule") if isinstance(started.get("schedule"), dict) else {}
+    if isinstance(schedule.get("protocol_overrides"), list):  # written when the run started
+        state.schedule = _text(key_text(_text(spec.get("profile")), [_text(o) for o in schedule["protocol_overrides"]]))
     stale = _stale(started.get("code") if isinstance(started.get("code"), dict) else {}, spec.get("method"))
     lock, holder = probe(files.lock_path)
     failed = _read(files, RunFiles.FAILED)
