@@ -217,3 +217,27 @@ def test_markup_in_a_tag_or_class_never_breaks_a_figure(tmp_path: Path, name: st
         folder = fake_run(root, "synthetic-cardiac", "mt", 5, seed, 60, tag=name, paper_name="MT")
         _rename(folder, "case", name)
     assert plot_ratio(root, tmp_path / "ratio") and plot_classes(root, tmp_path / "classes", ratio=5)
+
+
+def test_a_copied_run_folder_never_stands_in_for_another_run(tmp_path: Path, cache_dir: Path) -> None:
+    """Hostile pass: a finished seed-0 folder copied to seed-1 (or to another ratio) was "already
+    done" for seed 1, which was then never trained. Its stored spec names another run: refused."""
+    import shutil
+
+    from .conftest import TINY_RUN
+
+    root = tmp_path / "r"
+    run = ("run", "--methods", "unet-l", "--ratios", "5", "--quiet", "--no-table", *TINY_RUN, "--results", str(root))
+    assert _bench(*run, "--seeds", "0")[0] == 0
+    base = root / "synthetic-cardiac" / "quick" / "unet-l"
+    shutil.copytree(base / "ratio-5" / "seed-0", base / "ratio-5" / "seed-1")
+    shutil.copytree(base / "ratio-5" / "seed-0", base / "ratio-10" / "seed-0")
+    code, _, err = _bench(*run, "--seeds", "1")
+    assert code == 2 and "holds the run of seed 0, not this one" in err and "already done" not in err
+    code, _, err = _bench(*run[:4], "10", *run[5:], "--seeds", "0")
+    assert code == 2 and "holds the run of ratio 5 %" in err
+
+
+def test_a_set_value_of_too_many_digits_is_one_line() -> None:
+    code, out, err = _bench("run", "--methods", "unet-l", "--ratios", "5", "--dry-run", "--set", "train.lr=" + "9" * 5000)
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err and "no usable number" in err

@@ -190,6 +190,8 @@ def _parse_value(text: str) -> Any:
         raise ConfigError(f"a --set value nested too deep ({text[:20]}...)") from None
     except tomllib.TOMLDecodeError:
         return text  # bare strings need no quotes on the command line
+    except ValueError as exc:  # an integer of more digits than Python converts (4300)
+        raise ConfigError(f"a --set value that is no usable number ({text[:20]}...: {str(exc)[:80]})") from None
 
 
 @dataclass

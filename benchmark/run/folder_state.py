@@ -40,6 +40,26 @@ def unused_keys(method: str) -> set[str]:
     return {key for key in ("train.iterations", "train.pretrain_iterations") if key not in used}
 
 
+def _other_identity(stored: Any, spec: RunSpec) -> str:
+    """"" when the stored spec is this run's (dataset, profile, method, ratio, seed); else what it
+    names instead ("seed 0", "ratio 5 %"). A spec without these fields (an earlier version) is not
+    judged."""
+    if not isinstance(stored, dict):
+        return ""
+    differ = []
+    for key, mine in (("dataset", spec.dataset), ("profile", spec.profile), ("method", spec.method)):
+        if key in stored and stored[key] != mine:
+            differ.append(f"{key} {str(stored[key])[:40]!r}")
+    try:
+        if "ratio" in stored and float(stored["ratio"]) != spec.ratio:
+            differ.append(f"ratio {float(stored['ratio']):g} %")
+        if "seed" in stored and int(stored["seed"]) != spec.seed:
+            differ.append(f"seed {int(stored['seed'])}")
+    except (TypeError, ValueError, OverflowError):
+        differ.append("an unreadable ratio or seed")
+    return ", ".join(differ)
+
+
 def folder_state(spec: RunSpec, opts: RunOptions) -> FolderState:
     """The folder's state (see the module docstring); a ``BenchError`` naming the folder and what to do
     when it holds another run, unless ``--force`` lets it be replaced."""
@@ -63,6 +83,12 @@ def folder_state(spec: RunSpec, opts: RunOptions) -> FolderState:
             raise BenchError(f"{files.folder}: holds the run tagged {stored_tag!r}, not {spec.tag!r} (both give "
                              "this folder name); choose a tag that differs in its letters or digits, or --force")
         return FolderState("replace", "another tag's run")  # never the other tag's finished run taken for this one
+    other = _other_identity(stored.get("spec"), spec)
+    if other:  # a copied or moved folder: its run is another run's, never taken for this one
+        if not opts.force:
+            raise BenchError(f"{files.folder}: holds the run of {other}, not this one (a copied or moved run "
+                             "folder?); move it back, or --force to train this run in its place")
+        return FolderState("replace", f"the run of {other}")
     code = stored.get("code", {})
     if not isinstance(code, dict) or not all(is_hash(code.get(k, "")) for k in ("method", "core")):
         if not opts.force:
