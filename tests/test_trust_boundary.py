@@ -56,6 +56,15 @@ def test_control_characters_from_files_never_reach_the_terminal(tmp_path: Path, 
     assert len(out.splitlines()) == 5                       # header, three runs, summary: one line each
 
 
+def test_bidirectional_overrides_are_shown_escaped() -> None:
+    """A tag "evil\u202egnp.exe" would display as "evilexe.png": the override is printed as an escape."""
+    from sslbench.base.printable import PrintableStream
+
+    out = __import__("io").StringIO()
+    PrintableStream(out).write("MT (evil\u202egnp.exe) \u2066x\u2069\n")
+    assert out.getvalue() == "MT (evil\\u202egnp.exe) \\u2066x\\u2069\n"
+
+
 def test_a_record_field_with_a_control_character_is_damaged() -> None:
     from sslbench.base.fields import FieldError, text
 

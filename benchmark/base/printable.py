@@ -15,11 +15,16 @@ import re
 from typing import Any, TextIO
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
+# shown escaped too: the bidirectional overrides and isolates, which reorder what a terminal shows
+# ("evil\u202egnp.exe" displays as "evilexe.png")
+SHOWN_ESCAPED = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
-    """``text`` with every control character but newline and tab as a visible ``\\xNN`` escape."""
-    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """``text`` with every control character but newline and tab, and every bidirectional control, as
+    a visible escape (``\\xNN``, ``\\uNNNN``)."""
+    return SHOWN_ESCAPED.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                             else f"\\u{ord(m.group()):04x}", text)
 
 
 def one_line(text: str) -> str:
