@@ -316,3 +316,15 @@ def test_status_names_the_schedule_of_a_run_still_training(tmp_path: Path) -> No
         "schedule": {"protocol_overrides": ["train.iterations=40"], "profile_key": "quick+abcdef"}}))
     text = render(collect(tmp_path / "r"))
     assert "schedule quick (train.iterations=40)" in text and "--set train.iterations=40" in text
+
+
+def test_a_tag_of_letters_outside_ascii_gets_a_folder_of_its_own() -> None:
+    from sslbench.base.errors import BenchError
+    from sslbench.run.specs import slug
+
+    names = [slug(t) for t in ("ééé", "äöü", "///", "w/0.3")]
+    assert len(set(names)) == 4 and names[0].startswith("tag~") and names[3].startswith("w-0.3~")
+    with pytest.raises(BenchError, match="at most 100 characters"):
+        slug("é" * 101)
+    with pytest.raises(BenchError, match="visible character"):
+        slug("   ")

@@ -102,14 +102,14 @@ def slug(text: str) -> str:
     if CONTROL.search(text):  # a record refuses them, so such a run could never be shown: refuse it here
         raise BenchError(f"--tag {text!r}: control characters are not allowed in a tag")
     out = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")
-    if out and out != text:
-        out += "~" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    if out != text:  # "ééé" or "w/0.3": the safe form, or "tag" where nothing is left, plus the tag's hash
+        out = (out or "tag") + "~" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
     if text.strip() == NO_TAG:
         raise BenchError(f"--tag {NO_TAG}: reserved (the export's tag of an untagged run); choose another")
-    if not out:
-        raise BenchError(f"--tag {text!r}: needs at least one letter or digit")
     if len(text) > 100:
         raise BenchError(f"--tag {text[:20]!r}...: at most 100 characters (it names the run's folder)")
+    if not text.strip():
+        raise BenchError(f"--tag {text!r}: needs a visible character")
     return out
 
 
