@@ -250,3 +250,12 @@ def test_a_copied_run_folder_never_stands_in_for_another_run(tmp_path: Path, cac
 def test_a_set_value_of_too_many_digits_is_one_line() -> None:
     code, out, err = _bench("run", "--methods", "unet-l", "--ratios", "5", "--dry-run", "--set", "train.lr=" + "9" * 5000)
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err and "no usable number" in err
+
+
+def test_export_prints_each_skip_warning_once(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    fake_run(root, "synthetic-cardiac", "mt", 5, 0, 60)
+    damaged = fake_run(root, "synthetic-cardiac", "mt", 5, 1, 60)
+    (damaged / "run.json").write_text("{not json")
+    code, _, err = _bench("export", "--results", str(root), "-o", str(tmp_path / "x.csv"))
+    assert code == 0 and err.count("skipping") == 1, err

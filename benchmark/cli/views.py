@@ -181,9 +181,17 @@ def export_cmd(results: Path | None, output: Path, plugins: tuple[str, ...]) -> 
 def code_warning(root: Path) -> None:
     """An export has no caption: what a table's caption would say of the code behind its
     runs (several code versions, stale runs) goes to stderr."""
+    import logging
+
     from sslbench.report.frame import code_note, run_frame
 
-    runs = run_frame(root)
+    log = logging.getLogger("sslbench")
+    level = log.level
+    log.setLevel(logging.ERROR)  # the records were read (and their warnings printed) once already
+    try:
+        runs = run_frame(root)
+    finally:
+        log.setLevel(level)
     note = code_note(runs) if not runs.empty else ""
     if note:
         click.echo(f"warning: {note}", err=True)
