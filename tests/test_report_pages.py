@@ -323,7 +323,7 @@ def _config(folder: Path, overrides: list[str]) -> RunFiles:
     protocol = protocol_overrides(RunSpec("synthetic-cardiac", "mt", 5.0, 0, "quick", tuple(overrides), "w=0.3"))
     files = RunFiles(folder)
     files.create()
-    files.write(RunFiles.CONFIG, {"hash": "x", "schedule": {
+    files.write(RunFiles.CONFIG, {"hash": "x", "schedule_key": {
         "protocol_overrides": protocol, "profile_key": "quick" + (f"+{overrides_hash(protocol)}" if protocol else "")}, "spec": {
         "dataset": "synthetic-cardiac", "method": "mt", "ratio": 5.0, "seed": 0, "profile": "quick",
         "overrides": overrides, "tag": "w=0.3"}, "train": {"iterations": 40, "lr": 0.01, "milestones": [1, 2]},

@@ -313,7 +313,7 @@ def test_status_names_the_schedule_of_a_run_still_training(tmp_path: Path) -> No
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({
         "hash": "x", "spec": {"method": "mt", "profile": "quick", "overrides": ["train.iterations=40"]},
-        "schedule": {"protocol_overrides": ["train.iterations=40"], "profile_key": "quick+abcdef"}}))
+        "schedule_key": {"protocol_overrides": ["train.iterations=40"], "profile_key": "quick+abcdef"}}))
     text = render(collect(tmp_path / "r"))
     assert "schedule quick (train.iterations=40)" in text and "--set train.iterations=40" in text
 

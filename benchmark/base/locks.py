@@ -26,6 +26,7 @@ import stat
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from sslbench.base.atomic import file_mode
 from sslbench.base.errors import LockError
@@ -87,7 +88,24 @@ def probe(path: Path) -> tuple[str, str]:
         os.close(fd)
 
 
-class FolderLock:
+class _Held:
+    """``with lock:`` waits for the lock and lets it go at the end (both lock kinds)."""
+
+    def acquire(self, wait: bool = True) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.acquire(wait=True)
+        return self
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+
+class FolderLock(_Held):
     """``with FolderLock(path) as lock:`` waits for the lock; ``lock.acquire(wait=False)`` returns
     False at once when another live process holds it (``lock.holder`` says who). ``note``: what the
     holder does, shown to whoever is refused (``pid 12 on host since ... (note)``)."""
@@ -143,12 +161,6 @@ class FolderLock:
             os.close(self.fd)
             self.fd = None
 
-    def __enter__(self) -> FolderLock:
-        self.acquire(wait=True)
-        return self
-
-    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.release()
 
 
 def _open_lock_file(path: Path) -> int:
@@ -172,7 +184,7 @@ def _open_lock_file(path: Path) -> int:
     return fd
 
 
-class SharedLock:
+class SharedLock(_Held):
     """A shared lock on ``path`` (see the module docstring): ``with SharedLock(path, note) as lock:``
     waits while a ``FolderLock`` on ``path`` is held; ``acquire(wait=False)`` returns False at once
     then (``holder`` says who has it). ``note`` says what this holder does, for ``users``."""
@@ -233,12 +245,6 @@ class SharedLock:
             os.close(self.fd)
             self.fd = None
 
-    def __enter__(self) -> SharedLock:
-        self.acquire(wait=True)
-        return self
-
-    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.release()
 
 
 def users(path: Path) -> list[str]:

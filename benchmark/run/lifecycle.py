@@ -108,7 +108,7 @@ def _run_locked(spec: RunSpec, opts: RunOptions, files: RunFiles, log: Callable[
         protocol = protocol_overrides(spec)  # the schedule key, for views of a run that has no record yet
         schedule = {"protocol_overrides": protocol,
                     "profile_key": spec.profile + (f"+{overrides_hash(protocol)}" if protocol else "")}
-        files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "schedule": schedule,
+        files.write(RunFiles.CONFIG, {"hash": cfg.hash(), "spec": spec_fields, "schedule_key": schedule,
                                       "sources": cfg.sources, "code": code, "prepared": use.identity,
                                       **cfg.to_dict()})
         t0 = time.perf_counter()

@@ -21,8 +21,8 @@ from typing import Any
 
 from sslbench.base.code_identity import core_code
 from sslbench.base.fields import FieldError
-from sslbench.base.printable import one_line
 from sslbench.base.locks import probe
+from sslbench.base.printable import one_line
 from sslbench.base.records import check_progress
 from sslbench.base.run_files import RunFiles
 from sslbench.report.frame import current_method_codes, key_text
@@ -119,7 +119,7 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState
     spec = started.get("spec") if isinstance(started.get("spec"), dict) else {}
     given = spec.get("overrides") if isinstance(spec.get("overrides"), list) else []
     state.overrides = "; ".join(_text(o) for o in given if _text(o)) or None
-    schedule = started.get("schedule") if isinstance(started.get("schedule"), dict) else {}
+    schedule = started.get("schedule_key") if isinstance(started.get("schedule_key"), dict) else {}
     if isinstance(schedule.get("protocol_overrides"), list):  # written when the run started
         state.schedule = _text(key_text(_text(spec.get("profile")), [_text(o) for o in schedule["protocol_overrides"]]))
     stale = _stale(started.get("code") if isinstance(started.get("code"), dict) else {}, spec.get("method"))

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sslbench.base.errors import BenchError, TrainingDiverged
+from sslbench.base.errors import TrainingDiverged
 from sslbench.base.fields import FieldError, integer, mapping, number
 from sslbench.base.run_files import RunFiles
 
@@ -210,10 +210,10 @@ def board_identity(config: Any) -> dict[str, Any]:
 
 def _protocol(config: dict[str, Any], spec: dict[str, Any]) -> tuple[list[str], str]:
     """The schedule values a run's ``--set`` changed from its profile and its profile key, as the run
-    layer wrote them into ``config.json`` (``schedule``, as the record will state them); for a config
+    layer wrote them into ``config.json`` (``schedule_key``, as the record will state them); for a config
     without them, the ``train.``/``data.`` items as given, under the profile's name."""
     profile = str(spec.get("profile", "?"))
-    schedule = config.get("schedule") if isinstance(config.get("schedule"), dict) else {}
+    schedule = config.get("schedule_key") if isinstance(config.get("schedule_key"), dict) else {}
     protocol, key = schedule.get("protocol_overrides"), schedule.get("profile_key")
     if isinstance(protocol, list) and isinstance(key, str):
         return [str(o) for o in protocol], key
