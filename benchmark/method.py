@@ -112,8 +112,15 @@ class MethodContext:
     image_size: int
     device: torch.device
     base_width: int = 16
+    dims: int = 2  # 2: slices (the 2-D UNet); 3: volume crops (UA-MT's VNet)
 
-    def build_unet(self) -> UNet:
+    def build_unet(self) -> nn.Module:
+        """The track's shared network on the device: the 2-D UNet, or in 3-D UA-MT's VNet (batch norm,
+        dropout on as its LA scripts train it; ``predict`` runs it in eval mode, where dropout is off)."""
+        if self.dims == 3:
+            from sslbench.nn.vnet import VNet
+
+            return VNet(self.in_channels, self.num_classes, self.base_width, "batchnorm", dropout=True).to(self.device)
         return build_unet(self.in_channels, self.num_classes, self.base_width).to(self.device)
 
 
@@ -155,7 +162,7 @@ class StepInfo:
         return default_generator(torch.device(device))
 
     def consistency_weight(self, weight: float, start_fraction: float = 0.0,
-                           ramp_length: int | None = None) -> float:
+                           ramp_length: int | None = None, ramp_steps: int = 200) -> float:
         """``weight * exp(-5 (1 - t)^2)``: SSL4MIS's sigmoid ramp (``sigmoid_rampup``), 0 before
         ``start_fraction`` of the stage (MT's warm-up; the ramp still counts from the stage's start).
 
@@ -166,7 +173,9 @@ class StepInfo:
           200, 1)``: the weight is constant within each quantum and is full from iteration
           ``200 * quantum`` (<= ``total``) on. At SSL4MIS's 30k iterations the quantum is 150, its
           ``sigmoid_rampup(iter_num // 150, 200)``; a stage under 200 iterations has quantum 1 and
-          does not reach the full weight (``ssl4mis_consistency_weight``).
+          does not reach the full weight (``ssl4mis_consistency_weight``). ``ramp_steps`` changes the
+          200: UA-MT's LA script ramps over 40 quanta of 150 iterations (``sigmoid_rampup(iter // 150,
+          40)`` at 6000 iterations), ``ramp_steps=40``.
         * an int L > 0: a continuous ramp over the first L iterations, no quantum:
           ``t = min(iteration / L, 1)``; full weight from iteration L on, whatever ``total`` is.
           ``ramp_length=0`` is no ramp (the full weight at once).
@@ -180,7 +189,7 @@ class StepInfo:
         if self.iteration < start_fraction * self.total:
             return 0.0
         if ramp_length is None:
-            return ssl4mis_consistency_weight(weight, self.iteration, self.total)
+            return ssl4mis_consistency_weight(weight, self.iteration, self.total, ramp_steps)
         return weight * sigmoid_rampup(self.iteration, ramp_length)
 
     def progress(self) -> float:
@@ -219,6 +228,9 @@ class SSLMethod(nn.Module, Generic[C]):
     stage_lengths: ClassVar[dict[str, str]] = {}
     # stages whose batches hold labeled slices only (a supervised pre-training): no unlabeled draw
     labeled_only_stages: ClassVar[tuple[str, ...]] = ()
+    # the track dimensions the method is written for: (2,) a 2-D method, (2, 3) also UA-MT's 3-D track
+    # (its losses and augmentations work on (B, C, D, H, W) crops and its release, or UA-MT's, runs LA)
+    dims: ClassVar[tuple[int, ...]] = (2,)
     # the method's own configuration layer, in the form of a configs/methods/<name>.toml file:
     # {"train": {...}, "method": {...}, "profile": {"<profile>": {"train": {...}}}} (a plugin's defaults)
     defaults: ClassVar[dict[str, Any]] = {}
@@ -345,6 +357,9 @@ def build_method(cls: type[SSLMethod], method_cfg: MethodConfig, train: TrainCon
     """The method with its networks on ``device``, from its settings and the schedule's image size and
     width: the one factory a run, ``bench predict``, ``bench speed`` and the conformance kit share
     (a notebook too). The slice cache holds one channel per slice, hence ``in_channels=1``."""
+    if train.dims not in cls.dims:
+        raise ConfigError(f"method '{cls.name}' is written for {' and '.join(f'{d}-D' for d in cls.dims)} training, "
+                          f"not {train.dims}-D (train.dims = {train.dims}): its release has no 3-D version here")
     ctx = MethodContext(in_channels=in_channels, num_classes=num_classes, image_size=train.image_size,
-                        device=device, base_width=train.base_width)
+                        device=device, base_width=train.base_width, dims=train.dims)
     return cls(method_cfg, ctx)

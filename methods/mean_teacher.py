@@ -30,10 +30,15 @@ class MeanTeacher(SSLMethod[MTConfig]):
     of 30000 iterations; here that warm-up is ``warmup_fraction`` of the run (1/30, identical on the
     ``ssl4mis`` profile) so shorter profiles keep the same shape. Differs from the paper's MT in using
     SSL4MIS's weight (0.1, sigmoid ramp over the whole run) rather than the paper's schedule.
+
+    In 3-D (``train.dims = 3``) it is the mean teacher of UA-MT's LA script without the uncertainty
+    mask (UA-MT's own MT baseline): VNet crops, foreground Dice, the ramp over 40 quanta of the run
+    (``sigmoid_rampup(iter // 150, 40)`` at 6000 iterations); the warm-up fraction still applies.
     """
 
     paper_name = "MT"
     eval_nets = {"student": "student", "teacher": "teacher.module"}
+    dims = (2, 3)
 
     def __init__(self, cfg: MTConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -47,7 +52,8 @@ class MeanTeacher(SSLMethod[MTConfig]):
         with torch.no_grad():
             teacher_probs = torch.softmax(self.teacher(noisy).float(), dim=1)
         mse = softmax_mse(logits[n_l:], teacher_probs)
-        weight = step.consistency_weight(self.cfg.consistency, self.cfg.warmup_fraction)
+        weight = step.consistency_weight(self.cfg.consistency, self.cfg.warmup_fraction,
+                                         ramp_steps=40 if self.ctx.dims == 3 else 200)
         return {
             "loss_sup": ce_dice_loss(logits[:n_l], batch.y_l),
             "loss_cons": weight * mse,

@@ -15,6 +15,7 @@ class UNetL(SSLMethod):
 
     paper_name = "UNet-L"
     uses_unlabeled = False
+    dims = (2, 3)
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
         return {"loss_sup": ce_dice_loss(self.student(batch.x_l), batch.y_l)}

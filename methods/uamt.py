@@ -26,12 +26,12 @@ from sslbench.nn import ce_dice_loss, gaussian_noise, sigmoid_rampup, softmax_ms
 @torch.no_grad()
 def mc_entropy(net: nn.Module, x: Tensor, passes: int, perturb: Callable[[Tensor], Tensor],
                eps: float = 1e-6) -> tuple[Tensor, Tensor]:
-    """Mean probabilities (B, C, H, W) and entropy (B, 1, H, W) over ``passes`` noisy passes.
+    """Mean probabilities (B, C, *S) and entropy (B, 1, *S) over ``passes`` noisy passes (2-D or 3-D).
 
-    Runs the passes two at a time on a doubled batch, as SSL4MIS does (T = 8 -> 4 forward calls).
+    Runs the passes two at a time on a doubled batch, as SSL4MIS and UA-MT do (T = 8 -> 4 forward calls).
     """
     b = x.shape[0]
-    doubled = x.repeat(2, 1, 1, 1)
+    doubled = x.repeat(2, *[1] * (x.dim() - 1))
     total = None
     for _ in range(passes // 2):
         probs = torch.softmax(net(perturb(doubled)).float(), dim=1)
@@ -66,9 +66,14 @@ class UAMT(SSLMethod[UAMTConfig]):
     noise, EMA 0.99 of parameters only. SSL4MIS uses ``τ_max = ln 2`` although its ACDC task has 4
     classes (maximum entropy ln 4), so early in training almost no pixel passes; ``threshold_max``
     keeps that by default because it shapes published numbers, ``"lnC"`` uses the true maximum.
+
+    In 3-D (``train.dims = 3``) it is UA-MT's LA release (``train_LA_meanteacher_certainty_unlabel.py``):
+    the same terms on VNet crops, its supervised loss (``ce_dice_loss``: foreground Dice in 3-D) and
+    its consistency ramp ``0.1 · sigmoid_rampup(iter // 150, 40)`` (40 quanta of the run, not 200).
     """
 
     paper_name = "UAMT"
+    dims = (2, 3)
     # an untrained network is uncertain everywhere, so the kit checks the term with the lnC threshold
     conformance_config: ClassVar[dict[str, Any]] = {"threshold_max": "lnC"}
 
@@ -93,7 +98,7 @@ class UAMT(SSLMethod[UAMTConfig]):
         ramp = 1.0 if step.force_ramps else sigmoid_rampup(step.iteration, step.total)
         threshold = (0.75 + 0.25 * ramp) * self.tau_max
         cons, certain = masked_consistency(softmax_mse_map(logits[batch.n_l:], teacher_probs), uncertainty, threshold)
-        weight = step.consistency_weight(cfg.consistency)
+        weight = step.consistency_weight(cfg.consistency, ramp_steps=40 if self.ctx.dims == 3 else 200)
         return {"loss_sup": ce_dice_loss(logits[:batch.n_l], batch.y_l), "loss_cons": weight * cons,
                 "certain_fraction": certain.detach(), "cons_weight": weight}
 

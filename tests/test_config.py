@@ -174,7 +174,7 @@ def test_every_config_field_has_a_declared_range_or_choice_set() -> None:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             hint = hints[f.name]
-            assert hint in (int, float, bool, tuple[float, float]) or typing.get_origin(hint) is typing.Literal, \
+            assert hint in (int, float, bool, tuple[float, float], tuple[int, int, int]) or typing.get_origin(hint) is typing.Literal, \
                 f"{owner}: {cls.__name__}.{f.name} is {hint}: declare its choices with Literal"
     for e in METHODS:
         for profile in list_profiles():

@@ -62,12 +62,18 @@ class TrainConfig:
     select: Literal["best", "last"] = "best"  # model selection: "best" validation Dice or "last"
     log_every: int = 50
     amp: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
+    # the 3-D track (UA-MT's LA protocol); in 2-D these keep their defaults and are not part of the config
+    dims: Literal[2, 3] = 2          # 2: slices and the 2-D UNet; 3: whole volumes, random crops and UA-MT's VNet
+    patch_size: tuple[int, int, int] = (80, 112, 112)  # 3-D crop (D, H, W): UA-MT's 112 x 112 x 80 in its (W, H, D) order
+    stride_xy: int = 18              # 3-D sliding-window stride in-plane (H, W): UA-MT's test_util.py
+    stride_z: int = 4                # 3-D sliding-window stride through-plane (D)
 
     ranges: ClassVar[dict[str, Range]] = {
         "lr": Range(0.0, 10.0, open_lo=True), "momentum": Range(0.0, 0.999), "weight_decay": Range(0.0, 1.0),
         "poly_power": Range(0.0, 100.0, open_lo=True), "lr_gamma": Range(0.0, 1.0, open_lo=True),
         "image_size": Range(16, 4096), "base_width": Range(1, 512), "batch_size": Range(2, 65536),
-        "labeled_bs": Range(1, 65535)}
+        "labeled_bs": Range(1, 65535), "patch_size": Range(16, 4096), "stride_xy": Range(1, 4096),
+        "stride_z": Range(1, 4096)}
 
     def validate(self) -> None:
         check_values(self, "train")
@@ -75,6 +81,21 @@ class TrainConfig:
             raise ConfigError(f"train.labeled_bs must be in (0, batch_size={self.batch_size}), got {self.labeled_bs}")
         if self.image_size % 16:
             raise ConfigError(f"train.image_size must be a multiple of 16 (four poolings), got {self.image_size}")
+        if self.dims == 2:
+            changed = [k for k in THREE_D_KEYS if getattr(self, k) != getattr(TrainConfig, k)]
+            if changed:
+                raise ConfigError(f"train.{changed[0]} applies to 3-D training only (train.dims = 3); this "
+                                  "configuration trains 2-D slices")
+            return
+        if len(self.patch_size) != 3 or any(p < 16 or p > 4096 or p % 16 for p in self.patch_size):
+            raise ConfigError(f"train.patch_size must be three sizes (D, H, W), each a multiple of 16 in [16, 4096] "
+                              f"(four halvings of the VNet), got {list(self.patch_size)}")
+        if self.augment == "ssl4mis" and self.patch_size[1] != self.patch_size[2]:
+            raise ConfigError(f"train.patch_size {list(self.patch_size)}: UA-MT's rotation / flip augmentation needs "
+                              "a square in-plane patch (H = W); use equal sizes or train.augment = \"none\"")
+
+
+THREE_D_KEYS = ("dims", "patch_size", "stride_xy", "stride_z")
 
 
 @dataclass
@@ -202,8 +223,15 @@ class ResolvedConfig:
     sources: list[str]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"train": dataclasses.asdict(self.train), "data": dataclasses.asdict(self.data),
-                "method": dataclasses.asdict(self.method)}
+        """The configuration as stored and hashed; a 2-D one leaves out the 3-D keys (they hold their
+        defaults there), so runs made before the 3-D track keep their hash."""
+        train = dataclasses.asdict(self.train)
+        if self.train.dims == 2:
+            for key in THREE_D_KEYS:
+                train.pop(key)
+        else:
+            train["patch_size"] = list(self.train.patch_size)
+        return {"train": train, "data": dataclasses.asdict(self.data), "method": dataclasses.asdict(self.method)}
 
     def hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()

@@ -3,6 +3,7 @@ status line uses them: a record damaged by a full disk, a hand edit or another t
 one line naming the file and the field, never half used (a ``null`` profile, a list as dataset)."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sslbench.base.code_identity import is_hash
@@ -10,6 +11,7 @@ from sslbench.base.fields import FieldError, choice, integer, mapping, name, num
 
 SUMMARY = ("dice", "assd", "hd95")
 MAX_ITERATIONS = 10 ** 9
+CROP = re.compile(r"[1-9][0-9]{0,3}x[1-9][0-9]{0,3}x[1-9][0-9]{0,3}")  # a 3-D run's crop (D x H x W)
 MAX_SECONDS = 1e9  # 30 years: sums of wall times stay finite
 
 
@@ -71,7 +73,11 @@ def check_record(rec: Any) -> dict[str, Any]:
     if rec.get("schedule") is not None:
         schedule = mapping(rec["schedule"], "schedule")
         for key in ("image_size", "batch_size", "labeled_bs"):
-            if schedule.get(key) is not None:
+            if key == "image_size" and isinstance(schedule.get(key), str):  # a 3-D crop, "80x112x112"
+                if not CROP.fullmatch(schedule[key]):
+                    raise FieldError(f"schedule.image_size: expected a size or a crop D x H x W, got "
+                                     f"{schedule[key][:40]!r}")
+            elif schedule.get(key) is not None:
                 integer(schedule[key], f"schedule.{key}", 1)
         for key in ("lr_schedule", "select"):
             if schedule.get(key) is not None:

@@ -8,15 +8,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def _onehot(target: Tensor, classes: int, dtype: torch.dtype) -> Tensor:
+    """(B, *spatial) labels -> (B, C, *spatial) one-hot, any number of spatial axes."""
+    return F.one_hot(target.long(), classes).movedim(-1, 1).to(dtype)
+
+
 def dice_loss(logits: Tensor, target: Tensor, eps: float = 1e-5) -> Tensor:
-    """SSL4MIS `DiceLoss(C)(softmax, target)`: batch-level V-Net Dice with squared denominators,
-    computed for every class including background and averaged over classes."""
+    """The supervised Dice of the track's release, batch-level V-Net Dice with squared denominators.
+
+    2-D (B, C, H, W): SSL4MIS `DiceLoss(C)(softmax, target)`, every class including background,
+    averaged over classes. 3-D (B, C, D, H, W): UA-MT's LA `dice_loss(softmax[:, 1], label == 1)`,
+    the foreground only (for more than two classes, the mean over the foreground classes)."""
     probs = torch.softmax(logits.float(), dim=1)
-    onehot = F.one_hot(target.long(), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
-    dims = (0, 2, 3)
+    onehot = _onehot(target, probs.shape[1], probs.dtype)
+    dims = (0, *range(2, probs.dim()))
     inter = (probs * onehot).sum(dims)
     denom = (probs * probs).sum(dims) + (onehot * onehot).sum(dims)
-    return (1.0 - (2.0 * inter + eps) / (denom + eps)).mean()
+    per_class = 1.0 - (2.0 * inter + eps) / (denom + eps)
+    return per_class[1:].mean() if probs.dim() == 5 else per_class.mean()
 
 
 def masked_dice_loss(probs: Tensor, target: Tensor, mask: Tensor, eps: float = 1e-5, reduce: bool = True) -> Tensor:
@@ -36,8 +45,8 @@ def masked_dice_loss(probs: Tensor, target: Tensor, mask: Tensor, eps: float = 1
 
 
 def ce_dice_loss(logits: Tensor, target: Tensor, weight: float = 0.5) -> Tensor:
-    """``weight * (CE + Dice)``: SSL4MIS's supervised loss with the default 0.5; MONA's released
-    scripts use ``CE + Dice`` (weight 1, ``method.sup_weight``)."""
+    """``weight * (CE + Dice)``: SSL4MIS's supervised loss with the default 0.5 (UA-MT's on LA in 3-D,
+    see ``dice_loss``); MONA's released scripts use ``CE + Dice`` (weight 1, ``method.sup_weight``)."""
     return weight * (F.cross_entropy(logits.float(), target.long()) + dice_loss(logits, target))
 
 

@@ -1,14 +1,17 @@
 """Volume evaluation: slice-wise inference at the training size, prediction resized back to native
 size with SSL4MIS's ``zoom(order=0)`` mapping (``sslbench.io.resize``), metrics on the reassembled 3-D
-volume (mm when spacing is known)."""
+volume (mm when spacing is known). In 3-D (``train.dims = 3``) the volume is predicted whole by UA-MT's
+sliding window (``sslbench.nn.sliding_window``: its patch and strides, overlapping softmax averaged)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from sslbench.base.config import TrainConfig
 from sslbench.cache import PreparedDataset
 from sslbench.io.resize import resize_slices
 from sslbench.method import SSLMethod
@@ -18,10 +21,48 @@ from sslbench.train.precision import autocast
 SUMMARY_KEYS = ("dice",) + DISTANCE_KEYS
 
 
+@dataclass(frozen=True)
+class Window:
+    """3-D inference: the sliding window's patch (D, H, W) and its strides (in-plane, through-plane)."""
+
+    patch: tuple[int, int, int]
+    stride_xy: int
+    stride_z: int
+
+
+def inference_size(train: TrainConfig) -> int | Window:
+    """What inference needs of the schedule: the slice size in 2-D, the sliding window in 3-D."""
+    if train.dims == 3:
+        return Window(tuple(train.patch_size), train.stride_xy, train.stride_z)  # type: ignore[arg-type]
+    return train.image_size
+
+
 @torch.no_grad()
-def predict_volume(method: SSLMethod, image: np.ndarray, size: int, device: torch.device,
+def predict_window(method: SSLMethod, image: np.ndarray, window: Window, device: torch.device,
+                   amp: bool = True, batch: int = 2) -> np.ndarray:
+    """Label map (D, H, W) uint8 of a whole volume by UA-MT's sliding window. The window module works
+    in the release's axis order (in-plane first, through-plane last): the volume goes in as (H, W, D)
+    and each window is handed to the network as (D, H, W)."""
+    from sslbench.nn.sliding_window import sliding_window_predict
+
+    pd, ph, pw = window.patch
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp):
+            return method.predict(x.permute(0, 1, 4, 2, 3)).float().permute(0, 1, 3, 4, 2)
+
+    labels, _ = sliding_window_predict(net, np.ascontiguousarray(np.asarray(image, np.float32).transpose(1, 2, 0)),
+                                       method.ctx.num_classes, (ph, pw, pd), window.stride_xy, window.stride_z,
+                                       device, batch)
+    return np.ascontiguousarray(labels.transpose(2, 0, 1))
+
+
+@torch.no_grad()
+def predict_volume(method: SSLMethod, image: np.ndarray, size: int | Window, device: torch.device,
                    interpolation: str = "nearest", batch: int = 32, amp: bool = True) -> np.ndarray:
-    """Label map (D, H, W) uint8 for one volume."""
+    """Label map (D, H, W) uint8 for one volume: slice by slice at ``size``, or by the 3-D window."""
+    if isinstance(size, Window):
+        return predict_window(method, image, size, device, amp)
     depth, h, w = image.shape
     x = resize_slices(torch.from_numpy(np.array(image, dtype=np.float32)).to(device), size,
                       interpolation)
@@ -33,7 +74,7 @@ def predict_volume(method: SSLMethod, image: np.ndarray, size: int, device: torc
     return pred.cpu().numpy()
 
 
-def validation_dice(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[str], size: int,
+def validation_dice(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[str], size: int | Window,
                     device: torch.device, amp: bool = True) -> float:
     """Mean foreground Dice over volumes (the model-selection score; no distances, it runs often)."""
     scores = []
@@ -45,7 +86,7 @@ def validation_dice(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[s
     return float(np.mean(scores))
 
 
-def evaluate(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[str], size: int,
+def evaluate(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[str], size: int | Window,
              device: torch.device, amp: bool = True,
              on_prediction: Callable[[str, np.ndarray], None] | None = None, workers: int = 0) -> dict[str, Any]:
     """Every metric per case and class, plus the case-averaged per-class and foreground means.

@@ -23,6 +23,7 @@ from sslbench.method import METHODS
 from sslbench.run.environment import pick_device
 from sslbench.run.folder_state import FolderState, folder_state, stale_error
 from sslbench.run.lifecycle import failed, interrupted, run_one
+from sslbench.run.job import validation_ids
 from sslbench.run.sweep_plan import sweep_plan
 from sslbench.run.specs import RunOptions, RunOutcome, RunSpec
 from sslbench.train.interrupt import Interrupted, stop_on_signals, stop_requested
@@ -86,7 +87,7 @@ def check_inputs(specs: Sequence[RunSpec], opts: RunOptions, check_device: bool 
     for spec in specs:
         states[spec] = folder_state(spec, opts)
         cfg = spec.resolved()
-        prepared[spec.dataset].eval_cases("val")
+        validation_ids(prepared[spec.dataset], cfg)
         prepared[spec.dataset].eval_cases(cfg.data.eval_split)
     stale = [(spec, state) for spec, state in states.items() if state.state == "stale"]
     if stale:

@@ -27,7 +27,7 @@ from sslbench.base.config import ResolvedConfig
 from sslbench.base.run_files import RunFiles
 from sslbench.cache import DatasetUse, PreparedDataset, prepare
 from sslbench.method import METHODS, SSLMethod, build_method
-from sslbench.report.evaluation import default_eval_workers, evaluate, validation_dice
+from sslbench.report.evaluation import default_eval_workers, evaluate, inference_size, validation_dice
 from sslbench.report.metrics import EMPTY_POLICY
 from sslbench.run.environment import pick_device, seed_everything
 from sslbench.base.code_identity import code_identity
@@ -36,6 +36,7 @@ from sslbench.run.specs import RunOptions, RunSpec
 from sslbench.splits import split_labeled
 from sslbench.train.peak_memory import reset_peak_memory
 from sslbench.train.trainer import TrainData, Trainer
+from sslbench.train.volumes import VolumeData, volume_data
 
 
 class SessionTrainer(Trainer):
@@ -76,6 +77,22 @@ def build_train_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[st
     )
 
 
+def build_volume_data(ds: PreparedDataset, labeled: list[str], unlabeled: list[str], patch: tuple[int, ...],
+                      device: torch.device) -> VolumeData:
+    """The 3-D track's training volumes on the device (whole, padded by UA-MT's crop rule)."""
+    ids = labeled + unlabeled
+    volumes = [ds.volume(cid) for cid in ids]
+    return volume_data(volumes, range(len(labeled)), range(len(labeled), len(ids)), patch, device)
+
+
+def validation_ids(ds: PreparedDataset, cfg: ResolvedConfig) -> list[str]:
+    """The validation volumes; none for a dataset without them (UA-MT's LA split) when the last
+    weights are selected. Selecting the best without them is the dataset's error naming why."""
+    if cfg.train.select == "last" and not ds.split_cases("val"):
+        return []
+    return [c.id for c in ds.eval_cases("val")]
+
+
 def prediction_saver(ds: PreparedDataset, out: Path) -> Callable[[str, np.ndarray], None]:
     """Write each predicted label volume: NIfTI in the source geometry when the dataset came from
     NIfTI (opens over the original image in 3D Slicer / ITK-SNAP), else a (D, H, W) .npy."""
@@ -107,7 +124,7 @@ class RunJob:
     device: torch.device
     ds: PreparedDataset
     labeled: list[str]
-    data: TrainData
+    data: TrainData | VolumeData
     method: SSLMethod
     trainer: SessionTrainer
     code: dict[str, Any]  # the code identity its record states
@@ -128,18 +145,20 @@ class RunJob:
         ds = use.dataset
         assert ds is not None
         labeled, unlabeled = split_labeled(ds, spec.ratio, spec.seed, cfg.data.split)
-        data = build_train_data(ds, labeled, unlabeled if method_cls.uses_unlabeled else [], cfg.train.image_size,
-                                device)
+        used = unlabeled if method_cls.uses_unlabeled else []
         seed_everything(spec.seed)
-        method = build_method(method_cls, cfg.method, cfg.train, ds.num_classes, device)
-        val_ids = [c.id for c in ds.eval_cases("val")]
+        method = build_method(method_cls, cfg.method, cfg.train, ds.num_classes, device)  # a 2-D-only method fails here
+        data = build_train_data(ds, labeled, used, cfg.train.image_size, device) if cfg.train.dims == 2 else \
+            build_volume_data(ds, labeled, used, cfg.train.patch_size, device)
+        val_ids = validation_ids(ds, cfg)
         ds.eval_cases(cfg.data.eval_split)  # fail before training, not after it
+        size = inference_size(cfg.train)
 
         def validate() -> float:
             use.check("during training")  # never a validation score of other data than the training's
-            return validation_dice(method, ds, val_ids, cfg.train.image_size, device, cfg.train.amp)
+            return validation_dice(method, ds, val_ids, size, device, cfg.train.amp)
 
-        trainer = SessionTrainer(method, data, cfg.train, spec.seed, validate=validate, files=files,
+        trainer = SessionTrainer(method, data, cfg.train, spec.seed, validate=validate if val_ids else None, files=files,
                                  progress=opts.progress, desc=spec.label, warn=lambda m: log(f"warning: {m}"))
         return cls(spec, cfg, opts, files, device, ds, labeled, data, method, trainer,
                    code if code is not None else code_identity(method_cls), use)
@@ -152,7 +171,8 @@ class RunJob:
         eval_ids = [c.id for c in ds.eval_cases(cfg.data.eval_split)]
         saver = prediction_saver(ds, self.files.predictions) if opts.save_predictions and save else None
         workers = default_eval_workers(self.device) if opts.eval_workers is None else opts.eval_workers
-        metrics = evaluate(self.method, ds, eval_ids, cfg.train.image_size, self.device, cfg.train.amp, saver, workers)
+        metrics = evaluate(self.method, ds, eval_ids, inference_size(cfg.train), self.device, cfg.train.amp, saver,
+                           workers)
         policy = {**EMPTY_POLICY, "spacing": "mm from the dataset" if all(c.spacing for c in ds.cases) else "voxels",
                   "connectivity": 1}
         self.files.write(name, {**metrics, "policy": policy})

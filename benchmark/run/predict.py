@@ -20,7 +20,7 @@ from sslbench.base.fields import FieldError, integer, mapping, name, number, str
 from sslbench.base.run_files import RunFiles
 from sslbench.cache import DatasetUse, PreparedDataset, prepare
 from sslbench.method import METHODS, build_method
-from sslbench.report.evaluation import predict_volume
+from sslbench.report.evaluation import inference_size, predict_volume
 from sslbench.run.environment import pick_device
 from sslbench.run.job import prediction_saver
 from sslbench.run.specs import RunSpec
@@ -105,7 +105,7 @@ def _predict(files: RunFiles, spec: RunSpec, record: dict[str, Any], ds: Prepare
     written = []
     for cid in wanted:
         image, _ = ds.volume(cid)
-        saver(cid, predict_volume(method, np.asarray(image), cfg.train.image_size, dev, ds.interpolation,
+        saver(cid, predict_volume(method, np.asarray(image), inference_size(cfg.train), dev, ds.interpolation,
                                   amp=cfg.train.amp))
         written.append(cid)
     log(f"{folder}: {len(written)} prediction(s) from {which} in {files.predictions}")

@@ -37,7 +37,8 @@ def make_record(job: RunJob, fit: Any, metrics: dict[str, Any], policy: dict[str
         "split": cfg.data.split, "labeled_cases": job.labeled, "n_labeled_slices": int(job.data.labeled.numel()),
         "n_unlabeled_slices": int(job.data.unlabeled.numel()), "inference_net": method.inference_net_name,
         "precision": precision(device, cfg.train.amp), "stage_iterations": dict(job.trainer.lengths),
-        "schedule": {"image_size": cfg.train.image_size, "batch_size": cfg.train.batch_size,
+        "schedule": {"image_size": cfg.train.image_size if cfg.train.dims == 2 else
+                     "x".join(str(p) for p in cfg.train.patch_size), "batch_size": cfg.train.batch_size,
                      "labeled_bs": cfg.train.labeled_bs, "lr_schedule": cfg.train.lr_schedule,
                      "select": cfg.train.select},
         "protocol_overrides": (protocol := protocol_overrides(spec)), "overrides_hash": overrides_hash(protocol),

@@ -6,7 +6,8 @@ from slices kept on the device, augment it on the device, call ``method.training
 ``*loss*`` terms, step SGD, call ``method.after_step``; every ``val_every`` iterations validate and
 checkpoint. Its chores live with small collaborators:
 
-* ``batches.BatchSource``: the labeled and unlabeled samplers and the weak augmentation;
+* ``batches.BatchSource``: the labeled and unlabeled samplers and the weak augmentation (in 3-D
+  ``volumes.VolumeBatchSource``: crops of whole volumes, UA-MT's reflections);
 * ``schedule``: stage lengths, SGD, the learning rate, extra optimisers;
 * ``logbook.LossLog``: losses summed on the device and read back only at log lines (NaN/Inf caught
   there; nothing in the step waits for the host), the training log and ``progress.json``;
@@ -44,6 +45,7 @@ from sslbench.train.logbook import LossLog
 from sslbench.train.peak_memory import peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import autocast
 from sslbench.train.batches import BatchSource, TrainData
+from sslbench.train.volumes import VolumeBatchSource, VolumeData
 from sslbench.train.schedule import learning_rate, make_extra_optimizer, make_optimizer, stage_iterations
 from sslbench.train.selection import BestWeights
 
@@ -66,7 +68,7 @@ class FitResult:
 
 
 class Trainer:
-    def __init__(self, method: SSLMethod, data: TrainData, cfg: TrainConfig, seed: int,
+    def __init__(self, method: SSLMethod, data: TrainData | VolumeData, cfg: TrainConfig, seed: int,
                  validate: Callable[[], float] | None = None, files: RunFiles | None = None,
                  progress: bool = True, desc: str = "", warn: Callable[[str], None] | None = None) -> None:
         self.method, self.data, self.cfg, self.validate = method, data, cfg, validate
@@ -78,7 +80,8 @@ class Trainer:
         self.stages = list(self.lengths)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
-        self.batches = BatchSource(data, cfg, self.generator, method)
+        self.batches = (VolumeBatchSource(data, cfg, self.generator, method) if isinstance(data, VolumeData)
+                        else BatchSource(data, cfg, self.generator, method))
         self.stage_index = 0
         self.iteration = 0
         self.force_ramps = False

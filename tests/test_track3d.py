@@ -1,0 +1,290 @@
+"""The 3-D track (UA-MT's LA protocol): crops and reflections as the release draws them, its losses and
+ramps, sliding-window inference in our (D, H, W) axis order, the LA dataset plugin on a tiny fake
+release folder, and a run end to end. Real LA (``SSLBENCH_LA_DATA`` = UA-MT's ``data`` folder) is
+checked when present, skipped otherwise."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from sslbench.base.config import resolve_config
+from sslbench.base.errors import ConfigError, DataError
+from sslbench.method import METHODS, MethodContext, StepInfo, build_method
+from sslbench.nn.losses import ce_dice_loss, dice_loss
+from sslbench.nn.ramps import sigmoid_rampup
+from sslbench.report.evaluation import Window, predict_volume
+from sslbench.train.volumes import REFLECTIONS, _starts, crop_batch, reflect_indices, release_padding, volume_data
+
+
+# ------------------------------------------------------------------ crops and reflections
+def test_release_padding_follows_random_crop() -> None:
+    # any axis no longer than the patch: every axis gets max((p - s) // 2 + 3, 0) on both sides
+    assert release_padding((70, 100, 116), (80, 112, 112)) == [(8, 8), (9, 9), (1, 1)]
+    assert release_padding((70, 100, 120), (80, 112, 112))[2] == (0, 0)  # (112 - 120) // 2 + 3 < 0
+    assert release_padding((80, 130, 130), (80, 112, 112)) == [(3, 3), (0, 0), (0, 0)]  # "<=": equal pads
+    assert release_padding((81, 113, 113), (80, 112, 112)) == [(0, 0)] * 3
+
+
+def test_crop_starts_use_numpys_exclusive_bound() -> None:
+    g = torch.Generator().manual_seed(0)
+    draws = _starts(torch.full((4000,), 3, dtype=torch.long), g)
+    assert set(draws.tolist()) == {0, 1, 2}  # randint(0, 3): never 3
+
+
+def _release_reflections(v: np.ndarray) -> list[np.ndarray]:
+    """What UA-MT's RandomRotFlip makes of an in-plane array: rot90 by k, then a flip along axis 0 or 1."""
+    return [np.flip(np.rot90(v, k), axis=a) for k in range(4) for a in range(2)]
+
+
+def test_reflections_are_the_releases_four_and_never_the_identity() -> None:
+    v = np.arange(5 * 7).reshape(5, 7)  # not square: the transposes swap its sizes
+    release = {(r.shape, r.tobytes()) for r in _release_reflections(v)}
+    assert len(release) == 4 and (v.shape, v.tobytes()) not in release
+    ours = set()
+    size = 4
+    for kind in range(len(REFLECTIONS)):
+        hw = torch.tensor([[5, 7]])
+        reflected_shape = (7, 5) if kind >= 2 else (5, 7)
+        for s0 in range(reflected_shape[0] - size + 1):
+            for s1 in range(reflected_shape[1] - size + 1):
+                hi, wi = reflect_indices(torch.tensor([kind]), hw, torch.tensor([[s0, s1]]), size)
+                crop = v[hi[0].numpy(), wi[0].numpy()]
+                # the crop at (s0, s1) of one of the release's reflected arrays
+                match = [r for r in _release_reflections(v) if r.shape == reflected_shape
+                         and np.array_equal(r[s0:s0 + size, s1:s1 + size], crop)]
+                assert match, (REFLECTIONS[kind], s0, s1)
+        full = v[:4, :4]
+        hi, wi = reflect_indices(torch.tensor([kind]), torch.tensor([[4, 4]]), torch.tensor([[0, 0]]), 4)
+        ours.add(full[hi[0].numpy(), wi[0].numpy()].tobytes())
+    assert ours == {r.tobytes() for r in _release_reflections(full)}  # all four, each once
+
+
+def test_crop_batch_keeps_image_and_label_together_and_inside_the_volume() -> None:
+    rng = np.random.default_rng(0)
+    vols = []
+    for shape in ((20, 36, 40), (18, 40, 34)):
+        image = rng.standard_normal(shape).astype(np.float32)
+        vols.append((image, (image > 0).astype(np.uint8)))
+    data = volume_data(vols, [0], [1], (16, 32, 32), torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    for augment in (False, True):
+        for _ in range(20):
+            idx = torch.tensor([0, 1, 1, 0])
+            x, y = crop_batch(data, idx, g, augment)
+            assert x.shape == (4, 1, 16, 32, 32) and y.shape == (4, 16, 32, 32)
+            assert torch.equal((x[:, 0] > 0).long(), y)  # the same voxels
+            for b in range(4):  # every voxel from its volume (the padding is zeros: none at this size)
+                src = set(np.round(vols[int(idx[b])][0].astype(np.float16).ravel().astype(np.float64), 6).tolist())
+                got = set(np.round(x[b, 0].numpy().astype(np.float64).ravel(), 6).tolist())
+                assert got <= src
+    # without augmentation the crop is a plain block of the volume
+    x, _ = crop_batch(data, torch.tensor([0]), torch.Generator().manual_seed(2), False)
+    v = torch.from_numpy(vols[0][0]).half().float()
+    hits = [(d, h, w) for d in range(5) for h in range(5) for w in range(9)
+            if torch.equal(v[d:d + 16, h:h + 32, w:w + 32], x[0, 0])]
+    assert len(hits) == 1
+
+
+# ------------------------------------------------------------------ losses, ramps, networks
+def test_dice_loss_in_3d_is_ua_mts_foreground_dice() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 4, 6, 6)
+    target = torch.randint(0, 2, (2, 4, 6, 6))
+    p1 = torch.softmax(logits, 1)[:, 1]
+    t = (target == 1).float()
+    release = 1 - (2 * (p1 * t).sum() + 1e-5) / ((p1 * p1).sum() + (t * t).sum() + 1e-5)
+    assert dice_loss(logits, target).item() == pytest.approx(release.item(), abs=1e-6)
+    ce = torch.nn.functional.cross_entropy(logits, target)
+    assert ce_dice_loss(logits, target).item() == pytest.approx(0.5 * (ce + release).item(), abs=1e-6)
+    # 2-D stays SSL4MIS's: every class, background included
+    l2, t2 = logits[:, :, 0], target[:, 0]
+    probs = torch.softmax(l2, 1)
+    per = [1 - (2 * (probs[:, c] * (t2 == c)).sum() + 1e-5) / ((probs[:, c] ** 2).sum() + (t2 == c).sum() + 1e-5)
+           for c in range(2)]
+    assert dice_loss(l2, t2).item() == pytest.approx(float(sum(per) / 2), abs=1e-6)
+
+
+def test_ua_mt_la_consistency_ramp() -> None:
+    step = StepInfo("train", 3000, 6000)
+    assert step.consistency_weight(0.1, ramp_steps=40) == pytest.approx(0.1 * sigmoid_rampup(3000 // 150, 40))
+    assert step.consistency_weight(0.1, ramp_steps=40) == pytest.approx(0.1 * math.exp(-5 * 0.25))
+    assert StepInfo("train", 149, 6000).consistency_weight(0.1, ramp_steps=40) == pytest.approx(0.1 * math.exp(-5))
+
+
+def _uamt_3d():  # noqa: ANN202
+    cfg = resolve_config(METHODS.get("uamt").Config, "quick", "synthetic-la", "uamt",
+                         ["train.base_width=4", "train.iterations=6000"])
+    torch.manual_seed(0)
+    return build_method(METHODS.get("uamt"), cfg.method, cfg.train, 2, torch.device("cpu"))
+
+
+def test_uamt_in_3d_uses_the_la_ramp_and_vnet(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sslbench.method import Batch
+    from sslbench.nn.vnet import VNet
+
+    method = _uamt_3d()
+    assert isinstance(method.student, VNet) and method.student.dropout  # UA-MT trains has_dropout=True
+    x = torch.randn(4, 1, 16, 32, 32)
+    batch = Batch(x[:2], torch.randint(0, 2, (2, 16, 32, 32)), x[2:])
+    out = method.training_step(batch, StepInfo("train", 3000, 6000, generator=torch.Generator().manual_seed(0)))
+    assert out["cons_weight"] == pytest.approx(0.1 * sigmoid_rampup(20, 40))
+    assert out["loss_cons"].requires_grad and out["loss_sup"].requires_grad
+
+
+def test_a_2d_only_method_is_refused_in_3d_and_3d_keys_in_2d() -> None:
+    cfg = resolve_config(METHODS.get("cct").Config, "quick", "synthetic-la", "cct")
+    with pytest.raises(ConfigError, match="written for 2-D training, not 3-D"):
+        build_method(METHODS.get("cct"), cfg.method, cfg.train, 2, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="applies to 3-D training only"):
+        resolve_config(METHODS.get("mt").Config, "quick", "synthetic-cardiac", "mt", ["train.patch_size=[16,32,32]"])
+    with pytest.raises(ConfigError, match="square in-plane patch"):
+        resolve_config(METHODS.get("mt").Config, "quick", "synthetic-la", "mt", ["train.patch_size=[16,32,48]"])
+    two = resolve_config(METHODS.get("mt").Config, "quick", "synthetic-cardiac", "mt").to_dict()["train"]
+    assert "dims" not in two and "patch_size" not in two  # 2-D configurations keep their hash
+    three = cfg.to_dict()["train"]
+    assert three["dims"] == 3 and three["patch_size"] == [16, 32, 32]
+
+
+def test_context_builds_vnet_in_3d() -> None:
+    from sslbench.nn.vnet import VNet
+
+    ctx = MethodContext(1, 2, 32, torch.device("cpu"), base_width=16, dims=3)
+    net = ctx.build_unet()
+    assert isinstance(net, VNet) and sum(p.numel() for p in net.parameters()) == 9_448_866
+
+
+# ------------------------------------------------------------------ inference
+class _Threshold:
+    """A stand-in method whose logits say "foreground where the input is positive", any axis order
+    error would show as a mismatch (the volume is anisotropic and not symmetric)."""
+
+    class ctx:  # noqa: N801
+        num_classes = 2
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[2:] == (8, 16, 24), x.shape  # (D, H, W) windows
+        return torch.cat([-x, x], dim=1)
+
+
+def test_sliding_window_predicts_in_our_axis_order() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.standard_normal((13, 30, 41)).astype(np.float32)
+    pred = predict_volume(_Threshold(), image, Window((8, 16, 24), 5, 3), torch.device("cpu"))  # type: ignore[arg-type]
+    assert pred.shape == image.shape and np.array_equal(pred, (image > 0).astype(np.uint8))
+
+
+# ------------------------------------------------------------------ the LA plugin
+def _fake_la(root: Path, shapes: dict[str, tuple[int, int, int]], train: list[str], test: list[str]) -> Path:
+    import h5py
+
+    rng = np.random.default_rng(0)
+    for case, shape in shapes.items():
+        folder = root / "2018LA_Seg_Training Set" / case
+        folder.mkdir(parents=True)
+        image = rng.standard_normal(shape).astype(np.float32)
+        label = (ndi_blob(shape)).astype(np.uint8)
+        image[label == 1] += 2.0
+        with h5py.File(folder / "mri_norm2.h5", "w") as fh:
+            fh.create_dataset("image", data=image, compression="gzip")
+            fh.create_dataset("label", data=label, compression="gzip")
+    (root / "train.list").write_text("\n".join(train) + "\n")
+    (root / "test.list").write_text("\n".join(test) + "\n")
+    return root
+
+
+def ndi_blob(shape: tuple[int, int, int]) -> np.ndarray:
+    xx, yy, zz = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    c = [s / 2 for s in shape]
+    return ((xx - c[0]) / (shape[0] / 4)) ** 2 + ((yy - c[1]) / (shape[1] / 4)) ** 2 + ((zz - c[2]) / (shape[2] / 4)) ** 2 <= 1
+
+
+def test_la_plugin_prepares_the_releases_layout(tmp_path: Path) -> None:
+    import h5py
+
+    from sslbench.cache import prepare
+
+    shapes = {f"CASE{i}": (40 + i, 36, 20) for i in range(5)}  # the release's (W, H, D)
+    raw = _fake_la(tmp_path / "data", shapes, ["CASE3", "CASE0", "CASE1"], ["CASE2", "CASE4"])
+    ds = prepare("la", raw=raw, cache_root=tmp_path / "cache")
+    assert [c.id for c in ds.split_cases("train")] == ["CASE3", "CASE0", "CASE1"]  # list order: paper splits
+    assert [c.id for c in ds.split_cases("test")] == ["CASE2", "CASE4"] and not ds.split_cases("val")
+    image, label = ds.volume("CASE3")
+    with h5py.File(raw / "2018LA_Seg_Training Set" / "CASE3" / "mri_norm2.h5") as fh:
+        assert image.shape == (20, 36, 43)
+        assert np.array_equal(label, fh["label"][()].transpose(2, 1, 0))
+        assert np.allclose(image, fh["image"][()].transpose(2, 1, 0), atol=2e-3)  # float16 storage
+    assert ds.cases[0].spacing is None  # no spacing in the h5: distances in voxels, as LA papers
+
+
+def test_la_plugin_refuses_bad_releases(tmp_path: Path) -> None:
+    import h5py
+
+    from sslbench.cache import prepare
+
+    raw = _fake_la(tmp_path / "a", {"A": (40, 36, 20), "B": (40, 36, 20)}, ["A", "B"], ["B"])
+    with pytest.raises(DataError, match="case B is also in train.list"):
+        prepare("la", raw=raw, cache_root=tmp_path / "c1")
+    raw = _fake_la(tmp_path / "b", {"A": (40, 36, 20), "B": (40, 36, 20)}, ["A"], ["B"])
+    with h5py.File(raw / "2018LA_Seg_Training Set" / "B" / "mri_norm2.h5", "r+") as fh:
+        fh["label"][0, 0, 0] = 3
+    with pytest.raises(DataError, match=r"mri_norm2.h5: label values \[0, 1, 3\] are not 0 / 1"):
+        prepare("la", raw=raw, cache_root=tmp_path / "c2")
+    (raw / "test.list").unlink()
+    with pytest.raises(DataError, match="test.list: split list not found"):
+        prepare("la", raw=raw, cache_root=tmp_path / "c3")
+    assert not (tmp_path / "c3" / "la").exists()
+
+
+@pytest.mark.slow
+def test_a_3d_run_end_to_end_on_la_layout(tmp_path: Path) -> None:
+    """UNet-L and UA-MT on a tiny LA-layout folder: no validation cases, the last weights evaluated
+    by the sliding window, a record that states the crop."""
+    from sslbench.cli import main
+
+    shapes = {f"CASE{i}": (40, 36, 20) for i in range(6)}
+    raw = _fake_la(tmp_path / "data", shapes, [f"CASE{i}" for i in range(4)], ["CASE4", "CASE5"])
+    env = {"SSLBENCH_CACHE": str(tmp_path / "cache")}
+    runner = CliRunner()
+    res = runner.invoke(main, ["prepare", "la", "--raw", str(raw)], env=env)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["run", "--dataset", "la", "--methods", "unet-l,uamt", "--ratios", "50",
+                               "--results", str(tmp_path / "r"), "--set", "train.iterations=3",
+                               "--set", "train.base_width=4", "--set", "train.patch_size=[16,32,32]",
+                               "--set", "train.stride_xy=16", "--set", "train.stride_z=8"], env=env)
+    assert res.exit_code == 0, res.output
+    records = {json.loads(p.read_text())["method"]: json.loads(p.read_text())
+               for p in (tmp_path / "r").rglob("run.json")}
+    assert set(records) == {"unet-l", "uamt"}
+    for rec in records.values():
+        assert rec["schedule"]["image_size"] == "16x32x32" and rec["selection"]["rule"] == "last"
+        assert rec["labeled_cases"] == ["CASE0", "CASE1"] and rec["n_eval_volumes"] == 2
+        assert rec["metric_policy"]["spacing"] == "voxels"
+        assert 0.0 <= rec["summary"]["dice"] <= 1.0
+
+
+LA_DATA = os.environ.get("SSLBENCH_LA_DATA", "")
+
+
+@pytest.mark.skipif(not LA_DATA or not Path(LA_DATA, "train.list").is_file(),
+                    reason="real LA data absent (set SSLBENCH_LA_DATA to UA-MT's data folder)")
+def test_real_la_prepares_as_the_release_splits_it(tmp_path: Path) -> None:
+    import h5py
+
+    from sslbench.cache import prepare
+
+    ds = prepare("la", raw=Path(LA_DATA), cache_root=tmp_path)
+    train, test = ds.split_cases("train"), ds.split_cases("test")
+    assert len(train) == 80 and len(test) == 20
+    first = Path(LA_DATA, "train.list").read_text().split()[0]
+    assert train[0].id == first
+    image, label = ds.volume(first)
+    with h5py.File(Path(LA_DATA, "2018LA_Seg_Training Set", first, "mri_norm2.h5")) as fh:
+        assert np.array_equal(label, fh["label"][()].transpose(2, 1, 0))
+        assert image.shape == fh["image"].shape[::-1]
