@@ -32,9 +32,14 @@ class CPS(SSLMethod[CPSConfig]):
     SSL4MIS uses two SGD optimisers with identical settings; SGD is per-parameter, so the trainer's
     single SGD over both networks takes exactly the same steps. SSL4MIS keeps a best checkpoint per
     network; the suite evaluates ``eval_net`` (model1 by default) and records which in the run record.
+
+    In 3-D (``train.dims = 3``) two VNets with SSL4MIS's ``train_cross_pseudo_supervision_3D.py`` terms
+    and ramp (``iter // 150`` over 200, the run's 200 quanta here), with the track's supervised loss
+    (UA-MT's foreground Dice, where SSL4MIS's 3-D script averages ``DiceLoss(2)`` over both classes).
     """
 
     paper_name = "CPS"
+    dims = (2, 3)
 
     eval_nets = {"model1": "student", "model2": "model2"}
 

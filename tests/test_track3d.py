@@ -36,6 +36,8 @@ def test_crop_starts_use_numpys_exclusive_bound() -> None:
     g = torch.Generator().manual_seed(0)
     draws = _starts(torch.full((4000,), 3, dtype=torch.long), g)
     assert set(draws.tolist()) == {0, 1, 2}  # randint(0, 3): never 3
+    counts = np.bincount(draws.numpy(), minlength=3) / draws.numel()
+    assert np.allclose(counts, 1 / 3, atol=0.03), counts  # uniform
 
 
 def _release_reflections(v: np.ndarray) -> list[np.ndarray]:
@@ -133,7 +135,8 @@ def test_uamt_in_3d_uses_the_la_ramp_and_vnet(monkeypatch: pytest.MonkeyPatch) -
     assert isinstance(method.student, VNet) and method.student.dropout  # UA-MT trains has_dropout=True
     x = torch.randn(4, 1, 16, 32, 32)
     batch = Batch(x[:2], torch.randint(0, 2, (2, 16, 32, 32)), x[2:])
-    out = method.training_step(batch, StepInfo("train", 3000, 6000, generator=torch.Generator().manual_seed(0)))
+    out = method.training_step(batch, StepInfo("train", 3100, 6000, generator=torch.Generator().manual_seed(0)))
+    # iteration 3100: the release's 3100 // 150 = 20 of 40 quanta (t = 0.5), not 103 of 200 (t = 0.515)
     assert out["cons_weight"] == pytest.approx(0.1 * sigmoid_rampup(20, 40))
     assert out["loss_cons"].requires_grad and out["loss_sup"].requires_grad
 
@@ -288,3 +291,54 @@ def test_real_la_prepares_as_the_release_splits_it(tmp_path: Path) -> None:
     with h5py.File(Path(LA_DATA, "2018LA_Seg_Training Set", first, "mri_norm2.h5")) as fh:
         assert np.array_equal(label, fh["label"][()].transpose(2, 1, 0))
         assert image.shape == fh["image"].shape[::-1]
+
+
+def test_cps_in_3d_crosses_hard_pseudo_labels_of_two_vnets() -> None:
+    from sslbench.method import Batch
+    from sslbench.nn.vnet import VNet
+
+    cfg = resolve_config(METHODS.get("cps").Config, "quick", "synthetic-la", "cps", ["train.base_width=4"])
+    torch.manual_seed(0)
+    method = build_method(METHODS.get("cps"), cfg.method, cfg.train, 2, torch.device("cpu"))
+    assert isinstance(method.student, VNet) and isinstance(method.model2, VNet)
+    method.eval()  # dropout off: the losses are functions of the weights and the batch
+    x = torch.randn(4, 1, 16, 32, 32)
+    y = torch.randint(0, 2, (2, 16, 32, 32))
+    out = method.training_step(Batch(x[:2], y, x[2:]), StepInfo("train", 0, 10, force_ramps=True))
+    l1, l2 = method.student(x), method.model2(x)
+    ce = torch.nn.functional.cross_entropy
+    assert out["loss_cps1"].item() == pytest.approx(0.1 * ce(l1[2:], l2[2:].argmax(1)).item(), rel=1e-5)
+    assert out["loss_cps2"].item() == pytest.approx(0.1 * ce(l2[2:], l1[2:].argmax(1)).item(), rel=1e-5)
+    assert out["loss_sup1"].item() == pytest.approx(ce_dice_loss(l1[:2], y).item(), rel=1e-5)
+
+
+def test_reachable_crops_are_exactly_the_releases() -> None:
+    """Every crop RandomRotFlip + RandomCrop can make of a volume, and no other: in-plane coordinates
+    encoded in the voxel values, 3000 draws against the release's set (4 reflections x its starts)."""
+    h, w, p = 6, 8, 4
+    plane = (np.arange(h)[:, None] * 16 + np.arange(w)[None, :]).astype(np.float32)
+    image = np.repeat(plane[None], 17, axis=0)  # depth 17 > 16: no padding, one depth start
+    data = volume_data([(image, np.zeros(image.shape, np.uint8))], [0], [], (16, p, p), torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(100):
+        x, _ = crop_batch(data, torch.zeros(30, dtype=torch.long), g, True)
+        seen |= {x[b, 0, 0].numpy().tobytes() for b in range(30)}
+    release = set()
+    for r in _release_reflections(plane):
+        for s0 in range(r.shape[0] - p):        # randint(0, size - patch): exclusive
+            for s1 in range(r.shape[1] - p):
+                release.add(np.ascontiguousarray(r[s0:s0 + p, s1:s1 + p]).tobytes())
+    assert seen == release and len(release) == 32  # 4 reflections x 2 x 4 starts
+
+
+def test_mt_in_3d_ramps_like_ua_mts_la_script() -> None:
+    from sslbench.method import Batch
+
+    cfg = resolve_config(METHODS.get("mt").Config, "quick", "synthetic-la", "mt", ["train.base_width=4"])
+    torch.manual_seed(0)
+    method = build_method(METHODS.get("mt"), cfg.method, cfg.train, 2, torch.device("cpu"))
+    x = torch.randn(4, 1, 16, 32, 32)
+    out = method.training_step(Batch(x[:2], torch.randint(0, 2, (2, 16, 32, 32)), x[2:]),
+                               StepInfo("train", 3100, 6000, generator=torch.Generator().manual_seed(0)))
+    assert out["cons_weight"] == pytest.approx(0.1 * sigmoid_rampup(3100 // 150, 40))
