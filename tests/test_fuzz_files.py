@@ -9,12 +9,18 @@ without a traceback (``bench`` re-raises one), with an exit code from the docume
 file whenever they refuse; nothing outside the results folder and the cache may change (a sentinel
 folder that the outside links point into is compared byte for byte); and once the damage is removed
 the next ``bench run`` must end with the record of an undamaged run.
+
+By class (fast, no training beyond the one run): every kind of file read back (each run-folder file,
+checkpoints, a prepared cache's meta.json and slab files, sweep files, SLURM executor configs,
+``<results>/.sweeps/`` plans, profiles) in every variant: truncated, of the wrong type, huge,
+not UTF-8, a link, a FIFO, a folder in its place.
 """
 from __future__ import annotations
 
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -39,6 +45,7 @@ CONTENT = {
     ".gz": ("empty", "truncated", "garbage"),
     ".slabs": ("empty", "truncated", "garbage"),
 }
+HUGE = 64 * 1024 * 1024
 ODD_VALUES = (None, True, -1, 10 ** 30, 10 ** 400, 1e308, "x", "\ud800", [], [1, "a"], {}, {"a": {"b": []}})
 
 
@@ -91,6 +98,9 @@ def damage(path: Path, how: str, sentinel: Path, rng: random.Random) -> None:
         _feed(path, original)  # were it read, the test fails (on its content) instead of hanging
     elif how == "directory":
         path.mkdir()
+    elif how == "huge":  # its start, then far more than any file the benchmark writes (a hole: no disk used)
+        path.write_bytes(original)
+        os.truncate(path, len(original) + HUGE)
     elif how == "empty":
         path.write_bytes(b"")
     elif how == "deep":  # nesting deeper than any parser's recursion
@@ -231,7 +241,7 @@ CACHE_FILES = ("meta.json", "volumes/case001.image.slabs", "volumes/case041.labe
 
 
 @pytest.mark.parametrize("name, how", draw(CACHE_FILES, 4, "cache"))
-def test_a_damaged_prepared_cache(tmp_path: Path, cache_dir: Path, cardiac, name: str, how: str) -> None:  # noqa: ANN001
+def test_a_damaged_prepared_cache(tmp_path: Path, cache_dir: Path, cardiac, name: str, how: str) -> None:
     cache, sentinel = tmp_path / "cache", tmp_path / "sentinel"
     shutil.copytree(cardiac.folder, cache / "synthetic-cardiac", symlinks=True,
                     ignore=shutil.ignore_patterns("slices-*"))  # built again from the volumes: they are read
@@ -241,7 +251,7 @@ def test_a_damaged_prepared_cache(tmp_path: Path, cache_dir: Path, cardiac, name
     original = path.read_bytes()
     damage(path, how, sentinel, random.Random(f"{SEED}-{name}-{how}"))
     before = snapshot(sentinel)
-    code, out, err = bench("datasets", "--cache", str(cache))
+    code, _, err = bench("datasets", "--cache", str(cache))
     check(code, err, (0,), Path(name).name, f"datasets, {how}")
     code, _, err = bench(*RUN, "--results", str(tmp_path / "r"), "--cache", str(cache))
     check(code, err, (0, 1, 2), Path(name).name, f"run, {how}")  # 1: a run failed on a damaged volume, named
@@ -278,3 +288,194 @@ def test_a_damaged_raw_dataset(tmp_path: Path, name: str, how: str) -> None:
         assert not (cache / "mine").exists()  # nothing half written
         undamage(path, original)
         assert bench(*args)[0] == 0
+
+
+# ------------------------------------------------------------------ by class: every variant of every kind of file
+# The tests above draw a few damages per file and run the whole tool (training included); the ones
+# below feed every variant to every kind of file the tool reads back, through the commands and readers
+# that read it without training (fast): exit 0, a clean skip with a warning naming the file, or one
+# line naming it with exit 2; never a traceback, never a hang (a FIFO is fed: were it read, its
+# content would show), nothing outside the results folder and the cache changed.
+VARIANTS = ("truncated", "wrong_type", "huge", "non_utf8", "symlink", "fifo", "directory")
+VIEWED = ("run.json", "config.json", "metrics.json", "metrics-last.json", "progress.json", "failed.json", "slurm.json",
+          ".lock", "train_log.jsonl", "ckpt/best.pt")
+
+
+def _how(name: str, variant: str) -> str:
+    """The damage of ``damage`` that is ``variant`` for a file named ``name``."""
+    if variant == "wrong_type":
+        return {".jsonl": "wrong_lines", ".pt": "pt_wrong_object"}.get(_kind(Path(name)), "wrong_top")
+    return {"non_utf8": "garbage", "symlink": "link_outside"}.get(variant, variant)
+
+
+def _one_line_naming(code: int, err: str, name: str, what: str) -> None:
+    """Exit 0, or exit 2 with one ``error:`` line naming ``name``; never a traceback."""
+    check(code, err, (0, 2), name, what)
+    if code == 2:
+        assert len([x for x in err.splitlines() if x.startswith("error: ")]) == 1, f"{what}\n{err}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", VIEWED)
+def test_each_run_file_in_each_variant(clean: Path, tmp_path: Path, name: str, variant: str) -> None:
+    root, sentinel = tmp_path / "results", tmp_path / "sentinel"
+    shutil.copytree(clean, root, symlinks=True)
+    sentinel.mkdir()
+    path = root / FOLDER / name
+    damage(path, _how(name, variant), sentinel, random.Random(f"{SEED}-class-{name}-{variant}"))
+    before = snapshot(sentinel)
+    label = f"{name} {variant}"
+
+    code, out, err = bench("status", "--results", str(root))
+    check(code, err, (0,), path.name, f"status, {label}")
+    assert "seed-0" in out, f"status, {label}\n{out}"
+    code, out, err = bench("table", "--results", str(root))
+    _one_line_naming(code, err, path.name, f"table, {label}")
+    if name == "run.json":  # the damaged record is skipped, with a warning naming it (then: no runs, exit 2)
+        assert "warning: skipping" in err and str(path) in err, f"table, {label}\n{err}"
+    code, _, err = bench("export", "--results", str(root), "-o", str(tmp_path / "all.csv"))
+    _one_line_naming(code, err, path.name, f"export, {label}")
+    if name in ("run.json", "config.json", "ckpt/best.pt"):
+        code, _, err = bench("predict", str(root / FOLDER), "--cases", "case048")
+        _one_line_naming(code, err, path.name, f"predict, {label}")
+    (root / FOLDER / "DONE").unlink()  # unfinished: status reads config, progress, failed, slurm and the lock
+    code, out, err = bench("status", "--results", str(root))
+    check(code, err, (0,), path.name, f"status of the unfinished run, {label}")
+    assert "seed-0" in out, f"status of the unfinished run, {label}\n{out}"
+    assert snapshot(sentinel) == before, label
+
+
+CACHE_CLASSES = ("meta.json", "volumes/case001.image.slabs", "volumes/case041.label.slabs")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", CACHE_CLASSES)
+def test_each_cache_file_in_each_variant(tmp_path: Path, cardiac, name: str, variant: str) -> None:
+    from sslbench.base.errors import DataError
+    from sslbench.cache.reader import PreparedDataset
+
+    cache, sentinel = tmp_path / "cache", tmp_path / "sentinel"
+    shutil.copytree(cardiac.folder, cache / "synthetic-cardiac", symlinks=True, ignore=shutil.ignore_patterns("slices-*"))
+    sentinel.mkdir()
+    path = cache / "synthetic-cardiac" / name
+    damage(path, _how(name, variant), sentinel, random.Random(f"{SEED}-class-{name}-{variant}"))
+    before = snapshot(sentinel)
+    code, _, err = bench("datasets", "--cache", str(cache))
+    check(code, err, (0,), path.name, f"datasets, {name} {variant}")
+    try:
+        ds = PreparedDataset(cache / "synthetic-cardiac")
+        for case in ("case001", "case041"):
+            ds.volume(case)
+    except DataError as exc:
+        message = str(exc)
+        assert "\n" not in message and (path.name in message or path.name.split(".")[0] in message), message
+    else:  # only bytes after a slab file's last slab go unread (its data is whole)
+        assert name.endswith(".slabs") and variant == "huge", f"{name} {variant}: read without a word"
+    assert snapshot(sentinel) == before
+
+
+SWEEP_TEXT = '[sweep]\nmethods = ["unet-l"]\ndatasets = ["synthetic-cardiac"]\nratios = [5]\nseeds = [0]\n'
+SLURM_TEXT = '[slurm]\npartition = "debug"\ntime_min = 60\n'
+
+
+def damage_toml(path: Path, variant: str, text: str, sentinel: Path) -> None:
+    """``variant`` of the TOML file ``text`` at ``path``; a link points at an intact copy outside."""
+    if variant == "symlink":
+        (sentinel / path.name).write_text(text)
+        path.symlink_to(sentinel / path.name)
+    elif variant == "fifo":
+        os.mkfifo(path)
+        _feed(path, text.encode())  # were it read, it would load: the test sees that, not a hang
+    elif variant == "directory":
+        path.mkdir()
+    elif variant == "truncated":  # cut after its last '=': a key without its value
+        path.write_text(text[: text.rindex("=") + 1])
+    elif variant == "wrong_type":  # valid TOML, its first table a number
+        first = re.search(r"^\[([\w.]+)\]", text, re.MULTILINE)
+        path.write_text(f"{first.group(1) if first else 'a'} = 3\n")
+    elif variant == "huge":
+        path.write_text(text)
+        os.truncate(path, len(text) + HUGE)
+    elif variant == "non_utf8":
+        path.write_bytes(b"\xff\xfe" + text.encode("utf-16-le"))
+    elif variant == "deep":
+        path.write_text("a = " + "[" * 100_000)
+
+
+@pytest.mark.parametrize("variant", (*VARIANTS, "deep"))
+def test_each_variant_of_a_sweep_file(tmp_path: Path, cache_dir: Path, variant: str) -> None:
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    sweep = tmp_path / "sweep.toml"
+    damage_toml(sweep, variant, SWEEP_TEXT, sentinel)
+    code, _, err = bench("run", "--sweep", str(sweep), "--results", str(tmp_path / "r"), "--dry-run")
+    check(code, err, (0,) if variant == "symlink" else (2,), "sweep.toml", f"sweep file, {variant}")
+    _one_line_naming(code, err, "sweep.toml", f"sweep file, {variant}")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("variant", (*VARIANTS, "deep"))
+def test_each_variant_of_an_executor_config(tmp_path: Path, variant: str) -> None:
+    from sslbench.base.errors import BenchError
+    from sslbench.run.slurm import load_settings
+
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    config = tmp_path / "cluster.toml"
+    damage_toml(config, variant, SLURM_TEXT, sentinel)
+    if variant == "symlink":
+        assert load_settings(config).partition == "debug"
+        return
+    with pytest.raises(BenchError) as info:
+        load_settings(config)
+    assert str(info.value).startswith(f"{config}: ") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_variant_of_a_sweep_plan(tmp_path: Path, variant: str) -> None:
+    """A running sweep's plan (``<results>/.sweeps/``, its lock held): status lists the planned runs
+    of an intact plan; a damaged one is skipped with a warning naming it, a link, FIFO or folder in
+    its place is skipped (never read); never a traceback or a hang."""
+    from sslbench.base.locks import FolderLock
+
+    root, sentinel = tmp_path / "r", tmp_path / "sentinel"
+    sentinel.mkdir()
+    plan = root / ".sweeps" / "node-1.json"
+    plan.parent.mkdir(parents=True)
+    runs = [f"synthetic-cardiac/quick/mt/ratio-5/seed-{s}" for s in (0, 1)]
+    original = json.dumps({"runs": runs}).encode()
+    lock = FolderLock(plan.with_suffix(".lock"))
+    assert lock.acquire(wait=False)
+    try:
+        plan.write_bytes(original)
+        code, out, err = bench("status", "--results", str(root))
+        assert code == 0 and "2 run(s): 2 pending" in out, out + err        # the intact plan, listed
+        plan.unlink()
+        damage(plan, _how(plan.name, variant), sentinel, random.Random(f"{SEED}-plan-{variant}"))
+        code, out, err = bench("status", "--results", str(root))
+    finally:
+        lock.release()
+    check(code, err, (0,), plan.name, f"status, plan {variant}")
+    assert "seed-0" not in out, f"a damaged plan was listed ({variant})\n{out}"
+    if variant in ("truncated", "wrong_type", "huge", "non_utf8"):
+        assert "warning: " in err and str(plan) in err and "damaged sweep plan" in err, err
+
+
+@pytest.mark.parametrize("variant", [*VARIANTS, "deep"])
+def test_each_variant_of_a_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str) -> None:
+    """A schedule profile (``configs/profiles/*.toml``, read by every run): a damaged one is one line
+    naming its file, exit 2; a link to an intact copy is read."""
+    from sslbench.base import config
+
+    configs, sentinel = tmp_path / "configs", tmp_path / "sentinel"
+    shutil.copytree(config.configs_dir(), configs)
+    sentinel.mkdir()
+    profile = configs / "profiles" / "quick.toml"
+    text = profile.read_text()
+    profile.unlink()
+    damage_toml(profile, variant, text, sentinel)
+    monkeypatch.setattr(config, "configs_dir", lambda: configs)
+    code, _, err = bench("run", "--methods", "unet-l", "--ratios", "5", "--results", str(tmp_path / "r"), "--dry-run")
+    check(code, err, (0,) if variant == "symlink" else (2,), "quick.toml", f"profile, {variant}")
+    _one_line_naming(code, err, "quick.toml", f"profile, {variant}")
+    assert not (tmp_path / "r").exists()

@@ -31,6 +31,8 @@ SCENARIOS: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = [
     ("table", (), ("--methods", "mt"), "acts"),
     ("table", (), ("--per-class",), "acts"),
     ("table", (), ("--checkpoint", "last"), "acts"),
+    ("table", (), ("--ci", "95"), "acts"),
+    ("table", ("--cost",), ("--ci", "95"), "refused"),
     ("table", (), ("--keys",), "acts"),
     ("table", (), ("--cost",), "acts"),
     ("table", (), ("--table", "1", "--dataset", "acdc"), "acts"),

@@ -117,11 +117,24 @@ def list_profiles() -> list[str]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """A configuration file: a regular file of UTF-8 TOML (a FIFO would hang, a folder is no file),
+    else one line naming it."""
+    from sslbench.base.file_kinds import kind_of
+
+    kind = kind_of(path)  # a link to a regular file is read (a profile linked to a shared copy)
+    if kind != "a regular file":
+        raise ConfigError(f"{path}: is {kind}, not a TOML file")
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deep") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: unreadable ({exc.strerror or exc})") from None
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -257,7 +270,7 @@ def resolve_config(method_config_cls: type, profile: str, dataset: str, method: 
                           + (f"(known: {', '.join(list_profiles())})" if what == "profile" else
                              "of letters, digits, '.', '_' and '-'"))
     profile_path = root / "profiles" / f"{profile}.toml"
-    if not profile_path.is_file():
+    if not (profile_path.exists() or profile_path.is_symlink()):
         raise ConfigError(f"unknown profile '{profile}' (known: {', '.join(list_profiles())})")
     layers: list[Path | dict[str, Any]] = [profile_path, root / "datasets" / f"{dataset}.toml"]
     layers += [copy.deepcopy(defaults)] if defaults else []
@@ -267,7 +280,7 @@ def resolve_config(method_config_cls: type, profile: str, dataset: str, method: 
             if not all(isinstance(t, dict) for t in path.values()):
                 raise ConfigError(f"{defaults_source}: a mapping of [train] / [data] / [method] / [profile] tables")
             layer, path = path, Path(defaults_source or f"{method} defaults")
-        elif not path.is_file():
+        elif not (path.exists() or path.is_symlink()):
             continue
         else:
             layer = _read_toml(path)

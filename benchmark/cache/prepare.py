@@ -194,8 +194,11 @@ def prepare(name: str, raw: Path | None = None, cache_root: Path | None = None,
             raise DataError(f"{folder}: not a prepared dataset (no readable meta.json); prepare it again "
                             f"with bench prepare {name} --raw PATH --force")
         raise DataError(f"dataset '{name}' is not prepared; run: bench prepare {name} --raw PATH")
-    if raw is not None and not raw.is_dir():
-        raise DataError(f"{raw}: no such folder")
+    if raw is not None:  # a FIFO, device or file is named as what it is, not as missing
+        from sslbench.base.file_kinds import kind_of
+
+        if (what := kind_of(raw)) != "a folder":
+            raise DataError(f"{raw}: no such folder" if what == "missing" else f"{raw}: is {what}, not a folder")
     if raw is not None:
         spec.check_raw(raw)  # its index first: a wrong --raw is one line, before any walk
     root = folder.parent

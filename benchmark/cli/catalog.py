@@ -176,8 +176,6 @@ def prepare(dataset: str, raw: Path | None, kind: str | None, cache: Path | None
     """
     from sslbench.cache import prepare as do_prepare
 
-    if raw is not None and not raw.is_dir():
-        raise BenchError(f"{raw}: no such folder")
     if max_voxels is not None:
         os.environ["SSLBENCH_MAX_VOXELS"] = str(max_voxels)
     ds = do_prepare(dataset, raw, cache, force, kind, strict_geometry)

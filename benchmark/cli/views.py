@@ -41,7 +41,7 @@ def status(results: Path | None, fmt: str, plugins: tuple[str, ...]) -> None:
 
 # the options each mode of `bench table` honours (beside --results, --format, -o and --plugin)
 TABLE_OPTIONS = {
-    "": ("dataset", "profile", "methods", "per_class", "checkpoint"),
+    "": ("dataset", "profile", "methods", "per_class", "checkpoint", "ci"),
     "--table": ("dataset", "profile", "table_no", "vs_paper", "paper_dataset", "checkpoint"),
     "--cost": ("dataset", "profile", "methods", "cost"),
     "--keys": ("dataset", "keys"),
@@ -84,6 +84,10 @@ def refuse_unused(mode: str, honoured: tuple[str, ...], command: str) -> None:
 @click.option("--per-class", is_flag=True, help="DSC and ASD per class instead of the class mean.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="The selected weights (best validation Dice) or the last weights of each run.")
+@click.option("--ci", type=click.FloatRange(0, 100, min_open=True, max_open=True), default=None, metavar="LEVEL",
+              help="Beside each DSC, its LEVEL % (e.g. 95) percentile bootstrap interval of the mean, resampling "
+                   "the evaluated cases of every seed pooled (2000 resamples, RNG seed 0); with --format csv in "
+                   "columns of their own.")
 @click.option("--keys", is_flag=True, help="List the profile keys (schedules) under the results folder: each "
               "key's profile and the train./data. values its runs changed, with run counts per dataset.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
@@ -91,7 +95,7 @@ def refuse_unused(mode: str, honoured: tuple[str, ...], command: str) -> None:
 @user_errors
 def table(results: Path | None, fmt: str, dataset: str | None, profile: str | None, methods: str | None,
           table_no: str | None, vs_paper: bool, paper_dataset: str | None, cost: bool, per_class: bool,
-          checkpoint: str, keys: bool, output: Path | None, plugins: tuple[str, ...]) -> None:
+          checkpoint: str, ci: float | None, keys: bool, output: Path | None, plugins: tuple[str, ...]) -> None:
     """Turn the run records into tables: by default one per dataset and profile (one row per method
     in the paper's order, columns ratio x (DSC, ASD), mean ± std over seeds); with --table N the
     layout of the paper's Table N; with --cost what each method costs; with --keys which schedules
@@ -118,7 +122,7 @@ def table(results: Path | None, fmt: str, dataset: str | None, profile: str | No
         text = paper_table(root, table_no, fmt, dataset, profile, vs_paper, paper_dataset,
                            warn=lambda m: click.echo(f"warning: {m}", err=True), checkpoint=checkpoint)
     else:
-        text = tables(root, fmt, dataset, profile, chosen, per_class, checkpoint)
+        text = tables(root, fmt, dataset, profile, chosen, per_class, checkpoint, ci=ci)
     if output:
         write_text(output, text + "\n")
     else:

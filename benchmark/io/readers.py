@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sslbench.base.errors import DataError
+from sslbench.base.file_kinds import kind_of
 from sslbench.base.names import check_case_id
 
 MAX_VOXELS = 2**31
@@ -88,8 +89,8 @@ def regular_input(path: Path) -> None:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:
         raise DataError(f"{path}: unreadable ({exc.strerror})") from exc
-    if not stat.S_ISREG(mode):
-        raise DataError(f"{path}: not a regular file (a folder, FIFO, device or socket); refused")
+    if not stat.S_ISREG(mode):  # named as what it is: "a FIFO", not a guess among four
+        raise DataError(f"{path}: not a regular file ({kind_of(path)}); refused")
 
 
 def read_list(path: Path) -> list[str]:

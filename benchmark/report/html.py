@@ -4,13 +4,17 @@ server, no CDN; figures are PNG files beside the pages).
 ``index.html``: per dataset and schedule (profile key, shown with the values it changed) the
 protocol caption, a leaderboard per label ratio (mean ± sd over seeds, a bootstrap 95 % interval of
 the mean Dice over evaluated cases x seeds, best in bold, † where the DSC differs from the strongest
-other method's, each tag's ``--set`` items, links to each run), per-class tables, the ratio,
-per-class and training-curve figures; a cost table.
+other method's, each tag's ``--set`` items, links to each run), under each leaderboard a paired
+per-case scatter of every method against UNet-L in the same cell (``compare``: same dataset, schedule,
+ratio and evaluation split, points paired by seed and case id, drawn as inline SVG) and the five
+worst cases of each method's cell over its seeds with their TP / FP / FN voxels per class; per-class
+tables, the ratio, per-class and training-curve figures; a cost table.
 ``runs/<id>.html``: one page per run (``<id>``: a readable slug and a hash of the run's identity, so
 two runs never share a page): selection (the selected and last weights, each with its stage,
-iteration and global step, and their Dice), per-case metrics (sortable), the five worst cases,
-voxel counts per class where stored, its training curves against the global step, provenance and its
-resolved configuration. A run page draws its curves as inline SVG from ``run_charts`` (no plotting
+iteration and global step, and their Dice), per-case metrics with TP / FP / FN per class where
+stored (sortable), the five worst cases, voxel counts per class summed over cases, its training
+curves against the global step, provenance and its resolved configuration. Each warning (a run
+folder skipped) is printed once, however often the records are read. A run page draws its curves as inline SVG from ``run_charts`` (no plotting
 library per run). Pages are rendered with jinja2 templates (``templates/``); every value is escaped
 by the template engine.
 
@@ -28,7 +32,8 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +43,19 @@ import pandas as pd
 from sslbench import __version__
 from sslbench.base.atomic import make_temp_folder, remove_orphans, write_text
 from sslbench.base.errors import BenchError
-from sslbench.base.locks import FolderLock
 from sslbench.base.fields import FieldError, integer
+from sslbench.base.locks import FolderLock
 from sslbench.base.records import MAX_ITERATIONS
 from sslbench.base.run_files import RunFiles
 from sslbench.report import plots
+from sslbench.report.bootstrap import BOOTSTRAP_RESAMPLES, bootstrap_ci, case_dice
+from sslbench.report.compare import BASELINE, case_counts, paired_points, scatter, worst_in_cell
 from sslbench.report.cost import cost_table
 from sslbench.report.frame import protocol_caption, run_frame, variant_name
 from sslbench.report.run_charts import log_curves, run_charts
 from sslbench.report.tables import _significance, build_table, paper_order
 
 MARKER = ".sslbench-report"          # in every report folder: what may be replaced by the next report
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0                    # fixed: the same records give the same interval
 WORST_CASES = 5
 _HASH_CHARS = 10                      # of a run page's name: 16^10 identities before a likely clash
 
@@ -108,29 +113,6 @@ def page_names(df: pd.DataFrame, root: Path) -> dict[str, str]:
     return names
 
 
-def bootstrap_ci(values: Iterable[float], resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
-    """Percentile bootstrap 95 % interval of the mean of ``values`` (seeded, so the same values give the
-    same interval); None for fewer than two values. Resampled in blocks of a size set by the count
-    alone, so memory stays bounded and the result does not depend on anything else."""
-    vals = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
-    n = len(vals)
-    if n < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    block = max(1, 4_000_000 // n)
-    means = np.concatenate([vals[rng.integers(0, n, size=(min(block, resamples - k), n))].mean(axis=1)
-                            for k in range(0, resamples, block)])
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
-def _case_dice(metrics: dict[str, Any]) -> dict[str, float]:
-    """case -> Dice [%] averaged over its classes, from a checked metrics.json."""
-    return {str(c["case"]): 100.0 * float(np.mean([m["dice"] for m in c["metrics"].values()]))
-            for c in metrics.get("metric_per_case", [])}
-
-
 def _read_metrics(folder: str) -> dict[str, Any]:
     """A run's checked metrics.json; {} (with a warning naming it) when missing or damaged."""
     try:
@@ -169,7 +151,7 @@ def _boards(df: pd.DataFrame, pages: dict[str, str], metrics: dict[str, dict[str
             cell = sub if sub.all_labels.all() else sub[sub.ratio == r]
             if cell.empty:
                 continue
-            pooled = [v for d in cell.sort_values("seed").dir for v in _case_dice(metrics.get(d, {})).values()]
+            pooled = [v for d in cell.sort_values("seed").dir for v in case_dice(metrics.get(d, {})).values()]
             ci = bootstrap_ci(pooled)
             rows.append({"name": variant_name(name, tag) + (" (every label)" if cell.all_labels.all() else ""),
                          "overrides": _overrides_text(cell),
@@ -179,8 +161,59 @@ def _boards(df: pd.DataFrame, pages: dict[str, str], metrics: dict[str, dict[str
                          "best": means.get((i, r, "dsc")) == best and best is not None and len(means) > 1,
                          "runs": [{"seed": int(x.seed), "href": f"runs/{pages[x.dir]}.html"}
                                   for _, x in cell.sort_values("seed").iterrows()]})
-        boards.append({"ratio": f"{r:g}", "rows": rows})
+        boards.append({"ratio": f"{r:g}", "rows": rows, **_comparisons(df, keys, r, metrics)})
     return boards
+
+
+def _cells(df: pd.DataFrame, keys: list[tuple[str, str]], r: float) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """(row name, evaluation split, its runs) of each leaderboard row at ratio ``r``, one per split
+    (a cell never pools two splits)."""
+    for name, tag in keys:
+        sub = df[(df.paper_name == name) & (df.tag == tag)]
+        cell = sub if sub.all_labels.all() else sub[sub.ratio == r]
+        for split, runs in cell.groupby("eval_split", sort=True):
+            yield variant_name(name, tag) + (" (every label)" if runs.all_labels.all() else ""), str(split), runs
+
+
+def _comparisons(df: pd.DataFrame, keys: list[tuple[str, str]], r: float,
+                 metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One leaderboard's paired scatters (each method trained at ratio ``r`` against the baseline's runs
+    of the same ratio and evaluation split, points paired by seed and case) and its worst cases per
+    method, from the selected weights' metrics."""
+    base = df[(df.method == BASELINE) & (df.tag == "") & (df.ratio == r) & ~df.all_labels]
+    base_name = str(base.paper_name.iloc[0]) if not base.empty else "UNet-L"
+    where = f"{df.dataset.iloc[0]}, {df.profile_text.iloc[0]}, {r:g} % labeled"
+    pairs, worst, unpaired = [], [], []
+    for name, split, runs in _cells(df, keys, r):
+        seeds = {int(x.seed): (str(x.dir), metrics.get(x.dir, {})) for _, x in runs.sort_values("seed").iterrows()}
+        classes, rows = worst_in_cell(seeds, WORST_CASES)
+        worst.append({"name": name, "split": split, "classes": classes, "rows": rows,
+                      "saved": any(row["saved"] for row in rows), "seeds": ", ".join(map(str, seeds))})
+        if runs.all_labels.all() or ((runs.method == BASELINE).all() and (runs.tag == "").all()):
+            continue                          # the reference trained on every label, or the baseline itself
+        mine = base[base.eval_split == split]
+        if mine.empty:
+            unpaired.append(f"{name}: no {base_name} run at {r:g} % labels evaluated on the {split} split")
+            continue
+        a = {int(x.seed): metrics.get(x.dir, {}) for _, x in mine.iterrows()}
+        b = {seed: m for seed, (_, m) in seeds.items()}
+        points = paired_points(a, b)
+        chart = scatter(points, base_name, name)
+        if chart is None:
+            unpaired.append(f"{name}: no case that it and {base_name} evaluated in a seed both have")
+            continue
+        used = sorted({p["seed"] for p in points})
+        alone = sorted(set(a) ^ set(b))
+        better = sum(p["y"] > p["x"] for p in points)
+        pairs.append({"name": name, "split": split, "chart": chart, "caption": (
+            f"{where}; evaluated on the {split} split; checkpoint: the selected weights (best validation Dice). "
+            f"DSC [%] per case (mean over its classes) of {name} (y) against {base_name} (x), one point per case "
+            f"and seed, cases matched by case id within a seed: {len(points)} points from seed(s) "
+            f"{', '.join(map(str, used))}" + (f"; seed(s) {', '.join(map(str, alone))} without a partner, left out"
+                                              if alone else "")
+            + f". Dashed: y = x; above it {name} is better ({better} of {len(points)} points).")})
+    note = ("No paired plot for " + "; ".join(unpaired) + ".") if unpaired else ""
+    return {"baseline": base_name, "pairs": pairs, "pair_note": note, "worst": worst}
 
 
 def _per_class(df: pd.DataFrame) -> str:
@@ -233,25 +266,15 @@ def where_in_training(iteration: object, lengths: dict[str, int]) -> tuple[str, 
 
 
 def voxel_counts(metrics: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Per class TP / FP / FN voxels summed over the evaluated cases, from what metrics.json stores per
-    case and class: |pred| (``n_pred``), |ref| (``n_ref``) and Dice = 2 TP / (|pred| + |ref|), so
-    TP = Dice (|pred| + |ref|) / 2, FP = |pred| - TP, FN = |ref| - TP. None when a case lacks the
-    counts (a record of an earlier version) or they do not fit together (a foreign file)."""
-    cases = metrics.get("metric_per_case") or []
+    """Per class TP / FP / FN voxels summed over the evaluated cases (``compare.case_counts`` of each);
+    None when a case lacks the counts (a record of an earlier version) or they do not fit together."""
     totals: dict[str, list[int]] = {}
-    for case in cases:
-        for cls, m in case["metrics"].items():
-            n_pred, n_ref = m.get("n_pred"), m.get("n_ref")
-            if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**53 for v in (n_pred, n_ref)):
-                return None
-            tp_exact = float(m["dice"]) * (n_pred + n_ref) / 2 if n_pred + n_ref else 0.0
-            tp = round(tp_exact)
-            if abs(tp - tp_exact) > 1e-6 * max(1.0, n_pred + n_ref) or not 0 <= tp <= min(n_pred, n_ref):
-                return None
-            sums = totals.setdefault(str(cls), [0, 0, 0])
-            sums[0] += tp
-            sums[1] += n_pred - tp
-            sums[2] += n_ref - tp
+    for case in metrics.get("metric_per_case") or []:
+        counts = case_counts(case)
+        if counts is None:
+            return None
+        for cls, values in counts.items():
+            totals[cls] = [a + b for a, b in zip(totals.get(cls, [0, 0, 0]), values)]
     if not totals:
         return None
     return [{"cls": cls, "tp": tp, "fp": fp, "fn": fn} for cls, (tp, fp, fn) in totals.items()]
@@ -273,8 +296,12 @@ def _run_page(rec: pd.Series, name: str, out: Path, env: Any, metrics: dict[str,
     config = files.read_if_any(RunFiles.CONFIG)
     config = config if isinstance(config, dict) else {}
     units = rec.units
-    cases = [{"case": c["case"], "cls": cls, "dsc": f"{100 * m['dice']:.2f}", "assd": f"{m['assd']:.3f}",
-              "hd95": f"{m['hd95']:.3f}"} for c in metrics.get("metric_per_case", []) for cls, m in c["metrics"].items()]
+    cases = []
+    for c in metrics.get("metric_per_case", []):
+        counts = case_counts(c) or {}
+        cases += [{"case": c["case"], "cls": cls, "dsc": f"{100 * m['dice']:.2f}", "assd": f"{m['assd']:.3f}",
+                   "hd95": f"{m['hd95']:.3f}", "counts": counts.get(str(cls), ("—", "—", "—"))}
+                  for cls, m in c["metrics"].items()]
     selection = record.get("selection", {})
     lengths = _stage_lengths(record)
     chosen_text, chosen_step = where_in_training(selection.get("iteration"), lengths)
@@ -367,9 +394,34 @@ def _swap_in(new: Path, out: Path) -> None:
         logging.getLogger("sslbench").warning(f"{old}: the replaced report could not be removed ({exc})")
 
 
+@contextmanager
+def each_warning_once() -> Iterator[None]:
+    """A report reads the records more than once (its frame, the cost table, the figures), and each
+    read warns of the run folders it skips: while it is built, a warning already given is dropped."""
+    seen: set[str] = set()
+
+    def first(record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        new = text not in seen
+        seen.add(text)
+        return new
+
+    log = logging.getLogger("sslbench")
+    log.addFilter(first)
+    try:
+        yield
+    finally:
+        log.removeFilter(first)
+
+
 def write_report(root: Path, out: Path) -> Path:
     """Write the report of the finished runs under ``root`` into the folder ``out`` (replacing the
-    report there, whole); returns its index."""
+    report there, whole); returns its index. Each warning is printed once."""
+    with each_warning_once():
+        return _write_report(root, out)
+
+
+def _write_report(root: Path, out: Path) -> Path:
     if not root.exists():
         raise BenchError(f"{root}: no results folder (run `bench run` first)")
     df = run_frame(root)
@@ -428,7 +480,8 @@ def _build(root: Path, df: pd.DataFrame, out: Path) -> None:
     cost = cost_table(root, "markdown")
     index = env.get_template("index.html").render(
         title="sslbench report", root="", groups=groups, runs=len(df), results=str(root), version=__version__,
-        when=time.strftime("%Y-%m-%d %H:%M"), cost=_markdown_table_to_html(cost), resamples=BOOTSTRAP_RESAMPLES)
+        when=time.strftime("%Y-%m-%d %H:%M"), cost=_markdown_table_to_html(cost), resamples=BOOTSTRAP_RESAMPLES,
+        worst_count=WORST_CASES)
     write_text(out / "index.html", index)
 
 
@@ -441,4 +494,5 @@ def _markdown_table_to_html(text: str) -> str:
     return _html_table(cells[0], cells[2:])
 
 
-__all__ = ["bootstrap_ci", "page_names", "voxel_counts", "where_in_training", "worst_cases", "write_report"]
+__all__ = ["bootstrap_ci", "each_warning_once", "page_names", "voxel_counts", "where_in_training", "worst_cases",
+           "write_report"]

@@ -15,6 +15,9 @@ from sslbench.base.printable import one_line
 from sslbench.base.spreadsheet import to_safe_csv
 from sslbench.report.frame import protocol_caption, run_frame, variant_name
 
+# a cell's interval of one metric (``bench table --ci``): (cell runs, metric key) -> (low, high) or None
+Interval = Callable[[pd.DataFrame, str], "tuple[float, float] | None"]
+
 PAPER_ORDER = ("UNet-F", "UNet-L", "EM", "CCT", "DAN", "URPC", "DCT", "ICT", "MT", "UAMT", "CPS", "GCL",
                "SCS", "PLC", "MoCov2", "kNN-MoCo", "SimCLR", "BYOL", "ISD", "GLCon", "MONA")
 FORMATS = ("markdown", "latex", "csv")
@@ -41,11 +44,18 @@ def _cell(values: pd.Series, digits: int) -> str:
     return f"{vals.mean():.{digits}f} ± {vals.std(ddof=1):.{digits}f}"
 
 
+def _with_interval(key: str) -> bool:
+    """The columns ``--ci`` gives an interval: the DSC, class-averaged or of one class."""
+    return key == "dsc" or key.startswith("dsc:")
+
+
 def build_table(df: pd.DataFrame, metrics: Sequence[tuple[str, str, int]] = (("dsc", "DSC", 1), ("asd", "ASD", 2)),
-                numeric: bool = False) -> tuple[list[str], list[list[Any]], list[float]]:
+                numeric: bool = False, interval: Interval | None = None,
+                ci_name: str = "ci") -> tuple[list[str], list[list[Any]], list[float]]:
     """Headers and rows for one (dataset, profile key) frame, a row per method and tag. Runs that used
     every label (UNet-F) fill every ratio column. ``numeric``: mean, sd and seed count in columns of
-    their own (CSV), not one "mean ± sd" string."""
+    their own (CSV), not one "mean ± sd" string. ``interval``: a DSC cell's interval beside its mean
+    ± sd ("[lo, hi]"), or in two columns of its own (``<ci_name> low``, ``high``) when numeric."""
     df = df.assign(row=[variant_name(n, t) for n, t in zip(df.paper_name, df.tag)])
     ratios = sorted(df.loc[~df.all_labels, "ratio"].unique()) or sorted(df.ratio.unique())
     headers = ["Method"]
@@ -53,6 +63,8 @@ def build_table(df: pd.DataFrame, metrics: Sequence[tuple[str, str, int]] = (("d
         for key, label, _ in metrics:
             headers += ([f"{r:g}% {label} mean", f"{r:g}% {label} sd", f"{r:g}% {label} n"] if numeric
                         else [f"{r:g}% {label}"])
+            if numeric and interval is not None and _with_interval(key):
+                headers += [f"{r:g}% {label} {ci_name} low", f"{r:g}% {label} {ci_name} high"]
     rows = []
     for name in sorted(df.row.unique(), key=paper_order):
         sub = df[df.row == name]
@@ -61,9 +73,17 @@ def build_table(df: pd.DataFrame, metrics: Sequence[tuple[str, str, int]] = (("d
             cell_df = sub if sub.all_labels.all() else sub[sub.ratio == r]
             for key, _, digits in metrics:
                 vals = cell_df[key].dropna()
-                row += ([round(vals.mean(), 4) if len(vals) else None,
-                         round(vals.std(ddof=1), 4) if len(vals) > 1 else None, len(vals)] if numeric
-                        else [_cell(cell_df[key], digits)])
+                ci = interval(cell_df, key) if interval is not None and _with_interval(key) else None
+                if numeric:
+                    row += [round(vals.mean(), 4) if len(vals) else None,
+                            round(vals.std(ddof=1), 4) if len(vals) > 1 else None, len(vals)]
+                    if interval is not None and _with_interval(key):
+                        row += [None, None] if ci is None else [round(ci[0], 4), round(ci[1], 4)]
+                else:
+                    text = _cell(cell_df[key], digits)
+                    if interval is not None and _with_interval(key):
+                        text += " [—]" if ci is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+                    row.append(text)
         rows.append(row)
     return headers, rows, ratios
 
@@ -71,7 +91,7 @@ def build_table(df: pd.DataFrame, metrics: Sequence[tuple[str, str, int]] = (("d
 def render(headers: list[str], rows: list[list[Any]], fmt: str, caption: str = "", label: str = "") -> str:
     """Markdown, CSV, or LaTeX (booktabs, in a table environment with its caption and label)."""
     if fmt == "markdown":
-        table = tabulate(markdown_cells(rows), headers=markdown_cells([headers])[0], tablefmt="github",
+        table = tabulate(markdown_cells(rows), headers=[markdown_label(h) for h in headers], tablefmt="github",
                          disable_numparse=True)
         return f"**{markdown_text(caption)}**\n\n{table}" if caption else table
     if fmt == "latex":
@@ -85,6 +105,17 @@ def markdown_text(text: str) -> str:
     """Text from records (a tag, a class or method name) inside a markdown table or caption: one line,
     control characters shown, ``|`` escaped so it never opens a column."""
     return one_line(text).replace("|", "\\|")
+
+
+MARKDOWN_SPECIALS = "\\`*_$|<>[]~"
+
+
+def markdown_label(text: str) -> str:
+    """A header from records (a class name in a per-class column) inside a markdown table: one line,
+    control characters shown, and every character markdown or its math and HTML extensions act on
+    (``**``, ``_``, ``$``, ``|``, backticks, ``<``, ``[``, ``~``) escaped with a backslash, so it shows
+    as written. Cells keep ``markdown_text``: a table's own bold markers are markdown."""
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIALS else ch for ch in one_line(text))
 
 
 def markdown_cells(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
@@ -132,25 +163,43 @@ def _must_match(option: str, value: str, have: list[str], root: Path) -> None:
 
 def tables(root: Path, fmt: str = "markdown", dataset: str | None = None, profile: str | None = None,
            methods: Sequence[str] | None = None, per_class: bool = False, checkpoint: str = "best",
-           strict: bool = True) -> str:
+           strict: bool = True, ci: float | None = None) -> str:
     """Every (dataset, profile key) table under ``root`` that matches the filters, each captioned with
-    the protocol its records state (``strict``: a method asked for without a run is an error)."""
+    the protocol its records state (``strict``: a method asked for without a run is an error).
+    ``ci``: a ``ci`` % bootstrap interval beside each DSC (``sslbench.report.bootstrap``: over the
+    cell's cases x seeds, of the weights the table shows)."""
+    from sslbench.report.bootstrap import CaseReader, interval_method, interval_note
+
     if fmt not in FORMATS:
         raise BenchError(f"unknown table format '{fmt}' (known: {', '.join(FORMATS)})")
+    if ci is not None and not 0 < ci < 100:
+        raise BenchError(f"--ci {ci:g}: a confidence level in percent, above 0 and below 100 (e.g. 95)")
     df = select_records(root, dataset, profile, methods, checkpoint, strict)
+    reader = CaseReader(checkpoint)
+
+    def cell_interval(cell: pd.DataFrame, key: str) -> tuple[float, float] | None:
+        level = 95.0 if ci is None else ci
+        return reader.interval(cell.sort_values("seed").dir, key.split(":", 1)[1] if ":" in key else None, level)[0]
+
+    interval: Interval | None = cell_interval if ci is not None else None
+
     out, frames = [], []
     for (ds, key), sub in df.groupby(["dataset", "profile_key"], sort=True):
-        caption = protocol_caption(sub) + ("; per class" if per_class else "; class-averaged")
+        caption = protocol_caption(sub) + ("; per class" if per_class else "; class-averaged") \
+            + (f"; {interval_note(ci)}" if ci is not None else "")
         if per_class:
             classes = [c.split(":", 1)[1] for c in sub.columns if c.startswith("dsc:") and sub[c].notna().any()]
             metrics = [(f"{m}:{c}", f"{c} {m.upper()}", 1 if m == "dsc" else 2) for c in classes for m in ("dsc", "asd")]
         else:
             metrics = [("dsc", "DSC", 1), ("asd", "ASD", 2)]
-        headers, rows, _ = build_table(sub, metrics, numeric=fmt == "csv")
+        headers, rows, _ = build_table(sub, metrics, numeric=fmt == "csv", interval=interval,
+                                       ci_name=f"ci{ci:g}" if ci is not None else "ci")
         if fmt == "csv":
             frame = pd.DataFrame(rows, columns=headers)
             for name, value in _csv_protocol(sub, ds, checkpoint, sub.units.iloc[0], None)[:-1]:
                 frame.insert(0, name, value)
+            if ci is not None:
+                frame["ci_method"] = interval_method(ci)
             frames.append(frame)
         elif fmt == "markdown":
             out.append(render(headers, rows, fmt, caption))
@@ -403,6 +452,10 @@ def protocol_caveat(recs: pd.DataFrame) -> str:
 BOLD = ("\u27e6", "\u27e7")  # a bold cell's markers in LaTeX, set after tabulate escaped the text
 LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                  "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+# characters tabulate leaves as they are that LaTeX's default (OT1) text fonts print as others ("|" as a
+# dash, "<" as "¡", a backtick as an opening quote): through tabulate as placeholders, then these
+LATEX_GLYPHS = {"|": r"\textbar{}", "<": r"\textless{}", ">": r"\textgreater{}", "`": r"\textasciigrave{}"}
+_GLYPH_HOLD = {ch: chr(0xE100 + i) for i, ch in enumerate(LATEX_GLYPHS)}
 
 
 def _latex_cell(cell: Any) -> Any:
@@ -420,11 +473,19 @@ def _latex_cell(cell: Any) -> Any:
 def _latex(headers: list[str], body: list[list[Any]], caption: str, label: str = "") -> str:
     """A booktabs table in a ``table`` environment with its caption and label; tabulate escapes the
     text, then bold markers, ±, † and Δ become LaTeX."""
-    body = [[_latex_cell(c) for c in row] for row in body]
-    headers = [_latex_cell(h) for h in headers]
+    def held(cell: Any) -> Any:
+        cell = _latex_cell(cell)
+        if not isinstance(cell, str):
+            return cell
+        cell = "".join(ch for ch in cell if ch not in _GLYPH_HOLD.values())   # a placeholder is never text
+        return "".join(_GLYPH_HOLD.get(ch, ch) for ch in cell)
+
+    body = [[held(c) for c in row] for row in body]
+    headers = [held(h) for h in headers]
     text = tabulate(body, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
-    cap = "".join(LATEX_ESCAPES.get(ch, ch) for ch in _latex_cell(caption))
-    math = {"±": r"$\pm$", "†": r"$^\dagger$", "Δ": r"$\Delta$", BOLD[0]: r"\textbf{", BOLD[1]: "}"}
+    cap = "".join(LATEX_ESCAPES.get(ch, LATEX_GLYPHS.get(ch, ch)) for ch in _latex_cell(caption))
+    math = {"±": r"$\pm$", "†": r"$^\dagger$", "Δ": r"$\Delta$", BOLD[0]: r"\textbf{", BOLD[1]: "}",
+            **{_GLYPH_HOLD[ch]: command for ch, command in LATEX_GLYPHS.items()}}
     for old, new in math.items():
         text, cap = text.replace(old, new), cap.replace(old, new)
     return ("\\begin{table}[t]\n\\centering\n\\small\n" + text + f"\n\\caption{{{cap.strip()}}}\n"

@@ -20,6 +20,7 @@ would run as a shell command on the cluster.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -34,6 +35,7 @@ from typing import Any
 
 from sslbench.base.errors import BenchError
 from sslbench.base.locks import FolderLock, probe
+from sslbench.base.printable import one_line
 from sslbench.base.run_files import RunFiles
 from sslbench.io.readers import regular_input
 from sslbench.run.queue import ACTIVE, RUNNING, given_job, queued_job, squeue_states
@@ -325,14 +327,21 @@ def submit(specs: Sequence[Any], opts: Any, settings: SlurmSettings,
     opts = dataclasses.replace(opts, results=Path(opts.results).absolute(),
                                cache=None if opts.cache is None else Path(opts.cache).absolute())
     check_inputs(specs, opts, check_device=False)  # the nodes' device, not this login node's
+    made = not opts.results.exists() and not opts.results.is_symlink()
     lock = FolderLock(opts.results / SUBMIT_LOCK)
     if not lock.acquire(wait=False):
         log(f"waiting for another submission to {opts.results} to end ({lock.holder})")
         lock.acquire(wait=True)
     try:
-        return _submit_locked(submitit, specs, opts, settings)
-    finally:
-        lock.release()
+        try:
+            return _submit_locked(submitit, specs, opts, settings)
+        finally:
+            lock.release()
+    except BaseException:
+        if made:  # the results folder this refused submission made, when nothing else came into it
+            with contextlib.suppress(OSError):
+                opts.results.rmdir()
+        raise
 
 
 def _submit_locked(submitit: Any, specs: Sequence[Any], opts: Any, settings: SlurmSettings) -> Submission:
@@ -362,22 +371,10 @@ def _submit_locked(submitit: Any, specs: Sequence[Any], opts: Any, settings: Slu
     logs = opts.results / LOGS
     if not todo:
         return Submission([], {}, skipped, logs)
-    private_folder(logs)
     k = settings.runs_per_task
     groups = [list(todo[i:i + k]) for i in range(0, len(todo), k)]
-    executor = submitit.SlurmExecutor(folder=logs / "%j", max_num_timeout=settings.max_requeues,
-                                      python=settings.python)
-    params = settings.sbatch_parameters()
-    params["setup"] = [f"export SSLBENCH_RUNS_PER_TASK={k}", *params["setup"]]
-    try:
-        executor.update_parameters(**params)
-    except ValueError as exc:
-        raise BenchError(f"SLURM settings: {exc}") from exc
     started = time.time()
-    try:
-        jobs = executor.map_array(SlurmTask(), groups, [opts] * len(groups))
-    except Exception as exc:
-        raise BenchError(f"sbatch refused the array: {str(exc).strip().splitlines()[-1][:400]}") from exc
+    jobs = _submit_array(submitit, groups, opts, settings, logs)
     runs: dict[str, list[str]] = {}
     for job, group in zip(jobs, groups):
         runs[job.job_id] = [spec.label for spec in group]
@@ -388,6 +385,58 @@ def _submit_locked(submitit: Any, specs: Sequence[Any], opts: Any, settings: Slu
                 "job_id": job.job_id, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
                 "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr), "runs_per_task": k})
     return Submission([job.job_id for job in jobs], runs, skipped, logs)
+
+
+# the temporary files submitit writes beside the logs before sbatch answers: the tasks' pickles and the
+# batch script (moved under the job's id once sbatch has given one)
+_PENDING_FILE = re.compile(r"(?:[0-9a-f]{32}\.pkl|\.submission_file_[0-9a-f]{32}\.sh)")
+
+
+def _submit_array(submitit: Any, groups: list[list[Any]], opts: Any, settings: SlurmSettings, logs: Path) -> list[Any]:
+    """``groups`` as one array through submitit. When sbatch refuses it (or submitit fails before it
+    answers), what this submission wrote under ``logs`` is removed (the folder too, if it made it) and
+    the refusal is one error: sbatch's words, which submitit would print line by line, in one line."""
+    import io
+
+    made = not logs.exists() and not logs.is_symlink()
+    private_folder(logs)
+    before = set(os.listdir(logs))
+    said = io.StringIO()
+    try:
+        executor = submitit.SlurmExecutor(folder=logs / "%j", max_num_timeout=settings.max_requeues,
+                                          python=settings.python)
+        params = settings.sbatch_parameters()
+        params["setup"] = [f"export SSLBENCH_RUNS_PER_TASK={settings.runs_per_task}", *params["setup"]]
+        try:
+            executor.update_parameters(**params)
+        except ValueError as exc:
+            raise BenchError(f"SLURM settings: {one_line(str(exc))[:400]}") from exc
+        with contextlib.redirect_stderr(said):  # submitit prints sbatch's complaint as it came
+            return executor.map_array(SlurmTask(), groups, [opts] * len(groups))
+    except Exception as exc:
+        _remove_pending(logs, before, made)
+        if isinstance(exc, BenchError):
+            raise
+        words = "; ".join(line.strip() for line in (str(exc) or said.getvalue()).splitlines() if line.strip())
+        words = one_line(words)[:400] or type(exc).__name__
+        if isinstance(exc, submitit.core.utils.FailedSubmissionError):  # sbatch said yes in words not read
+            raise BenchError(f"sbatch's answer was not understood ({words}); a job it may have queued finds no "
+                             f"task and fails (see squeue); what this submission wrote to {logs} removed") from None
+        raise BenchError(f"sbatch refused the array ({words}); nothing submitted, and what this submission "
+                         f"wrote to {logs} removed") from None
+
+
+def _remove_pending(logs: Path, before: set[str], made: bool) -> None:
+    """The files a refused submission left under ``logs``: only those it wrote (new since ``before``,
+    named as submitit names them, regular files), and ``logs`` itself when it made it and it is empty."""
+    import stat
+
+    for name in set(os.listdir(logs)) - before:
+        path = logs / name
+        if _PENDING_FILE.fullmatch(name) and stat.S_ISREG(os.lstat(path).st_mode):
+            path.unlink(missing_ok=True)
+    if made and not os.listdir(logs):
+        logs.rmdir()
 
 
 def wait(results: Path, job_ids: Sequence[str], folders: Sequence[Path], log: Callable[[str], None],

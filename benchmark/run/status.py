@@ -12,6 +12,7 @@ the core code is ``done`` with a note, and the summary counts them.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 
 from sslbench.base.code_identity import core_code
 from sslbench.base.fields import FieldError
+from sslbench.base.finished_runs import copies_text, finished_runs
 from sslbench.base.locks import probe
 from sslbench.base.printable import one_line
 from sslbench.base.records import check_progress
@@ -51,6 +53,7 @@ class RunState:
     code_core: str | None = None  # a finished run's core code version ("" when its record predates it)
     schedule: str | None = None   # a finished run's profile key as a person reads it (profile and overrides)
     overrides: str | None = None  # the run's --set items: what its tag, or its schedule key, means
+    copies: list[str] | None = None  # other folders holding this finished run (an archived copy): not counted
 
 
 def run_folders(root: Path) -> list[Path]:
@@ -92,13 +95,17 @@ def _progress(files: RunFiles, state: RunState) -> dict[str, Any]:
     return p
 
 
-def state_of(root: Path, folder: Path, queue: dict[str, str] | None) -> RunState:
+def state_of(root: Path, folder: Path, queue: dict[str, str] | None,
+             records: dict[str, dict[str, Any] | None] | None = None) -> RunState:
+    """``folder``'s state; ``records``: folder -> its record (None: unreadable) where already read."""
     files = RunFiles(folder)
     state = RunState(str(folder.relative_to(root)), "pending")
     state.job_id = given_job(files)
     if queue is not None and state.job_id is not None:
         state.slurm_state = queue.get(state.job_id)
-    record = files.record() if files.path(RunFiles.DONE).is_file() else None
+    record = None
+    if files.path(RunFiles.DONE).is_file():
+        record = records[str(folder)] if records is not None and str(folder) in records else files.record()
     if record is not None:
         state.state = "done"
         state.overrides = "; ".join(_text(o) for o in record.get("overrides", []) if _text(o)) or None
@@ -171,14 +178,43 @@ def collect(root: Path, queue: dict[str, str] | None = None, folders: Iterable[P
     that have no folder yet: pending, so the summary and ETA cover the whole sweep."""
     from sslbench.run.sweep_plan import planned_runs
 
-    states = [state_of(root, f, queue) for f in (run_folders(root) if folders is None else folders)]
-    if folders is None:
-        seen = {s.run for s in states}
-        for run, who in planned_runs(root).items():
-            if run not in seen:
-                states.append(RunState(run, "pending", note=f"not started; {who}"))
-        states.sort(key=lambda s: s.run)
+    if folders is not None:
+        return [state_of(root, f, queue) for f in folders]
+    found = finished_runs(root, warn=lambda message: None)  # (status names a damaged record on its line)
+    states = _without_copies(root, [state_of(root, f, queue, found.read) for f in run_folders(root)], found.copies)
+    seen = {s.run for s in states}
+    for run, who in planned_runs(root, warn=_log_warning).items():
+        if run not in seen:
+            states.append(RunState(run, "pending", note=f"not started; {who}"))
+    states.sort(key=lambda s: s.run)
     return states
+
+
+def _log_warning(message: str) -> None:
+    """A damaged sweep plan, said once as a warning (the CLI prints the package's warnings)."""
+    logging.getLogger("sslbench").warning(one_line(message))
+
+
+def _without_copies(root: Path, states: list[RunState], copies: list[tuple[str, str]]) -> list[RunState]:
+    """``states`` less the folders that repeat a finished run listed under another folder, each named
+    on the run it copies: a run is counted once, by the same choice of folder as the tables'."""
+    listed = {s.run: s for s in states}
+    dropped = set()
+    for copy, kept in copies:
+        copy_run, kept_run = str(Path(copy).relative_to(root)), str(Path(kept).relative_to(root))
+        if kept_run in listed:
+            listed[kept_run].copies = [*(listed[kept_run].copies or []), one_line(copy_run)]
+            dropped.add(copy_run)
+    return [s for s in states if s.run not in dropped]
+
+
+def copies_line(states: Sequence[RunState]) -> str:
+    """One line naming the folders counted as copies of a listed run ("" when there are none)."""
+    pairs = [(copy, s.run) for s in states for copy in s.copies or ()]
+    if not pairs:
+        return ""
+    return (f"{len(pairs)} run folder(s) repeat a run listed here and are counted once: "
+            f"{copies_text(pairs)}")
 
 
 def summary_line(states: Sequence[RunState]) -> str:
@@ -211,7 +247,7 @@ def sweep_eta(states: Sequence[RunState]) -> float | None:
 def _duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return ""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
@@ -251,5 +287,6 @@ def render(states: Sequence[RunState], fmt: str = "text") -> str:
     width = max(len(s.run) for s in states)
     lines = [f"{'run':<{width}}  {'state':<8}  detail"]
     lines += [f"{s.run:<{width}}  {s.state:<8}  {_detail(s)}".rstrip() for s in states]
+    lines += [line for line in (copies_line(states),) if line]
     lines.append(summary_line(states))
     return "\n".join(lines)
