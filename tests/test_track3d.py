@@ -342,3 +342,128 @@ def test_mt_in_3d_ramps_like_ua_mts_la_script() -> None:
     out = method.training_step(Batch(x[:2], torch.randint(0, 2, (2, 16, 32, 32)), x[2:]),
                                StepInfo("train", 3100, 6000, generator=torch.Generator().manual_seed(0)))
     assert out["cons_weight"] == pytest.approx(0.1 * sigmoid_rampup(3100 // 150, 40))
+
+
+# ------------------------------------------------------------------ BCP on LA (code/LA_BCP_train.py)
+def _bcp_3d():  # noqa: ANN202
+    from torch import nn
+
+    cfg = resolve_config(METHODS.get("bcp").Config, "quick", "synthetic-la", "bcp", ["train.base_width=4"])
+    torch.manual_seed(0)
+    method = build_method(METHODS.get("bcp"), cfg.method, cfg.train, 2, torch.device("cpu"))
+    for m in method.modules():  # dropout off: the losses are functions of the weights and the batch
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.p = 0.0
+    return method
+
+
+def test_bcp_cuboid_is_two_thirds_per_axis_at_an_exclusive_random_corner() -> None:
+    from sslbench.methods.bcp import cuboid_mask
+
+    g = torch.Generator().manual_seed(0)
+    corners = set()
+    for _ in range(400):
+        inside = cuboid_mask((16, 32, 20), g, torch.device("cpu")) == 0
+        idx = inside.nonzero()
+        lo, hi = idx.min(0).values, idx.max(0).values + 1
+        assert (hi - lo).tolist() == [10, 21, 13] and int(inside.sum()) == 10 * 21 * 13  # int(2/3 * size)
+        corners.add(tuple(lo.tolist()))
+    assert {c[0] for c in corners} == set(range(16 - 10)) and {c[2] for c in corners} == set(range(20 - 13))
+
+
+def _release_mask_dice(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> float:
+    """BCP's LA mask_DiceLoss written out per sample and class."""
+    probs = torch.softmax(logits, 1)
+    values = []
+    for n in range(logits.shape[0]):
+        m = torch.ones_like(target[n], dtype=torch.float32) if mask is None else mask.expand(target.shape)[n].float()
+        for c in range(logits.shape[1]):
+            y = (target[n] == c).float()
+            inter = (probs[n, c] * y * m).sum()
+            union = ((probs[n, c] + y) * m).sum()
+            values.append(float(1 - 0) * float((2 * inter + 1e-5) / (union + 1e-5)))
+    return 1 - sum(values) / len(values)
+
+
+def test_bcp_sample_dice_is_the_la_mask_dice_loss() -> None:
+    from sslbench.methods.bcp import sample_dice_loss
+
+    torch.manual_seed(1)
+    logits, target = torch.randn(2, 2, 4, 6, 6), torch.randint(0, 2, (2, 4, 6, 6))
+    mask = (torch.rand(4, 6, 6) > 0.4).float()
+    assert sample_dice_loss(logits, target).item() == pytest.approx(_release_mask_dice(logits, target, None), abs=1e-6)
+    assert sample_dice_loss(logits, target, mask).item() == pytest.approx(
+        _release_mask_dice(logits, target, mask), abs=1e-6)
+
+
+def test_largest_component_in_3d_is_26_connected_like_skimage() -> None:
+    from scipy import ndimage
+
+    from sslbench.nn.components import keep_largest_per_class
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        labels = (rng.random((2, 7, 9, 8)) > 0.62).astype(np.int64)
+        kept = keep_largest_per_class(torch.from_numpy(labels), 2).numpy()
+        for n in range(2):
+            comp, count = ndimage.label(labels[n], structure=np.ones((3, 3, 3)))  # skimage's default in 3-D
+            if count:
+                sizes = np.bincount(comp.ravel())[1:]
+                assert np.array_equal(kept[n], (comp == np.argmax(sizes) + 1).astype(np.int64))
+
+
+def test_bcp_3d_losses_are_the_la_scripts() -> None:
+    from sslbench.method import Batch
+    from sslbench.methods.bcp import cuboid_mask
+
+    method = _bcp_3d()
+    assert method.teacher.buffers_too is False  # LA's EMA averages the parameters only
+    torch.manual_seed(2)
+    x = torch.randn(4, 1, 16, 32, 32)
+    y = torch.randint(0, 2, (2, 16, 32, 32))
+    ce = torch.nn.functional.cross_entropy
+    # pre-training: a outside, b inside the cuboid; (CE + Dice) / 2 of the mixed label over the crop
+    g = torch.Generator().manual_seed(5)
+    mask = cuboid_mask((16, 32, 32), torch.Generator().manual_seed(5), torch.device("cpu"))
+    out = method.training_step(Batch(x[:2], y), StepInfo("pretrain", 0, 10, generator=g))
+    mixed = (y[0] * mask + y[1] * (1 - mask)).long()[None]
+    logits = method.student(x[:1] * mask + x[1:2] * (1 - mask))
+    expected = (ce(logits, mixed) + _release_mask_dice(logits, mixed, None)) / 2
+    assert out["loss_mix"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # self-training: the teacher's foreground >= 0.5, largest component, both directions weighted
+    method.current_stage = "train"
+    g = torch.Generator().manual_seed(6)
+    mask = cuboid_mask((16, 32, 32), torch.Generator().manual_seed(6), torch.device("cpu"))
+    xl, xu = x[:2], torch.randn(2, 1, 16, 32, 32)
+    out = method.training_step(Batch(xl, y, xu), StepInfo("train", 0, 10, generator=g))
+    pa, pb = method.pseudo_labels(xu[:1]), method.pseudo_labels(xu[1:])
+
+    def part(logits: torch.Tensor, outer: torch.Tensor, inner: torch.Tensor, wo: float, wi: float) -> torch.Tensor:
+        m = mask.expand(outer.shape)
+        dice = wo * _release_mask_dice(logits, outer, mask) + wi * _release_mask_dice(logits, inner, 1 - mask)
+        c = (wo * (ce(logits, outer, reduction="none") * m).sum() / m.sum()
+             + wi * (ce(logits, inner, reduction="none") * (1 - m)).sum() / (1 - m).sum())
+        return (dice + c) / 2
+
+    loss_l = part(method.student(xl[:1] * mask + xu[:1] * (1 - mask)), y[:1], pa, 1.0, 0.5)
+    loss_u = part(method.student(xu[1:] * mask + xl[1:] * (1 - mask)), pb, y[1:], 0.5, 1.0)
+    assert out["loss_mix"].item() == pytest.approx((loss_l + loss_u).item(), rel=1e-5)
+
+
+def test_bcp_3d_pseudo_labels_are_foreground_at_half_then_the_largest_component() -> None:
+    method = _bcp_3d()
+    p = torch.full((1, 8, 8, 8), 0.1)
+    p[0, 0:4, 0:4, 0:4] = 0.55   # the largest confident component (64 voxels)
+    p[0, 6:8, 6:8, 6:8] = 0.95   # confident but smaller (8 voxels, not touching)
+    p[0, 4, 0:4, 0:4] = 0.45     # below one half: not foreground
+    logits = torch.stack([torch.zeros_like(p), torch.log(p / (1 - p))], dim=1)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return logits
+
+    method.teacher = Fixed()  # type: ignore[assignment]
+    labels = method.pseudo_labels(torch.zeros(1, 1, 8, 8, 8))
+    expected = torch.zeros(1, 8, 8, 8, dtype=torch.long)
+    expected[0, 0:4, 0:4, 0:4] = 1
+    assert torch.equal(labels, expected)

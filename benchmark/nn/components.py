@@ -28,11 +28,14 @@ GPU_CHECK_EVERY = 8
 
 def _round(lab: Tensor, mask: Tensor, big: int) -> Tensor:
     """One propagation + hooking + two pointer jumps over labels (N, H*W + 1); the last slot is the
-    background's sentinel ``big``, which points to itself."""
+    background's sentinel ``big``, which points to itself. A (N, D, H, W) mask propagates over the
+    3 x 3 x 3 window (26-connectivity: skimage's default for a volume, BCP's LA ``LargestCC``)."""
     n, size = lab.shape[0], big
-    h, w = mask.shape[1:]
+    spatial = mask.shape[1:]
+    pool = F.max_pool3d if len(spatial) == 3 else F.max_pool2d
     pixels = lab[:, :size]
-    smallest = -F.max_pool2d(-pixels.view(n, 1, h, w).float(), 3, stride=1, padding=1).view(n, size).long()
+    # float32 holds every index exactly up to 2^24 voxels, a 256^3 volume
+    smallest = -pool(-pixels.view(n, 1, *spatial).float(), 3, stride=1, padding=1).view(n, size).long()
     smallest = torch.where(mask.view(n, size), torch.minimum(pixels, smallest), pixels)
     hooked = lab.scatter_reduce(1, pixels, smallest, reduce="amin")     # the pixel I pointed to follows me
     hooked[:, :size] = torch.minimum(hooked[:, :size], smallest)
@@ -50,8 +53,10 @@ def component_labels(mask: Tensor, check_every: int | None = None) -> Tensor:
     of its 8-connected component; background ``H * W``. ``check_every``: rounds between convergence
     checks (default: every round on a CPU, ``GPU_CHECK_EVERY`` elsewhere; tests force the GPU's
     value on a CPU); the loop always runs to convergence."""
-    n, h, w = mask.shape
-    big = h * w
+    n, spatial = mask.shape[0], mask.shape[1:]
+    big = int(torch.tensor(spatial).prod())
+    if big > 2 ** 24:
+        raise ValueError(f"component_labels: {big} pixels per map is more than float32 indexes exactly (2^24)")
     if check_every is None:
         check_every = 1 if mask.device.type == "cpu" else GPU_CHECK_EVERY
     index = torch.arange(big, device=mask.device).expand(n, big)
@@ -63,28 +68,30 @@ def component_labels(mask: Tensor, check_every: int | None = None) -> Tensor:
             lab = _round(lab, mask, big)
         if converged(lab, before):  # labels never rise: unchanged over k rounds means a fixed point
             break
-    return lab[:, :big].view(n, h, w)
+    return lab[:, :big].view(n, *spatial)
 
 
 def largest_component(mask: Tensor, check_every: int | None = None) -> Tensor:
-    """(N, H, W) bool -> the largest 8-connected component of each map (ties: the one whose first
-    pixel comes first in raster order, as ``np.argmax(np.bincount(...))`` picks); empty maps stay empty."""
-    n, h, w = mask.shape
-    big = h * w
+    """(N, H, W) bool -> the largest 8-connected component of each map ((N, D, H, W): 26-connected)
+    (ties: the one whose first pixel comes first in raster order, as ``np.argmax(np.bincount(...))``
+    picks); empty maps stay empty."""
+    n = mask.shape[0]
+    big = int(torch.tensor(mask.shape[1:]).prod())
     lab = component_labels(mask, check_every)
     counts = torch.zeros(n, big + 1, device=mask.device, dtype=torch.float32)
     counts.scatter_add_(1, lab.flatten(1), torch.ones(n, big, device=mask.device))
     counts[:, big] = -1.0                                              # the background is never picked
     # the largest count; among equal counts the smallest label (argmax returns the first maximum)
     best = counts.argmax(dim=1)
-    return mask & (lab == best.view(n, 1, 1))
+    return mask & (lab == best.view(n, *[1] * (mask.dim() - 1)))
 
 
 def keep_largest_per_class(labels: Tensor, num_classes: int, check_every: int | None = None) -> Tensor:
     """BCP's ``get_ACDC_2DLargestCC``: per slice and foreground class, the pixels outside that class's
-    largest component become background (0)."""
-    masks = torch.stack([labels == c for c in range(1, num_classes)], dim=1)  # (B, C-1, H, W)
-    b, k, h, w = masks.shape
-    kept = largest_component(masks.view(b * k, h, w), check_every).view(b, k, h, w)
-    classes = torch.arange(1, num_classes, device=labels.device).view(1, k, 1, 1)
+    largest component become background (0). For (B, D, H, W) label volumes the same per volume and
+    class over 26-connected components (BCP's LA ``LargestCC_pancreas`` on its binary labels)."""
+    masks = torch.stack([labels == c for c in range(1, num_classes)], dim=1)  # (B, C-1, *S)
+    b, k, spatial = masks.shape[0], masks.shape[1], masks.shape[2:]
+    kept = largest_component(masks.reshape(b * k, *spatial), check_every).view(b, k, *spatial)
+    classes = torch.arange(1, num_classes, device=labels.device).view(1, k, *[1] * len(spatial))
     return (kept.long() * classes).sum(dim=1)
