@@ -467,3 +467,14 @@ def test_bcp_3d_pseudo_labels_are_foreground_at_half_then_the_largest_component(
     expected = torch.zeros(1, 8, 8, 8, dtype=torch.long)
     expected[0, 0:4, 0:4, 0:4] = 1
     assert torch.equal(labels, expected)
+
+
+def test_bench_speed_times_the_3d_track() -> None:
+    from sslbench.run.speed import render, speed
+
+    report = speed(["uamt"], "quick", ["train.base_width=4"], "cpu", steps=1, warmup=0, log=lambda m: None,
+                   dataset="synthetic-la")
+    assert [r["method"] for r in report["rows"]] == ["uamt"]
+    assert report["rows"][0]["image_size"] == "16x32x32" and report["rows"][0]["batch"] == 4
+    assert report["evaluation"]["eval_windows_per_s"] > 0
+    assert "sliding window of 16x32x32 voxels" in render(report, "markdown")

@@ -35,6 +35,8 @@ def predict_cmd(run_dir: Path, cases: str | None, cache: Path | None, device: st
               help="Comma-separated methods (UNet-L, the baseline of the ratios, is always timed).")
 @click.option("--profile", default="quick", show_default=True, help="Batch, image size, width and precision "
               "come from this profile.")
+@click.option("--dataset", default="synthetic-cardiac", show_default=True, help="Whose settings to time (its "
+              "configs/datasets layer; no data is read): la or synthetic-la times the 3-D track.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (as bench run).")
 @click.option("--steps", default=20, show_default=True, type=click.IntRange(1), help="Timed steps per stage.")
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(0), help="Untimed steps first.")
@@ -43,8 +45,8 @@ def predict_cmd(run_dir: Path, cases: str | None, cache: Path | None, device: st
 @plugin_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
 @user_errors
-def speed_cmd(methods: str, profile: str, overrides: tuple[str, ...], steps: int, warmup: int, device: str,
-              fmt: str, plugins: tuple[str, ...], output: Path | None) -> None:
+def speed_cmd(methods: str, profile: str, dataset: str, overrides: tuple[str, ...], steps: int, warmup: int,
+              device: str, fmt: str, plugins: tuple[str, ...], output: Path | None) -> None:
     """Time training steps per method and stage on synthetic slices of the profile's size (no dataset
     needed): step time, it/s, ratio to UNet-L measured in the same call, share of the step spent
     preparing the batch, peak memory; plus evaluation throughput and metric time per volume."""
@@ -57,7 +59,7 @@ def speed_cmd(methods: str, profile: str, overrides: tuple[str, ...], steps: int
     pick_device(device)
     load_plugins(plugins)
     report = speed(csv_list(methods, "methods"), profile, overrides, device, steps, warmup,
-                   log=lambda m: click.echo(m, err=True))
+                   log=lambda m: click.echo(m, err=True), dataset=dataset)
     text = render(report, fmt)
     if output:
         write_text(output, text + "\n")

@@ -6,6 +6,8 @@ synthetic slices of the profile's size (no dataset needed), runs ``warmup`` step
 more of every stage. It also times the trainer's batch preparation alone (sampling + augmentation),
 reported as the share of the step spent outside the method's forward and backward, and the
 evaluation path: slices per second through ``predict_volume`` and the metrics of one ACDC-size volume.
+With a 3-D dataset's settings (``--dataset la``: ``train.dims = 3``) it times the 3-D track instead:
+steps on synthetic volumes a little larger than the crop, and sliding-window windows per second.
 
 Times on a CPU are this machine's; compare ratios measured in one call, not absolute numbers across
 machines. On CUDA every timed section ends with a synchronisation.
@@ -23,7 +25,7 @@ import torch
 from tabulate import tabulate
 
 from sslbench.method import METHODS, build_method
-from sslbench.report.evaluation import predict_volume
+from sslbench.report.evaluation import Window, inference_size, predict_volume
 from sslbench.report.metrics import volume_metrics
 from sslbench.run.environment import pick_device, seed_everything
 from sslbench.run.specs import resolve, scope_overrides
@@ -31,6 +33,7 @@ from sslbench.train.kit_runs import NUM_CLASSES, tiny_data
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import precision
 from sslbench.train.trainer import TrainData, Trainer
+from sslbench.train.volumes import VolumeData, volume_data
 
 BASELINE = "unet-l"
 
@@ -46,7 +49,7 @@ class SpeedRow:
     peak_mem_mb: float
     peak_mem_kind: str
     batch: int
-    image_size: int
+    image_size: int | str  # a 3-D crop as "D x H x W"
     precision: str
 
 
@@ -55,6 +58,20 @@ def synthetic_data(n: int, size: int, device: torch.device, seed: int = 0) -> Tr
     data = tiny_data(seed, n, size)
     return TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled)),
                      positions=data.positions.to(device) if data.positions is not None else None)
+
+
+def synthetic_volumes(n: int, patch: Sequence[int], device: torch.device, seed: int = 0) -> VolumeData:
+    """Smooth random volumes a little larger than the crop (labels: the positive half), half labeled."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    shape = (patch[0] + 4, patch[1] + 8, patch[2] + 8)
+    volumes = []
+    for _ in range(n):
+        image = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 2.0)
+        image /= image.std() + 1e-8
+        volumes.append((image, (image > 0).astype(np.uint8)))
+    return volume_data(volumes, range(n // 2), range(n // 2, n), patch, device)
 
 
 def _sync(device: torch.device) -> None:
@@ -72,13 +89,18 @@ def _timed(fn: Callable[[], Any], n: int, device: torch.device) -> float:
 
 
 def measure_method(name: str, profile: str, overrides: Sequence[str], device: torch.device, steps: int,
-                   warmup: int) -> tuple[list[dict[str, Any]], Any]:
-    """Per stage: seconds per step, seconds of batch preparation per step, peak memory."""
+                   warmup: int, dataset: str = "synthetic-cardiac") -> tuple[list[dict[str, Any]], Any]:
+    """Per stage: seconds per step, seconds of batch preparation per step, peak memory. ``dataset``
+    names the configuration layer (``configs/datasets``): no data is read."""
     cls = METHODS.get(name)
-    cfg = resolve(name, profile, "synthetic-cardiac", overrides)
+    cfg = resolve(name, profile, dataset, overrides)
     seed_everything(0)
-    method = build_method(cls, cfg.method, cfg.train, NUM_CLASSES, device)
-    data = synthetic_data(max(4 * cfg.train.batch_size, 16), cfg.train.image_size, device)
+    method = build_method(cls, cfg.method, cfg.train, 2 if cfg.train.dims == 3 else NUM_CLASSES, device)
+    data: TrainData | VolumeData
+    if cfg.train.dims == 3:
+        data = synthetic_volumes(max(2 * cfg.train.batch_size, 8), cfg.train.patch_size, device)
+    else:
+        data = synthetic_data(max(4 * cfg.train.batch_size, 16), cfg.train.image_size, device)
     trainer = Trainer(method, data, cfg.train, 0, progress=False, desc=name)
     out = []
     for index, stage in enumerate(trainer.stages):
@@ -92,6 +114,18 @@ def measure_method(name: str, profile: str, overrides: Sequence[str], device: to
         out.append({"stage": stage, "step_s": step_s, "batch_s": batch_s, "peak_mem_mb": peak_memory_mb(device)})
         trainer.log.sums, trainer.log.count = {}, 0  # the losses are never read back here
     return out, (cfg, method)
+
+
+def window_speed(method: Any, window: Window, device: torch.device, amp: bool, repeats: int = 2) -> dict[str, float]:
+    """Sliding-window windows per second (3-D): a volume one stride larger than the crop on every
+    axis (8 windows, their softmax averaged), predicted ``repeats`` times after a warm-up."""
+    rng = np.random.default_rng(0)
+    d, h, w = window.patch
+    volume = rng.standard_normal((d + window.stride_z, h + window.stride_xy, w + window.stride_xy)).astype(np.float32)
+    method.eval()
+    predict_volume(method, volume, window, device, amp=amp)  # warm-up
+    per_volume = _timed(lambda: predict_volume(method, volume, window, device, amp=amp), repeats, device)
+    return {"eval_windows_per_s": 8 / per_volume}
 
 
 def evaluation_speed(method: Any, size: int, device: torch.device, amp: bool, repeats: int = 2) -> dict[str, float]:
@@ -113,7 +147,8 @@ def evaluation_speed(method: Any, size: int, device: torch.device, amp: bool, re
 
 
 def speed(methods: Sequence[str], profile: str = "quick", overrides: Sequence[str] = (), device_name: str = "auto",
-          steps: int = 20, warmup: int = 3, log: Callable[[str], None] = print) -> dict[str, Any]:
+          steps: int = 20, warmup: int = 3, log: Callable[[str], None] = print,
+          dataset: str = "synthetic-cardiac") -> dict[str, Any]:
     """Rows (one per method and stage) and the evaluation figures of UNet-L."""
     device = pick_device(device_name)
     names = list(dict.fromkeys([BASELINE, *methods]))
@@ -121,7 +156,7 @@ def speed(methods: Sequence[str], profile: str = "quick", overrides: Sequence[st
     measured: dict[str, tuple[list[dict[str, Any]], Any]] = {}
     for name in names:
         log(f"timing {name} ({steps} steps after {warmup} warm-up, each stage)")
-        measured[name] = measure_method(name, profile, scoped[name], device, steps, warmup)
+        measured[name] = measure_method(name, profile, scoped[name], device, steps, warmup, dataset)
     base_step = measured[BASELINE][0][-1]["step_s"]
     rows = []
     for name in names:
@@ -132,13 +167,20 @@ def speed(methods: Sequence[str], profile: str = "quick", overrides: Sequence[st
             rows.append(SpeedRow(
                 name, m["stage"], m["step_s"], 1.0 / m["step_s"], m["step_s"] / base_step,
                 min(1.0, m["batch_s"] / m["step_s"]), m["peak_mem_mb"], peak_memory_kind(device),
-                cfg.train.batch_size, cfg.train.image_size, precision(device, cfg.train.amp)))
+                cfg.train.batch_size, _size(cfg.train), precision(device, cfg.train.amp)))
     cfg, method = measured[BASELINE][1]
-    evaluation = evaluation_speed(method, cfg.train.image_size, device, cfg.train.amp)
+    size = inference_size(cfg.train)
+    evaluation = window_speed(method, size, device, cfg.train.amp) if isinstance(size, Window) else \
+        evaluation_speed(method, size, device, cfg.train.amp)
     return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
             else "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "profile": profile,
+            "dataset": dataset,
             "baseline": {"method": BASELINE, "step_s": base_step}, "rows": [asdict(r) for r in rows],
             "evaluation": evaluation}
+
+
+def _size(train: Any) -> int | str:
+    return train.image_size if train.dims == 2 else "x".join(str(p) for p in train.patch_size)
 
 
 def render(report: dict[str, Any], fmt: str) -> str:
@@ -148,9 +190,15 @@ def render(report: dict[str, Any], fmt: str) -> str:
               f"{100 * r['outside_share']:.0f}%", f"{r['peak_mem_mb']:.0f}", r["precision"]) for r in report["rows"]]
     head = ["method", "stage", "step [ms]", "it/s", "x UNet-L", "batch prep", "peak MB", "precision"]
     ev = report["evaluation"]
-    return (f"**bench speed: profile {report['profile']}, {report['device']} ({report['device_name']}), "
+    size = report["rows"][0]["image_size"] if report["rows"] else ""
+    if "eval_windows_per_s" in ev:
+        tail = f"\n\nevaluation (UNet-L, sliding window of {size} voxels): {ev['eval_windows_per_s']:.2f} windows/s"
+    else:
+        tail = (f"\n\nevaluation (UNet-L): {ev['eval_slices_per_s']:.1f} slices/s; metrics of a 10 x 256 x 216 "
+                f"volume: {1000 * ev['metrics_s_per_volume']:.0f} ms")
+    return (f"**bench speed: profile {report['profile']} on {report.get('dataset', 'synthetic-cardiac')}'s settings "
+            f"({size} {'voxels' if isinstance(size, str) else 'px'}, batch "
+            f"{report['rows'][0]['batch'] if report['rows'] else ''}), {report['device']} ({report['device_name']}), "
             f"{report['threads']} threads, torch {report['torch']}; UNet-L step {1000 * report['baseline']['step_s']:.1f}"
             f" ms; peak memory: {report['rows'][0]['peak_mem_kind'] if report['rows'] else ''}**\n\n"
-            + tabulate(table, headers=head, tablefmt="github")
-            + f"\n\nevaluation (UNet-L): {ev['eval_slices_per_s']:.1f} slices/s; metrics of a 10 x 256 x 216 "
-              f"volume: {1000 * ev['metrics_s_per_volume']:.0f} ms")
+            + tabulate(table, headers=head, tablefmt="github") + tail)
