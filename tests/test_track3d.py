@@ -478,3 +478,26 @@ def test_bench_speed_times_the_3d_track() -> None:
     assert report["rows"][0]["image_size"] == "16x32x32" and report["rows"][0]["batch"] == 4
     assert report["evaluation"]["eval_windows_per_s"] > 0
     assert "sliding window of 16x32x32 voxels" in render(report, "markdown")
+
+
+@pytest.mark.slow
+def test_3d_training_on_an_nnunet_format_dataset(tmp_path: Path) -> None:
+    """Any nnU-Net-format dataset trains in 3-D with --set train.dims=3: three classes, spacing from the
+    headers (distances in mm), validation cases present (best selection)."""
+    from sslbench.cli import main
+    from tests.test_nifti import write_nnunet
+
+    raw = write_nnunet(tmp_path / "Dataset001_Test", n=8)
+    env = {"SSLBENCH_CACHE": str(tmp_path / "cache")}
+    runner = CliRunner()
+    res = runner.invoke(main, ["prepare", "mine", "--raw", str(raw), "--format", "nnunet"], env=env)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["run", "--dataset", "mine", "--methods", "mt", "--ratios", "50", "--results",
+                               str(tmp_path / "r"), "--set", "train.dims=3", "--set", "train.patch_size=[16,16,16]",
+                               "--set", "train.iterations=3", "--set", "train.val_every=3", "--set",
+                               "train.base_width=4", "--set", "train.batch_size=4", "--set", "train.labeled_bs=2",
+                               "--set", "train.stride_xy=8", "--set", "train.stride_z=8"], env=env)
+    assert res.exit_code == 0, res.output
+    rec = json.loads(next((tmp_path / "r").rglob("run.json")).read_text())
+    assert rec["schedule"]["image_size"] == "16x16x16" and rec["selection"]["rule"] == "best"
+    assert rec["classes"] == ["organ", "lesion"] and rec["metric_policy"]["spacing"] == "mm from the dataset"
