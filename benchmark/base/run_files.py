@@ -54,12 +54,92 @@ def run_dir(root: Path, dataset: str, profile: str, method: str, ratio: float, s
     return root / dataset / profile / method / f"ratio-{format_ratio(ratio)}" / f"seed-{seed}"
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file's content; a ``BenchError`` naming it when it cannot be read or decoded (bad
-    UTF-8, bad JSON, a number of more digits than Python reads, nesting too deep)."""
+MiB = 1 << 20
+# The most bytes read back of each JSON file of a run folder (a bigger file is damaged: the same
+# one-line error, warning or skip as a truncated one). Each is many times what the benchmark writes
+# in the largest case it supports (docs/reliability.md, "Files read back"):
+READ_LIMITS: dict[str, int] = {
+    # ~1.3 KB: the resolved configuration, its sources and overrides; nothing in it grows with the data
+    "config.json": 4 * MiB,
+    # ~4 KB; grows with ``labeled_cases`` (10,000 ids of 200 characters: 2.1 MB) and the classes
+    # (255 classes, best and last: 0.13 MB)
+    "run.json": 16 * MiB,
+    # ~440 bytes per case and class (indented, 17-digit numbers, 200-character ids): 1,000 evaluated
+    # volumes of a 255-class label map (the most a label map holds) is 112 MB
+    "metrics.json": 256 * MiB,
+    "metrics-last.json": 256 * MiB,
+    "progress.json": 1 * MiB,  # ~250 bytes: a stage, iterations, rate, host, pid
+    "failed.json": 1 * MiB,    # its error line is cut to 500 characters
+    "slurm.json": 1 * MiB,     # ~250 bytes: a job id, a time, two paths
+}
+DEFAULT_READ_LIMIT = 4 * MiB   # a JSON file of another name
+ERROR_LOG_LIMIT = 4 * MiB      # error.log: one formatted traceback (repeated frames are folded: KBs)
+_CHUNK = MiB
+
+
+def read_limit(path: str | os.PathLike[str]) -> int:
+    """The most bytes read of the JSON file ``path`` (by its name: ``READ_LIMITS``)."""
+    return READ_LIMITS.get(Path(path).name, DEFAULT_READ_LIMIT)
+
+
+def _has_hole(fd: int, size: int) -> bool:
+    """Whether the open file holds a hole of a sparse file before its end (zeros, never JSON text);
+    False when the system cannot tell."""
+    if not hasattr(os, "SEEK_HOLE") or size == 0:
+        return False
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
+        return os.lseek(fd, 0, os.SEEK_HOLE) < size
+    except OSError:
+        return False
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int, *, holes: bool = True) -> bytearray:
+    """The bytes of the regular file ``path``, at most ``limit`` of them: the file is opened without
+    following a link (and without blocking on a FIFO), its size is checked with ``fstat`` on the open
+    descriptor (what is checked is what is read) and at most ``limit + 1`` bytes are read (a file that
+    grew after the check is caught too). A ``BenchError`` naming the file and its size when it is
+    larger, an ``UnsafePath`` when it is not a regular file. ``holes=False``: a file holding a hole of
+    a sparse file (zeros, never JSON) is refused before it is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise BenchError(f"{path}: unreadable ({type(exc).__name__}: {exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafePath(f"{path}: is not a regular file; refusing to read it")
+        if info.st_size > limit:
+            raise BenchError(f"{path}: unreadable (too large: {info.st_size:,} bytes; the limit for "
+                             f"{Path(path).name} is {limit:,})")
+        if not holes and _has_hole(fd, info.st_size):
+            raise BenchError(f"{path}: unreadable ({info.st_size:,} bytes holding a hole of a sparse file: "
+                             "zeros, not JSON)")
+        data = bytearray()
+        while len(data) <= limit:
+            block = os.pread(fd, min(_CHUNK, limit + 1 - len(data)), len(data))  # (SEEK_HOLE moved the offset)
+            if not block:
+                break
+            data += block
+        if len(data) > limit:  # it grew after fstat
+            raise BenchError(f"{path}: unreadable (too large: it grew past {limit:,} bytes while read; the limit "
+                             f"for {Path(path).name} is {limit:,})")
+        return data
+    except OSError as exc:
+        raise BenchError(f"{path}: unreadable ({type(exc).__name__}: {exc.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path, limit: int | None = None) -> Any:
+    """A JSON file's content; a ``BenchError`` naming it when it cannot be read or decoded (larger than
+    ``limit``, by default its kind's ``READ_LIMITS``; a hole of a sparse file; bad UTF-8, bad JSON, a
+    number of more digits than Python reads, nesting too deep). At most ``limit + 1`` bytes are read."""
+    data = read_bounded(path, read_limit(path) if limit is None else limit, holes=False)
+    try:
+        text = data.decode("utf-8")
+        del data
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise BenchError(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
@@ -69,8 +149,8 @@ class RunFiles:
     A results folder is someone else's input (a shared lab folder, a SLURM sweep's): ``check`` refuses
     a run folder, ``ckpt/`` or ``predictions/`` that is a symbolic link or leaves the root, and any of
     the benchmark's file names that is not a regular file (a planted link, FIFO, device, folder);
-    appends never follow a link; reads see regular files only; ``clear`` (``--force``) removes only
-    the files the benchmark writes."""
+    appends never follow a link; reads see regular files only, each within its kind's size limit
+    (``READ_LIMITS``); ``clear`` (``--force``) removes only the files the benchmark writes."""
 
     CONFIG, RECORD, METRICS, METRICS_LAST, DONE = "config.json", "run.json", "metrics.json", "metrics-last.json", "DONE"
     LOG, PROGRESS, FAILED, SLURM, LOCK = "train_log.jsonl", "progress.json", "failed.json", "slurm.json", ".lock"
@@ -262,11 +342,15 @@ class RunFiles:
                     self.release_reserve()
 
     def error_log(self) -> str | None:
-        """The traceback of the last session's failure, if it left one."""
-        try:
-            return self._regular(self.path(self.ERROR_LOG)).read_text(encoding="utf-8", errors="replace")
-        except (OSError, BenchError):
+        """The traceback of the last session's failure, if it left one (read within ``ERROR_LOG_LIMIT``:
+        one line saying why in its place when it is larger, or not a regular file)."""
+        path = self.path(self.ERROR_LOG)
+        if not_regular(path) == "missing":
             return None
+        try:
+            return read_bounded(self._regular(path), ERROR_LOG_LIMIT).decode("utf-8", errors="replace")
+        except BenchError as exc:
+            return str(exc)
 
     # ------------------------------------------------------------------ the training log
     def append_log(self, record: dict[str, Any]) -> None:
@@ -288,20 +372,24 @@ class RunFiles:
         return read_log(self.path(self.LOG))
 
     def trim_log(self, keep: Callable[[dict[str, Any]], bool]) -> None:
-        """Keep the log lines ``keep`` accepts (a resumed run drops those written after its checkpoint)."""
+        """Keep the log records ``keep`` accepts (a resumed run drops those written after its checkpoint).
+        The log is read as ``read_log`` reads it (streaming, within ``sslbench.base.log_reader``'s
+        bounds: a torn, foreign or over-long line is dropped) and each kept record written back as
+        ``append_log`` wrote it."""
+        from sslbench.base.log_reader import iter_log
+
         path = self.path(self.LOG)
         if not path.exists() and not path.is_symlink():
             return
         self._regular(path)
         kept = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for rec in iter_log(path):
             try:
-                rec = json.loads(line)
-                ok = isinstance(rec, dict) and keep(rec)
-            except (ValueError, KeyError, TypeError, RecursionError):
-                continue  # a torn last line from the interrupted process, or a foreign one
+                ok = keep(rec)
+            except (ValueError, KeyError, TypeError):
+                continue  # a foreign record (a stage this run does not have, an iteration that is no number)
             if ok:
-                kept.append(line)
+                kept.append(json.dumps(rec))
         with atomic_path(path) as tmp:
             tmp.write_text("".join(f"{line}\n" for line in kept))
 
