@@ -74,7 +74,8 @@ def refuse_unused(mode: str, honoured: tuple[str, ...], command: str) -> None:
 @click.option("--methods", default=None, help="Only these methods (comma-separated).")
 @click.option("--table", "table_no", type=str, default=None,
               help="Lay out as the paper's Table 1-5 (its rows and order, best in bold, significance marks), or "
-                   "'beyond': BCP, UniMatch and ABD beside MONA with their own published numbers.")
+                   "'beyond': BCP, UniMatch and ABD beside MONA with their own published numbers, or 'la': the 3-D "
+                   "track's LA rows (published numbers as quoted, docs/3d-track.md).")
 @click.option("--vs-paper", is_flag=True, help="With --table: add the published value and the difference.")
 @click.option("--paper-dataset", default=None,
               help="With --vs-paper: which of the table's published datasets to set beside the records (default: "

@@ -1,4 +1,6 @@
-"""The MONA paper's published numbers (every cell of Tables 1-5), shipped as package data."""
+"""Published numbers, shipped as package data: the MONA paper's (every cell of Tables 1-5), and tables of
+our own (``beyond``: methods that lead ACDC today; ``la``: the 3-D Left Atrium benchmark), each row of
+those with its source."""
 from __future__ import annotations
 
 import re
@@ -16,12 +18,26 @@ TABLES = {
     5: "Table 5: contrastive frameworks, only pre-training vs with fine-tuning (ACDC)",
     6: "Beyond the paper: methods that lead ACDC today, beside MONA (published numbers from each method's "
        "own paper; `bench table --table beyond --vs-paper`; sources in configs/paper/beyond_published.csv)",
+    7: "Left Atrium (UA-MT's LA release, 3-D: 80 training and 20 test volumes; 5 / 10 / 20 % = 4 / 8 / 16 labeled "
+       "cases): published numbers of UA-MT, SASSNet, DTC and MC-Net beside the suite's runs (`bench table --table la "
+       "--vs-paper`; sources in configs/paper/la_published.csv); published Dice in %, 95HD and ASD in voxels, "
+       "ASD = medpy's directed asd(pred, gt)",
 }
-TABLE_NAMES = {"beyond": 6}  # --table beyond
+TABLE_NAMES = {"beyond": 6, "la": 7}  # --table beyond, --table la
+# our own tables' published numbers, one file each, every row with its source (the MONA paper's Tables 1-5
+# come from the paper itself: configs/paper/mona_paper_tables.csv)
+SOURCE_FILES = {6: "beyond_published.csv", 7: "la_published.csv"}
+# what a table's published numbers were run with, where it is not the MONA paper's protocol (section 4:
+# test split, 30k iterations, 256 px, 3 seeds; ``sslbench.report.tables.PAPER_PROTOCOL``): the LA rows
+# follow UA-MT's release (yulequan/UA-MT, train_LA_meanteacher_certainty_unlabel.py: 6000 iterations on
+# 112 x 112 x 80 crops, i.e. 80 x 112 x 112 as (D, H, W) here; scored on the 20 test volumes); their
+# sources state no seed count, so none is checked
+PROTOCOLS = {7: {"who": "UA-MT's LA release", "eval_split": "test", "iterations": 6000, "image_size": "80x112x112",
+                 "seeds": None}}
 
 
 def table_number(name: str | int) -> int:
-    """``--table`` value: a paper table's number, or a name of ours (``beyond``)."""
+    """``--table`` value: a paper table's number, or a name of ours (``beyond``, ``la``)."""
     from sslbench.base.errors import BenchError
 
     text = str(name).strip().lower()
@@ -32,25 +48,31 @@ def table_number(name: str | int) -> int:
     raise BenchError(f"unknown table {name!r} (known: {', '.join([*map(str, TABLES), *TABLE_NAMES])})")
 
 
+def _own_rows(table: int) -> pd.DataFrame:
+    """The rows of one of our own tables' source file (``SOURCE_FILES``), with their ``source`` column."""
+    rows = pd.read_csv(configs_dir() / "paper" / SOURCE_FILES[table], keep_default_na=False)
+    return rows[rows.table == table]
+
+
 @lru_cache(maxsize=1)
 def paper_cells() -> pd.DataFrame:
-    """Columns: table, dataset, method, variant, ratio, dsc, asd (DSC in %, ASD as printed)."""
+    """Columns: table, dataset, method, variant, ratio, dsc, asd (DSC in %, ASD as printed), and
+    jaccard, hd95 where a source file gives them (the LA rows; NaN elsewhere)."""
     main = pd.read_csv(configs_dir() / "paper" / "mona_paper_tables.csv", keep_default_na=False)
-    beyond = pd.read_csv(configs_dir() / "paper" / "beyond_published.csv", keep_default_na=False)
-    df = pd.concat([main, beyond.drop(columns=["source"])], ignore_index=True)
+    own = [_own_rows(t).drop(columns=["source"]) for t in SOURCE_FILES]
+    df = pd.concat([main, *own], ignore_index=True)
     df["ratio"] = df["ratio"].astype(float)
-    for key in ("dsc", "asd"):  # a value a paper does not give (UniMatch's ASD) is empty: NaN
+    for key in ("dsc", "asd", "jaccard", "hd95"):  # a value a paper does not give (UniMatch's ASD) is empty: NaN
         df[key] = pd.to_numeric(df[key], errors="coerce")
     return df
 
 
 def sources(table: int) -> list[tuple[str, str]]:
-    """(method, where its published numbers come from) of our own tables (``beyond``), in the file's
-    order, one line per method and source; the paper's Tables 1-5 all come from the paper itself."""
-    if table not in TABLE_NAMES.values():
+    """(method, where its published numbers come from) of our own tables (``beyond``, ``la``), in the
+    file's order, one line per method and source; the paper's Tables 1-5 all come from the paper itself."""
+    if table not in SOURCE_FILES:
         return []
-    beyond = pd.read_csv(configs_dir() / "paper" / "beyond_published.csv", keep_default_na=False)
-    rows = beyond[beyond.table == table]
+    rows = _own_rows(table)
     seen: dict[str, list[str]] = {}
     for method, source in zip(rows.method, rows.source):
         if not source.startswith("same,") and source not in seen.setdefault(method, []):

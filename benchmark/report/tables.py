@@ -232,7 +232,7 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
     """One of the paper's tables from the records: its rows in its order, mean ± std over seeds,
     best per column in bold, a significance mark, missing runs as "—" (with a warning), and with
     ``vs_paper`` the published value and the difference beside each DSC and ASD."""
-    from sslbench.report.paper import layout, sources, table_number
+    from sslbench.report.paper import PROTOCOLS, layout, sources, table_number
 
     table = table_number(table)
     if fmt not in FORMATS:
@@ -269,7 +269,7 @@ def paper_table(root: Path, table: int | str, fmt: str = "markdown", dataset: st
             notes.insert(0, f"no published numbers for {ds}: --paper-dataset {' or '.join(paper_ds)} sets one of "
                             "the paper's datasets beside it")
         if vs_paper and not recs.empty:
-            notes = [n for n in [protocol_caveat(recs), ASD_NOTE] if n] + notes
+            notes = [n for n in [protocol_caveat(recs, PROTOCOLS.get(table)), ASD_NOTE] if n] + notes
         if fmt == "csv":
             frame = pd.DataFrame(body, columns=headers)
             for name, value in _csv_protocol(recs, ds, checkpoint, units, compare)[:None if vs_paper else -1]:
@@ -427,25 +427,32 @@ def _paper_caption(table: int, ds: str, ref_ds: str, units: str, vs_paper: bool,
             f"— : no run." + (f" {TABLE3_NOTE}" if vs_paper and table == 3 else ""))
 
 
-# the MONA paper's protocol (section 4): what --vs-paper compares a table's records with
+# the MONA paper's protocol (section 4): what --vs-paper compares a table's records with (a table of ours
+# run with another protocol names it: ``sslbench.report.paper.PROTOCOLS``, e.g. UA-MT's LA release)
 PAPER_PROTOCOL = {"eval_split": "test", "iterations": 30000, "image_size": 256}
 
 
-def protocol_caveat(recs: pd.DataFrame) -> str:
-    """One line when the records' protocol differs from the published one ("" when it does not)."""
+def protocol_caveat(recs: pd.DataFrame, protocol: dict[str, Any] | None = None) -> str:
+    """One line when the records' protocol differs from the published one ("" when it does not):
+    the MONA paper's unless ``protocol`` gives the table's own (its ``who``, and ``seeds`` None where
+    the sources state no seed count)."""
+    p: dict[str, Any] = {**PAPER_PROTOCOL, "who": "the paper", "seeds": 3, **(protocol or {})}
+    who = p["who"]
     diffs = []
-    if (recs.eval_split != PAPER_PROTOCOL["eval_split"]).any():
-        diffs.append("scored on the validation split, which also selected the model (the paper: a test split)")
+    if (recs.eval_split != p["eval_split"]).any():
+        diffs.append(f"scored on the validation split, which also selected the model ({who}: a test split)")
     train_iters = recs.stage_iterations.astype(str).str.split(" + ").str[-1]
-    if (pd.to_numeric(train_iters, errors="coerce") != PAPER_PROTOCOL["iterations"]).any():
-        diffs.append(f"{' / '.join(dict.fromkeys(recs.stage_iterations.astype(str)))} iterations (the paper: "
-                     f"{PAPER_PROTOCOL['iterations']})")
-    if (pd.to_numeric(recs.image_size, errors="coerce") != PAPER_PROTOCOL["image_size"]).any():
-        diffs.append(f"{' / '.join(dict.fromkeys(recs.image_size.astype(str)))} px (the paper: {PAPER_PROTOCOL['image_size']})")
+    if (pd.to_numeric(train_iters, errors="coerce") != p["iterations"]).any():
+        diffs.append(f"{' / '.join(dict.fromkeys(recs.stage_iterations.astype(str)))} iterations ({who}: "
+                     f"{p['iterations']})")
+    sizes = recs.image_size.astype(str) if isinstance(p["image_size"], str) \
+        else pd.to_numeric(recs.image_size, errors="coerce")   # a 3-D crop is "D x H x W" text: "80x112x112"
+    if (sizes != p["image_size"]).any():
+        diffs.append(f"{' / '.join(dict.fromkeys(recs.image_size.astype(str)))} px ({who}: {p['image_size']})")
     seeds = recs.groupby(["paper_name", "tag", "ratio"]).seed.nunique()
-    if (seeds < 3).any():
-        diffs.append(f"{seeds.min()}-{seeds.max()} seed(s) per cell (the paper: 3)" if seeds.min() != seeds.max()
-                     else f"{seeds.min()} seed(s) per cell (the paper: 3)")
+    if p["seeds"] is not None and (seeds < p["seeds"]).any():
+        diffs.append(f"{seeds.min()}-{seeds.max()} seed(s) per cell ({who}: {p['seeds']})" if seeds.min() != seeds.max()
+                     else f"{seeds.min()} seed(s) per cell ({who}: {p['seeds']})")
     return ("caveat: not the published protocol: " + "; ".join(diffs)) if diffs else ""
 
 
