@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from sslbench.method import Batch, ConsistencyConfig, Losses, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.nn import ce_dice_loss
@@ -23,6 +23,16 @@ def cross_pseudo_losses(logits1: Tensor, logits2: Tensor) -> tuple[Tensor, Tenso
             F.cross_entropy(logits2.float(), logits1.detach().argmax(1)))
 
 
+def release_init(net: nn.Module, init: object) -> None:
+    """SSL4MIS's 3-D CPS initialisation: ``init`` on every ``Conv3d`` weight, BN weights 1, biases 0."""
+    for m in net.modules():
+        if type(m) is nn.Conv3d:
+            init(m.weight)  # type: ignore[operator]
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 @register_method("cps")
 class CPS(SSLMethod[CPSConfig]):
     """Two UNets with independent initialisations, each trained with 0.5 (CE + Dice) on labeled slices
@@ -35,7 +45,10 @@ class CPS(SSLMethod[CPSConfig]):
 
     In 3-D (``train.dims = 3``) two VNets with SSL4MIS's ``train_cross_pseudo_supervision_3D.py`` terms
     and ramp (``iter // 150`` over 200, the run's 200 quanta here), with the track's supervised loss
-    (UA-MT's foreground Dice, where SSL4MIS's 3-D script averages ``DiceLoss(2)`` over both classes).
+    (UA-MT's foreground Dice, where SSL4MIS's 3-D script averages ``DiceLoss(2)`` over both classes),
+    and its initialisations: Kaiming-normal conv weights for the first network, Xavier-normal for the
+    second, batch-norm weights 1 and biases 0 (``kaiming_normal_init_weight`` / ``xavier_normal_init_weight``
+    on ``Conv3d`` and ``BatchNorm3d`` only; transposed convs and conv biases keep PyTorch's defaults).
     """
 
     paper_name = "CPS"
@@ -46,6 +59,9 @@ class CPS(SSLMethod[CPSConfig]):
     def __init__(self, cfg: CPSConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.model2 = ctx.build_unet()
+        if ctx.dims == 3:  # SSL4MIS's 3-D script initialises its two networks differently
+            release_init(self.student, nn.init.kaiming_normal_)
+            release_init(self.model2, nn.init.xavier_normal_)
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
         x, n = batch.joint(), batch.n_l

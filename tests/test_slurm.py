@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sslbench.train.logbook import TIMING_KEYS
 from sslbench.base.errors import BenchError
 
 from .conftest import TINY_RUN
@@ -72,13 +73,15 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def _records(root: Path) -> dict[str, tuple[dict, dict, str]]:
+def _records(root: Path) -> dict[str, tuple[dict, dict, list]]:
     """run id -> (summary, per-case metrics, training log) of every finished run."""
     out = {}
     for path in root.rglob("run.json"):
         record = json.loads(path.read_text())
         metrics = json.loads((path.parent / "metrics.json").read_text())
-        out[record["id"]] = (record["summary"], metrics["metric_per_case"], (path.parent / "train_log.jsonl").read_text())
+        log = [{k: v for k, v in json.loads(x).items() if k not in TIMING_KEYS}  # wall clock: never equal
+               for x in (path.parent / "train_log.jsonl").read_text().splitlines()]
+        out[record["id"]] = (record["summary"], metrics["metric_per_case"], log)
     return out
 
 

@@ -501,3 +501,64 @@ def test_3d_training_on_an_nnunet_format_dataset(tmp_path: Path) -> None:
     rec = json.loads(next((tmp_path / "r").rglob("run.json")).read_text())
     assert rec["schedule"]["image_size"] == "16x16x16" and rec["selection"]["rule"] == "best"
     assert rec["classes"] == ["organ", "lesion"] and rec["metric_policy"]["spacing"] == "mm from the dataset"
+
+
+def test_a_non_square_crop_without_augmentation_is_the_block_it_names() -> None:
+    rng = np.random.default_rng(4)
+    image = rng.standard_normal((20, 40, 56)).astype(np.float32)
+    data = volume_data([(image, (image > 0).astype(np.uint8))], [0], [], (16, 32, 48), torch.device("cpu"))
+    x, _ = crop_batch(data, torch.tensor([0]), torch.Generator().manual_seed(0), False)
+    v = torch.from_numpy(image).half().float()
+    assert x.shape == (1, 1, 16, 32, 48)
+    assert sum(torch.equal(v[d:d + 16, h:h + 32, w:w + 48], x[0, 0])
+               for d in range(5) for h in range(9) for w in range(9)) == 1
+
+
+def test_volume_batches_hold_labeled_bs_labeled_and_the_rest_unlabeled() -> None:
+    from sslbench.train.volumes import VolumeBatchSource
+
+    vols = [(np.full((20, 36, 36), float(i), np.float32), np.zeros((20, 36, 36), np.uint8)) for i in range(6)]
+    data = volume_data(vols, [0, 1], [2, 3, 4, 5], (16, 32, 32), torch.device("cpu"))
+    cfg = resolve_config(METHODS.get("mt").Config, "quick", "synthetic-la", "mt").train
+    batch = VolumeBatchSource(data, cfg, torch.Generator().manual_seed(0), _uamt_3d()).next("train")
+    assert batch.x_l.shape[0] == 2 and batch.x_u.shape[0] == 2  # batch 4 with 2 labeled (UA-MT)
+    assert set(batch.x_l[:, 0, 0, 0, 0].tolist()) <= {0.0, 1.0} and set(batch.x_u[:, 0, 0, 0, 0].tolist()) <= {2.0, 3.0, 4.0, 5.0}
+
+
+def test_the_published_schedules_resolve_as_the_releases() -> None:
+    uamt = resolve_config(METHODS.get("uamt").Config, "uamt", "la", "uamt").train
+    assert (uamt.dims, uamt.patch_size, uamt.stride_xy, uamt.stride_z) == (3, (80, 112, 112), 18, 4)
+    assert (uamt.iterations, uamt.batch_size, uamt.labeled_bs, uamt.lr, uamt.lr_schedule, uamt.lr_step,
+            uamt.lr_gamma, uamt.select, uamt.amp, uamt.momentum, uamt.weight_decay) == \
+        (6000, 4, 2, 0.01, "step", 2500, 0.1, "last", False, 0.9, 1e-4)
+    bcp = resolve_config(METHODS.get("bcp").Config, "uamt", "la", "bcp").train
+    assert (bcp.pretrain_iterations, bcp.iterations, bcp.batch_size, bcp.labeled_bs, bcp.lr_schedule) == \
+        (2000, 15000, 8, 4, "step")
+
+
+def test_sliding_window_strides_go_to_their_axes() -> None:
+    """stride_z acts on D, stride_xy on H and W: the window count is the release's product."""
+    calls = []
+
+    class Counting(_Threshold):
+        def predict(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(x.shape[0])
+            return super().predict(x)
+
+    image = np.random.default_rng(0).standard_normal((20, 30, 41)).astype(np.float32)
+    predict_volume(Counting(), image, Window((8, 16, 24), 5, 3), torch.device("cpu"))  # type: ignore[arg-type]
+    along = [math.ceil((20 - 8) / 3) + 1, math.ceil((30 - 16) / 5) + 1, math.ceil((41 - 24) / 5) + 1]
+    assert sum(calls) == along[0] * along[1] * along[2]
+
+
+def test_cps_in_3d_initialises_as_ssl4mis_3d_script() -> None:
+    cfg = resolve_config(METHODS.get("cps").Config, "quick", "synthetic-la", "cps", ["train.base_width=16"])
+    torch.manual_seed(0)
+    method = build_method(METHODS.get("cps"), cfg.method, cfg.train, 2, torch.device("cpu"))
+    w1 = method.student.encoder[1][0].weight  # Conv3d 16 -> 32... fan_in 32 * 27
+    w2 = method.model2.encoder[1][0].weight
+    fan_in, fan_out = w1.shape[1] * 27, w1.shape[0] * 27
+    assert float(w1.std()) == pytest.approx(math.sqrt(2 / fan_in), rel=0.05)            # kaiming_normal_
+    assert float(w2.std()) == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.05)  # xavier_normal_
+    bn = method.model2.encoder[1][1]
+    assert torch.equal(bn.weight, torch.ones_like(bn.weight)) and torch.equal(bn.bias, torch.zeros_like(bn.bias))

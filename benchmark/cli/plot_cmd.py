@@ -22,7 +22,7 @@ USES = {
     "paired": ("ratio", "methods", "checkpoint"),
 }
 FLAGS = {"ratio": "--ratio", "methods": "--methods", "checkpoint": "--checkpoint", "seed": "--seed", "case": "--case",
-         "slices": "--slices", "cache": "--cache", "param_key": "--param", "keys": "--keys"}
+         "slices": "--slices", "cache": "--cache", "param_key": "--param", "keys": "--key/--keys"}
 GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
 
 
@@ -50,8 +50,9 @@ def refuse_unused(ctx: click.Context, kind: str) -> None:
 @click.option("--methods", default=None,
               help="Only these methods, comma-separated; method@tag for one tagged variant (every kind; paired: "
                    "exactly two, a bare name meaning its untagged runs).")
-@click.option("--keys", default=None,
-              help="Logged keys to draw, comma-separated (curves; default: loss,val_dice), e.g. loss,lr,val_dice.")
+@click.option("--key", "--keys", "keys", multiple=True,
+              help="Logged key to draw, a panel each; repeat it or give a comma list (curves; default: "
+                   "loss,val_dice), e.g. --key loss_sup --key lr or --keys loss,cons_weight,step_s,val_dice.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="The selected or the last weights' metrics (ratio, classes, param, paired).")
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Prepared-data cache (qualitative).")
@@ -64,7 +65,7 @@ def refuse_unused(ctx: click.Context, kind: str) -> None:
 @user_errors
 def plot(ctx: click.Context, kind: str | None, results: Path | None, dataset: str | None, profile: str | None,
          ratio: float | None, seed: int, case: str | None, slices: str | None, param_key: str | None,
-         methods: str | None, keys: str | None, checkpoint: str, cache: Path | None, output: Path | None,
+         methods: str | None, keys: tuple[str, ...], checkpoint: str, cache: Path | None, output: Path | None,
          plugins: tuple[str, ...]) -> None:
     """Figures from the run records (PNG and PDF at paper column width, and beside each a .txt caption
     stating its protocol: split, checkpoint, seeds per point, schedule, units). A figure never mixes
@@ -76,8 +77,8 @@ def plot(ctx: click.Context, kind: str | None, results: Path | None, dataset: st
     classes      per-class Dice box plots over evaluated volumes, one figure per ratio
     qualitative  image, ground truth and each method's prediction (runs with --save-predictions)
     param        Dice against one config key across runs (a sweep tagged with --tag), a panel per ratio
-    curves       logged values (loss, validation Dice; --keys for others) against iterations, stage
-                 boundaries dashed (from train_log.jsonl)
+    curves       logged values (loss, validation Dice; --key for others: loss terms, cons_weight,
+                 lr, step_s) against the global step, stage starts dashed (from train_log.jsonl)
     paired       two methods' Dice per case and seed against each other (--methods a,b), diagonal drawn
     """
     if kind is None:
@@ -109,7 +110,7 @@ def plot(ctx: click.Context, kind: str | None, results: Path | None, dataset: st
                                        slices=picked, methods=chosen, **named)
     elif kind == "curves":
         paths = plots.plot_curves(root, out, dataset, profile, chosen, ratio,
-                                  keys=csv_list(keys, "keys") if keys else None, **named)
+                                  keys=[k for given in keys for k in csv_list(given, "key")] or None, **named)
     elif kind == "paired":
         paths = plots.plot_paired(root, out, chosen or [], dataset, profile, ratio, checkpoint, **named)
     else:

@@ -7,8 +7,9 @@
 * ``param``: Dice against the value of one configuration key across runs (hyper-parameter curves),
   a line per method and its other settings, a panel per label ratio;
 * ``curves``: logged training values (loss and validation Dice by default, any key of the log on
-  request) against the global iteration, a dashed line where a later stage (training after a
-  pre-training) begins;
+  request: a loss term, ``cons_weight``, ``lr``, ``step_s``) against the global step, a dashed line
+  labelled with the stage's name where a later stage (training after a pre-training) begins, each
+  key's unit in the caption;
 * ``paired``: two methods' Dice per evaluated case and seed against each other, the diagonal drawn.
 
 A figure never mixes datasets, profiles (schedules), tags or distance units, and a point never pools
@@ -44,7 +45,8 @@ COLUMN_WIDTH_IN = 3.5  # one column of a two-column paper
 FORMATS = ("png", "pdf")
 CLASS_COLORS = ["#e41a1c", "#4daf4a", "#377eb8", "#ff7f00", "#984ea3", "#a65628", "#f781bf"]
 DEFAULT_KEYS = ("loss", "val_dice")  # what ``curves`` draws unless asked for other logged keys
-KEY_LABELS = {"loss": "training loss", "lr": "learning rate", "val_dice": "validation DSC [%]"}
+KEY_LABELS = {"loss": "training loss", "lr": "learning rate", "step_s": "step time [s]",
+              "cons_weight": "consistency weight", "val_dice": "validation DSC [%]"}
 LOG_KEY = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")  # a log key a figure or an error line may show
 
 log = logging.getLogger("sslbench")
@@ -260,6 +262,25 @@ def _per_point(runs: pd.DataFrame, by: Sequence[str], what: str = "seeds per poi
 
 def _caption(head: str, lines: Sequence[str]) -> str:
     return "\n".join([head, *lines])
+
+
+def key_unit(key: str) -> str:
+    """The unit a curves caption states for a logged key: seconds for the step time, % for the
+    validation Dice (drawn in %), none for the learning rate, loss terms, weights and thresholds; a
+    key the trainer does not know (a method's own) is drawn as logged."""
+    if key == "step_s":
+        return "s (mean wall time of a training step between two log lines)"
+    if key == "val_dice":
+        return "%"
+    if key == "lr" or "loss" in key or key.endswith(("weight", "ratio", "fraction", "thresh", "threshold")):
+        return "unitless"
+    return "as logged"
+
+
+def _key_text(key: str) -> str:
+    """``step_s (step time): s (...)``: a key, what it is where the figure names it, and its unit."""
+    label = re.sub(r" \[.*\]$", "", KEY_LABELS.get(key, key))
+    return f"{key}{f' ({label})' if label != key else ''}: {key_unit(key)}"
 
 
 # ------------------------------------------------------------------------------------------- figures
@@ -614,10 +635,11 @@ def plot_curves(root: Path, out: Path, dataset: str | None = None, profile: str 
                 methods: Sequence[str] | None = None, ratio: float | None = None,
                 frame: pd.DataFrame | None = None, *, keys: Sequence[str] | None = None,
                 name_all: bool = False) -> list[Path]:
-    """Logged training values against the global iteration, per method and tag (mean ± sd over seeds),
+    """Logged training values against the global step, per method and tag (mean ± sd over seeds),
     one figure per dataset, profile key and ratio, a panel per key (``keys``; default training loss
     and validation Dice, a key not in the logs is an error listing the logged ones), dashed lines where
-    a later stage begins; from ``train_log.jsonl`` (TensorBoard not needed)."""
+    a later stage begins, labelled with its name; each key's unit in the caption; from
+    ``train_log.jsonl`` (TensorBoard not needed)."""
     plt, sns = _pyplot()
     wanted = list(dict.fromkeys(keys)) if keys else list(DEFAULT_KEYS)
     records = frame if frame is not None else select_runs(root, dataset, profile, methods)
@@ -667,7 +689,7 @@ def plot_curves(root: Path, out: Path, dataset: str | None = None, profile: str 
                     if i == 0:
                         ax.text(step, 0.98, f" {stage}", transform=ax.get_xaxis_transform(), rotation=90,
                                 va="top", fontsize=5, color=palette[name])
-            ax.set_xlabel("iteration (stages in order)")
+            ax.set_xlabel("global step (stages in order)")
             ax.set_ylabel(KEY_LABELS.get(key, key))
         for ax in flat[len(wanted):]:
             ax.set_visible(False)
@@ -676,10 +698,11 @@ def plot_curves(root: Path, out: Path, dataset: str | None = None, profile: str 
             legend_ax.legend(title=None, fontsize=6, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
         _suptitle(fig, f"{title}, {r:g} % labeled: mean ± sd over seeds")
         marks = "; ".join(f"{n}: " + ", ".join(f"{s} from iteration {x}" for x, s in b) for n, b in boundaries.items())
-        caption = _caption(f"figure: {', '.join(wanted)} against the iteration at {r:g} % labels, a line per method "
-                           "and tag, mean ± sd over seeds at each logged iteration; a later stage's iterations "
-                           "follow the earlier stage's",
-                           [f"stage boundaries (dashed): {marks or 'none (single-stage runs)'}",
+        caption = _caption(f"figure: {', '.join(wanted)} against the global step at {r:g} % labels, a line per "
+                           "method and tag, mean ± sd over seeds at each logged iteration; a later stage's "
+                           "iterations follow the earlier stage's",
+                           ["units: " + "; ".join(_key_text(k) for k in wanted),
+                            f"stage boundaries (dashed): {marks or 'none (single-stage runs)'}",
                             _per_point(runs, ["name"], "seeds per line"),
                             *_protocol(runs, evaluated=False)])
         paths += _save(fig, target, caption)

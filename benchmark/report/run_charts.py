@@ -17,6 +17,10 @@ import pandas as pd
 from sslbench.base.fields import FieldError, integer, number
 from sslbench.base.records import MAX_ITERATIONS
 
+# (logged key, chart title, y label, dots, scale): what a run page charts, each where the log has it;
+# the learning rate and the step time (seconds per training step) only in logs that state them
+CURVES = (("loss", "training loss", "loss", False, 1.0), ("val_dice", "validation DSC", "DSC [%]", True, 100.0),
+          ("lr", "learning rate", "lr", False, 1.0), ("step_s", "step time", "s per step", False, 1.0))
 WIDTH, HEIGHT = 360, 200                  # the chart's box in SVG units
 LEFT, RIGHT, TOP, BOTTOM = 48, 18, 22, 34  # margins: axis labels on the left and at the bottom
 
@@ -80,8 +84,9 @@ def chart(steps: list[float], values: list[float], title: str, ylabel: str, dots
 def log_curves(items: list[dict[str, Any]], stage_lengths: dict[str, int]) -> pd.DataFrame:
     """A run's training log as rows of stage, iteration (within its stage), step (global: the
     lengths of the stages before it in ``stage_lengths``, the record's, plus the iteration), what
-    ("loss" / "val_dice" in %) and value. A stage the record does not name follows the steps seen so
-    far; a foreign line (an absurd iteration, a value that is no number) is skipped."""
+    (a key of ``CURVES``: "loss", "val_dice" in %, "lr", "step_s" in seconds) and value. A stage the
+    record does not name follows the steps seen so far; a foreign line (an absurd iteration, a value
+    that is no number) is skipped."""
     offsets, start = {}, 0
     for stage, n in stage_lengths.items():
         offsets[stage], start = start, start + n
@@ -98,21 +103,22 @@ def log_curves(items: list[dict[str, Any]], stage_lengths: dict[str, int]) -> pd
         if stage not in offsets:
             offsets[stage] = seen_end
         seen_end = max(seen_end, offsets[stage] + it)
-        for what, key, scale in (("loss", "loss", 1.0), ("val_dice", "val_dice", 100.0)):
+        for key, _, _, _, scale in CURVES:
             try:
                 value = number(item.get(key), key, finite=False, nan=True)
             except FieldError:
                 continue
-            rows.append({"stage": stage, "iteration": it, "step": offsets[stage] + it, "what": what,
+            rows.append({"stage": stage, "iteration": it, "step": offsets[stage] + it, "what": key,
                          "value": scale * value})
     return pd.DataFrame(rows, columns=["stage", "iteration", "step", "what", "value"])
 
 
 def run_charts(long: pd.DataFrame, stage_lengths: dict[str, int] | None = None,
                marks: Sequence[tuple[float, str]] = ()) -> list[dict[str, Any]]:
-    """The training loss and validation DSC charts of one run from its ``log_curves`` (or
-    ``curve_frame``) rows. With the record's ``stage_lengths`` a stage ends where its length says
-    (else where its last logged step is); ``marks``: (global step, label) lines, the evaluated weights."""
+    """The training loss, validation DSC, learning rate and step time charts of one run from its
+    ``log_curves`` (or ``curve_frame``) rows, each where there are rows of it. With the record's
+    ``stage_lengths`` a stage ends where its length says (else where its last logged step is);
+    ``marks``: (global step, label) lines, the evaluated weights."""
     if long.empty:
         return []
     if stage_lengths and len(stage_lengths) > 1:
@@ -123,8 +129,7 @@ def run_charts(long: pd.DataFrame, stage_lengths: dict[str, int] | None = None,
         ends = spans["max"].tolist()[:-1]     # where each stage but the last ends: the next one begins
         xlabel = "iteration" if len(spans) == 1 else "global step (stages in order)"
     charts = []
-    for what, title, ylabel, dots in (("loss", "training loss", "loss", False),
-                                      ("val_dice", "validation DSC", "DSC [%]", True)):
+    for what, title, ylabel, dots, _ in CURVES:
         part = long[long.what == what].sort_values("step", kind="stable")
         made = chart(part.step.astype(float).tolist(), part.value.astype(float).tolist(), title, ylabel, dots, ends,
                      marks, xlabel)
@@ -133,4 +138,4 @@ def run_charts(long: pd.DataFrame, stage_lengths: dict[str, int] | None = None,
     return charts
 
 
-__all__ = ["chart", "log_curves", "nice_ticks", "run_charts"]
+__all__ = ["CURVES", "chart", "log_curves", "nice_ticks", "run_charts"]

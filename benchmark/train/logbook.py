@@ -8,7 +8,14 @@ on), so ``tensorboard --logdir results/`` follows a live sweep; without it nothi
 scalars are ``<stage>/<term>`` against the stage's iteration, the validation Dice in percent as
 ``<stage>/val_dice_percent`` (the unit of every other view); the run's configuration is a text
 (``run/config``) and its hyper-parameters go to the HParams dashboard with the best and the last
-validation Dice [%] of its last stage when training ends."""
+validation Dice [%] of its last stage when training ends.
+
+Each loss line also states the learning rate of its last step (``lr``) and the mean wall time of a
+training step over the steps since the previous line (``step_s``, seconds): a ``time.perf_counter``
+stamp per step, no device sync added (the line's own read-back waits for the queued steps, and that
+wait counts); validation, checkpoints and a stage's start are not step time (the clock restarts after
+them). ``step_s`` differs between two runs of the same seed: compare logs without ``TIMING_KEYS``.
+Logs written before it have no ``step_s``; every reader treats a missing key as not logged."""
 from __future__ import annotations
 
 import json
@@ -27,6 +34,8 @@ from sslbench.base.errors import TrainingDiverged
 from sslbench.base.fields import FieldError, integer, mapping, number
 from sslbench.base.run_files import RunFiles
 
+TIMING_KEYS = ("step_s",)  # wall-clock values of a log line: not reproducible, left out when logs are compared
+
 
 class LossLog:
     def __init__(self, files: RunFiles, desc: str) -> None:
@@ -39,6 +48,8 @@ class LossLog:
         self._board: Any = None            # the TensorBoard writer once opened; False: not installed
         self._about: dict[str, Any] = {}   # the run's schedule name, hyper-parameters and config text
         self.checkpointed: dict[str, Any] | None = None  # the stage and iteration ``last.pt`` holds
+        self._clock = time.perf_counter()  # when the step being timed began (the last step's end or a pause's)
+        self._timed = (0.0, 0)             # (seconds, steps) timed since the last line
 
     def board(self) -> Any:
         """A ``SummaryWriter`` on ``<run>/tb/<schedule>`` when tensorboard is installed and the run has a
@@ -102,6 +113,18 @@ class LossLog:
         for k, v in logged.items():
             self.sums[k] = self.sums[k] + v if k in self.sums else (v.clone() if torch.is_tensor(v) else v)
         self.count += 1
+        self._tick(1)
+
+    def _tick(self, steps: int) -> None:
+        """Add the time since the clock's last stamp to ``steps`` timed steps (0: a read-back's wait)."""
+        now = time.perf_counter()
+        seconds, n = self._timed
+        self._timed, self._clock = (seconds + now - self._clock, n + steps), now
+
+    def pause_clock(self) -> None:
+        """What follows is no training step (validation, a checkpoint, a new stage): the clock restarts
+        when it is done, so the time in between is in no ``step_s``."""
+        self._clock = time.perf_counter()
 
     def flush(self, stage: str, iteration: int, lr: float) -> dict[str, float] | None:
         """Means since the last line, written as one log record; None when nothing was summed.
@@ -109,22 +132,26 @@ class LossLog:
         if not self.count:
             return None
         means = {k: float(v) / self.count for k, v in self.sums.items()}
+        self._tick(0)  # the read-back above waited for the queued steps: their time
+        (seconds, timed), self._timed = self._timed, (0.0, 0)
+        timing = {"step_s": round(seconds / timed, 6)} if timed else {}  # none timed: resumed at this line
         bad = [k for k, v in means.items() if not math.isfinite(v)]
         start, self.start = self.start, iteration
         self.sums, self.count = {}, 0
         if bad:
             raise TrainingDiverged(f"{self.desc}: {', '.join(bad)} became NaN/Inf between iterations {start} and "
                                    f"{iteration} of stage '{stage}'; the last checkpoint is kept")
-        self.files.append_log({"stage": stage, "iteration": iteration, "lr": lr,
+        self.files.append_log({"stage": stage, "iteration": iteration, "lr": lr, **timing,
                                **{k: round(v, 6) for k, v in means.items()}})
         board = self.board()
         if board is not None:
-            for k, v in {"lr": lr, **means}.items():
+            for k, v in {"lr": lr, **timing, **means}.items():
                 board.add_scalar(f"{stage}/{k}", v, iteration)
         return means
 
     def write(self, record: dict[str, Any]) -> None:
         """A record of its own (a validation score), to the log and to TensorBoard."""
+        self.pause_clock()  # the validation that made it was no training step
         self.files.append_log(record)
         board = self.board()
         if board is not None:
@@ -137,6 +164,8 @@ class LossLog:
     def new_stage(self, stage_index: int, iteration: int) -> None:
         """Rates restart with each stage (its steps cost differently)."""
         self._mark = (time.time(), stage_index, iteration)
+        self._timed = (0.0, 0)
+        self.pause_clock()
 
     def progress(self, stage_index: int, stage: str, iteration: int, lengths: dict[str, int]) -> None:
         """``progress.json``: where this run is and how fast it goes, for ``bench status``."""
@@ -154,6 +183,7 @@ class LossLog:
         """Where ``last.pt`` is (written once it is saved): a resume starts there, whatever
         ``progress.json`` says of steps trained after it (a checkpoint that failed on a full disk)."""
         self.checkpointed = {"stage": stage, "iteration": iteration}
+        self.pause_clock()  # saving it was no training step
 
     # the sums since the last line go into the checkpoint: a resume between two log lines writes the
     # same next line as an uninterrupted run

@@ -83,14 +83,16 @@ def _starts(room: Tensor, g: torch.Generator) -> Tensor:
     return torch.minimum((u * room).long(), room - 1)
 
 
-def reflect_indices(kind: Tensor, shape_hw: Tensor, starts: Tensor, size: int) -> tuple[Tensor, Tensor]:
-    """Source (H, W) indices (B, size, size) of a ``size`` x ``size`` crop at ``starts`` (B, 2) of the
-    reflected in-plane square: ``kind`` (B,) indexes ``REFLECTIONS`` (-1: no reflection); ``shape_hw``
-    (B, 2) the unreflected volume's (H, W). Reflected coordinates (a, b) map back to the volume as
-    flip_h (H-1-a, b), flip_w (a, W-1-b), transpose (b, a), anti_transpose (H-1-b, W-1-a)."""
-    ar = torch.arange(size, device=starts.device)
-    a = (starts[:, 0, None] + ar)[:, :, None].expand(-1, size, size)
-    b = (starts[:, 1, None] + ar)[:, None, :].expand(-1, size, size)
+def reflect_indices(kind: Tensor, shape_hw: Tensor, starts: Tensor, size: int,
+                    size_w: int | None = None) -> tuple[Tensor, Tensor]:
+    """Source (H, W) indices (B, size, size_w) of a ``size`` x ``size_w`` crop (square by default) at
+    ``starts`` (B, 2) of the reflected in-plane square: ``kind`` (B,) indexes ``REFLECTIONS`` (-1: no
+    reflection, the only kind a non-square crop may take); ``shape_hw`` (B, 2) the unreflected
+    volume's (H, W). Reflected coordinates (a, b) map back to the volume as flip_h (H-1-a, b), flip_w
+    (a, W-1-b), transpose (b, a), anti_transpose (H-1-b, W-1-a)."""
+    size_w = size if size_w is None else size_w
+    a = (starts[:, 0, None] + torch.arange(size, device=starts.device))[:, :, None].expand(-1, size, size_w)
+    b = (starts[:, 1, None] + torch.arange(size_w, device=starts.device))[:, None, :].expand(-1, size, size_w)
     h1 = (shape_hw[:, 0] - 1)[:, None, None]
     w1 = (shape_hw[:, 1] - 1)[:, None, None]
     k = kind[:, None, None]
@@ -113,7 +115,7 @@ def crop_batch(data: VolumeData, idx: Tensor, g: torch.Generator, augment: bool)
     reflected = torch.where(swapped, hw.flip(1), hw)
     room = torch.cat([shapes[:, :1] - pd, reflected - torch.tensor([ph, pw], device=idx.device)], dim=1)
     starts = _starts(room, g)
-    hi, wi = reflect_indices(kind, hw, starts[:, 1:], ph)
+    hi, wi = reflect_indices(kind, hw, starts[:, 1:], ph, pw)  # non-square crops only unreflected (config)
     di = starts[:, :1] + torch.arange(pd, device=idx.device)
     pick = (idx[:, None, None, None], di[:, :, None, None], hi[:, None], wi[:, None])
     return data.images[pick].float()[:, None], data.labels[pick].long()
