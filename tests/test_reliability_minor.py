@@ -219,3 +219,32 @@ def test_an_answer_sbatch_gives_that_cannot_be_read_is_one_line_too(tmp_path: Pa
     assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
     assert "sbatch's answer was not understood" in errors[0] and "\x1b" not in err and "see squeue" in errors[0]
     assert not root.exists()
+
+
+def test_a_long_split_list_is_checked_in_linear_time(tmp_path: Path) -> None:
+    """100 000 unique ids (a hostile pass's hang: duplicates were counted with list.count)."""
+    from collections import Counter
+
+    import sslbench.io.readers as readers
+
+    path = tmp_path / "train.list"
+    path.write_text("".join(f"case{i:06d}\n" for i in range(100_000)))
+    calls = []
+    real = readers.Counter
+    readers.Counter = lambda items: calls.append(len(items)) or real(items)  # type: ignore[assignment]
+    try:
+        assert len(readers.read_list(path)) == 100_000 and calls == [100_000]
+    finally:
+        readers.Counter = real  # type: ignore[assignment]
+    path.write_text("a\nb\na\n")
+    with pytest.raises(Exception, match="duplicate ids a"):
+        readers.read_list(path)
+    assert Counter  # the helper used
+
+
+def test_a_folder_name_with_a_newline_is_one_status_row(tmp_path: Path) -> None:
+    from sslbench.run.status import RunState, render
+
+    text = render([RunState("la/quick/mt@a\nb\x1b[2J/ratio-25/seed-0", "done")])
+    rows = text.splitlines()
+    assert len(rows) == 3 and "\x1b" not in text and rows[1].startswith("la/quick/mt@a b")

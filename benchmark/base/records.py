@@ -41,6 +41,7 @@ def check_record(rec: Any) -> dict[str, Any]:
     choice(rec.get("eval_split", "test"), "eval_split", ("val", "test"))
     _summary(rec.get("summary"), "summary")
     for cls, metrics in mapping(rec.get("per_class", {}), "per_class").items():
+        text(cls, "per_class", 200)  # a class name is printed and written to CSV: no control characters
         _summary(metrics, f"per_class[{cls!r}]")
     selection = mapping(rec.get("selection"), "selection")
     choice(selection.get("rule"), "selection.rule", ("best", "last"))
@@ -63,6 +64,7 @@ def check_record(rec: Any) -> dict[str, Any]:
         integer(last.get("iteration"), "last.iteration", 0)
         _summary(last.get("summary"), "last.summary")
         for cls, metrics in mapping(last.get("per_class", {}), "last.per_class").items():
+            text(cls, "last.per_class", 200)
             _summary(metrics, f"last.per_class[{cls!r}]")
     text(rec.get("overrides_hash", "") or "", "overrides_hash", 64)
     for key in ("config_hash", "precision", "inference_net", "split"):
@@ -106,6 +108,7 @@ def check_metrics(metrics: Any) -> dict[str, Any]:
             raise FieldError(f"metric_per_case[{i}].metrics: classes {sorted(per_class)} are not every case's")
         classes = set(per_class)
         for cls, m in per_class.items():
+            text(cls, f"metric_per_case[{i}].metrics", 200)
             _summary(m, f"metric_per_case[{i}].metrics[{cls!r}]")
             for key in ("asd", "asd_legacy", "hd95_legacy"):
                 if m.get(key) is not None:

@@ -19,7 +19,9 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def safe_cell(value: Any) -> Any:
     """A text cell that a spreadsheet would run as a formula, quoted; anything else as it is."""
     if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
+        value = "'" + value
+    if isinstance(value, str) and "\r" in value:  # the csv module quotes a "\n" but not a lone CR: a reader
+        value = value.replace("\r\n", "\n").replace("\r", "\n")  # would start a row (a formula) after it
     return value
 
 

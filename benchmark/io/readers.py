@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -93,11 +94,17 @@ def regular_input(path: Path) -> None:
         raise DataError(f"{path}: not a regular file ({kind_of(path)}); refused")
 
 
+MAX_LIST_ITEMS = 500_000     # ids in one split list (a raw folder holds fewer files: MAX_RAW_FILES)
+MAX_LIST_BYTES = 64 << 20    # bytes of one split list
+
+
 def read_list(path: Path) -> list[str]:
     """A split list (one id per line; blank lines ignored); a missing list is an error naming it."""
     if not path.exists() and not path.is_symlink():
         raise DataError(f"{path}: split list not found")
     regular_input(path)
+    if path.stat().st_size > MAX_LIST_BYTES:
+        raise DataError(f"{path}: {path.stat().st_size:,} bytes; a split list is at most {MAX_LIST_BYTES:,}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -105,7 +112,10 @@ def read_list(path: Path) -> list[str]:
     items = [check_case_id(line.strip(), str(path)) for line in text.splitlines() if line.strip()]
     if not items:
         raise DataError(f"{path}: split list is empty")
-    dupes = sorted({i for i in items if items.count(i) > 1})
+    if len(items) > MAX_LIST_ITEMS:
+        raise DataError(f"{path}: {len(items):,} ids; a split list names at most {MAX_LIST_ITEMS:,} cases")
+    counts = Counter(items)  # linear: a list of 100 000 ids is checked at once, not in hours
+    dupes = sorted(i for i, n in counts.items() if n > 1)
     if dupes:
         raise DataError(f"{path}: duplicate ids {', '.join(dupes[:3])}")
     return items

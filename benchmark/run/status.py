@@ -284,9 +284,10 @@ def render(states: Sequence[RunState], fmt: str = "text") -> str:
                            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1)
     if not states:
         return "no runs under this results folder"
-    width = max(len(s.run) for s in states)
+    names = [one_line(s.run) for s in states]  # a folder name is someone else's text: one row each
+    width = max(len(n) for n in names)
     lines = [f"{'run':<{width}}  {'state':<8}  detail"]
-    lines += [f"{s.run:<{width}}  {s.state:<8}  {_detail(s)}".rstrip() for s in states]
+    lines += [f"{n:<{width}}  {s.state:<8}  {one_line(_detail(s))}".rstrip() for n, s in zip(names, states)]
     lines += [line for line in (copies_line(states),) if line]
     lines.append(summary_line(states))
     return "\n".join(lines)
