@@ -62,7 +62,8 @@ def add_case(writer: CacheWriter, case: str, image: np.ndarray, label: np.ndarra
     """One release volume (W, H, D) into the cache as (D, H, W); a non-binary label is an error."""
     if image.ndim != 3 or image.shape != label.shape:
         raise DataError(f"{where}: expected a 3-D image and label of one shape, got {image.shape} and {label.shape}")
-    image = np.asarray(image, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # a value beyond float32 becomes inf: refused next
+        image = np.asarray(image, np.float32)
     check_image(image, where)
     values = np.unique(label)
     if not set(values.tolist()) <= {0, 1}:

@@ -562,3 +562,25 @@ def test_cps_in_3d_initialises_as_ssl4mis_3d_script() -> None:
     assert float(w2.std()) == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.05)  # xavier_normal_
     bn = method.model2.encoder[1][1]
     assert torch.equal(bn.weight, torch.ones_like(bn.weight)) and torch.equal(bn.bias, torch.zeros_like(bn.bias))
+
+
+def test_la_plugin_names_the_list_of_a_control_character_id_and_a_float32_overflow(tmp_path: Path) -> None:
+    import h5py
+
+    from sslbench.cache import prepare
+
+    raw = _fake_la(tmp_path / "a", {"A": (40, 36, 20), "B": (40, 36, 20)}, ["A"], ["B"])
+    (raw / "train.list").write_text("A\nx\x9by\n")
+    with pytest.raises(DataError, match=r"train.list: case id 'x\\x9by' is not a plain file name"):
+        prepare("la", raw=raw, cache_root=tmp_path / "c1")
+    (raw / "train.list").write_text("A\n")
+    path = raw / "2018LA_Seg_Training Set" / "A" / "mri_norm2.h5"
+    with h5py.File(path, "r+") as fh:
+        del fh["image"]
+        fh.create_dataset("image", data=np.full((40, 36, 20), 1e300))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning before the one line
+        with pytest.raises(DataError, match="image contains NaN or Inf"):
+            prepare("la", raw=raw, cache_root=tmp_path / "c2")

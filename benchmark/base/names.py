@@ -32,7 +32,8 @@ def check_case_id(case_id: str, where: str) -> str:
     """A case id that becomes a file name under the cache: no path separators, no ``..``, not empty,
     no leading ``.`` (hidden files and ``.``/``..``), no control characters."""
     bad = (not isinstance(case_id, str) or not case_id or case_id.startswith(".") or "/" in case_id
-           or "\\" in case_id or ".." in case_id or any(ord(ch) < 32 for ch in case_id) or len(case_id) > 200)
+           or "\\" in case_id or ".." in case_id or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in case_id)
+           or len(case_id) > 200)  # C0, DEL and C1 controls: refused here, not after every volume is read
     if bad:
         raise DataError(f"{where}: case id {case_id!r} is not a plain file name "
                         "(no '/', '\\', '..', leading '.' or control characters)")
