@@ -7,7 +7,9 @@ the mean Dice over evaluated cases x seeds, best in bold, † where the DSC diff
 other method's, each tag's ``--set`` items, links to each run), under each leaderboard a paired
 per-case scatter of every method against UNet-L in the same cell (``compare``: same dataset, schedule,
 ratio and evaluation split, points paired by seed and case id, drawn as inline SVG) and the five
-worst cases of each method's cell over its seeds with their TP / FP / FN voxels per class; per-class
+worst cases of each method's cell over its seeds with their TP / FP / FN voxels per class, and, for
+each of them whose prediction the run saved, a small image of its most wrong slice (``gallery``:
+``figures/worst/``; a line saying why where the prepared data is missing or not the run's); per-class
 tables, the ratio, per-class and training-curve figures; a cost table.
 ``runs/<id>.html``: one page per run (``<id>``: a readable slug and a hash of the run's identity, so
 two runs never share a page): selection (the selected and last weights, each with its stage,
@@ -52,6 +54,7 @@ from sslbench.report.bootstrap import BOOTSTRAP_RESAMPLES, bootstrap_ci, case_di
 from sslbench.report.compare import BASELINE, case_counts, paired_points, scatter, worst_in_cell
 from sslbench.report.cost import cost_table
 from sslbench.report.frame import protocol_caption, run_frame, variant_name
+from sslbench.report.gallery import Gallery
 from sslbench.report.run_charts import log_curves, run_charts
 from sslbench.report.tables import _significance, build_table, paper_order
 
@@ -128,7 +131,8 @@ def _overrides_text(cell: pd.DataFrame) -> str:
     return " | ".join(texts)
 
 
-def _boards(df: pd.DataFrame, pages: dict[str, str], metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _boards(df: pd.DataFrame, pages: dict[str, str], metrics: dict[str, dict[str, Any]],
+            gallery: Gallery | None = None) -> list[dict[str, Any]]:
     """A leaderboard per label ratio: rows per method and tag, best DSC (and ASD) among the methods
     trained at that ratio in bold, † as ``bench table --table`` marks it, a bootstrap interval of the
     mean Dice over evaluated cases x seeds, and the row's ``--set`` items (its tooltip and a legend)."""
@@ -161,7 +165,7 @@ def _boards(df: pd.DataFrame, pages: dict[str, str], metrics: dict[str, dict[str
                          "best": means.get((i, r, "dsc")) == best and best is not None and len(means) > 1,
                          "runs": [{"seed": int(x.seed), "href": f"runs/{pages[x.dir]}.html"}
                                   for _, x in cell.sort_values("seed").iterrows()]})
-        boards.append({"ratio": f"{r:g}", "rows": rows, **_comparisons(df, keys, r, metrics)})
+        boards.append({"ratio": f"{r:g}", "rows": rows, **_comparisons(df, keys, r, metrics, gallery)})
     return boards
 
 
@@ -176,10 +180,11 @@ def _cells(df: pd.DataFrame, keys: list[tuple[str, str]], r: float) -> Iterator[
 
 
 def _comparisons(df: pd.DataFrame, keys: list[tuple[str, str]], r: float,
-                 metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                 metrics: dict[str, dict[str, Any]], gallery: Gallery | None = None) -> dict[str, Any]:
     """One leaderboard's paired scatters (each method trained at ratio ``r`` against the baseline's runs
     of the same ratio and evaluation split, points paired by seed and case) and its worst cases per
-    method, from the selected weights' metrics."""
+    method, from the selected weights' metrics, with the gallery's images of those whose prediction
+    was saved."""
     base = df[(df.method == BASELINE) & (df.tag == "") & (df.ratio == r) & ~df.all_labels]
     base_name = str(base.paper_name.iloc[0]) if not base.empty else "UNet-L"
     where = f"{df.dataset.iloc[0]}, {df.profile_text.iloc[0]}, {r:g} % labeled"
@@ -187,8 +192,11 @@ def _comparisons(df: pd.DataFrame, keys: list[tuple[str, str]], r: float,
     for name, split, runs in _cells(df, keys, r):
         seeds = {int(x.seed): (str(x.dir), metrics.get(x.dir, {})) for _, x in runs.sort_values("seed").iterrows()}
         classes, rows = worst_in_cell(seeds, WORST_CASES)
+        images, notes = (gallery.cell(str(df.dataset.iloc[0]), name, rows, {s: d for s, (d, _) in seeds.items()})
+                         if gallery is not None else ([], []))
         worst.append({"name": name, "split": split, "classes": classes, "rows": rows,
-                      "saved": any(row["saved"] for row in rows), "seeds": ", ".join(map(str, seeds))})
+                      "saved": any(row["saved"] for row in rows), "seeds": ", ".join(map(str, seeds)),
+                      "gallery": images, "gallery_notes": notes})
         if runs.all_labels.all() or ((runs.method == BASELINE).all() and (runs.tag == "").all()):
             continue                          # the reference trained on every label, or the baseline itself
         mine = base[base.eval_split == split]
@@ -414,14 +422,15 @@ def each_warning_once() -> Iterator[None]:
         log.removeFilter(first)
 
 
-def write_report(root: Path, out: Path) -> Path:
+def write_report(root: Path, out: Path, cache: Path | None = None) -> Path:
     """Write the report of the finished runs under ``root`` into the folder ``out`` (replacing the
-    report there, whole); returns its index. Each warning is printed once."""
+    report there, whole); returns its index. Each warning is printed once. ``cache``: the prepared-data
+    cache the worst-case gallery reads images from (default: ``$SSLBENCH_CACHE``, else the default cache)."""
     with each_warning_once():
-        return _write_report(root, out)
+        return _write_report(root, out, cache)
 
 
-def _write_report(root: Path, out: Path) -> Path:
+def _write_report(root: Path, out: Path, cache: Path | None = None) -> Path:
     if not root.exists():
         raise BenchError(f"{root}: no results folder (run `bench run` first)")
     df = run_frame(root)
@@ -442,7 +451,7 @@ def _write_report(root: Path, out: Path) -> Path:
             remove_orphans(out.parent, pattern)
         new = make_temp_folder(out.parent, f"{out.name}.new")
         try:
-            _build(root, df, new)
+            _build(root, df, new, cache)
             write_text(new / MARKER, f"a report written by sslbench {__version__}; `bench report` replaces this "
                                      "folder whole\n")
             _check_output(out)                   # what changed there while the report was built
@@ -453,12 +462,13 @@ def _write_report(root: Path, out: Path) -> Path:
     return shown / "index.html"
 
 
-def _build(root: Path, df: pd.DataFrame, out: Path) -> None:
+def _build(root: Path, df: pd.DataFrame, out: Path, cache: Path | None = None) -> None:
     """Every page and figure of the report, into the fresh folder ``out``."""
     (out / "figures").mkdir()
     (out / "runs").mkdir()
     env = _environment()
     pages = page_names(df, root)
+    gallery = Gallery(out, pages, cache)
     metrics = {d: _read_metrics(d) for d in df.dir}
     groups = []
     for (ds, key), sub in df.groupby(["dataset", "profile_key"], sort=True):
@@ -473,7 +483,8 @@ def _build(root: Path, df: pd.DataFrame, out: Path) -> None:
             figures += [{"src": f"figures/{p.name}", "alt": f"{ds}, {text}: {kind} ({p.stem})"} for p in paths
                         if p.suffix == ".png"]
         groups.append({"dataset": ds, "profile_key": key, "profile_text": text, "anchor": _slug(f"{ds}-{key}"),
-                       "units": _units(sub), "caption": protocol_caption(sub), "boards": _boards(sub, pages, metrics),
+                       "units": _units(sub), "caption": protocol_caption(sub),
+                       "boards": _boards(sub, pages, metrics, gallery),
                        "per_class": _per_class(sub), "figures": figures})
         for _, rec in sub.iterrows():
             _run_page(rec, pages[rec.dir], out, env, metrics[rec.dir])

@@ -388,6 +388,20 @@ def _load_prediction(folder: Path, case: str) -> np.ndarray | None:
     return None
 
 
+def saved_prediction(folder: Path, case: str, shape: tuple[int, ...], who: str) -> np.ndarray:
+    """The prediction of ``case`` the run in ``folder`` saved, read as ``_load_prediction`` reads it,
+    checked against the case's prepared ``shape``; a ``BenchError`` naming it (``who``: the run as a
+    reader knows it) when it is gone or of another shape. ``bench plot qualitative`` and the report's
+    worst-case gallery read predictions through it."""
+    pred = _load_prediction(folder, case)
+    where = RunFiles(folder).predictions
+    if pred is None:
+        raise BenchError(f"{where}: {who}'s prediction of {case} is gone")
+    if pred.shape != tuple(shape):
+        raise BenchError(f"{where}: {who}'s prediction of {case} has shape {pred.shape}, the case {tuple(shape)}")
+    return pred
+
+
 def _saved_cases(folder: Path) -> set[str]:
     return {p.name.split(".")[0] for p in RunFiles(folder).predictions.iterdir()}
 
@@ -457,13 +471,7 @@ def plot_qualitative(root: Path, out: Path, dataset: str, profile: str | None = 
         raise BenchError(f"--slices {bad[0]}: {case} has slices 0..{image.shape[0] - 1}")
     columns: list[tuple[str, np.ndarray | None]] = [("Image", None), ("Ground truth", label)]
     for name, folder in zip(labels, shown.dir):
-        pred = _load_prediction(Path(folder), case)
-        if pred is None:
-            raise BenchError(f"{RunFiles(Path(folder)).predictions}: {name}'s prediction of {case} is gone")
-        if pred.shape != label.shape:
-            raise BenchError(f"{RunFiles(Path(folder)).predictions}: {name}'s prediction of {case} has shape "
-                             f"{pred.shape}, the case {label.shape}")
-        columns.append((name, pred))
+        columns.append((name, saved_prediction(Path(folder), case, label.shape, name)))
     colors = ListedColormap(["none", *CLASS_COLORS])
     fig, axes = plt.subplots(len(slices), len(columns), squeeze=False,
                              figsize=(0.9 * len(columns) + 0.2, 0.9 * len(slices) + 0.6))
