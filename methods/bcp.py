@@ -53,6 +53,7 @@ from torch import Tensor
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
 from sslbench.nn import EMATeacher, keep_largest_per_class, masked_dice_loss
+from sslbench.nn.losses import onehot
 
 
 @dataclass
@@ -118,8 +119,8 @@ def sample_dice_loss(logits: Tensor, target: Tensor, mask: Tensor | None = None,
     """BCP's LA ``mask_DiceLoss(nclass)``: ``1 - mean over samples and classes of (2 Σ m p y + s) /
     (Σ m (p + y) + s)``, softmax probabilities ``p``, one-hot ``y``, ``m`` the mask (all ones if None)."""
     probs = torch.softmax(logits.float(), dim=1)
-    onehot = F.one_hot(target.long(), probs.shape[1]).movedim(-1, 1).to(probs.dtype)
-    inter, union = probs * onehot, probs + onehot
+    onehot_t = onehot(target, probs.shape[1], probs.dtype)
+    inter, union = probs * onehot_t, probs + onehot_t
     if mask is not None:
         m = mask.to(probs.dtype).expand(target.shape)[:, None]
         inter, union = inter * m, union * m

@@ -381,7 +381,7 @@ def _release_mask_dice(logits: torch.Tensor, target: torch.Tensor, mask: torch.T
             y = (target[n] == c).float()
             inter = (probs[n, c] * y * m).sum()
             union = ((probs[n, c] + y) * m).sum()
-            values.append(float(1 - 0) * float((2 * inter + 1e-5) / (union + 1e-5)))
+            values.append(float((2 * inter + 1e-5) / (union + 1e-5)))
     return 1 - sum(values) / len(values)
 
 

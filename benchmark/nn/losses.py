@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _onehot(target: Tensor, classes: int, dtype: torch.dtype) -> Tensor:
+def onehot(target: Tensor, classes: int, dtype: torch.dtype) -> Tensor:
     """(B, *spatial) labels -> (B, C, *spatial) one-hot, any number of spatial axes."""
     return F.one_hot(target.long(), classes).movedim(-1, 1).to(dtype)
 
@@ -20,10 +20,10 @@ def dice_loss(logits: Tensor, target: Tensor, eps: float = 1e-5) -> Tensor:
     averaged over classes. 3-D (B, C, D, H, W): UA-MT's LA `dice_loss(softmax[:, 1], label == 1)`,
     the foreground only (for more than two classes, the mean over the foreground classes)."""
     probs = torch.softmax(logits.float(), dim=1)
-    onehot = _onehot(target, probs.shape[1], probs.dtype)
+    onehot_t = onehot(target, probs.shape[1], probs.dtype)
     dims = (0, *range(2, probs.dim()))
-    inter = (probs * onehot).sum(dims)
-    denom = (probs * probs).sum(dims) + (onehot * onehot).sum(dims)
+    inter = (probs * onehot_t).sum(dims)
+    denom = (probs * probs).sum(dims) + (onehot_t * onehot_t).sum(dims)
     per_class = 1.0 - (2.0 * inter + eps) / (denom + eps)
     return per_class[1:].mean() if probs.dim() == 5 else per_class.mean()
 
@@ -34,12 +34,12 @@ def masked_dice_loss(probs: Tensor, target: Tensor, mask: Tensor, eps: float = 1
     ``DiceLoss(..., ignore=1 - mask)`` (eps 1e-5) and BCP's ``DiceLoss(..., mask)`` (eps 1e-10).
     ``probs`` (B, C, H, W) already softmaxed; ``mask`` (B, H, W) or (B, C, H, W) per class."""
     probs = probs.float()
-    onehot = F.one_hot(target.long(), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    onehot_t = onehot(target, probs.shape[1], probs.dtype)
     m = mask.to(probs.dtype)
     m = m[:, None] if m.dim() == 3 else m
     dims = (0, 2, 3)
-    inter = (probs * onehot * m).sum(dims)
-    denom = (probs * probs * m).sum(dims) + (onehot * m).sum(dims)
+    inter = (probs * onehot_t * m).sum(dims)
+    denom = (probs * probs * m).sum(dims) + (onehot_t * m).sum(dims)
     per_class = 1.0 - (2.0 * inter + eps) / (denom + eps)
     return per_class.mean() if reduce else per_class
 

@@ -113,7 +113,7 @@ def crop_batch(data: VolumeData, idx: Tensor, g: torch.Generator, augment: bool)
     swapped = (kind >= 2)[:, None]  # transposes swap the in-plane sizes of the reflected volume
     hw = shapes[:, 1:]
     reflected = torch.where(swapped, hw.flip(1), hw)
-    room = torch.cat([shapes[:, :1] - pd, reflected - torch.tensor([ph, pw], device=idx.device)], dim=1)
+    room = torch.stack([shapes[:, 0] - pd, reflected[:, 0] - ph, reflected[:, 1] - pw], dim=1)  # no host tensor
     starts = _starts(room, g)
     hi, wi = reflect_indices(kind, hw, starts[:, 1:], ph, pw)  # non-square crops only unreflected (config)
     di = starts[:, :1] + torch.arange(pd, device=idx.device)
