@@ -52,8 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sslbench.method import Batch, Losses, MethodConfig, MethodContext, SSLMethod, StepInfo, register_method
-from sslbench.nn import EMATeacher, keep_largest_per_class, masked_dice_loss
-from sslbench.nn.losses import onehot
+from sslbench.nn import EMATeacher, keep_largest_per_class, masked_dice_loss, onehot
 
 
 @dataclass
