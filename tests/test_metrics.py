@@ -118,15 +118,13 @@ def test_volume_metrics_per_class() -> None:
 
 @pytest.mark.parametrize("spacing", [(10.0, 1.5, 1.5), None, (2.5, 0.8, 0.8), (5.0, 0.7, 1.3)],
                          ids=["acdc-like", "voxels", "ct-like", "anisotropic-in-plane"])
-@pytest.mark.parametrize("pairs, limit", [(4_000_000, 200_000_000), (50, 200_000_000), (4_000_000, 10)],
-                         ids=["one-pass", "chunked", "3d-fallback"])
-def test_slice_wise_distances_equal_medpy(spacing: tuple[float, ...] | None, pairs: int, limit: int,
+@pytest.mark.parametrize("limit", [200_000_000, 10], ids=["slice-wise", "3d-fallback"])
+def test_slice_wise_distances_equal_medpy(spacing: tuple[float, ...] | None, limit: int,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The slice-wise path (2-D transforms per slice, combined across slices), its chunking and its
-    fall back to 3-D transforms give medpy's values in both unit systems."""
+    """The slice-wise path (2-D transforms per slice, combined across slices outwards from each
+    voxel's slice) and its fall back to 3-D transforms give medpy's values in both unit systems."""
     import sslbench.report.metrics as metrics
 
-    monkeypatch.setattr(metrics, "_PAIRS", pairs)
     monkeypatch.setattr(metrics, "_SLICEWISE_LIMIT", limit)
     calls = []
     real = metrics._across_slices
@@ -141,6 +139,27 @@ def test_slice_wise_distances_equal_medpy(spacing: tuple[float, ...] | None, pai
     assert_same(m["asd_legacy"], medpy_binary.asd(a, b, None))
     assert_same(m["hd95_legacy"], medpy_binary.hd95(a, b, None))
     assert bool(calls) == (limit > 10)              # the path this case is meant to take
+
+
+@pytest.mark.parametrize("spacing", [(2.0, 1.0, 1.0), (10.0, 1.5, 1.5), None], ids=["thin", "acdc-like", "voxels"])
+def test_the_nearest_surface_several_slices_away_in_either_direction(spacing: tuple[float, ...] | None) -> None:
+    """The search outwards from each voxel's slice stops only when the slice gap alone exceeds the
+    best distance: a surface nearer in a slice above or below (or only there) is found in both
+    directions, with the slice gap in the unit system's scale."""
+    shape = (12, 40, 40)
+    ref = np.zeros(shape, bool)
+    ref[1, 30:34, 30:34] = True            # far in-plane from most of pred, near in slice only
+    ref[9, 4:9, 4:9] = True                # below pred: the nearest for its last slices, two or more away
+    pred = np.zeros(shape, bool)
+    pred[2:8, 3:10, 3:10] = True           # slices without any ref voxel between the two ref slices
+    pred[1, 3:6, 3:6] = True               # ref's slice, but its ref object is far in-plane
+    for a, b in ((pred, ref), (ref, pred)):
+        m = binary_metrics(a, b, spacing)
+        assert_same(m["asd"], medpy_binary.asd(a, b, spacing))
+        assert_same(m["assd"], medpy_binary.assd(a, b, spacing))
+        assert_same(m["hd95"], medpy_binary.hd95(a, b, spacing))
+        assert_same(m["asd_legacy"], medpy_binary.asd(a, b, None))
+        assert_same(m["hd95_legacy"], medpy_binary.hd95(a, b, None))
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])

@@ -95,9 +95,7 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float
     return d_pr, d_rp
 
 
-# slice-wise distances are combined over at most this many (slice, surface voxel) pairs at once;
-# beyond _SLICEWISE_LIMIT pairs in all, the four 3-D transforms are the cheaper way
-_PAIRS = 4_000_000
+# beyond this many (slice, surface voxel) pairs the four 3-D transforms are the cheaper way
 _SLICEWISE_LIMIT = 200_000_000
 
 
@@ -117,19 +115,31 @@ def _across_slices(query: np.ndarray, sqs: Sequence[tuple[np.ndarray, np.ndarray
                    scales: Sequence[tuple[float, float]]) -> list[np.ndarray]:
     """Exact 3-D distances at the ``query`` voxels from per-slice squared distances: the squared
     Euclidean distance separates, ``min over target slices z' of ((z - z') dz)^2 + s * sq[z']``, for
-    each ((slices, squared distances), (s, dz)) pair; one pass over the query voxels for all."""
+    each ((slices, squared distances), (s, dz)) pair. The slices are visited outwards from each
+    voxel's own, and a voxel stops once the slice gap alone is at least its best distance so far, so
+    a surface costs a few slices per voxel rather than every slice of the volume."""
     zq, yq, xq = np.nonzero(query)
-    outs = [np.empty(len(zq)) for _ in scales]
-    step = max(1, _PAIRS // max(len(sqs[0][0]), 1))
-    for a in range(0, len(zq), step):
-        z, y, x = zq[a:a + step], yq[a:a + step], xq[a:a + step]
-        cached: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for out, (rows, sq), (s, dz) in zip(outs, sqs, scales):
-            if id(sq) not in cached:
-                gap = rows[:, None].astype(np.float64) - z[None, :]
-                cached[id(sq)] = (sq[:, y, x], gap * gap)
-            vals, gap2 = cached[id(sq)]
-            out[a:a + step] = np.sqrt(((vals * s if s != 1.0 else vals) + gap2 * (dz * dz)).min(axis=0))
+    depth = query.shape[0]
+    at_plane = yq * query.shape[2] + xq                 # each voxel's in-plane offset
+    outs = []
+    for (rows, sq), (s, dz) in zip(sqs, scales):
+        slot = np.full(3 * depth, -1, dtype=np.int64)   # target slice -> its row in sq; -1 off the stack too
+        slot[depth + rows] = np.arange(len(rows))
+        flat = sq.reshape(len(rows), -1)
+        best = np.full(len(zq), np.inf)
+        open_ = np.arange(len(zq))                      # voxels a farther slice could still improve
+        for k in range(depth):
+            gap2 = float(k * k) * (dz * dz)
+            open_ = open_[best[open_] > gap2]
+            if not len(open_):
+                break
+            for z in {k, -k}:
+                row = slot[zq[open_] + (depth + z)]
+                hit = row >= 0
+                at = open_[hit]
+                vals = flat[row[hit], at_plane[at]]
+                best[at] = np.minimum(best[at], (vals * s if s != 1.0 else vals) + gap2)
+        outs.append(np.sqrt(best))
     return outs
 
 
