@@ -24,3 +24,58 @@ def test_bench_speed_reports_every_stage_against_unet_l() -> None:
     assert report["evaluation"]["eval_slices_per_s"] > 0 and report["evaluation"]["metrics_s_per_volume"] > 0
     code, out, _ = bench("speed", "--methods", "unet-l", "--device", "cpu", *TINY)
     assert code == 0 and "| unet-l" in out and "x UNet-L" in out and "slices/s" in out
+
+
+def _tiny_trainer(name: str):  # noqa: ANN202
+    import torch
+
+    from sslbench.method import METHODS, build_method
+    from sslbench.run.speed import synthetic_data
+    from sslbench.run.specs import resolve
+    from sslbench.train.trainer import Trainer
+
+    cfg = resolve(name, "quick", "synthetic-cardiac", [a for a in TINY[4:] if a != "--set"])
+    method = build_method(METHODS.get(name), cfg.method, cfg.train, 4, torch.device("cpu"))
+    return Trainer(method, synthetic_data(16, 32, torch.device("cpu")), cfg.train, 0, progress=False)
+
+
+def test_the_bare_loops_do_the_steps_work_and_the_ratio_is_of_medians() -> None:
+    """The bare UNet-L loop trains a copy of the same network on the labeled images (its loss falls
+    on a fixed batch, the method's own weights stay), the bare method loop steps the method's own
+    parameters and EMA teacher; the ratio is the medians' ratio of the alternating rounds."""
+    import torch
+
+    from sslbench.nn import ce_dice_loss
+    from sslbench.run.overhead import bare_method_step, bare_unet_step, compare
+
+    torch.manual_seed(0)
+    trainer = _tiny_trainer("unet-l")
+    batch = trainer.next_batch()
+    own = [p.detach().clone() for p in trainer.method.parameters()]
+    step = bare_unet_step(trainer, batch)
+    copy_net = step.net
+    before = float(ce_dice_loss(copy_net(batch.x_l), batch.y_l))
+    for _ in range(8):
+        step()
+    assert float(ce_dice_loss(copy_net(batch.x_l), batch.y_l)) < before
+    assert all(torch.equal(a, b) for a, b in zip(own, trainer.method.parameters()))
+
+    mt = _tiny_trainer("mt")
+    student = [p.detach().clone() for p in mt.method.optim_parameters()]
+    teacher = [p.detach().clone() for p in mt.method.teacher.parameters()]
+    bare_method_step(mt, mt.next_batch())()
+    assert not all(torch.equal(a, b) for a, b in zip(student, mt.method.optim_parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(teacher, mt.method.teacher.parameters()))
+
+    times = iter([3.0, 2.0, 5.0, 2.0, 4.0, 1.0])  # bench, bare per round: medians 4.0 and 2.0
+    out = compare("mt", mt, lambda fn, n: next(times), steps=1, rounds=3, warmup=0)
+    assert out["ratio"] == 2.0 and out["bench_step_s"] == 4.0 and out["bare_step_s"] == 2.0
+
+
+def test_bench_speed_vs_bare_reports_the_overhead_of_each_method() -> None:
+    code, out, err = bench("speed", "--methods", "mt", "--format", "json", "--device", "cpu", "--vs-bare", "1", *TINY)
+    assert code == 0, err
+    overhead = {o["method"]: o for o in json.loads(out)["overhead"]}
+    assert set(overhead) == {"unet-l", "mt"}
+    for o in overhead.values():
+        assert o["ratio"] == o["bench_step_s"] / o["bare_step_s"] > 0 and o["stage"] == "train"

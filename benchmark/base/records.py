@@ -48,7 +48,7 @@ def check_record(rec: Any) -> dict[str, Any]:
     integer(selection.get("iteration"), "selection.iteration", -1)
     timing = mapping(rec.get("timing"), "timing")
     number(timing.get("wall_s"), "timing.wall_s", 0.0, MAX_SECONDS)
-    for key in ("train_s", "eval_s", "peak_mem_mb"):
+    for key in ("train_s", "eval_s", "val_s", "checkpoint_s", "peak_mem_mb"):
         if timing.get(key) is not None:
             number(timing[key], f"timing.{key}", 0.0, MAX_SECONDS)
     for stage, rate in mapping(timing.get("iters_per_s", {}), "timing.iters_per_s").items():

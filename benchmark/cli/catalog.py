@@ -41,12 +41,16 @@ def predict_cmd(run_dir: Path, cases: str | None, cache: Path | None, device: st
 @click.option("--steps", default=20, show_default=True, type=click.IntRange(1), help="Timed steps per stage.")
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(0), help="Untimed steps first.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--vs-bare", "vs_bare", default=0, show_default=True, type=click.IntRange(0), metavar="ROUNDS",
+              help="Also time each method's last stage against a bare PyTorch loop of the same work (a batch "
+              "made beforehand, plain SGD; UNet-L: the network, 0.5 (CE + Dice), SGD) in ROUNDS alternating "
+              "rounds of --steps steps: the trainer's overhead as a ratio.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
 @plugin_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to a file.")
 @user_errors
 def speed_cmd(methods: str, profile: str, dataset: str, overrides: tuple[str, ...], steps: int, warmup: int,
-              device: str, fmt: str, plugins: tuple[str, ...], output: Path | None) -> None:
+              device: str, vs_bare: int, fmt: str, plugins: tuple[str, ...], output: Path | None) -> None:
     """Time training steps per method and stage on synthetic slices of the profile's size (no dataset
     needed): step time, it/s, ratio to UNet-L measured in the same call, share of the step spent
     preparing the batch, peak memory; plus evaluation throughput and metric time per volume."""
@@ -59,7 +63,7 @@ def speed_cmd(methods: str, profile: str, dataset: str, overrides: tuple[str, ..
     pick_device(device)
     load_plugins(plugins)
     report = speed(csv_list(methods, "methods"), profile, overrides, device, steps, warmup,
-                   log=lambda m: click.echo(m, err=True), dataset=dataset)
+                   log=lambda m: click.echo(m, err=True), dataset=dataset, vs_bare=vs_bare)
     text = render(report, fmt)
     if output:
         write_text(output, text + "\n")

@@ -28,6 +28,7 @@ from sslbench.method import METHODS, build_method
 from sslbench.report.evaluation import Window, inference_size, predict_volume
 from sslbench.report.metrics import volume_metrics
 from sslbench.run.environment import pick_device, seed_everything
+from sslbench.run.overhead import compare
 from sslbench.run.specs import resolve, scope_overrides
 from sslbench.train.kit_runs import NUM_CLASSES, tiny_data
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
@@ -89,9 +90,11 @@ def _timed(fn: Callable[[], Any], n: int, device: torch.device) -> float:
 
 
 def measure_method(name: str, profile: str, overrides: Sequence[str], device: torch.device, steps: int,
-                   warmup: int, dataset: str = "synthetic-cardiac") -> tuple[list[dict[str, Any]], Any]:
+                   warmup: int, dataset: str = "synthetic-cardiac",
+                   vs_bare: int = 0) -> tuple[list[dict[str, Any]], Any]:
     """Per stage: seconds per step, seconds of batch preparation per step, peak memory. ``dataset``
-    names the configuration layer (``configs/datasets``): no data is read."""
+    names the configuration layer (``configs/datasets``): no data is read. ``vs_bare`` rounds: the
+    last stage's step is also timed against a bare loop of the same work (``overhead.compare``)."""
     cls = METHODS.get(name)
     cfg = resolve(name, profile, dataset, overrides)
     seed_everything(0)
@@ -113,6 +116,8 @@ def measure_method(name: str, profile: str, overrides: Sequence[str], device: to
         batch_s = _timed(trainer.next_batch, steps, device)
         out.append({"stage": stage, "step_s": step_s, "batch_s": batch_s, "peak_mem_mb": peak_memory_mb(device)})
         trainer.log.sums, trainer.log.count = {}, 0  # the losses are never read back here
+    if vs_bare:
+        out[-1]["overhead"] = compare(name, trainer, lambda fn, n: _timed(fn, n, device), steps, vs_bare, warmup)
     return out, (cfg, method)
 
 
@@ -148,15 +153,16 @@ def evaluation_speed(method: Any, size: int, device: torch.device, amp: bool, re
 
 def speed(methods: Sequence[str], profile: str = "quick", overrides: Sequence[str] = (), device_name: str = "auto",
           steps: int = 20, warmup: int = 3, log: Callable[[str], None] = print,
-          dataset: str = "synthetic-cardiac") -> dict[str, Any]:
-    """Rows (one per method and stage) and the evaluation figures of UNet-L."""
+          dataset: str = "synthetic-cardiac", vs_bare: int = 0) -> dict[str, Any]:
+    """Rows (one per method and stage) and the evaluation figures of UNet-L; with ``vs_bare`` rounds,
+    ``overhead``: each method's last-stage step against a bare loop of the same work."""
     device = pick_device(device_name)
     names = list(dict.fromkeys([BASELINE, *methods]))
     scoped = scope_overrides(names, overrides)
     measured: dict[str, tuple[list[dict[str, Any]], Any]] = {}
     for name in names:
         log(f"timing {name} ({steps} steps after {warmup} warm-up, each stage)")
-        measured[name] = measure_method(name, profile, scoped[name], device, steps, warmup, dataset)
+        measured[name] = measure_method(name, profile, scoped[name], device, steps, warmup, dataset, vs_bare)
     base_step = measured[BASELINE][0][-1]["step_s"]
     rows = []
     for name in names:
@@ -176,7 +182,8 @@ def speed(methods: Sequence[str], profile: str = "quick", overrides: Sequence[st
             else "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "profile": profile,
             "dataset": dataset,
             "baseline": {"method": BASELINE, "step_s": base_step}, "rows": [asdict(r) for r in rows],
-            "evaluation": evaluation}
+            "evaluation": evaluation,
+            "overhead": [m["overhead"] for name in names for m in measured[name][0] if "overhead" in m]}
 
 
 def _size(train: Any) -> int | str:
@@ -196,9 +203,19 @@ def render(report: dict[str, Any], fmt: str) -> str:
     else:
         tail = (f"\n\nevaluation (UNet-L): {ev['eval_slices_per_s']:.1f} slices/s; metrics of a 10 x 256 x 216 "
                 f"volume: {1000 * ev['metrics_s_per_volume']:.0f} ms")
+    overhead = ""
+    if report.get("overhead"):
+        rows = [(o["method"], o["stage"], f"{1000 * o['bench_step_s']:.1f}", f"{1000 * o['bare_step_s']:.1f}",
+                 f"{o['ratio']:.3f}", o["bare"]) for o in report["overhead"]]
+        o = report["overhead"][0]
+        overhead = (f"\n\n**the trainer's overhead: bench's step (batch sampled and augmented on the device, "
+                    f"schedule, log) against a bare loop of the same work (one batch made beforehand, plain SGD); "
+                    f"medians of {o['rounds']} alternating rounds of {o['steps']} steps**\n\n"
+                    + tabulate(rows, headers=["method", "stage", "bench [ms]", "bare [ms]", "x bare", "bare loop"],
+                               tablefmt="github"))
     return (f"**bench speed: profile {report['profile']} on {report.get('dataset', 'synthetic-cardiac')}'s settings "
             f"({size} {'voxels' if isinstance(size, str) else 'px'}, batch "
             f"{report['rows'][0]['batch'] if report['rows'] else ''}), {report['device']} ({report['device_name']}), "
             f"{report['threads']} threads, torch {report['torch']}; UNet-L step {1000 * report['baseline']['step_s']:.1f}"
             f" ms; peak memory: {report['rows'][0]['peak_mem_kind'] if report['rows'] else ''}**\n\n"
-            + tabulate(table, headers=head, tablefmt="github") + tail)
+            + tabulate(table, headers=head, tablefmt="github") + tail + overhead)

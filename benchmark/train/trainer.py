@@ -65,6 +65,9 @@ class FitResult:
     selection_note: str = ""        # why the rule in ``selected`` differs from the config's, if it does
     # per ``carry_best_of`` stage: the iteration and validation Dice of the weights the next stage began with
     carried: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # of the stage seconds: validation passes and checkpoint writes (summed over resumed sessions)
+    validation_s: float = 0.0
+    checkpoint_s: float = 0.0
 
 
 class Trainer:
@@ -86,6 +89,7 @@ class Trainer:
         self.iteration = 0
         self.force_ramps = False
         self.elapsed: dict[str, float] = {}  # seconds per stage, summed over resumed sessions
+        self.spent = {"validation": 0.0, "checkpoint": 0.0}  # the part of them in each chore
         self.log = LossLog(self.files, desc)
         self.best = BestWeights(self.files, method, cfg.select, self.device, lambda message: self.warn(message))
         self.optimizer, self.extra = self.make_optimizers()
@@ -119,6 +123,7 @@ class Trainer:
         for stage, seconds in self.elapsed.items():  # every stage, summed over resumed sessions
             result.stage_seconds[stage] = seconds
             result.iterations_per_second[stage] = self.lengths[stage] / seconds if seconds > 0 else 0.0
+        result.validation_s, result.checkpoint_s = self.spent["validation"], self.spent["checkpoint"]
         return self.select(result) if select else result
 
     def select(self, result: FitResult) -> FitResult:
@@ -232,7 +237,9 @@ class Trainer:
         is_last = self.stage_index == len(self.stages) - 1
         if not is_last and self.stage not in self.method.carry_best_of:
             return None
+        start = time.perf_counter()
         score = self.validate() if self.validate is not None else math.nan
+        self.spent["validation"] += time.perf_counter() - start
         self.log.write({"stage": self.stage, "iteration": self.iteration, "val_dice": round(score, 6)})
         if is_last:
             self.best.offer(self.stage, self.iteration, score)
@@ -244,7 +251,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "stage_index": self.stage_index, "iteration": self.iteration, **self.best.state_dict(),
-            "elapsed": dict(self.elapsed), "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "elapsed": dict(self.elapsed), "spent": dict(self.spent), "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
             "extra_optimizers": {name: opt.state_dict() for name, opt in self.extra.items()},
             **self.batches.state_dict(),
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
@@ -260,6 +267,8 @@ class Trainer:
         self.best.load_state_dict(state, self.iteration)
         self.elapsed = {stage: number(v, f"elapsed[{stage!r}]", 0) for stage, v in
                         mapping(state.get("elapsed", {}), "elapsed").items() if stage in self.lengths}
+        spent = mapping(state.get("spent", {}), "spent")  # absent in checkpoints of older versions
+        self.spent = {k: number(spent.get(k, 0.0), f"spent[{k!r}]", 0) for k in ("validation", "checkpoint")}
         self.method.load_state_dict(state["method"])
         self.optimizer, self.extra = self.make_optimizers()
         self.optimizer.load_state_dict(state["optimizer"])
@@ -273,8 +282,10 @@ class Trainer:
         self.log.load_state_dict(state, self.iteration)
 
     def checkpoint(self) -> None:
-        self.files.save_checkpoint(RunFiles.LAST, self.state_dict())
+        start = time.perf_counter()
+        self.files.save_checkpoint(RunFiles.LAST, self.state_dict())  # (which holds the writes before it)
         self.log.mark_checkpoint(self.stage, self.iteration)
+        self.spent["checkpoint"] += time.perf_counter() - start
 
     def resume(self) -> int | None:
         """Resume from ``last.pt``. One that cannot be read or does not fit this run (truncated by a
