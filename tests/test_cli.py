@@ -173,6 +173,26 @@ def test_jobs_run_in_worker_processes(tmp_path: Path, cache_dir: Path) -> None:
     assert "[2/2]" in err
 
 
+def test_threads_set_this_runs_threads_and_come_back_after(tmp_path: Path, cache_dir: Path) -> None:
+    """--threads sets torch's threads for the runs of this process (recorded in run.json's env) and
+    gives the caller's setting back; on SLURM it is one error line (the task's CPUs decide there).
+    The record splits its training time (validation passes, checkpoint writes)."""
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    code, _, err = bench("run", "--methods", "unet-l", "--ratios", "5", "--results", str(tmp_path), "--quiet",
+                         "--no-table", "--threads", str(wanted), *TINY_RUN)
+    assert code == 0, err
+    record = json.loads(next(tmp_path.rglob("run.json")).read_text())
+    assert record["env"]["threads"] == wanted
+    assert torch.get_num_threads() == before
+    timing = record["timing"]  # the training seconds split: validation passes and checkpoint writes within
+    assert 0 < timing["val_s"] and 0 < timing["checkpoint_s"] and timing["val_s"] + timing["checkpoint_s"] < timing["train_s"]
+    code, _, err = bench("run", "--executor", "slurm", "--threads", "1", "--results", str(tmp_path / "s"))
+    assert code == 2 and "--threads is for the local executor" in err
+
+
 def test_prepare_command(cache_dir: Path) -> None:
     code, out, _ = bench("prepare", "synthetic-cardiac", "--cache", str(cache_dir))
     assert code == 0 and "40 train, 8 val, 20 test volumes" in out

@@ -80,8 +80,9 @@ def main() -> None:
             ("validation passes", sum(r["val_s"] for r in runs.values())),
             ("checkpoint writes", sum(r["checkpoint_s"] for r in runs.values())),
             ("final evaluation and metrics", sum(r["eval_s"] for r in runs.values()))]
+    walls = ", ".join(f"{d['wall_s']:.1f}" for d in demos)
     lines = [f"demo wall time over {len(demos)} runs: median {median['wall_s']:.1f} s "
-             f"(all: {', '.join(f'{d['wall_s']:.1f}' for d in demos)}); peak RSS of a child {peak_mb:.0f} MB", "",
+             f"(all: {walls}); peak RSS of a child {peak_mb:.0f} MB", "",
              "| part (median run) | seconds | share |", "| --- | --- | --- |"]
     lines += [f"| {name} | {sec:.1f} | {100 * sec / median['wall_s']:.1f} % |" for name, sec in rows]
     lines += ["", "| method | iterations | bench steps [s] | bare reference [s] | x bare | step x bare (bench speed) | test Dice |",

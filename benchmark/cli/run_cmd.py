@@ -67,6 +67,9 @@ def _slurm_options(fn: F) -> F:
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
               help="Prepared-data cache (default: $SSLBENCH_CACHE or ~/.cache/sslbench).")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1), help="Local worker processes.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="PyTorch CPU threads per run (default: torch's own, every core, with one job; cores / jobs "
+                   "per worker with --jobs). See docs/performance.md for which wins on a small CPU.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @plugin_option
 @click.option("--force", is_flag=True, help="Replace runs whose saved configuration differs.")
@@ -91,7 +94,8 @@ def _slurm_options(fn: F) -> F:
 @_slurm_options
 @user_errors
 def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, overrides: tuple[str, ...],
-        sweep: str | None, tag: str, eval_split: str | None, results: Path | None, cache: Path | None, jobs: int, device: str,
+        sweep: str | None, tag: str, eval_split: str | None, results: Path | None, cache: Path | None, jobs: int,
+        threads: int | None, device: str,
         plugins: tuple[str, ...], force: bool, rerun_stale: str | None, save_predictions: bool, keep_checkpoints: str,
         eval_workers: int | None, quiet: bool, no_table: bool, debug: bool, dry_run: bool, executor: str,
         executor_config: Path | None,
@@ -112,6 +116,8 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
 
         if jobs > 1:
             raise BenchError("--jobs is for the local executor; on SLURM use --runs-per-task K")
+        if threads is not None:
+            raise BenchError("--threads is for the local executor; on SLURM a task's runs share its --cpus-per-task")
         slurm_settings = load_settings(executor_config, sbatch, **slurm)
         check_script_values(slurm_settings, results or default_results())
     if executor == "local":
@@ -136,7 +142,7 @@ def run(methods: str, datasets: str, ratios: str, seeds: str, profile: str, over
     root = results or default_results()
     opts = RunOptions(results=root, cache=cache, device=device, force=force, progress=not quiet,
                       plugins=plugins, save_predictions=save_predictions, keep_checkpoints=keep_checkpoints,
-                      eval_workers=eval_workers, rerun_stale=rerun_stale or "")
+                      eval_workers=eval_workers, rerun_stale=rerun_stale or "", threads=threads)
     click.echo(f"{len(specs)} run(s): {', '.join(method_list)} on {', '.join(dataset_list)}, "
                f"profile {profile}; results in {root}", err=True)
     if dry_run:

@@ -111,27 +111,14 @@ def _execute(specs: Sequence[RunSpec], opts: RunOptions, states: dict[RunSpec, F
              log: Callable[[str], None]) -> list[RunOutcome]:
     outcomes: list[RunOutcome] = []
     clock = SweepClock(len(specs), max(1, jobs))
-    if jobs <= 1:
-        bar = _sweep_bar(len(specs), opts.progress)
-        say = (lambda message: bar.write(printable(message), file=raw_stream(sys.stderr))) if bar is not None else log
-        for i, spec in enumerate(specs, 1):
-            try:
-                if stop_requested():
-                    outcome = interrupted(spec, opts, "not started: a stop was requested")
-                else:
-                    outcome = run_one(spec, opts, say, states[spec])
-            except Interrupted as exc:
-                outcome = interrupted(spec, opts, str(exc))
-            except Exception as exc:  # noqa: BLE001 - one failed run must not end the sweep
-                outcome = failed(spec, opts, exc)
-            outcomes.append(outcome)
-            say(_describe(i, len(specs), outcome) + clock.tick(outcome))
-            if bar is not None:
-                bar.set_description_str(f"sweep ({clock.eta()})" if clock.eta() else "sweep", refresh=False)
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        return outcomes
+    if jobs <= 1:  # ``threads`` for this process's runs only; the caller's setting comes back after
+        before = torch.get_num_threads()
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        try:
+            return _in_process(specs, opts, states, clock, log)
+        finally:
+            torch.set_num_threads(before)
     import multiprocessing as mp
 
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
@@ -152,6 +139,32 @@ def _execute(specs: Sequence[RunSpec], opts: RunOptions, states: dict[RunSpec, F
             if stop_requested():  # the running workers checkpoint and stop; none starts another
                 for other in futures:
                     other.cancel()
+    return outcomes
+
+
+def _in_process(specs: Sequence[RunSpec], opts: RunOptions, states: dict[RunSpec, FolderState], clock: SweepClock,
+                log: Callable[[str], None]) -> list[RunOutcome]:
+    """The runs one after another in this process, with a sweep bar when there is a terminal."""
+    outcomes: list[RunOutcome] = []
+    bar = _sweep_bar(len(specs), opts.progress)
+    say = (lambda message: bar.write(printable(message), file=raw_stream(sys.stderr))) if bar is not None else log
+    for i, spec in enumerate(specs, 1):
+        try:
+            if stop_requested():
+                outcome = interrupted(spec, opts, "not started: a stop was requested")
+            else:
+                outcome = run_one(spec, opts, say, states[spec])
+        except Interrupted as exc:
+            outcome = interrupted(spec, opts, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one failed run must not end the sweep
+            outcome = failed(spec, opts, exc)
+        outcomes.append(outcome)
+        say(_describe(i, len(specs), outcome) + clock.tick(outcome))
+        if bar is not None:
+            bar.set_description_str(f"sweep ({clock.eta()})" if clock.eta() else "sweep", refresh=False)
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return outcomes
 
 
