@@ -27,6 +27,16 @@ def assert_same(ours: float, theirs: float) -> None:
     np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9)
 
 
+def assert_distances_equal_medpy(a: np.ndarray, b: np.ndarray, spacing: tuple[float, ...] | None) -> None:
+    """asd, assd, hd95 in mm and the voxel-unit legacy pair, each against medpy's."""
+    m = binary_metrics(a, b, spacing)
+    assert_same(m["asd"], medpy_binary.asd(a, b, spacing))
+    assert_same(m["assd"], medpy_binary.assd(a, b, spacing))
+    assert_same(m["hd95"], medpy_binary.hd95(a, b, spacing))
+    assert_same(m["asd_legacy"], medpy_binary.asd(a, b, None))
+    assert_same(m["hd95_legacy"], medpy_binary.hd95(a, b, None))
+
+
 @pytest.mark.parametrize("connectivity", [1, 2])
 @pytest.mark.parametrize("seed", range(12))
 def test_random_cases_equal_medpy(seed: int, connectivity: int) -> None:
@@ -132,12 +142,7 @@ def test_slice_wise_distances_equal_medpy(spacing: tuple[float, ...] | None, lim
     rng = np.random.default_rng(5)
     a, b = blobs(rng, (9, 60, 52), 0.51), blobs(rng, (9, 60, 52), 0.515)
     a[0], b[-1] = False, False                      # slices without one of the surfaces
-    m = binary_metrics(a, b, spacing)
-    assert_same(m["asd"], medpy_binary.asd(a, b, spacing))
-    assert_same(m["assd"], medpy_binary.assd(a, b, spacing))
-    assert_same(m["hd95"], medpy_binary.hd95(a, b, spacing))
-    assert_same(m["asd_legacy"], medpy_binary.asd(a, b, None))
-    assert_same(m["hd95_legacy"], medpy_binary.hd95(a, b, None))
+    assert_distances_equal_medpy(a, b, spacing)
     assert bool(calls) == (limit > 10)              # the path this case is meant to take
 
 
@@ -154,12 +159,7 @@ def test_the_nearest_surface_several_slices_away_in_either_direction(spacing: tu
     pred[2:8, 3:10, 3:10] = True           # slices without any ref voxel between the two ref slices
     pred[1, 3:6, 3:6] = True               # ref's slice, but its ref object is far in-plane
     for a, b in ((pred, ref), (ref, pred)):
-        m = binary_metrics(a, b, spacing)
-        assert_same(m["asd"], medpy_binary.asd(a, b, spacing))
-        assert_same(m["assd"], medpy_binary.assd(a, b, spacing))
-        assert_same(m["hd95"], medpy_binary.hd95(a, b, spacing))
-        assert_same(m["asd_legacy"], medpy_binary.asd(a, b, None))
-        assert_same(m["hd95_legacy"], medpy_binary.hd95(a, b, None))
+        assert_distances_equal_medpy(a, b, spacing)
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
