@@ -146,11 +146,18 @@ def test_slice_wise_distances_equal_medpy(spacing: tuple[float, ...] | None, lim
     assert bool(calls) == (limit > 10)              # the path this case is meant to take
 
 
+@pytest.mark.parametrize("outward, pairs", [(8, 4_000_000), (1, 50)], ids=["outwards", "every-slice-in-blocks"])
 @pytest.mark.parametrize("spacing", [(2.0, 1.0, 1.0), (10.0, 1.5, 1.5), None], ids=["thin", "acdc-like", "voxels"])
-def test_the_nearest_surface_several_slices_away_in_either_direction(spacing: tuple[float, ...] | None) -> None:
+def test_the_nearest_surface_several_slices_away_in_either_direction(spacing: tuple[float, ...] | None, outward: int,
+                                                                     pairs: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The search outwards from each voxel's slice stops only when the slice gap alone exceeds the
     best distance: a surface nearer in a slice above or below (or only there) is found in both
-    directions, with the slice gap in the unit system's scale."""
+    directions, with the slice gap in the unit system's scale; voxels still open after
+    ``_OUTWARD_SLICES`` take every slice at once, in blocks."""
+    import sslbench.report.metrics as metrics
+
+    monkeypatch.setattr(metrics, "_OUTWARD_SLICES", outward)
+    monkeypatch.setattr(metrics, "_PAIRS", pairs)
     shape = (12, 40, 40)
     ref = np.zeros(shape, bool)
     ref[1, 30:34, 30:34] = True            # far in-plane from most of pred, near in slice only

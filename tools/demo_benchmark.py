@@ -28,8 +28,11 @@ METHODS = ("unet-f", "unet-l", "mt")
 
 
 def bench(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sslbench.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run([sys.executable, "-m", "sslbench.cli", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done
 
 
 def one_demo(env: dict[str, str]) -> dict[str, object]:
@@ -56,10 +59,17 @@ def bare_steps(env: dict[str, str], rounds: int, cwd: Path) -> dict[str, dict[st
     return {o["method"]: o for o in json.loads(out)["overhead"]}
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: at least 1")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of bench speed --vs-bare")
+    parser.add_argument("--repeats", type=positive, default=3)
+    parser.add_argument("--rounds", type=positive, default=3, help="alternating rounds of bench speed --vs-bare")
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
     env = dict(os.environ)
@@ -67,7 +77,7 @@ def main() -> None:
     for i in range(args.repeats):
         demos.append(one_demo(env))
         print(f"demo {i + 1}/{args.repeats}: {demos[-1]['wall_s']:.1f} s", file=sys.stderr)
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
     with tempfile.TemporaryDirectory() as tmp:
         bare = bare_steps(env, args.rounds, Path(tmp))
     median = sorted(demos, key=lambda d: d["wall_s"])[len(demos) // 2]

@@ -97,6 +97,10 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float
 
 # beyond this many (slice, surface voxel) pairs the four 3-D transforms are the cheaper way
 _SLICEWISE_LIMIT = 200_000_000
+# slices visited outwards one gap at a time; voxels still open after them take every slice at once,
+# in blocks of at most _PAIRS (slice, voxel) pairs
+_OUTWARD_SLICES = 8
+_PAIRS = 4_000_000
 
 
 def _slice_sq_distances(target: np.ndarray, sampling: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +137,9 @@ def _across_slices(query: np.ndarray, sqs: Sequence[tuple[np.ndarray, np.ndarray
             open_ = open_[best[open_] > gap2]
             if not len(open_):
                 break
+            if k == _OUTWARD_SLICES:  # the rest at once, in blocks: far surfaces would cost a pass per slice
+                _every_slice(best, open_, zq, at_plane, rows, flat, s, dz)
+                break
             for z in {k, -k}:
                 row = slot[zq[open_] + (depth + z)]
                 hit = row >= 0
@@ -141,6 +148,18 @@ def _across_slices(query: np.ndarray, sqs: Sequence[tuple[np.ndarray, np.ndarray
                 best[at] = np.minimum(best[at], (vals * s if s != 1.0 else vals) + gap2)
         outs.append(np.sqrt(best))
     return outs
+
+
+def _every_slice(best: np.ndarray, open_: np.ndarray, zq: np.ndarray, at_plane: np.ndarray, rows: np.ndarray,
+                 flat: np.ndarray, s: float, dz: float) -> None:
+    """``best`` at the ``open_`` voxels lowered to the minimum over every target slice (in blocks of at
+    most ``_PAIRS`` slice-voxel pairs)."""
+    step = max(1, _PAIRS // max(len(rows), 1))
+    for a in range(0, len(open_), step):
+        at = open_[a:a + step]
+        gap = rows[:, None].astype(np.float64) - zq[None, at]
+        vals = flat[:, at_plane[at]]
+        best[at] = np.minimum(best[at], ((vals * s if s != 1.0 else vals) + (gap * gap) * (dz * dz)).min(axis=0))
 
 
 def _slice_axis(shape: Sequence[int], sp: np.ndarray | None) -> int:

@@ -22,9 +22,22 @@ import torch
 
 from sslbench.method import Batch, SSLMethod, StepInfo
 from sslbench.nn import ce_dice_loss
+from sslbench.train.precision import autocast
+from sslbench.train.schedule import make_extra_optimizer
 from sslbench.train.trainer import Trainer
 
 BARE_UNET = "unet-l"
+
+
+def stage_step(trainer: Trainer) -> Callable[[], Any]:
+    """``trainer.train_step`` that starts the stage over at its end, so timing any number of steps
+    never runs the schedule past its length (the poly rate of an iteration beyond it is complex)."""
+    def step() -> Any:
+        if trainer.iteration >= trainer.lengths[trainer.stage]:
+            trainer.iteration = 0
+        return trainer.train_step()
+
+    return step
 
 
 def _sgd(params: Any, train: Any) -> torch.optim.Optimizer:
@@ -37,9 +50,11 @@ def bare_unet_step(trainer: Trainer, batch: Batch) -> Callable[[], None]:
     net = copy.deepcopy(trainer.method.inference_net())
     opt = _sgd(net.parameters(), trainer.cfg)
     x, y = batch.x_l, batch.y_l
+    device, amp = trainer.device, trainer.cfg.amp
 
     def step() -> None:
-        loss = ce_dice_loss(net(x), y)
+        with autocast(device, amp):  # the precision the bench step runs in (bf16 on CUDA with amp)
+            loss = ce_dice_loss(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -49,20 +64,31 @@ def bare_unet_step(trainer: Trainer, batch: Batch) -> Callable[[], None]:
 
 
 def bare_method_step(trainer: Trainer, batch: Batch) -> Callable[[], None]:
-    """The method's own step on a batch made beforehand, with a plain SGD and nothing around it."""
+    """The method's own step on a batch made beforehand, with a plain SGD (and the method's extra
+    optimisers' steps, as DAN's discriminator) and nothing around it."""
     method: SSLMethod = trainer.method
     opt = _sgd(method.optim_parameters(), trainer.cfg)
+    extra = {name: make_extra_optimizer(spec) for name, spec in method.extra_optimizers().items()}
     stage, total = trainer.stage, trainer.lengths[trainer.stage]
+    device, amp = trainer.device, trainer.cfg.amp
     counter = [trainer.iteration]
+
+    def optimise(out: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+        loss = sum(v for k, v in out.items() if "loss" in k and not k.startswith("_"))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        optimizer.step()
 
     def step() -> None:
         info = StepInfo(stage, counter[0], total, False, trainer.generator)
         method.train()
-        out = method.training_step(batch, info)
-        loss = sum(v for k, v in out.items() if "loss" in k and not k.startswith("_"))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
-        opt.step()
+        with autocast(device, amp):
+            out = method.training_step(batch, info)
+        optimise(out, opt)
+        for name, optimizer in extra.items():
+            with autocast(device, amp):
+                extra_out = method.extra_step(name, batch, info)
+            optimise(extra_out, optimizer)
         method.after_step(info, out)
         counter[0] = min(counter[0] + 1, total - 1)
 
@@ -75,12 +101,13 @@ def compare(name: str, trainer: Trainer, timed: Callable[[Callable[[], Any], int
     rounds of ``steps`` steps each, in the trainer's current stage."""
     batch = trainer.next_batch()
     bare = bare_unet_step(trainer, batch) if name == BARE_UNET else bare_method_step(trainer, batch)
+    bench = stage_step(trainer)
     for _ in range(warmup):
         bare()
-        trainer.train_step()
+        bench()
     bench_s, bare_s = [], []
     for _ in range(rounds):
-        bench_s.append(timed(trainer.train_step, steps))
+        bench_s.append(timed(bench, steps))
         bare_s.append(timed(bare, steps))
     trainer.log.sums, trainer.log.count = {}, 0  # the losses are never read back here
     b, r = statistics.median(bench_s), statistics.median(bare_s)

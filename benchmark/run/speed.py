@@ -28,7 +28,7 @@ from sslbench.method import METHODS, build_method
 from sslbench.report.evaluation import Window, inference_size, predict_volume
 from sslbench.report.metrics import volume_metrics
 from sslbench.run.environment import pick_device, seed_everything
-from sslbench.run.overhead import compare
+from sslbench.run.overhead import compare, stage_step
 from sslbench.run.specs import resolve, scope_overrides
 from sslbench.train.kit_runs import NUM_CLASSES, tiny_data
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
@@ -109,10 +109,11 @@ def measure_method(name: str, profile: str, overrides: Sequence[str], device: to
     for index, stage in enumerate(trainer.stages):
         trainer.stage_index, trainer.iteration = index, 0
         trainer.optimizer, trainer.extra = trainer.make_optimizers()
+        step = stage_step(trainer)
         for _ in range(warmup):
-            trainer.train_step()
+            step()
         reset_peak_memory(device)
-        step_s = _timed(trainer.train_step, steps, device)
+        step_s = _timed(step, steps, device)
         batch_s = _timed(trainer.next_batch, steps, device)
         out.append({"stage": stage, "step_s": step_s, "batch_s": batch_s, "peak_mem_mb": peak_memory_mb(device)})
         trainer.log.sums, trainer.log.count = {}, 0  # the losses are never read back here

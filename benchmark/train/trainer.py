@@ -160,7 +160,7 @@ class Trainer:
                 self.checkpoint()
             if stop_requested():  # a cluster's warning before a time limit or preemption
                 self.add_time(stage, clock)
-                self.checkpoint()
+                self.checkpoint(timed=False)
                 bar.close()
                 self.log.close()
                 raise Interrupted(f"{self.desc}: stopped at iteration {self.iteration} of stage '{stage}' "
@@ -180,7 +180,7 @@ class Trainer:
         self.log.start = 0
         self.method.start_stage(self.stage)
         self.optimizer, self.extra = self.make_optimizers()
-        self.checkpoint()
+        self.checkpoint(timed=False)  # between stages: outside every stage's seconds, so not in their split
         self.files.remove_checkpoint(RunFiles.stage_best(stage))
 
     def add_time(self, stage: str, since: float) -> float:
@@ -239,12 +239,14 @@ class Trainer:
             return None
         start = time.perf_counter()
         score = self.validate() if self.validate is not None else math.nan
-        self.spent["validation"] += time.perf_counter() - start
+        offered = time.perf_counter()
+        self.spent["validation"] += offered - start
         self.log.write({"stage": self.stage, "iteration": self.iteration, "val_dice": round(score, 6)})
         if is_last:
             self.best.offer(self.stage, self.iteration, score)
         else:
             self.best.offer_carried(self.stage, self.iteration, score)
+        self.spent["checkpoint"] += time.perf_counter() - offered  # a better score writes its best weights
         return score
 
     # ------------------------------------------------------------------ checkpoints
@@ -281,11 +283,13 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.log.load_state_dict(state, self.iteration)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, timed: bool = True) -> None:
+        """Write ``last.pt``; ``timed``: its seconds go to ``spent["checkpoint"]`` (within the stage's)."""
         start = time.perf_counter()
         self.files.save_checkpoint(RunFiles.LAST, self.state_dict())  # (which holds the writes before it)
         self.log.mark_checkpoint(self.stage, self.iteration)
-        self.spent["checkpoint"] += time.perf_counter() - start
+        if timed:
+            self.spent["checkpoint"] += time.perf_counter() - start
 
     def resume(self) -> int | None:
         """Resume from ``last.pt``. One that cannot be read or does not fit this run (truncated by a
