@@ -30,8 +30,8 @@ def _tiny_trainer(name: str):  # noqa: ANN202
     import torch
 
     from sslbench.method import METHODS, build_method
-    from sslbench.run.speed import synthetic_data
     from sslbench.run.specs import resolve
+    from sslbench.run.speed import synthetic_data
     from sslbench.train.trainer import Trainer
 
     cfg = resolve(name, "quick", "synthetic-cardiac", [a for a in TINY[4:] if a != "--set"])

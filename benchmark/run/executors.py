@@ -22,10 +22,10 @@ from sslbench.cache import check_separate, prepare
 from sslbench.method import METHODS
 from sslbench.run.environment import pick_device
 from sslbench.run.folder_state import FolderState, folder_state, stale_error
-from sslbench.run.lifecycle import failed, interrupted, run_one
 from sslbench.run.job import validation_ids
-from sslbench.run.sweep_plan import sweep_plan
+from sslbench.run.lifecycle import failed, interrupted, run_one
 from sslbench.run.specs import RunOptions, RunOutcome, RunSpec
+from sslbench.run.sweep_plan import sweep_plan
 from sslbench.train.interrupt import Interrupted, stop_on_signals, stop_requested
 
 
