@@ -187,7 +187,7 @@ def trajectory(name: MethodRef) -> Trajectory:
 def _trajectory(cls: type[SSLMethod]) -> Trajectory:
     trainer = build(cls)
     trainer.force_ramps = True
-    trainer.checkpoint = lambda: None  # type: ignore[method-assign]  # next_stage's checkpoint: nothing reads it here
+    trainer.checkpoint = lambda timed=True: None  # type: ignore[method-assign]  # next_stage's checkpoint: nothing reads it here
     method = trainer.method
     stages = list(trainer.stages)
     validated = [s for s in stages[:-1] if s in method.carry_best_of] + [stages[-1]]
