@@ -3,7 +3,7 @@
 The bench side is ``Trainer.train_step`` as a run calls it: the learning rate set, a batch sampled and
 augmented on the device, the method's step, the loss terms summed, SGD, ``after_step`` (EMA teachers,
 queues), the losses kept on the device for the log. The bare side keeps only the arithmetic: one
-batch made beforehand and reused, a plain ``torch.optim.SGD`` over the same parameters, no log, no
+batch made beforehand and reused, the run's SGD (``make_optimizer``) at a fixed rate, no log, no
 schedule. For UNet-L it is a loop a newcomer would write: the same UNet, ``0.5 (CE + Dice)``, SGD; for
 any other method it calls the method's own ``training_step`` and ``after_step`` (its math is the
 work; what a trainer adds around it is the overhead).
@@ -18,12 +18,10 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from sslbench.method import Batch, SSLMethod, StepInfo
 from sslbench.nn import ce_dice_loss
 from sslbench.train.precision import autocast
-from sslbench.train.schedule import make_extra_optimizer
+from sslbench.train.schedule import make_extra_optimizer, make_optimizer
 from sslbench.train.trainer import Trainer
 
 BARE_UNET = "unet-l"
@@ -40,15 +38,11 @@ def stage_step(trainer: Trainer) -> Callable[[], Any]:
     return step
 
 
-def _sgd(params: Any, train: Any) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
-
-
 def bare_unet_step(trainer: Trainer, batch: Batch) -> Callable[[], None]:
     """UNet-L's step as plain PyTorch: a copy of the same network (UNet; VNet in 3-D), the batch's
     labeled images."""
     net = copy.deepcopy(trainer.method.inference_net())
-    opt = _sgd(net.parameters(), trainer.cfg)
+    opt = make_optimizer(net.parameters(), trainer.cfg)
     x, y = batch.x_l, batch.y_l
     device, amp = trainer.device, trainer.cfg.amp
 
@@ -67,28 +61,22 @@ def bare_method_step(trainer: Trainer, batch: Batch) -> Callable[[], None]:
     """The method's own step on a batch made beforehand, with a plain SGD (and the method's extra
     optimisers' steps, as DAN's discriminator) and nothing around it."""
     method: SSLMethod = trainer.method
-    opt = _sgd(method.optim_parameters(), trainer.cfg)
+    opt = make_optimizer(method.optim_parameters(), trainer.cfg)
     extra = {name: make_extra_optimizer(spec) for name, spec in method.extra_optimizers().items()}
     stage, total = trainer.stage, trainer.lengths[trainer.stage]
     device, amp = trainer.device, trainer.cfg.amp
     counter = [trainer.iteration]
-
-    def optimise(out: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
-        loss = sum(v for k, v in out.items() if "loss" in k and not k.startswith("_"))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
-        optimizer.step()
 
     def step() -> None:
         info = StepInfo(stage, counter[0], total, False, trainer.generator)
         method.train()
         with autocast(device, amp):
             out = method.training_step(batch, info)
-        optimise(out, opt)
+        trainer.optimise(out, opt, "")  # the loss terms summed, backward, SGD: the step's own arithmetic
         for name, optimizer in extra.items():
             with autocast(device, amp):
                 extra_out = method.extra_step(name, batch, info)
-            optimise(extra_out, optimizer)
+            trainer.optimise(extra_out, optimizer, f" for optimiser '{name}'")
         method.after_step(info, out)
         counter[0] = min(counter[0] + 1, total - 1)
 
