@@ -141,6 +141,50 @@ def test_uamt_in_3d_uses_the_la_ramp_and_vnet(monkeypatch: pytest.MonkeyPatch) -
     assert out["loss_cons"].requires_grad and out["loss_sup"].requires_grad
 
 
+def test_uamt_3d_step_matches_the_la_release_on_fixed_tensors() -> None:
+    """The LA script's terms recomputed as it writes them: T = 8 noisy teacher passes on the unlabeled
+    batch repeated twice, ``preds.reshape(T, B, 2, ...)`` averaged, entropy with 1e-6, the mask
+    ``uncertainty < (0.75 + 0.25 * sigmoid_rampup(iter, max)) * ln 2``, the consistency
+    ``sum(mask * d) / (2 sum(mask) + 1e-16)`` of the softmax MSE, weighted by ``0.1 * ramp(iter // 150, 40)``."""
+    from sslbench.method import Batch
+
+    method = _uamt_3d()
+    with torch.no_grad():  # confident networks, so that the ln 2 threshold keeps some voxels and not all
+        method.student.head.weight.mul_(20)
+        method.teacher.module.head.weight.mul_(20)
+    torch.manual_seed(3)
+    x = torch.randn(4, 1, 16, 32, 32)
+    y = torch.randint(0, 2, (2, 16, 32, 32))
+    batch = Batch(x[:2], y, x[2:])
+    it, total = 3100, 6000
+    torch.manual_seed(5)
+    out = method.training_step(batch, StepInfo("train", it, total))
+    torch.manual_seed(5)  # the same draws in the same order: student dropout, teacher noise, T passes
+    student = method.student(batch.joint())
+    teacher = method.teacher.module
+    noise = lambda v: v + torch.clamp(torch.randn_like(v) * 0.1, -0.2, 0.2)  # noqa: E731
+    with torch.no_grad():
+        ema_output = teacher(noise(batch.x_u))
+        volume_batch_r = batch.x_u.repeat(2, 1, 1, 1, 1)
+        stride = volume_batch_r.shape[0] // 2
+        preds = torch.cat([teacher(noise(volume_batch_r)) for _ in range(8 // 2)])
+        preds = torch.softmax(preds, dim=1).reshape(8, stride, 2, 16, 32, 32).mean(0)
+        uncertainty = -1.0 * torch.sum(preds * torch.log(preds + 1e-6), dim=1, keepdim=True)
+    threshold = (0.75 + 0.25 * sigmoid_rampup(it, total)) * math.log(2)
+    mask = (uncertainty < threshold).float()
+    assert 0.05 < float(mask.mean()) < 0.95, float(mask.mean())
+    dist = (torch.softmax(student[2:], 1) - torch.softmax(ema_output, 1)) ** 2
+    cons = torch.sum(mask * dist) / (2 * torch.sum(mask) + 1e-16)
+    weight = 0.1 * sigmoid_rampup(it // 150, 40)
+    assert out["loss_cons"].item() == pytest.approx((weight * cons).item(), rel=1e-5, abs=1e-9)
+    assert out["certain_fraction"].item() == pytest.approx(float(mask.mean()), abs=1e-7)
+    p1 = torch.softmax(student[:2], 1)[:, 1]
+    t = (y == 1).float()
+    dice = 1 - (2 * (p1 * t).sum() + 1e-5) / ((p1 * p1).sum() + (t * t).sum() + 1e-5)
+    sup = 0.5 * (torch.nn.functional.cross_entropy(student[:2], y) + dice)
+    assert out["loss_sup"].item() == pytest.approx(sup.item(), rel=1e-5)
+
+
 def test_a_2d_only_method_is_refused_in_3d_and_3d_keys_in_2d() -> None:
     cfg = resolve_config(METHODS.get("cct").Config, "quick", "synthetic-la", "cct")
     with pytest.raises(ConfigError, match="written for 2-D training, not 3-D"):
