@@ -146,3 +146,25 @@ def test_cct_perturbation_order_is_the_reference() -> None:
         kept = (CCT_PERTURBATIONS[1](x, g=g) != 0).float().mean()
         assert float(kept) == pytest.approx(0.7, abs=0.01)
         assert float(CCT_PERTURBATIONS[1](x, g=g).max()) == pytest.approx(1 / 0.7)      # inverted dropout scaling
+
+
+def test_in_place_activations_give_the_out_of_place_values_and_gradients() -> None:
+    """The UNet's LeakyReLUs run in place (one saved map fewer each): its logits and every parameter's
+    gradient, dropout active, equal those of the same network with out-of-place activations."""
+    import copy
+
+    torch.manual_seed(0)
+    net = UNet(1, 4).train()
+    plain = copy.deepcopy(net)
+    for m in plain.modules():
+        if isinstance(m, nn.LeakyReLU):
+            m.inplace = False
+    assert any(isinstance(m, nn.LeakyReLU) and m.inplace for m in net.modules())
+    x = torch.randn(2, 1, 32, 32)
+    grads = []
+    for model in (net, plain):
+        torch.manual_seed(1)  # the same dropout draws
+        out = model(x)
+        (out.square().mean() + out[:, 1].sum()).backward()
+        grads.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
