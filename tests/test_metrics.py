@@ -192,3 +192,8 @@ def test_slices_on_any_axis_take_the_slice_wise_path_and_equal_medpy(axis: int, 
     np.testing.assert_allclose([m["asd"], m["assd"], m["hd95"]],
                                [mb.asd(pred, ref, sp), mb.assd(pred, ref, sp), mb.hd95(pred, ref, sp)], rtol=1e-9)
     np.testing.assert_allclose([m["asd_legacy"], m["hd95_legacy"]], [mb.asd(pred, ref), mb.hd95(pred, ref)], rtol=1e-9)
+
+
+def test_a_zero_dimensional_mask_is_one_voxel() -> None:
+    m = binary_metrics(np.array(True), np.array(True))
+    assert m["dice"] == 1.0 and all(m[k] == 0.0 for k in ("asd", "assd", "hd95", "asd_legacy", "hd95_legacy"))

@@ -230,8 +230,8 @@ def diagonal(shape: Sequence[int], spacing: Sequence[float] | None) -> float:
 def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None,
                    connectivity: int = 1) -> dict[str, float | int | bool]:
     """All metrics of one class in one volume, with the empty-mask policy applied."""
-    pred = np.asarray(pred, dtype=bool)
-    ref = np.asarray(ref, dtype=bool)
+    pred = np.atleast_1d(np.asarray(pred, dtype=bool))  # a 0-d mask is one voxel, as medpy reads it
+    ref = np.atleast_1d(np.asarray(ref, dtype=bool))
     n_pred, n_ref = int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
     out: dict[str, float | int | bool] = {
         "dice": dice(pred, ref), "n_pred": n_pred, "n_ref": n_ref,
