@@ -628,3 +628,27 @@ def test_la_plugin_names_the_list_of_a_control_character_id_and_a_float32_overfl
         warnings.simplefilter("error")  # no numpy warning before the one line
         with pytest.raises(DataError, match="image contains NaN or Inf"):
             prepare("la", raw=raw, cache_root=tmp_path / "c2")
+
+
+def test_a_run_without_validation_logs_and_shows_no_score(tmp_path: Path) -> None:
+    """LA has no validation split: the trainer validates nothing, so its log holds no NaN score (JSON
+    has no NaN) and the last weights are the selected ones."""
+    from sslbench.base.run_files import RunFiles
+    from sslbench.train.trainer import Trainer
+
+    cfg = resolve_config(METHODS.get("unet-l").Config, "quick", "synthetic-la", "unet-l",
+                         ["train.base_width=4", "train.iterations=4", "train.val_every=2", "train.log_every=1"])
+    torch.manual_seed(0)
+    method = build_method(METHODS.get("unet-l"), cfg.method, cfg.train, 2, torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    vols = []
+    for _ in range(2):
+        image = rng.standard_normal((20, 36, 36)).astype(np.float32)
+        vols.append((image, (image > 0).astype(np.uint8)))
+    data = volume_data(vols, [0, 1], [], cfg.train.patch_size, torch.device("cpu"))
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(method, data, cfg.train, 0, validate=None, files=RunFiles(tmp_path / "run"), progress=False)
+    result = trainer.fit()
+    logged = [json.loads(line) for line in (tmp_path / "run" / RunFiles.LOG).read_text().splitlines()]
+    assert logged and not any("val_dice" in r for r in logged)
+    assert result.selected == "last" and result.best_iteration == 4

@@ -235,10 +235,10 @@ class Trainer:
         selects the evaluated weights, a ``carry_best_of`` stage's the next stage's start. None when
         this stage is not validated."""
         is_last = self.stage_index == len(self.stages) - 1
-        if not is_last and self.stage not in self.method.carry_best_of:
-            return None
+        if self.validate is None or (not is_last and self.stage not in self.method.carry_best_of):
+            return None  # no validation split (LA selects the last weights): no NaN score logged or shown
         start = time.perf_counter()
-        score = self.validate() if self.validate is not None else math.nan
+        score = self.validate()
         offered = time.perf_counter()
         self.spent["validation"] += offered - start
         self.log.write({"stage": self.stage, "iteration": self.iteration, "val_dice": round(score, 6)})
