@@ -336,6 +336,16 @@ def test_an_acdc_list_naming_one_slice_twice_is_refused(tmp_path: Path) -> None:
         prepare("acdc", raw, cache_root=tmp_path / "cache")
 
 
+def test_progress_json_follows_the_evaluation_after_training(clean: Path) -> None:
+    """The finished run's last progress.json is its evaluation's last volume, counted as evaluated."""
+    folder = clean / FOLDER
+    progress = json.loads((folder / "progress.json").read_text())
+    record = json.loads((folder / "run.json").read_text())
+    ev = progress["evaluation"]
+    assert ev["done"] == ev["cases"] == record["n_eval_volumes"]
+    assert ev["weights"] in ("last", "selected") and progress["updated"] >= ev["started"]
+
+
 @pytest.mark.parametrize("progress", [
     {"stage": "train", "iteration": 1, "stages": {"train": 10 ** 400}, "it_s": 1.0},
     {"stage": "train", "iteration": 1, "stages": {"train": 12}, "it_s": 1e-320},

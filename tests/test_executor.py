@@ -153,6 +153,35 @@ def _folder(root: Path, method: str, seed: int = 0) -> Path:
     return folder
 
 
+def test_status_shows_an_evaluation_after_training_not_a_finished_eta(tmp_path: Path) -> None:
+    """A run whose training is over and whose test set is being predicted (an LA set takes tens of
+    minutes on a CPU): which weights, how many volumes, this pass's time left from its pace."""
+    running = _folder(tmp_path, "running")
+    write_json(running / "progress.json", {
+        "stage": "train", "iteration": 100, "stages": {"train": 100}, "it_s": 10.0, "host": "node7",
+        "updated": 1000.0, "evaluation": {"weights": "last", "done": 5, "cases": 20, "started": 900.0}})
+    left = _folder(tmp_path, "left")  # interrupted while evaluating: no evaluation is going on
+    write_json(left / "progress.json", {
+        "stage": "train", "iteration": 100, "stages": {"train": 100},
+        "evaluation": {"weights": "selected", "done": 3, "cases": 20, "started": 900.0}})
+    with FolderLock(running / ".lock"):
+        states = {s.run.split("/")[2]: s for s in collect(tmp_path, None)}
+    r = states["running"]
+    assert r.evaluating == "evaluating the last weights: 5/20 volumes"
+    assert r.eta_s == 300.0                                        # 15 volumes left at 20 s a volume
+    assert states["left"].state == "pending" and states["left"].evaluating is None
+    text = render([r])
+    assert "evaluating the last weights: 5/20 volumes; ETA 5m00s (this pass); on node7" in text
+    assert "train 100/100" not in text
+    for bad in ({"weights": "best", "done": 1, "cases": 2, "started": 1.0},
+                {"weights": "last", "done": 3, "cases": 2, "started": 1.0},
+                {"weights": "last", "done": 1, "cases": 2}):
+        write_json(running / "progress.json", {"stage": "train", "iteration": 1, "stages": {"train": 2},
+                                               "evaluation": bad})
+        (state,) = [s for s in collect(tmp_path, None) if s.run.split("/")[2] == "running"]
+        assert state.note is not None and state.note.startswith("progress.json damaged"), bad
+
+
 def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:
     done = _folder(tmp_path, "done")
     write_json(done / "run.json", {

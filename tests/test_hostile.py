@@ -131,6 +131,23 @@ def test_a_meta_json_kind_that_walks_out_is_refused(tmp_path: Path, cardiac) -> 
         PreparedDataset(copy)
 
 
+def test_a_huge_meta_json_is_refused_without_being_read(tmp_path: Path, cardiac) -> None:  # noqa: ANN001
+    """A planted sparse meta.json of 1 TB names itself and its size; nothing is read into memory."""
+    import shutil
+
+    from sslbench.base.errors import DataError
+    from sslbench.cache import PreparedDataset
+    from sslbench.cache.reader import current_fingerprint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(cardiac.folder, copy, ignore=shutil.ignore_patterns("slices-*"))
+    with open(copy / "meta.json", "r+b") as fh:
+        fh.truncate(2**40)
+    for read in (PreparedDataset, current_fingerprint):
+        with pytest.raises(DataError, match=r"meta.json: unreadable \(too large: 1,099,511,627,776 bytes.*--force"):
+            read(copy)
+
+
 def test_the_code_version_reads_git_without_taking_its_lock(monkeypatch: pytest.MonkeyPatch) -> None:
     import sslbench.base.code_identity as runner
 

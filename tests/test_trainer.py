@@ -70,6 +70,21 @@ def test_fit_selects_best_and_logs(tmp_path: Path) -> None:
     assert all("loss_sup" in x for x in lines if "val_dice" not in x)
 
 
+def test_a_nan_validation_score_is_logged_as_null_and_selects_nothing(tmp_path: Path) -> None:
+    """NaN is no JSON: the log stays strict JSON, and the finite score is the one selected."""
+    scores = iter([float("nan"), 0.3, float("nan")])
+    t = build("unet-l", cfg=dataclasses.replace(TINY, iterations=12, val_every=4, log_every=4), folder=tmp_path)
+    t.validate = lambda: next(scores)
+    result = t.fit()
+    assert (result.best_iteration, result.best_score) == (8, 0.3)
+
+    def strict(token: str) -> float:
+        raise AssertionError(f"non-JSON constant {token} in the log")
+
+    lines = [json.loads(x, parse_constant=strict) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [x["val_dice"] for x in lines if "val_dice" in x] == [None, 0.3, None]
+
+
 def test_resume_from_file_continues_identically(tmp_path: Path) -> None:
     cfg = dataclasses.replace(TINY, iterations=8, val_every=4, log_every=4)
     full = build("mt", cfg=cfg)

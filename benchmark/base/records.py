@@ -133,4 +133,10 @@ def check_progress(progress: Any) -> dict[str, Any]:
         mark = mapping(progress["checkpoint"], "checkpoint")
         at = choice(mark.get("stage"), "checkpoint.stage", tuple(stages))
         integer(mark.get("iteration"), "checkpoint.iteration", 0, stages[at])
+    if progress.get("evaluation") is not None:
+        ev = mapping(progress["evaluation"], "evaluation")
+        choice(ev.get("weights"), "evaluation.weights", ("last", "selected"))
+        cases = integer(ev.get("cases"), "evaluation.cases", 1, 10**7)
+        integer(ev.get("done"), "evaluation.done", 0, cases)
+        number(ev.get("started"), "evaluation.started", 0.0)
     return {**progress, "stages": stages}

@@ -27,7 +27,7 @@ from sslbench.base.atomic import folder_mode, make_temp_folder, remove_orphans, 
 from sslbench.base.errors import BenchError, DataError
 from sslbench.base.locks import FolderLock
 from sslbench.base.names import NAME, check_name
-from sslbench.cache.reader import PreparedDataset, check_case_name_length, regular_cache_file
+from sslbench.cache.reader import PreparedDataset, check_case_name_length, read_meta
 from sslbench.cache.use import replacing
 from sslbench.data import DATASETS, CacheWriter, default_cache_root
 from sslbench.io.readers import voxel_limit
@@ -164,7 +164,7 @@ def source_fingerprint(raw: Path) -> str:
 def _owned(folder: Path) -> dict[str, Any] | None:
     """Our ``meta.json`` in ``folder`` (a prepared dataset we may replace), else None."""
     try:
-        meta = json.loads(regular_cache_file(folder / "meta.json").read_text(encoding="utf-8"))
+        meta = json.loads(read_meta(folder / "meta.json"))
     except (OSError, ValueError, RecursionError, DataError):
         return None
     return meta if isinstance(meta, dict) and meta.get("format") in OUR_FORMATS and "cases" in meta else None

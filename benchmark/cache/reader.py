@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from sslbench.base.atomic import make_temp_folder, remove_orphans
-from sslbench.base.errors import DataError
+from sslbench.base.errors import BenchError, DataError
 from sslbench.base.fields import FieldError
 from sslbench.base.file_kinds import not_regular
 from sslbench.base.locks import FolderLock
+from sslbench.base.run_files import read_bounded
 from sslbench.data import CACHE_FORMAT, CaseInfo, check_meta
 from sslbench.io.resize import resize_slices
 from sslbench.io.slabs import read_slabs
@@ -25,6 +26,7 @@ from sslbench.io.slabs import read_slabs
 # folder of another version is never read
 RESIZE_VERSION = 3
 FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+META_LIMIT = 64 * 2**20  # bytes of a prepared dataset's meta.json (a large CT set's is well under 1 MB)
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, NFS)
 # every file name the tool derives from a case id, temporary ones included (``XXXXXXXX``: the eight
 # characters ``tempfile`` adds): the slab files, and a prediction (.npy through ``atomic_path``, NIfTI
@@ -58,7 +60,7 @@ def current_fingerprint(folder: Path) -> str:
     compares with the fingerprint it started with."""
     path = folder / "meta.json"
     try:
-        text = regular_cache_file(path).read_text(encoding="utf-8")
+        text = read_meta(path)
         meta = json.loads(text)
     except (OSError, ValueError, RecursionError) as exc:
         raise DataError(f"{path}: unreadable prepared dataset ({type(exc).__name__}: {str(exc)[:200]})") from None
@@ -77,6 +79,16 @@ def regular_cache_file(path: Path) -> Path:
     return path
 
 
+def read_meta(path: Path) -> str:
+    """A prepared dataset's ``meta.json`` as text, read within ``META_LIMIT`` bytes (a planted huge or
+    sparse file is refused, naming it, instead of filling memory)."""
+    regular_cache_file(path)
+    try:
+        return read_bounded(path, META_LIMIT).decode("utf-8")
+    except BenchError as exc:
+        raise DataError(f"{exc}; prepare it again with --force") from None
+
+
 class PreparedDataset:
     """A prepared cache, read-only."""
 
@@ -86,7 +98,7 @@ class PreparedDataset:
             raise DataError(f"{folder}: is a symbolic link; a prepared dataset in the cache must be a real folder "
                             "(copy it, or point --cache at the folder that holds it)")
         try:
-            text = regular_cache_file(folder / "meta.json").read_text(encoding="utf-8")
+            text = read_meta(folder / "meta.json")
             meta = json.loads(text)
         except (OSError, ValueError, RecursionError) as exc:
             raise DataError(f"{folder / 'meta.json'}: unreadable prepared dataset ({type(exc).__name__}: "

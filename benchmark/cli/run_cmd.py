@@ -53,7 +53,7 @@ def _slurm_options(fn: F) -> F:
               help="Comma-separated dataset names.")
 @click.option("--ratios", default=DEFAULT_RATIOS, show_default=True, help="Label ratios in percent of training volumes.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds (split and initialisation).")
-@click.option("--profile", default="quick", show_default=True, help="Schedule profile: quick, ssl4mis, paper.")
+@click.option("--profile", default="quick", show_default=True, help="Schedule profile: quick, ssl4mis, paper, or uamt (the 3-D track: UA-MT's LA schedule).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set train.iterations=2000 --set method.ema_decay=0.999.")
 @click.option("--sweep", default=None, metavar="NAME|FILE",

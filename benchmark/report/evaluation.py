@@ -88,9 +88,12 @@ def validation_dice(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[s
 
 def evaluate(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[str], size: int | Window,
              device: torch.device, amp: bool = True,
-             on_prediction: Callable[[str, np.ndarray], None] | None = None, workers: int = 0) -> dict[str, Any]:
+             on_prediction: Callable[[str, np.ndarray], None] | None = None, workers: int = 0,
+             on_case: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Every metric per case and class, plus the case-averaged per-class and foreground means.
-    ``on_prediction(case, labels)`` receives each predicted label volume (to save it).
+    ``on_prediction(case, labels)`` receives each predicted label volume (to save it);
+    ``on_case(done, total)`` is told after each volume is predicted (progress: a 3-D test set at its
+    release's windows takes tens of minutes on a CPU).
 
     With ``workers > 0`` the metrics of each volume are computed in that many worker processes while
     the next volume is predicted here (the surface distances are CPU work that the prediction does
@@ -108,6 +111,8 @@ def evaluate(method: SSLMethod, ds: PreparedDataset, case_ids: Sequence[str], si
                 on_prediction(cid, pred)
             args = (pred, np.asarray(label), ds.classes, spacings[cid])
             pending.append((cid, pool.submit(volume_metrics, *args) if pool is not None else volume_metrics(*args)))
+            if on_case is not None:
+                on_case(len(pending), len(case_ids))
         per_case = [{"case": cid, "spacing": spacings[cid], "metrics": m.result() if pool is not None else m}
                     for cid, m in pending]
     finally:

@@ -14,6 +14,7 @@ resumed run's ``wall_s`` is never below its ``train_s``.
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,15 +23,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from sslbench.base.code_identity import code_identity
 from sslbench.base.config import ResolvedConfig
+from sslbench.base.printable import one_line, raw_stream
 from sslbench.base.run_files import RunFiles
 from sslbench.cache import DatasetUse, PreparedDataset, prepare
 from sslbench.method import METHODS, SSLMethod, build_method
 from sslbench.report.evaluation import default_eval_workers, evaluate, inference_size, validation_dice
 from sslbench.report.metrics import EMPTY_POLICY
 from sslbench.run.environment import pick_device, seed_everything
-from sslbench.base.code_identity import code_identity
 from sslbench.run.record import make_record
 from sslbench.run.specs import RunOptions, RunSpec
 from sslbench.splits import split_labeled
@@ -171,8 +174,21 @@ class RunJob:
         eval_ids = [c.id for c in ds.eval_cases(cfg.data.eval_split)]
         saver = prediction_saver(ds, self.files.predictions) if opts.save_predictions and save else None
         workers = default_eval_workers(self.device) if opts.eval_workers is None else opts.eval_workers
-        metrics = evaluate(self.method, ds, eval_ids, inference_size(cfg.train), self.device, cfg.train.amp, saver,
-                           workers)
+        weights = "last" if name == RunFiles.METRICS_LAST else "selected"
+        started = time.time()
+        bar = tqdm(total=len(eval_ids), disable=not opts.progress, dynamic_ncols=True, leave=False, unit="vol",
+                   desc=one_line(f"{self.spec.label} [evaluate {weights} weights]"),
+                   mininterval=0.2 if sys.stderr.isatty() else 30.0, file=raw_stream(sys.stderr))
+
+        def on_case(done: int, total: int) -> None:
+            bar.update(1)
+            self.trainer.log.evaluation_progress(weights, done, total, started)
+
+        try:
+            metrics = evaluate(self.method, ds, eval_ids, inference_size(cfg.train), self.device, cfg.train.amp,
+                               saver, workers, on_case)
+        finally:
+            bar.close()
         policy = {**EMPTY_POLICY, "spacing": "mm from the dataset" if all(c.spacing for c in ds.cases) else "voxels",
                   "connectivity": 1}
         self.files.write(name, {**metrics, "policy": policy})

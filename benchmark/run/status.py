@@ -41,7 +41,8 @@ class RunState:
     iteration: int | None = None
     total: int | None = None      # iterations of that stage
     it_s: float | None = None
-    eta_s: float | None = None    # training left, all stages (evaluation not included)
+    eta_s: float | None = None    # training left, all stages (evaluation not included), or this evaluation pass's
+    evaluating: str | None = None  # after training: "evaluating the last weights: 5/20 volumes"
     host: str | None = None
     job_id: str | None = None
     slurm_state: str | None = None
@@ -92,6 +93,12 @@ def _progress(files: RunFiles, state: RunState) -> dict[str, Any]:
         names = list(stages)
         left = state.total - state.iteration + sum(stages[n] for n in names[names.index(state.stage) + 1:])
         state.eta_s = round(left / state.it_s, 1)
+    ev = p.get("evaluation")
+    if ev is not None:  # training is over: the test set's volumes, and this pass's time left from its pace
+        state.evaluating = f"evaluating the {ev['weights']} weights: {ev['done']}/{ev['cases']} volumes"
+        spent = (p.get("updated") or 0.0) - ev["started"]
+        state.eta_s = (round(spent / ev["done"] * (ev["cases"] - ev["done"]), 1)
+                       if ev["done"] and 0.0 <= spent < 1e9 else None)
     return p
 
 
@@ -159,6 +166,8 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None,
         elif files.has_checkpoint(RunFiles.LAST):
             state.note = (f"interrupted; resumes at iteration {mark['iteration']} of stage '{mark['stage']}'"
                           if mark else "interrupted; resumes from its checkpoint")
+    if state.state not in ("running", "abandoned"):
+        state.evaluating = None  # an evaluation that is not going on now is none to report
     return state
 
 
@@ -259,7 +268,11 @@ def _detail(r: RunState) -> str:
         bits.append(f"Dice {r.dice:.1f}" + (f"  ASSD {r.assd:.2f}" if r.assd is not None else ""))
     if r.state == "failed":
         bits.append(r.error or "")
-    if r.state in ("running", "abandoned") and r.stage is not None:
+    if r.state in ("running", "abandoned") and r.evaluating is not None:
+        bits.append(r.evaluating)
+        if r.eta_s is not None and r.state == "running":
+            bits.append(f"ETA {_duration(r.eta_s)} (this pass)")
+    elif r.state in ("running", "abandoned") and r.stage is not None:
         bits.append(f"{r.stage} {r.iteration}/{r.total}")
         if r.it_s:
             bits.append(f"{r.it_s:.2f} it/s")

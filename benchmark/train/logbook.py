@@ -48,6 +48,7 @@ class LossLog:
         self._board: Any = None            # the TensorBoard writer once opened; False: not installed
         self._about: dict[str, Any] = {}   # the run's schedule name, hyper-parameters and config text
         self.checkpointed: dict[str, Any] | None = None  # the stage and iteration ``last.pt`` holds
+        self._progress: dict[str, Any] | None = None     # what ``progress.json`` last said
         self._clock = time.perf_counter()  # when the step being timed began (the last step's end or a pause's)
         self._timed = (0.0, 0)             # (seconds, steps) timed since the last line
 
@@ -174,10 +175,22 @@ class LossLog:
         rate = ((iteration - mark_it) / (now - mark_t)
                 if mark_stage == stage_index and now > mark_t and iteration > mark_it else None)
         self._mark = (now, stage_index, iteration)
-        self.files.write(RunFiles.PROGRESS, {
+        self._progress = {
             "stage": stage, "iteration": iteration, "stages": dict(lengths),
             "it_s": None if rate is None else round(rate, 4), "updated": round(now, 3),
-            "host": socket.gethostname(), "pid": os.getpid(), "checkpoint": self.checkpointed})
+            "host": socket.gethostname(), "pid": os.getpid(), "checkpoint": self.checkpointed}
+        self.files.write(RunFiles.PROGRESS, self._progress)
+
+    def evaluation_progress(self, weights: str, done: int, cases: int, started: float) -> None:
+        """``progress.json`` during the test-set evaluation after training: which weights, how many
+        volumes of how many, since when (wall clock), so ``bench status`` shows it instead of a
+        finished training's "ETA 0m00s". Nothing when training wrote no progress (a run trained
+        before this session and evaluated again)."""
+        if self._progress is None:
+            return
+        self._progress = {**self._progress, "updated": round(time.time(), 3), "evaluation": {
+            "weights": weights, "done": done, "cases": cases, "started": round(started, 3)}}
+        self.files.write(RunFiles.PROGRESS, self._progress)
 
     def mark_checkpoint(self, stage: str, iteration: int) -> None:
         """Where ``last.pt`` is (written once it is saved): a resume starts there, whatever

@@ -154,7 +154,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
             if at_val:
                 score = self.validate_now()
-                if score is not None:
+                if score is not None and math.isfinite(score):
                     bar.set_postfix(val_dice=f"{100 * score:.1f}%", refresh=False)
                 clock = self.add_time(stage, clock)
                 self.checkpoint()
@@ -241,7 +241,9 @@ class Trainer:
         score = self.validate()
         offered = time.perf_counter()
         self.spent["validation"] += offered - start
-        self.log.write({"stage": self.stage, "iteration": self.iteration, "val_dice": round(score, 6)})
+        # a non-finite score (no volume scored) is logged as null: NaN is no JSON, and it selects nothing
+        logged = round(score, 6) if math.isfinite(score) else None
+        self.log.write({"stage": self.stage, "iteration": self.iteration, "val_dice": logged})
         if is_last:
             self.best.offer(self.stage, self.iteration, score)
         else:
