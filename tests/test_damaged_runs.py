@@ -336,14 +336,40 @@ def test_an_acdc_list_naming_one_slice_twice_is_refused(tmp_path: Path) -> None:
         prepare("acdc", raw, cache_root=tmp_path / "cache")
 
 
-def test_progress_json_follows_the_evaluation_after_training(clean: Path) -> None:
-    """The finished run's last progress.json is its evaluation's last volume, counted as evaluated."""
+def test_progress_json_follows_the_evaluation_after_training(clean: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The finished run's last progress.json is its evaluation's last volume, counted as evaluated;
+    a run evaluated again without training (its record damaged) reports this session, not the last,
+    and each pass is announced before its first volume."""
+    import socket
+
+    import sslbench.run.job as job
+
+    at_start: list[dict] = []
+    real = job.evaluate
+
+    def watched(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        at_start.append(json.loads((again / "progress.json").read_text())["evaluation"])
+        return real(*args, **kwargs)
+
     folder = clean / FOLDER
     progress = json.loads((folder / "progress.json").read_text())
     record = json.loads((folder / "run.json").read_text())
     ev = progress["evaluation"]
     assert ev["done"] == ev["cases"] == record["n_eval_volumes"]
     assert ev["weights"] in ("last", "selected") and progress["updated"] >= ev["started"]
+
+    root, again = _copy(clean, tmp_path)
+    (again / "progress.json").write_text(json.dumps({**progress, "host": "elsewhere", "evaluation": {
+        **ev, "done": 1, "started": 1.0}}))
+    (again / "run.json").write_text("{")
+    monkeypatch.setattr(job, "evaluate", watched)
+    code, _, err = bench(*RUN, "--results", str(root))
+    assert code == 0, err
+    assert at_start and all(e["done"] == 0 and e["started"] > 1.0 for e in at_start), at_start
+    now = json.loads((again / "progress.json").read_text())
+    assert now["host"] == socket.gethostname() and now["evaluation"]["started"] > 1.0
+    assert now["evaluation"]["done"] == now["evaluation"]["cases"] == record["n_eval_volumes"]
 
 
 @pytest.mark.parametrize("progress", [

@@ -173,6 +173,12 @@ def test_status_shows_an_evaluation_after_training_not_a_finished_eta(tmp_path: 
     text = render([r])
     assert "evaluating the last weights: 5/20 volumes; ETA 5m00s (this pass); on node7" in text
     assert "train 100/100" not in text
+    write_json(running / "progress.json", {  # a pace from a damaged file: no ETA of millennia
+        "stage": "train", "iteration": 100, "stages": {"train": 100}, "updated": 9e8,
+        "evaluation": {"weights": "last", "done": 1, "cases": 10**7, "started": 1.0}})
+    with FolderLock(running / ".lock"):
+        (r,) = [s for s in collect(tmp_path, None) if s.run.split("/")[2] == "running"]
+    assert r.evaluating == "evaluating the last weights: 1/10000000 volumes" and r.eta_s is None
     for bad in ({"weights": "best", "done": 1, "cases": 2, "started": 1.0},
                 {"weights": "last", "done": 3, "cases": 2, "started": 1.0},
                 {"weights": "last", "done": 1, "cases": 2}):

@@ -84,9 +84,10 @@ def read_meta(path: Path) -> str:
     sparse file is refused, naming it, instead of filling memory)."""
     regular_cache_file(path)
     try:
-        return read_bounded(path, META_LIMIT).decode("utf-8")
+        text = read_bounded(path, META_LIMIT).decode("utf-8")
     except BenchError as exc:
         raise DataError(f"{exc}; prepare it again with --force") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as read_text (its hash)
 
 
 class PreparedDataset:

@@ -182,8 +182,9 @@ class RunJob:
 
         def on_case(done: int, total: int) -> None:
             bar.update(1)
-            self.trainer.log.evaluation_progress(weights, done, total, started)
+            self.trainer.evaluation_progress(weights, done, total, started)
 
+        self.trainer.evaluation_progress(weights, 0, len(eval_ids), started)  # before its first volume
         try:
             metrics = evaluate(self.method, ds, eval_ids, inference_size(cfg.train), self.device, cfg.train.amp,
                                saver, workers, on_case)

@@ -31,6 +31,7 @@ from sslbench.report.frame import current_method_codes, key_text
 from sslbench.run.queue import given_job, queued_job
 
 STATES = ("done", "stale", "running", "pending", "failed", "abandoned")
+MAX_ETA_S = 1e9  # about 30 years: a longer ETA comes from a damaged progress.json, and none is shown
 
 
 @dataclass
@@ -98,7 +99,9 @@ def _progress(files: RunFiles, state: RunState) -> dict[str, Any]:
         state.evaluating = f"evaluating the {ev['weights']} weights: {ev['done']}/{ev['cases']} volumes"
         spent = (p.get("updated") or 0.0) - ev["started"]
         state.eta_s = (round(spent / ev["done"] * (ev["cases"] - ev["done"]), 1)
-                       if ev["done"] and 0.0 <= spent < 1e9 else None)
+                       if ev["done"] and 0.0 <= spent < MAX_ETA_S else None)
+    if state.eta_s is not None and state.eta_s > MAX_ETA_S:  # (a pace from a damaged file: no ETA)
+        state.eta_s = None
     return p
 
 
@@ -241,8 +244,10 @@ def summary_line(states: Sequence[RunState]) -> str:
 
 
 def sweep_eta(states: Sequence[RunState]) -> float | None:
-    """Training left in the sweep, run by one process: the running runs' ETAs plus, per pending run,
-    the mean wall time of the finished ones (None when nothing is left or nothing to estimate from)."""
+    """Time left in the sweep, run by one process: the running runs' ETAs (training left, or what is
+    left of the evaluation pass under way; a run still training has its evaluation after it, not
+    counted) plus, per pending run, the mean wall time of the finished ones, evaluation included
+    (None when nothing is left or nothing to estimate from)."""
     running = [r.eta_s for r in states if r.state == "running" and r.eta_s is not None]
     pending = sum(r.state in ("pending", "abandoned") for r in states)
     walls = [r.wall_s for r in states if r.wall_s]

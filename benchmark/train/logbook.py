@@ -181,11 +181,16 @@ class LossLog:
             "host": socket.gethostname(), "pid": os.getpid(), "checkpoint": self.checkpointed}
         self.files.write(RunFiles.PROGRESS, self._progress)
 
+    @property
+    def has_progress(self) -> bool:
+        """Whether this session wrote ``progress.json``."""
+        return self._progress is not None
+
     def evaluation_progress(self, weights: str, done: int, cases: int, started: float) -> None:
         """``progress.json`` during the test-set evaluation after training: which weights, how many
         volumes of how many, since when (wall clock), so ``bench status`` shows it instead of a
-        finished training's "ETA 0m00s". Nothing when training wrote no progress (a run trained
-        before this session and evaluated again)."""
+        finished training's "ETA 0m00s". Only over this session's own progress (``Trainer`` writes
+        it first where training wrote none)."""
         if self._progress is None:
             return
         self._progress = {**self._progress, "updated": round(time.time(), 3), "evaluation": {

@@ -229,6 +229,14 @@ class Trainer:
         optimizer.step()
         return total.detach()
 
+    def evaluation_progress(self, weights: str, done: int, cases: int, started: float) -> None:
+        """``progress.json`` during the test-set evaluation after training; first this session's own
+        training progress where it wrote none (resumed at the end of its schedule, or a finished run
+        evaluated again), so no earlier session's host or pace is shown."""
+        if not self.log.has_progress:
+            self.log.progress(self.stage_index, self.stage, self.iteration, self.lengths)
+        self.log.evaluation_progress(weights, done, cases, started)
+
     # ------------------------------------------------------------------ validation
     def validate_now(self) -> float | None:
         """Score the inference network where the method wants it: every stage's last validation
