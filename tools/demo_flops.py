@@ -23,8 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from sslbench.method import METHODS, build_method
 from sslbench.run.environment import seed_everything
 from sslbench.run.overhead import stage_step
-from sslbench.run.speed import synthetic_data
 from sslbench.run.specs import resolve
+from sslbench.run.speed import synthetic_data
 from sslbench.train.kit_runs import NUM_CLASSES
 from sslbench.train.trainer import Trainer
 
