@@ -160,6 +160,12 @@ def test_status_shows_an_evaluation_after_training_not_a_finished_eta(tmp_path: 
     write_json(running / "progress.json", {
         "stage": "train", "iteration": 100, "stages": {"train": 100}, "it_s": 10.0, "host": "node7",
         "updated": 1000.0, "evaluation": {"weights": "last", "done": 5, "cases": 20, "started": 900.0}})
+    finished = _folder(tmp_path, "unet-l")  # its evaluation time is no part of a pass under way
+    write_json(finished / "run.json", {
+        "dataset": "ds", "profile": "quick", "method": "unet-l", "paper_name": "UNet-L", "ratio": 5, "seed": 0,
+        "summary": {"dice": 0.8, "assd": 1.5, "hd95": 3.0}, "selection": {"rule": "last", "iteration": 10},
+        "timing": {"wall_s": 100.0, "eval_s": 1000.0}})
+    (finished / "DONE").write_text("")
     left = _folder(tmp_path, "left")  # interrupted while evaluating: no evaluation is going on
     write_json(left / "progress.json", {
         "stage": "train", "iteration": 100, "stages": {"train": 100},
@@ -186,6 +192,30 @@ def test_status_shows_an_evaluation_after_training_not_a_finished_eta(tmp_path: 
                                                "evaluation": bad})
         (state,) = [s for s in collect(tmp_path, None) if s.run.split("/")[2] == "running"]
         assert state.note is not None and state.note.startswith("progress.json damaged"), bad
+
+
+def test_a_training_runs_eta_adds_the_evaluation_its_dataset_took(tmp_path: Path) -> None:
+    """Training left plus the mean test-set evaluation of finished runs of the same dataset and
+    profile; another dataset's evaluation is not its own."""
+    def done(method: str, dataset: str, eval_s: float) -> None:
+        folder = tmp_path / dataset / "quick" / method / "ratio-5" / "seed-0"
+        folder.mkdir(parents=True)
+        write_json(folder / "config.json", {"hash": "x"})
+        write_json(folder / "run.json", {
+            "dataset": dataset, "profile": "quick", "method": method, "paper_name": method.upper(), "ratio": 5,
+            "seed": 0, "summary": {"dice": 0.8, "assd": 1.5, "hd95": 3.0}, "selection": {"rule": "last", "iteration": 10},
+            "timing": {"wall_s": 100.0, "eval_s": eval_s}})
+        (folder / "DONE").write_text("")
+
+    done("unet-l", "ds", 20.0)
+    done("mt", "ds", 40.0)
+    done("mt", "other", 500.0)
+    running = _folder(tmp_path, "uamt")
+    write_json(running / "progress.json", {"stage": "train", "iteration": 300, "stages": {"train": 1000},
+                                           "it_s": 10.0})
+    with FolderLock(running / ".lock"):
+        (r,) = [s for s in collect(tmp_path, None) if s.state == "running"]
+    assert r.eta_s == 70.0 + 30.0                                   # 700 iterations at 10 it/s, then ~30 s
 
 
 def test_status_reads_every_state_from_the_folders(tmp_path: Path) -> None:

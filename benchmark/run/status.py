@@ -52,6 +52,7 @@ class RunState:
     dice: float | None = None     # a finished run's Dice [%] and ASSD (selected weights)
     assd: float | None = None
     wall_s: float | None = None   # a finished run's wall time
+    eval_s: float | None = None   # a finished run's test-set evaluation time (of its wall time)
     code_core: str | None = None  # a finished run's core code version ("" when its record predates it)
     schedule: str | None = None   # a finished run's profile key as a person reads it (profile and overrides)
     overrides: str | None = None  # the run's --set items: what its tag, or its schedule key, means
@@ -122,6 +123,8 @@ def state_of(root: Path, folder: Path, queue: dict[str, str] | None,
         state.schedule = _text(key_text(record.get("profile", ""), [_text(o) for o in record.get("protocol_overrides", [])]))
         state.dice, state.assd = round(100.0 * record["summary"]["dice"], 2), record["summary"]["assd"]
         state.wall_s = float(record["timing"]["wall_s"])
+        if record["timing"].get("eval_s") is not None:
+            state.eval_s = float(record["timing"]["eval_s"])
         code = record.get("code") or {}
         state.code_core = code.get("core") or ""
         stale = _stale(code, record["method"])
@@ -199,7 +202,22 @@ def collect(root: Path, queue: dict[str, str] | None = None, folders: Iterable[P
         if run not in seen:
             states.append(RunState(run, "pending", note=f"not started; {who}"))
     states.sort(key=lambda s: s.run)
+    _add_evaluation(states)
     return states
+
+
+def _add_evaluation(states: list[RunState]) -> None:
+    """A run still training has its test-set evaluation after it (an LA test set takes half an hour on
+    a CPU): its ETA adds the mean evaluation time of the finished runs of its dataset and profile,
+    where one has finished (else the ETA is training only, as before)."""
+    spent: dict[tuple[str, ...], list[float]] = {}
+    for s in states:
+        if s.eval_s is not None and s.state in ("done", "stale"):
+            spent.setdefault(Path(s.run).parts[:2], []).append(s.eval_s)
+    for s in states:
+        seen = spent.get(Path(s.run).parts[:2])
+        if s.state == "running" and s.evaluating is None and s.eta_s is not None and seen:
+            s.eta_s = round(s.eta_s + sum(seen) / len(seen), 1)
 
 
 def _log_warning(message: str) -> None:
@@ -244,10 +262,10 @@ def summary_line(states: Sequence[RunState]) -> str:
 
 
 def sweep_eta(states: Sequence[RunState]) -> float | None:
-    """Time left in the sweep, run by one process: the running runs' ETAs (training left, or what is
-    left of the evaluation pass under way; a run still training has its evaluation after it, not
-    counted) plus, per pending run, the mean wall time of the finished ones, evaluation included
-    (None when nothing is left or nothing to estimate from)."""
+    """Time left in the sweep, run by one process: the running runs' ETAs (training left plus the
+    evaluation after it where finished runs of the same dataset and profile tell how long that takes,
+    or what is left of the evaluation pass under way) plus, per pending run, the mean wall time of the
+    finished ones, evaluation included (None when nothing is left or nothing to estimate from)."""
     running = [r.eta_s for r in states if r.state == "running" and r.eta_s is not None]
     pending = sum(r.state in ("pending", "abandoned") for r in states)
     walls = [r.wall_s for r in states if r.wall_s]
