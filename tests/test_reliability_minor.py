@@ -245,3 +245,16 @@ def test_a_folder_name_with_a_newline_is_one_status_row(tmp_path: Path) -> None:
     text = render([RunState("la/quick/mt@a\nb\x1b[2J/ratio-25/seed-0", "done")])
     rows = text.splitlines()
     assert len(rows) == 3 and "\x1b" not in text and rows[1].startswith("la/quick/mt@a b")
+
+
+def test_a_run_bar_shows_its_description_as_one_printable_line() -> None:
+    """A run's progress bar writes to the raw stream (it moves the cursor on purpose), so its
+    description, which may hold a name from disk, is made printable first."""
+    from sslbench.base.printable import run_bar
+
+    bar = run_bar(3, "mt \x1b]0;owned\x07 ds\nseed 0", True)
+    try:
+        assert "\x1b" not in bar.desc and "\x07" not in bar.desc and "\n" not in bar.desc
+        assert bar.desc.startswith("mt ") and bar.desc.endswith("seed 0")
+    finally:
+        bar.close()

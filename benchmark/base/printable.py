@@ -70,3 +70,14 @@ class PrintableStream(io.TextIOBase):
 def raw_stream(stream: TextIO) -> TextIO:
     """The stream under a ``PrintableStream`` (for a progress bar's own cursor control)."""
     return stream.raw if isinstance(stream, PrintableStream) else stream
+
+
+def run_bar(total: int, desc: str, enabled: bool, **options: Any) -> Any:
+    """A run's transient progress bar on stderr (a training stage, an evaluation pass): redrawn five
+    times a second on a terminal, every 30 s into a log file, the description made one printable line."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, dynamic_ncols=True, leave=False, desc=one_line(desc),
+                mininterval=0.2 if sys.stderr.isatty() else 30.0, file=raw_stream(sys.stderr), **options)

@@ -14,7 +14,6 @@ resumed run's ``wall_s`` is never below its ``train_s``.
 """
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from sslbench.base.code_identity import code_identity
 from sslbench.base.config import ResolvedConfig
-from sslbench.base.printable import one_line, raw_stream
+from sslbench.base.printable import run_bar
 from sslbench.base.run_files import RunFiles
 from sslbench.cache import DatasetUse, PreparedDataset, prepare
 from sslbench.method import METHODS, SSLMethod, build_method
@@ -176,9 +174,7 @@ class RunJob:
         workers = default_eval_workers(self.device) if opts.eval_workers is None else opts.eval_workers
         weights = "last" if name == RunFiles.METRICS_LAST else "selected"
         started = time.time()
-        bar = tqdm(total=len(eval_ids), disable=not opts.progress, dynamic_ncols=True, leave=False, unit="vol",
-                   desc=one_line(f"{self.spec.label} [evaluate {weights} weights]"),
-                   mininterval=0.2 if sys.stderr.isatty() else 30.0, file=raw_stream(sys.stderr))
+        bar = run_bar(len(eval_ids), f"{self.spec.label} [evaluate {weights} weights]", opts.progress, unit="vol")
 
         def on_case(done: int, total: int) -> None:
             bar.update(1)

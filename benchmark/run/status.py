@@ -42,7 +42,7 @@ class RunState:
     iteration: int | None = None
     total: int | None = None      # iterations of that stage
     it_s: float | None = None
-    eta_s: float | None = None    # training left, all stages (evaluation not included), or this evaluation pass's
+    eta_s: float | None = None    # training left (plus the evaluation, from finished runs), or this evaluation pass's
     evaluating: str | None = None  # after training: "evaluating the last weights: 5/20 volumes"
     host: str | None = None
     job_id: str | None = None

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,9 +30,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from sslbench.base.printable import one_line, raw_stream
+from sslbench.base.printable import run_bar
 from sslbench.base.config import TrainConfig
 from sslbench.base.errors import BenchError
 from sslbench.base.fields import integer, mapping, number
@@ -137,9 +135,8 @@ class Trainer:
         """The steps of the current stage from the current iteration: train, log, validate, checkpoint."""
         stage, total = self.stage, self.lengths[self.stage]
         self.method.current_stage = stage
-        bar = tqdm(total=total, initial=self.iteration, disable=not self.progress, dynamic_ncols=True,
-                   desc=one_line(f"{self.desc} [{stage}]" if len(self.stages) > 1 else self.desc), leave=False,
-                   mininterval=0.2 if sys.stderr.isatty() else 30.0, file=raw_stream(sys.stderr))
+        bar = run_bar(total, f"{self.desc} [{stage}]" if len(self.stages) > 1 else self.desc, self.progress,
+                      initial=self.iteration)
         clock = time.perf_counter()
         self.log.new_stage(self.stage_index, self.iteration)
         reset_peak_memory(self.device)
