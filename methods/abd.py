@@ -138,17 +138,23 @@ class ABD(BCP):
                               f"{ctx.image_size} is not a multiple of it")
         self.model_2 = ctx.build_unet()
 
-    def branch(self, net: torch.nn.Module, a: Tensor, b: Tensor, ua: Tensor, ub: Tensor, ya: Tensor, yb: Tensor,
-               m: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One student's BCP term on its view: (logits of both mixes, their inputs, (Dice + CE) / 2)."""
-        cfg = self.cfg
-        plab_a, plab_b = self.pseudo_labels(ua), self.pseudo_labels(ub)
+    def branch(self, net: torch.nn.Module, a: Tensor, b: Tensor, ua: Tensor, ub: Tensor,
+               m: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor]:
+        """One student's passes on its view: (the teacher's uncleaned labels of both unlabeled halves,
+        the logits of both mixes, their inputs). The labels are cleaned with the other view's in one
+        pass (``BCP.clean``) before ``branch_loss``; the passes run in the release's order."""
+        raw = self.teacher_labels(ua), self.teacher_labels(ub)
         x_unl, x_l = ua * m + a * (1 - m), b * m + ub * (1 - m)
-        out_unl, out_l = net(x_unl), net(x_l)
-        bg = self.background_unmasked
+        return raw, torch.cat([net(x_unl), net(x_l)]), torch.cat([x_unl, x_l])
+
+    def branch_loss(self, out: Tensor, plab_a: Tensor, plab_b: Tensor, ya: Tensor, yb: Tensor,
+                    mask: Tensor) -> Tensor:
+        """One student's BCP term, (Dice + CE) / 2, on the logits of its two mixes (``branch``)."""
+        cfg, bg = self.cfg, self.background_unmasked
+        out_unl, out_l = out.chunk(2)
         unl_dice, unl_ce = mix_loss(out_unl, plab_a, ya, mask, cfg.u_weight, 1.0, background_unmasked=bg)
         l_dice, l_ce = mix_loss(out_l, yb, plab_b, mask, 1.0, cfg.u_weight, background_unmasked=bg)
-        return torch.cat([out_unl, out_l]), torch.cat([x_unl, x_l]), (unl_dice + l_dice + unl_ce + l_ce) / 2
+        return (unl_dice + l_dice + unl_ce + l_ce) / 2
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
         if step.stage == "pretrain":
@@ -163,8 +169,11 @@ class ABD(BCP):
         xs_u, _ = strong_view(x_u, torch.zeros(x_u.shape[0], h, w, dtype=torch.long, device=x_u.device), g, cfg)
         mask = box_mask(h, w, g, x_l.device, cfg.box_fraction)
         m = mask.view(1, 1, h, w)
-        out_1, in_1, bcp_1 = self.branch(self.student, *halves(x_l, k), *halves(x_u, k), *halves(y_l, k), m, mask)
-        out_2, in_2, bcp_2 = self.branch(self.model_2, *halves(xs_l, k), *halves(xs_u, k), *halves(ys_l, k), m, mask)
+        raw_1, out_1, in_1 = self.branch(self.student, *halves(x_l, k), *halves(x_u, k), m)
+        raw_2, out_2, in_2 = self.branch(self.model_2, *halves(xs_l, k), *halves(xs_u, k), m)
+        plab_1a, plab_1b, plab_2a, plab_2b = self.clean(*raw_1, *raw_2)
+        bcp_1 = self.branch_loss(out_1, plab_1a, plab_1b, *halves(y_l, k), mask)
+        bcp_2 = self.branch_loss(out_2, plab_2a, plab_2b, *halves(ys_l, k), mask)
         cps_1, cps_2 = hard_dice(out_1, out_2), hard_dice(out_2, out_1)
         with torch.no_grad():
             conf_1 = torch.softmax(out_1.detach().float(), 1).amax(1)

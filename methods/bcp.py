@@ -163,16 +163,26 @@ class BCP(SSLMethod[BCPConfig]):
         # ACDC's release averages the BN statistics too; LA's ``update_ema_variables`` the parameters only
         self.teacher = EMATeacher(self.student, cfg.ema_decay, warmup=False, train_mode=True, buffers=ctx.dims == 2)
 
-    def pseudo_labels(self, x: Tensor) -> Tensor:
+    def teacher_labels(self, x: Tensor) -> Tensor:
+        """The teacher's labels of ``x`` before the cleaning (one pass: its BN statistics are this batch's)."""
         with torch.no_grad():
             logits = self.teacher(x)
             if x.dim() == 5 and self.ctx.num_classes == 2:  # LA's get_cut_mask: foreground probability >= 0.5
-                labels = (torch.softmax(logits.float(), dim=1)[:, 1] >= 0.5).long()
-            else:
-                labels = logits.argmax(dim=1)
-        if self.cfg.largest_component:
-            labels = keep_largest_per_class(labels, self.ctx.num_classes)
-        return labels
+                return (torch.softmax(logits.float(), dim=1)[:, 1] >= 0.5).long()
+            return logits.argmax(dim=1)
+
+    def clean(self, *labels: Tensor) -> tuple[Tensor, ...]:
+        """Each label map cut to its classes' largest components, all maps in one pass (the cleaning is
+        per slice, so batching changes no pixel; on a GPU its convergence reads are host syncs, and one
+        pass makes them once a step instead of once per map)."""
+        if not self.cfg.largest_component:
+            return labels
+        kept = keep_largest_per_class(torch.cat(labels), self.ctx.num_classes)
+        return tuple(kept.split([len(lab) for lab in labels]))
+
+    def pseudo_labels(self, *xs: Tensor) -> tuple[Tensor, ...]:
+        """The teacher's cleaned labels of each batch in ``xs`` (a teacher pass each, as released)."""
+        return self.clean(*(self.teacher_labels(x) for x in xs))
 
     def training_step(self, batch: Batch, step: StepInfo) -> Losses:
         if batch.x_l.dim() == 5:
@@ -191,7 +201,7 @@ class BCP(SSLMethod[BCPConfig]):
         assert batch.x_u is not None
         k = min(x_l.shape[0], batch.x_u.shape[0]) // 2
         (a, b), (ya, yb), (ua, ub) = halves(x_l, k), halves(y_l, k), halves(batch.x_u, k)
-        plab_a, plab_b = self.pseudo_labels(ua), self.pseudo_labels(ub)  # two teacher passes, as released
+        plab_a, plab_b = self.pseudo_labels(ua, ub)  # two teacher passes, as released
         out_unl = self.student(ua * m + a * (1 - m))
         out_l = self.student(b * m + ub * (1 - m))
         unl_dice, unl_ce = mix_loss(out_unl, plab_a, ya, mask, cfg.u_weight, 1.0)
@@ -214,7 +224,7 @@ class BCP(SSLMethod[BCPConfig]):
         assert batch.x_u is not None
         k = min(x_l.shape[0], batch.x_u.shape[0]) // 2
         (a, b), (ya, yb), (ua, ub) = halves(x_l, k), halves(y_l, k), halves(batch.x_u, k)
-        plab_a, plab_b = self.pseudo_labels(ua), self.pseudo_labels(ub)
+        plab_a, plab_b = self.pseudo_labels(ua, ub)
         l_dice, l_ce = mix_loss_3d(self.student(a * m + ua * (1 - m)), ya, plab_a, mask, 1.0, cfg.u_weight)
         u_dice, u_ce = mix_loss_3d(self.student(ub * m + b * (1 - m)), plab_b, yb, mask, cfg.u_weight, 1.0)
         loss_l, loss_u = (l_dice + l_ce) / 2, (u_dice + u_ce) / 2

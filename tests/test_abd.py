@@ -134,6 +134,36 @@ def test_who_learns_from_whom(monkeypatch) -> None:  # noqa: ANN001
     assert o1 is o1b and o2 is o2b and d1 is d1b and d2 is d2b and o1 is not o2 and d1 is not d2
 
 
+def test_each_student_learns_from_the_teachers_labels_of_its_own_view(monkeypatch) -> None:  # noqa: ANN001
+    """The teacher labels the weak unlabeled halves for model_1's two mixes and the strong ones for
+    model_2's (the four maps are cleaned together, then handed back each to its own mix)."""
+    import sslbench.methods.abd as abd
+    from sslbench.method import Batch
+
+    m = build("abd").method
+    seen, made, losses = [], [], []
+
+    def teacher_labels(x: torch.Tensor) -> torch.Tensor:  # map i: one block of class 1, i * 3 columns wide
+        seen.append(x)
+        lab = torch.zeros(x.shape[0], *x.shape[2:], dtype=torch.long)
+        lab[..., : 3 * (len(seen))] = 1
+        made.append(lab)
+        return lab
+
+    real_mix = abd.mix_loss
+    monkeypatch.setattr(m, "teacher_labels", teacher_labels)
+    monkeypatch.setattr(abd, "mix_loss", lambda *a, **k: losses.append(a) or real_mix(*a, **k))
+    g = torch.Generator().manual_seed(0)
+    x_l, x_u = torch.rand(4, 1, 32, 32, generator=g), torch.rand(4, 1, 32, 32, generator=g)
+    y_l = torch.randint(0, 3, (4, 32, 32), generator=g)
+    m.training_step(Batch(x_l, y_l, x_u), StepInfo("train", 0, 10, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(seen[0], x_u[:2]) and torch.equal(seen[1], x_u[2:])            # model_1: the weak halves
+    assert not torch.equal(seen[2], x_u[:2]) and seen[2].shape == seen[0].shape        # model_2: the strong ones
+    (_, p1a, *_), (_, _, p1b, *_), (_, p2a, *_), (_, _, p2b, *_) = losses
+    for got, want in zip((p1a, p1b, p2a, p2b), made):
+        assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("name, unmasked", [("bcp", False), ("abd", True)])
 def test_the_pretraining_loss_uses_each_releases_dice(name: str, unmasked: bool) -> None:
     """ABD's pre-training runs its own mix_loss (background Dice over every pixel), BCP's its own:

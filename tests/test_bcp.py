@@ -52,7 +52,7 @@ def test_the_student_sees_both_directions_with_their_weights(monkeypatch: pytest
     real = bcp.mix_loss
     monkeypatch.setattr(bcp, "mix_loss", lambda *a: calls.append(a) or results.append(real(*a)) or results[-1])
     made = []  # the first call labels ua (all 1), the second ub (all 2)
-    monkeypatch.setattr(m, "pseudo_labels", lambda x: made.append(1) or torch.full(x.shape[:1] + x.shape[2:], len(made)))
+    monkeypatch.setattr(m, "teacher_labels", lambda x: made.append(1) or torch.full(x.shape[:1] + x.shape[2:], len(made)))
     forward = m.student.forward
     monkeypatch.setattr(m.student, "forward", lambda x: inputs.append(x) or forward(x))
     g = torch.Generator().manual_seed(0)
@@ -94,8 +94,34 @@ def test_pseudo_labels_keep_each_classs_largest_component(monkeypatch: pytest.Mo
     logits[0, 2, 1:4, 1:4] = 5.0                    # class 2: a 3 x 3 blob ...
     logits[0, 2, 6, 6] = 5.0                        # ... and a stray pixel, dropped
     monkeypatch.setattr(m.teacher, "forward", lambda x: logits)
-    labels = m.pseudo_labels(torch.zeros(1, 1, 8, 8))
+    labels, = m.pseudo_labels(torch.zeros(1, 1, 8, 8))
     assert labels.sum() == 2 * 9 and labels[0, 6, 6] == 0
+
+
+@pytest.mark.parametrize("name, maps", [("bcp", 2), ("abd", 4)])
+def test_a_steps_pseudo_labels_are_cleaned_in_one_pass(name: str, maps: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BCP's two and ABD's four teacher label maps of a self-training step go through the component
+    cleaning together: on a GPU each pass's convergence reads are host syncs (the H200 check counted
+    ABD's 24 reads in three steps, two passes' worth a map). Batching changes no pixel: per map alone,
+    in its order, gives the same labels."""
+    import sslbench.methods.bcp as bcp
+
+    m = build(name).method
+    passes, maps_seen = [], []
+    real = bcp.keep_largest_per_class
+    monkeypatch.setattr(bcp, "keep_largest_per_class", lambda lab, *a: passes.append(len(lab)) or real(lab, *a))
+    teacher_labels = m.teacher_labels
+    monkeypatch.setattr(m, "teacher_labels", lambda x: maps_seen.append(teacher_labels(x)) or maps_seen[-1])
+    g = torch.Generator().manual_seed(0)
+    x_l, x_u = torch.rand(4, 1, 32, 32, generator=g), torch.rand(4, 1, 32, 32, generator=g)
+    m.training_step(Batch(x_l, torch.randint(0, 3, (4, 32, 32), generator=g), x_u),
+                    StepInfo("train", 0, 10, generator=torch.Generator().manual_seed(1)))
+    assert passes == [2 * maps] and len(maps_seen) == maps      # one pass over every map (2 slices each)
+    noisy = [torch.randint(0, 3, (2, 12, 12), generator=g) for _ in range(3)]
+    together = m.clean(*noisy)
+    assert len(together) == 3 and any(not torch.equal(a, b) for a, b in zip(together, noisy))
+    for alone, lab in zip(together, noisy):
+        assert torch.equal(alone, m.clean(lab)[0])
 
 
 def test_teacher_starts_from_the_pretrained_student_then_follows_every_state_entry() -> None:

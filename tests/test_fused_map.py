@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sslbench.methods.mona import _fused
 from sslbench.methods.mona._fused import FusedMap, pool_matrix, upsample_matrix
 
 
@@ -63,6 +64,22 @@ def test_pooled_is_adaptive_pooling_of_the_full_map(maps: tuple[FusedMap, torch.
     for grid in (4, 3):
         want = F.adaptive_avg_pool2d(full, grid).flatten(2).transpose(1, 2)
         torch.testing.assert_close(fm.pooled(grid), want)
+
+
+def test_tables_first_built_under_bf16_autocast_serve_fp32_reads() -> None:
+    """The cached tables are float32 whatever precision first asked for them: a bf16 run (CUDA's
+    quick profile) and an fp32 run (ssl4mis, paper) in one process share the cache (the H200 GPU
+    check's MONA and fine-tuned-framework fp32 steps failed on a bf16 pooling table)."""
+    g = torch.Generator().manual_seed(3)
+    fm = FusedMap(torch.randn(2, 4, 22, 18, generator=g), torch.randn(2, 6, 11, 9, generator=g),
+                  torch.randn(6, 6, 1, 1, generator=g) / 3)
+    _fused._pool_upsample.cache_clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fm.pooled(4)                              # the tables are built here, inside autocast
+    assert all(t.dtype == torch.float32 for t in (_fused._pool_upsample(4, 22, 11, torch.device("cpu")),
+                                                 _fused._pool_upsample(4, 18, 9, torch.device("cpu"))))
+    want = F.adaptive_avg_pool2d(fm.full(), 4).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(fm.pooled(4), want)  # fp32 now, from the same cache
 
 
 def test_gradients_reach_both_parts_as_through_the_full_map(maps: tuple[FusedMap, torch.Tensor]) -> None:

@@ -15,6 +15,7 @@ from sslbench.base.errors import DataError
 
 from .conftest import TINY_RUN
 from .test_cli import bench
+from .test_slurm import FAKE_SRUN
 from .test_views import fake_run
 
 
@@ -167,7 +168,8 @@ def refusing_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (d / "bin").mkdir(parents=True)
     (d / "bin" / "sbatch").write_text(REFUSING_SBATCH)
     (d / "bin" / "squeue").write_text("#!/bin/bash\nexit 0\n")
-    for tool in ("sbatch", "squeue"):
+    (d / "bin" / "srun").write_text(FAKE_SRUN)           # submitit wants one on PATH; never run
+    for tool in ("sbatch", "squeue", "srun"):
         (d / "bin" / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{d / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SLURM", str(d))

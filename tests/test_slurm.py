@@ -252,6 +252,12 @@ if [ -z "$last" ]; then echo "$n|${FAKE_STATE:-PENDING}" >> "$d/queue"; fi
 for i in $(seq 0 "${last:--1}"); do echo "${n}_$i|${FAKE_STATE:-PENDING}" >> "$d/queue"; done
 echo "Submitted batch job $n"
 """
+# submitit refuses to build its executor where no ``srun`` is on PATH (its "are you on a cluster" test);
+# a submission never runs it, so the fakes provide one that only says so
+FAKE_SRUN = """#!/bin/bash
+echo "fake srun: not run by a submission" >&2
+exit 1
+"""
 FAKE_SQUEUE = """#!/bin/bash
 # fake squeue: this user's jobs as 'id|STATE' lines; fails while $FAKE_SLURM/down exists
 [ -e "$FAKE_SLURM/down" ] && { echo "squeue: error: slurm_load_jobs error: Unable to contact slurm controller" >&2; exit 1; }
@@ -261,12 +267,12 @@ cat "$FAKE_SLURM/queue" 2>/dev/null || true
 
 @pytest.fixture
 def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``sbatch`` and ``squeue`` on PATH as scripts over one folder: ``job-N.sh`` (each batch script
+    """``sbatch``, ``squeue`` (and a bare ``srun``) on PATH as scripts over one folder: ``job-N.sh`` (each batch script
     submitted), ``queue`` (what squeue prints)."""
     d = tmp_path / "fake-slurm"
     (d / "bin").mkdir(parents=True)
     (d / "next").write_text("100\n")
-    for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_SQUEUE)):
+    for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_SQUEUE), ("srun", FAKE_SRUN)):
         (d / "bin" / name).write_text(text)
         (d / "bin" / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{d / 'bin'}{os.pathsep}{os.environ['PATH']}")

@@ -480,7 +480,7 @@ def test_bcp_3d_losses_are_the_la_scripts() -> None:
     mask = cuboid_mask((16, 32, 32), torch.Generator().manual_seed(6), torch.device("cpu"))
     xl, xu = x[:2], torch.randn(2, 1, 16, 32, 32)
     out = method.training_step(Batch(xl, y, xu), StepInfo("train", 0, 10, generator=g))
-    pa, pb = method.pseudo_labels(xu[:1]), method.pseudo_labels(xu[1:])
+    pa, pb = method.pseudo_labels(xu[:1], xu[1:])
 
     def part(logits: torch.Tensor, outer: torch.Tensor, inner: torch.Tensor, wo: float, wi: float) -> torch.Tensor:
         m = mask.expand(outer.shape)
@@ -507,7 +507,7 @@ def test_bcp_3d_pseudo_labels_are_foreground_at_half_then_the_largest_component(
             return logits
 
     method.teacher = Fixed()  # type: ignore[assignment]
-    labels = method.pseudo_labels(torch.zeros(1, 1, 8, 8, 8))
+    labels, = method.pseudo_labels(torch.zeros(1, 1, 8, 8, 8))
     expected = torch.zeros(1, 8, 8, 8, dtype=torch.long)
     expected[0, 0:4, 0:4, 0:4] = 1
     assert torch.equal(labels, expected)

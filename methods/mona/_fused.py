@@ -55,7 +55,10 @@ def pool_matrix(out: int, inp: int, device: torch.device) -> Tensor:
 
 @lru_cache(maxsize=64)
 def _pool_upsample(grid: int, out: int, inp: int, device: torch.device) -> Tensor:
-    return pool_matrix(grid, out, device) @ upsample_matrix(out, inp, device)
+    """``P @ U`` (grid, inp) in float32 whatever precision the caller runs in: built once and cached, so
+    a product under bf16 autocast would serve every later fp32 step in bf16 (a dtype clash on CUDA)."""
+    with torch.autocast(device.type, enabled=False):
+        return pool_matrix(grid, out, device) @ upsample_matrix(out, inp, device)
 
 
 class FusedMap:
