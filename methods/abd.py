@@ -130,6 +130,7 @@ class ABD(BCP):
     background_unmasked = True  # its release's mix_loss, in the pre-training as in stage 2
     eval_nets = {"model1": "student", "model2": "model_2"}
     stage_nets = {"pretrain": "student"}  # pre-training trains the one network both students start from
+    dims = (2,)  # its release is ACDC's slices only: BCP's LA track is not inherited
 
     def __init__(self, cfg: ABDConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)

@@ -13,8 +13,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sslbench.method import METHODS
+from sslbench.method import METHODS, build_method
+from sslbench.run.specs import resolve
+from sslbench.run.speed import synthetic_volumes
 from sslbench.testing import build
+from sslbench.train.trainer import Trainer
 
 
 def _stages() -> list[tuple[str, int]]:
@@ -22,9 +25,26 @@ def _stages() -> list[tuple[str, int]]:
     return [(name, i) for name in METHODS.names() for i in range(len(METHODS.get(name).stages))]
 
 
+def _stages_3d() -> list[tuple[str, int]]:
+    """The same for the methods of the 3-D track (LA, VNet)."""
+    return [(name, i) for name, i in _stages() if 3 in METHODS.get(name).dims]
+
+
 def _step(name: str, stage: int) -> dict[str, torch.Tensor]:
     trainer = build(name)
     trainer.stage_index = stage
+    return trainer.train_step()
+
+
+def _step_3d(name: str, stage: int) -> dict[str, torch.Tensor]:
+    """One step of a tiny VNet run on synthetic volumes (the synthetic-la settings, width 4)."""
+    cfg = resolve(name, "quick", "synthetic-la", ["train.base_width=4", "train.batch_size=4", "train.labeled_bs=2"])
+    torch.manual_seed(0)
+    method = build_method(METHODS.get(name), cfg.method, cfg.train, 2, torch.device("cpu"))
+    trainer = Trainer(method, synthetic_volumes(8, cfg.train.patch_size, torch.device("cpu")), cfg.train, 0,
+                      progress=False, desc=name)
+    trainer.stage_index = stage
+    trainer.optimizer, trainer.extra = trainer.make_optimizers()
     return trainer.train_step()
 
 
@@ -34,5 +54,15 @@ def test_a_bf16_autocast_step_then_an_fp32_step(name: str, stage: int) -> None:
         out = _step(name, stage)
     assert all(torch.isfinite(torch.as_tensor(v, dtype=torch.float32)).all() for v in out.values()), out
     out = _step(name, stage)                  # fp32 now: nothing built under autocast may leak into it
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in out.values()), out
+    assert all(torch.as_tensor(v).dtype != torch.bfloat16 for v in out.values()), out
+
+
+@pytest.mark.parametrize("name,stage", _stages_3d())
+def test_a_bf16_autocast_3d_step_then_an_fp32_step(name: str, stage: int) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = _step_3d(name, stage)
+    assert all(torch.isfinite(torch.as_tensor(v, dtype=torch.float32)).all() for v in out.values()), out
+    out = _step_3d(name, stage)
     assert all(torch.isfinite(torch.as_tensor(v)).all() for v in out.values()), out
     assert all(torch.as_tensor(v).dtype != torch.bfloat16 for v in out.values()), out

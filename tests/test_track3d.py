@@ -185,6 +185,17 @@ def test_uamt_3d_step_matches_the_la_release_on_fixed_tensors() -> None:
     assert out["loss_sup"].item() == pytest.approx(sup.item(), rel=1e-5)
 
 
+def test_the_3d_track_holds_exactly_the_methods_its_doc_lists() -> None:
+    """docs/3d-track.md's table: a method is in 3-D only where its release (or SSL4MIS's 3-D script)
+    runs LA. ``dims`` is inherited, so a method built on a 3-D one must say so itself (ABD, on BCP,
+    has no LA release: it was let through and failed mid-step on a 5-D batch)."""
+    three = {name for name in METHODS.names() if 3 in METHODS.get(name).dims}
+    assert three == {"unet-f", "unet-l", "mt", "uamt", "cps", "bcp"}
+    cfg = resolve_config(METHODS.get("abd").Config, "quick", "synthetic-la", "abd")
+    with pytest.raises(ConfigError, match="written for 2-D training, not 3-D"):
+        build_method(METHODS.get("abd"), cfg.method, cfg.train, 2, torch.device("cpu"))
+
+
 def test_a_2d_only_method_is_refused_in_3d_and_3d_keys_in_2d() -> None:
     cfg = resolve_config(METHODS.get("cct").Config, "quick", "synthetic-la", "cct")
     with pytest.raises(ConfigError, match="written for 2-D training, not 3-D"):
