@@ -352,14 +352,19 @@ def register_method(name: str) -> Callable[[type[SSLMethod]], type[SSLMethod]]:
     return deco
 
 
+def check_dims(cls: type[SSLMethod], train: TrainConfig) -> None:
+    """Refuse a method on a track its release does not run (a 2-D method on LA's volumes)."""
+    if train.dims not in cls.dims:
+        raise ConfigError(f"method '{cls.name}' is written for {' and '.join(f'{d}-D' for d in cls.dims)} training, "
+                          f"not {train.dims}-D (train.dims = {train.dims}): its release has no 3-D version here")
+
+
 def build_method(cls: type[SSLMethod], method_cfg: MethodConfig, train: TrainConfig, num_classes: int,
                  device: torch.device, in_channels: int = 1) -> SSLMethod:
     """The method with its networks on ``device``, from its settings and the schedule's image size and
     width: the one factory a run, ``bench predict``, ``bench speed`` and the conformance kit share
     (a notebook too). The slice cache holds one channel per slice, hence ``in_channels=1``."""
-    if train.dims not in cls.dims:
-        raise ConfigError(f"method '{cls.name}' is written for {' and '.join(f'{d}-D' for d in cls.dims)} training, "
-                          f"not {train.dims}-D (train.dims = {train.dims}): its release has no 3-D version here")
+    check_dims(cls, train)
     ctx = MethodContext(in_channels=in_channels, num_classes=num_classes, image_size=train.image_size,
                         device=device, base_width=train.base_width, dims=train.dims)
     return cls(method_cfg, ctx)

@@ -57,6 +57,16 @@ def test_two_tags_that_slug_alike_get_folders_of_their_own(tmp_path: Path, cache
 
 
 # ------------------------------------------------------------------ outputs and devices
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)])
+def test_a_2d_method_on_the_3d_track_is_refused_before_anything_is_written(tmp_path: Path, cache_dir: Path,
+                                                                           dry_run: tuple[str, ...]) -> None:
+    """A sweep that pairs a 2-D-only method with a volume dataset is bad input, not a run that fails."""
+    code, _, err = bench("run", "--dataset", "synthetic-la", "--methods", "unet-l,abd", "--results",
+                         str(tmp_path / "r"), "--quiet", *dry_run)
+    assert code == 2 and "method 'abd' is written for 2-D training, not 3-D" in _one_error(err)
+    assert not (tmp_path / "r").exists()
+
+
 def test_output_files_are_files_in_existing_folders(tmp_path: Path, cache_dir: Path) -> None:
     (tmp_path / "r").mkdir()
     folder = tmp_path / "out"

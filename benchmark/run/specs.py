@@ -18,15 +18,17 @@ from sslbench.base.names import NO_TAG
 from sslbench.base.printable import CONTROL
 from sslbench.base.run_files import RunFiles, run_dir
 from sslbench.cache import check_dataset_name
-from sslbench.method import METHODS
+from sslbench.method import METHODS, check_dims
 
 
 def resolve(method: str, profile: str, dataset: str, overrides: Sequence[str] = ()) -> ResolvedConfig:
     """A method's configuration under a profile and dataset: the layers of ``resolve_config``, with
     the method class's own ``defaults`` among them."""
     cls = METHODS.get(method)
-    return resolve_config(cls.Config, profile, dataset, method, tuple(overrides), getattr(cls, "defaults", None),
-                          f"{cls.__module__}.{cls.__qualname__}.defaults")
+    cfg = resolve_config(cls.Config, profile, dataset, method, tuple(overrides), getattr(cls, "defaults", None),
+                         f"{cls.__module__}.{cls.__qualname__}.defaults")
+    check_dims(cls, cfg.train)  # refused when the sweep is expanded, before anything is written
+    return cfg
 
 
 @dataclass(frozen=True)
