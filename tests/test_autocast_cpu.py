@@ -25,7 +25,7 @@ def _stages() -> list[tuple[str, int]]:
     return [(name, i) for name in METHODS.names() for i in range(len(METHODS.get(name).stages))]
 
 
-def _stages_3d() -> list[tuple[str, int]]:
+def stages_3d() -> list[tuple[str, int]]:
     """The same for the methods of the 3-D track (LA, VNet)."""
     return [(name, i) for name, i in _stages() if 3 in METHODS.get(name).dims]
 
@@ -36,16 +36,22 @@ def _step(name: str, stage: int) -> dict[str, torch.Tensor]:
     return trainer.train_step()
 
 
-def _step_3d(name: str, stage: int) -> dict[str, torch.Tensor]:
-    """One step of a tiny VNet run on synthetic volumes (the synthetic-la settings, width 4)."""
-    cfg = resolve(name, "quick", "synthetic-la", ["train.base_width=4", "train.batch_size=4", "train.labeled_bs=2"])
+def build_3d(name: str, stage: int, device: str = "cpu", amp: bool = False) -> Trainer:
+    """A tiny VNet trainer on synthetic volumes (the synthetic-la settings, width 4) in ``stage``;
+    ``amp``: the run's own bf16 autocast (on CUDA; a no-op on the CPU). The GPU tests use it too."""
+    cfg = resolve(name, "quick", "synthetic-la", ["train.base_width=4", "train.batch_size=4", "train.labeled_bs=2",
+                                                   f"train.amp={str(amp).lower()}"])
     torch.manual_seed(0)
-    method = build_method(METHODS.get(name), cfg.method, cfg.train, 2, torch.device("cpu"))
-    trainer = Trainer(method, synthetic_volumes(8, cfg.train.patch_size, torch.device("cpu")), cfg.train, 0,
+    method = build_method(METHODS.get(name), cfg.method, cfg.train, 2, torch.device(device))
+    trainer = Trainer(method, synthetic_volumes(8, cfg.train.patch_size, torch.device(device)), cfg.train, 0,
                       progress=False, desc=name)
     trainer.stage_index = stage
     trainer.optimizer, trainer.extra = trainer.make_optimizers()
-    return trainer.train_step()
+    return trainer
+
+
+def _step_3d(name: str, stage: int) -> dict[str, torch.Tensor]:
+    return build_3d(name, stage).train_step()
 
 
 @pytest.mark.parametrize("name,stage", _stages())
@@ -58,7 +64,7 @@ def test_a_bf16_autocast_step_then_an_fp32_step(name: str, stage: int) -> None:
     assert all(torch.as_tensor(v).dtype != torch.bfloat16 for v in out.values()), out
 
 
-@pytest.mark.parametrize("name,stage", _stages_3d())
+@pytest.mark.parametrize("name,stage", stages_3d())
 def test_a_bf16_autocast_3d_step_then_an_fp32_step(name: str, stage: int) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = _step_3d(name, stage)
