@@ -99,3 +99,21 @@ def test_the_worked_examples_register_and_pass_the_conformance_kit(name: str, tm
         for key in [k for k in sys.modules if k == "my_lab" or k.startswith("my_lab.")]:
             sys.modules.pop(key)
         sys.path[:] = [p for p in sys.path if p != str(tmp_path)]
+
+
+def test_the_gpu_checks_on_a_cpu_run_on_the_worked_example(tmp_path: Path) -> None:
+    """docs/adding-a-method.md's HostReads / autocast snippet runs as printed against the pre-teacher
+    example (saved where its first line says) and finds nothing to report."""
+    import subprocess
+
+    text = (ROOT / "docs" / "adding-a-method.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    example = next(b for b in blocks if '@register_method("pre-teacher")' in b)
+    snippet = next(b for b in blocks if "HostReads" in b)
+    path = tmp_path / example.splitlines()[0].removeprefix("# ").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(example)
+    done = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "", done.stdout           # the example reads nothing back

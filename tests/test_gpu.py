@@ -14,6 +14,7 @@ from sslbench.report.evaluation import predict_volume
 from sslbench.method import METHODS
 from sslbench.io.resize import resize_slices
 from sslbench.testing import TINY, build
+from sslbench.train.trainer import Trainer
 
 from .test_autocast_cpu import build_3d, stages_3d
 
@@ -25,15 +26,15 @@ def _stages() -> list[tuple[str, int]]:
     return [(name, i) for name in METHODS.names() for i in range(len(METHODS.get(name).stages))]
 
 
-@pytest.mark.parametrize("amp", [True, False], ids=["bf16", "fp32"])
-@pytest.mark.parametrize("name,stage", _stages())
-def test_cuda_step_without_host_sync(name: str, stage: int, amp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def _steps_without_host_sync(trainer: Trainer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm-up step, then three steps in torch's sync debug mode "error": finite losses, the method on
+    the GPU, and no read back but the connected components' convergence check (BCP, ABD: their one
+    documented sync), counted: a few a step (8 rounds each), if any."""
     import sslbench.nn.components as components
 
     reads = []
 
     def documented_read(lab: torch.Tensor, before: torch.Tensor) -> bool:
-        """The connected components' convergence read (BCP, ABD): their one documented sync, counted."""
         torch.cuda.set_sync_debug_mode("default")
         try:
             reads.append(1)
@@ -42,42 +43,6 @@ def test_cuda_step_without_host_sync(name: str, stage: int, amp: bool, monkeypat
             torch.cuda.set_sync_debug_mode("error")
 
     monkeypatch.setattr(components, "converged", documented_read)
-    trainer = build(name, cfg=dataclasses.replace(TINY, amp=amp), device="cuda")
-    trainer.stage_index = stage
-    trainer.train_step()                       # warm-up: allocations, cuDNN autotuning
-    torch.cuda.synchronize()
-    reads.clear()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(3):
-            out = trainer.train_step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in out.values())
-    assert next(trainer.method.parameters()).device.type == "cuda"
-    assert len(reads) <= 3 * 4                 # a few convergence reads a step (8 rounds each), if any
-
-
-@pytest.mark.parametrize("amp", [True, False], ids=["bf16", "fp32"])
-@pytest.mark.parametrize("name,stage", stages_3d())
-def test_cuda_3d_step_without_host_sync(name: str, stage: int, amp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The 3-D track's steps (VNet on volume crops; BCP's 26-connected cleaning) the same way, in both
-    precisions, its convergence reads allowed as in 2-D."""
-    import sslbench.nn.components as components
-
-    reads = []
-    real = components.converged
-
-    def documented_read(lab: torch.Tensor, before: torch.Tensor) -> bool:
-        torch.cuda.set_sync_debug_mode("default")
-        try:
-            reads.append(1)
-            return real(lab, before)
-        finally:
-            torch.cuda.set_sync_debug_mode("error")
-
-    monkeypatch.setattr(components, "converged", documented_read)
-    trainer = build_3d(name, stage, device="cuda", amp=amp)
     trainer.train_step()                       # warm-up: allocations, cuDNN autotuning
     torch.cuda.synchronize()
     reads.clear()
@@ -90,6 +55,21 @@ def test_cuda_3d_step_without_host_sync(name: str, stage: int, amp: bool, monkey
     assert all(torch.isfinite(torch.as_tensor(v)).all() for v in out.values())
     assert next(trainer.method.parameters()).device.type == "cuda"
     assert len(reads) <= 3 * 4
+
+
+@pytest.mark.parametrize("amp", [True, False], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("name,stage", _stages())
+def test_cuda_step_without_host_sync(name: str, stage: int, amp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = build(name, cfg=dataclasses.replace(TINY, amp=amp), device="cuda")
+    trainer.stage_index = stage
+    _steps_without_host_sync(trainer, monkeypatch)
+
+
+@pytest.mark.parametrize("amp", [True, False], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("name,stage", stages_3d())
+def test_cuda_3d_step_without_host_sync(name: str, stage: int, amp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 3-D track's steps (VNet on volume crops; BCP's 26-connected cleaning) the same way."""
+    _steps_without_host_sync(build_3d(name, stage, device="cuda", amp=amp), monkeypatch)
 
 
 def test_evaluation_on_cuda_matches_cpu() -> None:

@@ -19,6 +19,8 @@ CPU it is free and happens every round.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -54,7 +56,7 @@ def component_labels(mask: Tensor, check_every: int | None = None) -> Tensor:
     checks (default: every round on a CPU, ``GPU_CHECK_EVERY`` elsewhere; tests force the GPU's
     value on a CPU); the loop always runs to convergence."""
     n, spatial = mask.shape[0], mask.shape[1:]
-    big = int(torch.tensor(spatial).prod())
+    big = math.prod(spatial)
     if big > 2 ** 24:
         raise ValueError(f"component_labels: {big} pixels per map is more than float32 indexes exactly (2^24)")
     if check_every is None:
@@ -76,7 +78,7 @@ def largest_component(mask: Tensor, check_every: int | None = None) -> Tensor:
     (ties: the one whose first pixel comes first in raster order, as ``np.argmax(np.bincount(...))``
     picks); empty maps stay empty."""
     n = mask.shape[0]
-    big = int(torch.tensor(mask.shape[1:]).prod())
+    big = math.prod(mask.shape[1:])
     lab = component_labels(mask, check_every)
     counts = torch.zeros(n, big + 1, device=mask.device, dtype=torch.float32)
     counts.scatter_add_(1, lab.flatten(1), torch.ones(n, big, device=mask.device))
