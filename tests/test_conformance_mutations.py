@@ -130,6 +130,21 @@ class ZeroConsistency(SampleMT):
         return {**out, "loss_cons": 0 * out["loss_cons"]}
 
 
+class CachedUnderAutocast(SampleMT):
+    """A table cached on first use with no regard to precision: built in bf16 under autocast, it then
+    meets an fp32 step (MONA's pooling table once did this on a GPU)."""
+
+    name = "cached-under-autocast"
+    table: ClassVar[dict[int, torch.Tensor]] = {}
+
+    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+        n = batch.x_l.shape[-1]
+        if n not in self.table:
+            self.table[n] = torch.eye(n) @ torch.eye(n)          # bf16 when first made under autocast
+        out = super().training_step(batch, step)
+        return {**out, "loss_sup": out["loss_sup"] + 0.0 * (batch.x_l @ self.table[n]).mean()}
+
+
 class RaisingStep(SampleMT):
     name = "raising-step"
 
@@ -200,6 +215,16 @@ def test_run_checks_names_the_first_failed_check_in_one_line(cls: type[SSLMethod
     assert [line.split()[1] for line in lines[:-1]] == order[:order.index(check)]
     assert lines[-1].startswith(f"FAILED {check}: ") and words in lines[-1]
     assert "\n" not in lines[-1] and "Traceback" not in lines[-1]
+
+
+def test_a_table_cached_under_autocast_fails_the_autocast_check() -> None:
+    CachedUnderAutocast.table.clear()
+    with pytest.raises(AssertionError) as err:
+        CHECKS["autocast"](CachedUnderAutocast)
+    message = str(err.value)
+    assert "[stage 'train']: the step fails in fp32 after it" in message and "BFloat16" in message
+    CachedUnderAutocast.table.clear()
+    CHECKS["autocast"](SampleMT)                                  # the unmutated sample passes
 
 
 def test_a_plugin_error_is_one_failed_line_with_its_place() -> None:

@@ -102,7 +102,7 @@ def test_the_worked_examples_register_and_pass_the_conformance_kit(name: str, tm
 
 
 def test_the_gpu_checks_on_a_cpu_run_on_the_worked_example(tmp_path: Path) -> None:
-    """docs/adding-a-method.md's HostReads / autocast snippet runs as printed against the pre-teacher
+    """docs/adding-a-method.md's HostReads snippet runs as printed against the pre-teacher
     example (saved where its first line says) and finds nothing to report."""
     import subprocess
 

@@ -66,6 +66,6 @@ def test_check_method_says_what_it_checked() -> None:
     lines: list[str] = []
     check_method("unet-l", report=lines.append)
     assert [line.split()[1] for line in lines[:-1]] == ["losses", "gradients", "predict", "resume", "determinism",
-                                                        "pretrain", "eval-nets", "teachers", "validated"]
+                                                        "pretrain", "eval-nets", "teachers", "validated", "autocast"]
     assert all(line.startswith("ok ") for line in lines[:-1])
-    assert lines[-1] == "unet-l: all 9 conformance checks passed"
+    assert lines[-1] == "unet-l: all 10 conformance checks passed"

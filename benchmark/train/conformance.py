@@ -40,7 +40,11 @@ trainer's own ``next_stage`` between stages so ``start_stage`` runs) checks 7-9.
    ``eval_net`` choice, changes during that stage (catches a two-stage method evaluated through a
    teacher that only moves in stage 2 and lacks ``stage_nets = {"pretrain": "student"}``: it would
    validate and carry the untrained teacher out of the pre-training). A stage nothing validates (PLC's
-   pre-training of its pseudo-labeller) may leave the evaluated network alone.
+   pre-training of its pseudo-labeller) may leave the evaluated network alone;
+10. ``autocast``: in every stage, a step under bf16 autocast (what CUDA's quick profile trains in;
+   the CPU's own autocast here, which casts the same kinds of operations) gives finite losses, and an
+   fp32 step after it, in the same process, still runs (a table cached while autocast was on must not
+   serve bf16 to fp32 code, as MONA's pooling table once did on a GPU).
 """
 from __future__ import annotations
 
@@ -214,10 +218,31 @@ def check_validated(name: MethodRef) -> None:
             f"that after_step updates{hint}")
 
 
+def check_autocast(name: MethodRef) -> None:
+    cls = resolve_method(name)
+    label = method_label(cls)
+    for index, stage in enumerate(cls.stages):
+        for precision in ("under bf16 autocast", "in fp32 after it"):
+            trainer = build(cls)
+            trainer.stage_index = index
+            trainer.optimizer, trainer.extra = trainer.make_optimizers()
+            bf16 = precision == "under bf16 autocast"
+            try:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    out = trainer.train_step()
+            except RuntimeError as exc:  # a dtype clash: one precision's tensor met the other's
+                raise AssertionError(f"{label} [stage '{stage}']: the step fails {precision}: {exc}") from exc
+            for key, value in out.items():
+                value = torch.as_tensor(value).float()
+                assert torch.isfinite(value).all(), \
+                    f"{label} [stage '{stage}']: '{key}' is not finite {precision} ({float(value)})"
+
+
 CHECKS: dict[str, Callable[[MethodRef], None]] = {
     "losses": check_losses, "gradients": check_gradients, "predict": check_predict,
     "resume": check_resume, "determinism": check_determinism, "pretrain": check_pretrain,
     "eval-nets": check_eval_nets, "teachers": check_teachers, "validated": check_validated,
+    "autocast": check_autocast,
 }
 WHAT = {
     "losses": "two steps return finite scalar terms, at least one '*loss*'",
@@ -231,6 +256,8 @@ WHAT = {
                  "eval_nets declare",
     "teachers": "every frozen layer (requires_grad False: EMA teacher, momentum encoder) changes in some stage",
     "validated": "the network validated in each carry_best_of stage and in the last trains in that stage",
+    "autocast": "every stage's step runs under bf16 autocast (CUDA's quick profile) with finite losses, then in "
+                "fp32 in the same process",
 }
 
 
