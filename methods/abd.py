@@ -140,13 +140,10 @@ class ABD(BCP):
         self.model_2 = ctx.build_unet()
 
     def branch(self, net: torch.nn.Module, a: Tensor, b: Tensor, ua: Tensor, ub: Tensor,
-               m: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor]:
-        """One student's passes on its view: (the teacher's uncleaned labels of both unlabeled halves,
-        the logits of both mixes, their inputs). The labels are cleaned with the other view's in one
-        pass (``BCP.clean``) before ``branch_loss``; the passes run in the release's order."""
-        raw = self.teacher_labels(ua), self.teacher_labels(ub)
+               m: Tensor) -> tuple[Tensor, Tensor]:
+        """One student's two copy-paste mixes of its view: (their logits, their inputs)."""
         x_unl, x_l = ua * m + a * (1 - m), b * m + ub * (1 - m)
-        return raw, torch.cat([net(x_unl), net(x_l)]), torch.cat([x_unl, x_l])
+        return torch.cat([net(x_unl), net(x_l)]), torch.cat([x_unl, x_l])
 
     def branch_loss(self, out: Tensor, plab_a: Tensor, plab_b: Tensor, ya: Tensor, yb: Tensor,
                     mask: Tensor) -> Tensor:
@@ -170,9 +167,12 @@ class ABD(BCP):
         xs_u, _ = strong_view(x_u, torch.zeros(x_u.shape[0], h, w, dtype=torch.long, device=x_u.device), g, cfg)
         mask = box_mask(h, w, g, x_l.device, cfg.box_fraction)
         m = mask.view(1, 1, h, w)
-        raw_1, out_1, in_1 = self.branch(self.student, *halves(x_l, k), *halves(x_u, k), m)
-        raw_2, out_2, in_2 = self.branch(self.model_2, *halves(xs_l, k), *halves(xs_u, k), m)
-        plab_1a, plab_1b, plab_2a, plab_2b = self.clean(*raw_1, *raw_2)
+        (ua_1, ub_1), (ua_2, ub_2) = halves(x_u, k), halves(xs_u, k)
+        # the release's order: the teacher labels both views' unlabeled halves first (its BN statistics
+        # and dropout draws are those of each half), then model_1 runs its mixes, then model_2
+        plab_1a, plab_1b, plab_2a, plab_2b = self.pseudo_labels(ua_1, ub_1, ua_2, ub_2)
+        out_1, in_1 = self.branch(self.student, *halves(x_l, k), ua_1, ub_1, m)
+        out_2, in_2 = self.branch(self.model_2, *halves(xs_l, k), ua_2, ub_2, m)
         bcp_1 = self.branch_loss(out_1, plab_1a, plab_1b, *halves(y_l, k), mask)
         bcp_2 = self.branch_loss(out_2, plab_2a, plab_2b, *halves(ys_l, k), mask)
         cps_1, cps_2 = hard_dice(out_1, out_2), hard_dice(out_2, out_1)

@@ -134,6 +134,25 @@ def test_who_learns_from_whom(monkeypatch) -> None:  # noqa: ANN001
     assert o1 is o1b and o2 is o2b and d1 is d1b and d2 is d2b and o1 is not o2 and d1 is not d2
 
 
+def test_the_passes_run_in_the_releases_order(monkeypatch) -> None:  # noqa: ANN001
+    """train_ACDC_BCP.py: the teacher's four passes (weak halves a, b, then strong a, b) come first, then
+    model_1's two mixes, model_2's two, and the displaced batch through model_1, then model_2. The
+    networks run in train mode (dropout, BN batch statistics), so the order is part of the recipe."""
+    from sslbench.method import Batch
+
+    m = build("abd").method
+    m.start_stage("train")
+    order = []
+    for key, net in (("T", m.teacher.module), ("1", m.student), ("2", m.model_2)):
+        real = net.forward
+        monkeypatch.setattr(net, "forward", lambda x, *a, _r=real, _k=key, **k: order.append(_k) or _r(x, *a, **k))
+    g = torch.Generator().manual_seed(0)
+    x_l, x_u = torch.rand(4, 1, 32, 32, generator=g), torch.rand(4, 1, 32, 32, generator=g)
+    y_l = torch.randint(0, 3, (4, 32, 32), generator=g)
+    m.training_step(Batch(x_l, y_l, x_u), StepInfo("train", 0, 10, generator=torch.Generator().manual_seed(3)))
+    assert "".join(order) == "TTTT112212"
+
+
 def test_each_student_learns_from_the_teachers_labels_of_its_own_view(monkeypatch) -> None:  # noqa: ANN001
     """The teacher labels the weak unlabeled halves for model_1's two mixes and the strong ones for
     model_2's (the four maps are cleaned together, then handed back each to its own mix)."""

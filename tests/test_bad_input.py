@@ -67,6 +67,14 @@ def test_a_2d_method_on_the_3d_track_is_refused_before_anything_is_written(tmp_p
     assert not (tmp_path / "r").exists()
 
 
+def test_a_2d_method_on_a_volume_dataset_made_2d_by_set_is_a_run(tmp_path: Path, cache_dir: Path) -> None:
+    """``--set train.dims=2`` makes the pairing legal: the refusal reads the run's configuration with its
+    --set items (the protocol's configuration without them is 3-D and must not refuse it)."""
+    code, out, err = bench("run", "--dataset", "la", "--profile", "uamt", "--methods", "cct", "--set", "train.dims=2",
+                           "--results", str(tmp_path / "r"), "--dry-run")
+    assert code == 0 and "cct la 5% seed 0" in out and "error" not in err, err
+
+
 def test_output_files_are_files_in_existing_folders(tmp_path: Path, cache_dir: Path) -> None:
     (tmp_path / "r").mkdir()
     folder = tmp_path / "out"

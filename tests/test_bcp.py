@@ -102,8 +102,8 @@ def test_pseudo_labels_keep_each_classs_largest_component(monkeypatch: pytest.Mo
 def test_a_steps_pseudo_labels_are_cleaned_in_one_pass(name: str, maps: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """BCP's two and ABD's four teacher label maps of a self-training step go through the component
     cleaning together: on a GPU each pass's convergence reads are host syncs (the H200 check counted
-    ABD's 24 reads in three steps, two passes' worth a map). Batching changes no pixel: per map alone,
-    in its order, gives the same labels."""
+    ABD's 24 reads in three steps: two convergence reads for each of its four maps a step). Batching
+    changes no pixel: per map alone, in its order, gives the same labels."""
     import sslbench.methods.bcp as bcp
 
     m = build(name).method

@@ -217,14 +217,28 @@ def test_run_checks_names_the_first_failed_check_in_one_line(cls: type[SSLMethod
     assert "\n" not in lines[-1] and "Traceback" not in lines[-1]
 
 
-def test_a_table_cached_under_autocast_fails_the_autocast_check() -> None:
-    CachedUnderAutocast.table.clear()
-    with pytest.raises(AssertionError) as err:
-        CHECKS["autocast"](CachedUnderAutocast)
-    message = str(err.value)
-    assert "[stage 'train']: the step fails in fp32 after it" in message and "BFloat16" in message
-    CachedUnderAutocast.table.clear()
-    CHECKS["autocast"](SampleMT)                                  # the unmutated sample passes
+def test_a_table_cached_under_autocast_fails_the_autocast_check_after_the_others() -> None:
+    """The whole kit in one process, as bench check runs it: the fp32 checks before it fill the table
+    in fp32, so the autocast check runs in a fresh process, where bf16 comes first."""
+    lines: list[str] = []
+    assert run_checks(CachedUnderAutocast, report=lines.append) is False
+    assert CachedUnderAutocast.table                              # filled in fp32 by the earlier checks
+    assert lines[-1].startswith("FAILED autocast: ") and lines[:-1] == [l for l in lines[:-1] if l.startswith("ok  ")]
+    assert "[stage 'train']: the step fails in fp32 after it" in lines[-1] and "BFloat16" in lines[-1]
+    assert run_checks(SampleMT, report=lines.append) is True      # the unmutated sample passes
+
+
+def test_a_class_no_new_process_can_import_is_checked_in_this_one() -> None:
+    class FailsUnderAutocast(SampleMT):             # defined in a function: "<locals>" in its name
+        name = "fails-under-autocast"
+
+        def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+            if torch.is_autocast_enabled("cpu"):
+                raise RuntimeError("expected scalar type Float but found BFloat16")
+            return super().training_step(batch, step)
+
+    with pytest.raises(AssertionError, match="the step fails under bf16 autocast: expected scalar type Float"):
+        CHECKS["autocast"](FailsUnderAutocast)
 
 
 def test_a_plugin_error_is_one_failed_line_with_its_place() -> None:

@@ -1,4 +1,4 @@
-"""The README's first command: `bench run` with no arguments, end to end (3.5 to 13 minutes on 2 CPU
+"""The README's first command: `bench run` with no arguments, end to end (3 to 13 minutes on 2 CPU
 cores, by the CPU). Guards real Dice values for all three rows and the data effect (UNet-F, trained on every
 label, beats UNet-L). Whether MT beats UNet-L in this 600-iteration schedule is a result, not a
 contract: with the reference decoder it does not for seed 0 (README), so it is not asserted."""

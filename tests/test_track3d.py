@@ -185,8 +185,8 @@ def test_uamt_3d_step_matches_the_la_release_on_fixed_tensors() -> None:
     assert out["loss_sup"].item() == pytest.approx(sup.item(), rel=1e-5)
 
 
-def test_the_3d_track_holds_exactly_the_methods_its_doc_lists() -> None:
-    """docs/3d-track.md's table: a method is in 3-D only where its release (or SSL4MIS's 3-D script)
+def test_the_3d_track_holds_exactly_the_six_methods_of_its_docs_table() -> None:
+    """docs/3d-track.md's table (UNet-L / UNet-F, MT, UA-MT, CPS, BCP): a method is in 3-D only where its release (or SSL4MIS's 3-D script)
     runs LA. ``dims`` is inherited, so a method built on a 3-D one must say so itself (ABD, on BCP,
     has no LA release: it was let through and failed mid-step on a 5-D batch)."""
     shipped = [name for name in METHODS.names() if METHODS.get(name).__module__.startswith("sslbench.methods.")]

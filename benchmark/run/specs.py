@@ -25,9 +25,17 @@ def resolve(method: str, profile: str, dataset: str, overrides: Sequence[str] = 
     """A method's configuration under a profile and dataset: the layers of ``resolve_config``, with
     the method class's own ``defaults`` among them."""
     cls = METHODS.get(method)
-    cfg = resolve_config(cls.Config, profile, dataset, method, tuple(overrides), getattr(cls, "defaults", None),
-                         f"{cls.__module__}.{cls.__qualname__}.defaults")
-    check_dims(cls, cfg.train)  # refused when the sweep is expanded, before anything is written
+    return resolve_config(cls.Config, profile, dataset, method, tuple(overrides), getattr(cls, "defaults", None),
+                          f"{cls.__module__}.{cls.__qualname__}.defaults")
+
+
+def resolve_run(method: str, profile: str, dataset: str, overrides: Sequence[str] = ()) -> ResolvedConfig:
+    """``resolve`` for a run that will train: a method on a track its release does not run (a 2-D
+    method on LA's volumes) is refused here, when the sweep is expanded, before anything is written.
+    (A run's configuration without its ``--set`` items, e.g. for the protocol keys, is not a run:
+    ``--set train.dims=2`` may be what makes it legal.)"""
+    cfg = resolve(method, profile, dataset, overrides)
+    check_dims(METHODS.get(method), cfg.train)
     return cfg
 
 
@@ -46,7 +54,7 @@ class RunSpec:
     def resolved(self) -> ResolvedConfig:
         if self.config is not None:
             return self.config
-        cfg = resolve(self.method, self.profile, self.dataset, self.overrides)
+        cfg = resolve_run(self.method, self.profile, self.dataset, self.overrides)
         object.__setattr__(self, "config", cfg)
         return cfg
 
@@ -166,7 +174,7 @@ def expand(methods: Sequence[str], datasets: Sequence[str], ratios: Sequence[flo
         check_dataset_name(ds, cache)
         for m in methods:
             cls = METHODS.get(m)
-            cfg = resolve(m, profile, ds, scoped[m])
+            cfg = resolve_run(m, profile, ds, scoped[m])
             for r in ([100.0] if cls.uses_all_labels else ratios):
                 for s in seeds:
                     specs.setdefault(RunSpec(ds, m, float(r), int(s), profile, scoped[m], tag, cfg))

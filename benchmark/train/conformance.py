@@ -49,6 +49,9 @@ trainer's own ``next_stage`` between stages so ``start_stage`` runs) checks 7-9.
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 
@@ -218,17 +221,21 @@ def check_validated(name: MethodRef) -> None:
             f"that after_step updates{hint}")
 
 
-def check_autocast(name: MethodRef) -> None:
-    cls = resolve_method(name)
-    label = method_label(cls)
-    for index, stage in enumerate(cls.stages):
-        for precision in ("under bf16 autocast", "in fp32 after it"):
+NOT_IMPORTABLE = 3  # the autocast probe's exit code for a class a new process cannot import
+
+
+def autocast_steps(*classes: type[SSLMethod]) -> None:
+    """Check 10 in this process: a step of every stage of every class under bf16 autocast, then the
+    same in fp32 (bf16 first, so what a method caches on first use, even a table several methods
+    share, is built under autocast)."""
+    for precision in ("under bf16 autocast", "in fp32 after it"):
+        for cls, index, stage in [(c, i, s) for c in classes for i, s in enumerate(c.stages)]:
+            label = method_label(cls)
             trainer = build(cls)
             trainer.stage_index = index
             trainer.optimizer, trainer.extra = trainer.make_optimizers()
-            bf16 = precision == "under bf16 autocast"
             try:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "under bf16 autocast"):
                     out = trainer.train_step()
             except RuntimeError as exc:  # a dtype clash: one precision's tensor met the other's
                 raise AssertionError(f"{label} [stage '{stage}']: the step fails {precision}: {exc}") from exc
@@ -236,6 +243,24 @@ def check_autocast(name: MethodRef) -> None:
                 value = torch.as_tensor(value).float()
                 assert torch.isfinite(value).all(), \
                     f"{label} [stage '{stage}']: '{key}' is not finite {precision} ({float(value)})"
+
+
+def check_autocast(name: MethodRef) -> None:
+    """Check 10 in a fresh process (``sslbench.train.autocast_probe``): in this one the other checks ran
+    in fp32 first, and a table they cached would hide a clash. A class a new process cannot import
+    (defined in a function or in ``__main__``) is checked here."""
+    cls = resolve_method(name)
+    if cls.__module__ != "__main__" and "<locals>" not in cls.__qualname__:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        done = subprocess.run([sys.executable, "-m", "sslbench.train.autocast_probe",
+                               f"{cls.__module__}:{cls.__qualname__}"],
+                              capture_output=True, text=True, env=env, check=False, timeout=1800)
+        if done.returncode == 0:
+            return
+        if done.returncode != NOT_IMPORTABLE:
+            lines = done.stderr.strip().splitlines()
+            raise AssertionError(lines[-1] if lines else f"the autocast check's process exited with {done.returncode}")
+    autocast_steps(cls)
 
 
 CHECKS: dict[str, Callable[[MethodRef], None]] = {
