@@ -30,6 +30,6 @@ from .train.conformance import (
                                 tiny_data,
 )
 
-__all__ = ["CHECKS", "NUM_CLASSES", "STEPS", "TINY", "WHAT", "build", "check_autocast", "check_determinism", "check_eval_nets",
-           "check_gradients", "check_losses", "check_method", "check_predict", "check_pretrain", "check_resume",
-           "check_teachers", "check_validated", "resolve_method", "run_checks", "tiny_data"]
+__all__ = ["CHECKS", "NUM_CLASSES", "STEPS", "TINY", "WHAT", "build", "check_autocast", "check_determinism",
+           "check_eval_nets", "check_gradients", "check_losses", "check_method", "check_predict", "check_pretrain",
+           "check_resume", "check_teachers", "check_validated", "resolve_method", "run_checks", "tiny_data"]

@@ -134,6 +134,50 @@ def test_who_learns_from_whom(monkeypatch) -> None:  # noqa: ANN001
     assert o1 is o1b and o2 is o2b and d1 is d1b and d2 is d2b and o1 is not o2 and d1 is not d2
 
 
+def test_each_students_copy_paste_term_by_hand(monkeypatch) -> None:  # noqa: ANN001
+    """train_ACDC_BCP.py's loss per student, rebuilt from its lines: the mixes ``uimg_a * M + img_a * (1 -
+    M)`` and ``img_b * M + uimg_b * (1 - M)`` of its own view, ``mix_loss(out_unl, plab_a, lab_a, M,
+    u_weight, unlab=True)`` and ``mix_loss(out_l, lab_b, plab_b, M, u_weight)``, (Dice + CE) / 2
+    summed; model_2 on the strong views with their labels. Networks in eval mode (no dropout), the
+    teacher's labels fixed, so both sides are functions of the batch."""
+    import sslbench.methods.abd as abd
+    from sslbench.method import Batch
+
+    m = build("abd").method
+    m.eval()
+    g = torch.Generator().manual_seed(0)
+    plabs = [torch.randint(0, 3, (2, 32, 32), generator=g) for _ in range(4)]
+    calls = iter(plabs)
+    monkeypatch.setattr(m, "teacher_labels", lambda x: next(calls))
+    monkeypatch.setattr(m, "clean", lambda *labels: labels)
+    masks, views = [], []
+    real_mask, real_view = abd.box_mask, abd.strong_view
+    monkeypatch.setattr(abd, "box_mask", lambda *a, **k: masks.append(real_mask(*a, **k)) or masks[-1])
+    monkeypatch.setattr(abd, "strong_view", lambda *a, **k: views.append(real_view(*a, **k)) or views[-1])
+    # unlabeled images far from the labeled ones: a mix taken the wrong way round changes the logits
+    x_l, x_u = torch.rand(4, 1, 32, 32, generator=g), torch.rand(4, 1, 32, 32, generator=g) + 10
+    y_l = torch.randint(0, 3, (4, 32, 32), generator=g)
+    out = m.training_step(Batch(x_l, y_l, x_u), StepInfo("train", 0, 10, generator=torch.Generator().manual_seed(3)))
+    mask = masks[0]
+    mm = mask.view(1, 1, 32, 32)
+    (xs_l, ys_l), (xs_u, _) = views
+
+    def term(net: torch.nn.Module, xl: torch.Tensor, yl: torch.Tensor, xu: torch.Tensor,
+             pa: torch.Tensor, pb: torch.Tensor) -> float:
+        unl = net(xu[:2] * mm + xl[:2] * (1 - mm))
+        lab = net(xl[2:] * mm + xu[2:] * (1 - mm))
+        d1, c1 = mix_loss(unl, pa, yl[:2], mask, CFG.u_weight, 1.0, background_unmasked=True)
+        d2, c2 = mix_loss(lab, yl[2:], pb, mask, 1.0, CFG.u_weight, background_unmasked=True)
+        return float(d1 + d2 + c1 + c2) / 2
+
+    with torch.no_grad():
+        want_1 = term(m.student, x_l, y_l, x_u, plabs[0], plabs[1])
+        want_2 = term(m.model_2, xs_l, ys_l, xs_u, plabs[2], plabs[3])
+    assert math.isclose(float(out["bcp_1"]), want_1, rel_tol=1e-5)
+    assert math.isclose(float(out["bcp_2"]), want_2, rel_tol=1e-5)
+    assert not math.isclose(want_1, want_2, rel_tol=1e-3)                 # the two views differ
+
+
 def test_the_passes_run_in_the_releases_order(monkeypatch) -> None:  # noqa: ANN001
     """train_ACDC_BCP.py: the teacher's four passes (weak halves a, b, then strong a, b) come first, then
     model_1's two mixes, model_2's two, and the displaced batch through model_1, then model_2. The

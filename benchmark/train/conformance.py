@@ -59,6 +59,7 @@ import torch
 
 from sslbench.base.errors import BenchError
 from sslbench.method import SSLMethod
+from sslbench.train.trainer import Trainer
 from sslbench.train.kit_runs import (
                                     NUM_CLASSES,
                                     REFERENCE_STEPS,
@@ -224,16 +225,24 @@ def check_validated(name: MethodRef) -> None:
 NOT_IMPORTABLE = 3  # the autocast probe's exit code for a class a new process cannot import
 
 
-def autocast_steps(*classes: type[SSLMethod]) -> None:
+def _stage_trainer(cls: type[SSLMethod], index: int) -> Trainer:
+    """The kit's tiny trainer, in stage ``index`` with that stage's optimisers."""
+    trainer = build(cls)
+    trainer.stage_index = index
+    trainer.optimizer, trainer.extra = trainer.make_optimizers()
+    return trainer
+
+
+def autocast_steps(*classes: type[SSLMethod],
+                   make: Callable[[type[SSLMethod], int], Trainer] = _stage_trainer) -> None:
     """Check 10 in this process: a step of every stage of every class under bf16 autocast, then the
     same in fp32 (bf16 first, so what a method caches on first use, even a table several methods
-    share, is built under autocast)."""
+    share, is built under autocast). ``make``: the trainer of a class in a stage (default the kit's
+    tiny 2-D one; the 3-D tests pass a VNet trainer)."""
     for precision in ("under bf16 autocast", "in fp32 after it"):
         for cls, index, stage in [(c, i, s) for c in classes for i, s in enumerate(c.stages)]:
             label = method_label(cls)
-            trainer = build(cls)
-            trainer.stage_index = index
-            trainer.optimizer, trainer.extra = trainer.make_optimizers()
+            trainer = make(cls, index)
             try:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "under bf16 autocast"):
                     out = trainer.train_step()
@@ -282,7 +291,7 @@ WHAT = {
     "teachers": "every frozen layer (requires_grad False: EMA teacher, momentum encoder) changes in some stage",
     "validated": "the network validated in each carry_best_of stage and in the last trains in that stage",
     "autocast": "every stage's step runs under bf16 autocast (CUDA's quick profile) with finite losses, then in "
-                "fp32 in the same process",
+                "fp32 (a fresh process: bf16 first)",
 }
 
 
