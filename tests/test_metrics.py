@@ -185,8 +185,8 @@ def test_slices_on_any_axis_take_the_slice_wise_path_and_equal_medpy(axis: int, 
     assert metrics._slice_axis(tuple(shape), np.asarray(sp)) == axis
     calls, stacks = [], []
     monkeypatch.setattr(metrics, "surface_distances", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError))
-    per_slice = metrics._slice_sq_distances
-    monkeypatch.setattr(metrics, "_slice_sq_distances", lambda t, s: stacks.append(t.shape[0]) or per_slice(t, s))
+    per_slice = metrics._slice_features
+    monkeypatch.setattr(metrics, "_slice_features", lambda t, s: stacks.append(t.shape[0]) or per_slice(t, s))
     m = metrics.binary_metrics(pred, ref, sp)
     assert not calls and stacks and set(stacks) <= set(range(1, 9))   # 2-D transforms across the 8 slices
     np.testing.assert_allclose([m["asd"], m["assd"], m["hd95"]],

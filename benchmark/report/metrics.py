@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -108,23 +109,44 @@ _OUTWARD_SLICES = 8
 _PAIRS = 4_000_000
 
 
-def _slice_sq_distances(target: np.ndarray, sampling: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
-    """The slices (axis 0) that hold ``target`` voxels, and in each the squared in-plane distance of
-    every voxel to its nearest one. In pixels (``sampling`` None) the squares are integers and are
-    rounded back to them exactly."""
+class _Features(NamedTuple):
+    """Per target slice, the in-plane position of each pixel's nearest target voxel (scipy's feature
+    transform), from which squared distances are formed only where a query looks them up."""
+
+    rows: np.ndarray                       # the slices (axis 0) that hold target voxels
+    fy: np.ndarray                         # (len(rows), H * W): row of each pixel's nearest target voxel
+    fx: np.ndarray                         # and its column
+    sampling: tuple[float, float] | None   # in-plane spacing; None: pixels
+
+
+def _slice_features(target: np.ndarray, sampling: tuple[float, float] | None) -> _Features:
+    """The feature transform of every slice that holds ``target`` voxels. Only the nearest voxel's
+    indices are taken from scipy: its distances cost as much again as the transform (a float64 array
+    per slice, squared, summed and rooted, which the lookups would square again)."""
     rows = np.flatnonzero(target.any(axis=(1, 2)))
-    out = np.empty((len(rows), *target.shape[1:]))
+    ft = np.empty((2, len(rows), *target.shape[1:]), dtype=np.int32)
     for i, z in enumerate(rows):
-        d = ndimage.distance_transform_edt(~target[z], sampling=sampling)
-        out[i] = np.rint(d * d) if sampling is None else d * d
-    return rows, out
+        ndimage.distance_transform_edt(~target[z], sampling=sampling, return_distances=False, return_indices=True,
+                                       indices=ft[:, i])
+    flat = ft.reshape(2, len(rows), -1)
+    return _Features(rows, flat[0], flat[1], sampling)
 
 
-def _across_slices(query: np.ndarray, rows: np.ndarray, sq: np.ndarray,
-                   scales: Sequence[tuple[float, float]]) -> list[np.ndarray]:
-    """Exact 3-D distances at the ``query`` voxels from one stack of per-slice squared distances, in
+def _sq_at(f: _Features, rows: np.ndarray | slice, planes: np.ndarray, yq: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    """Squared in-plane distances at slice rows ``rows`` and in-plane offsets ``planes`` of query
+    voxels at ``(yq, xq)`` (indices broadcast as numpy's). In pixels the squares are exact integers."""
+    dy = f.fy[rows, planes] - yq
+    dx = f.fx[rows, planes] - xq
+    if f.sampling is None:
+        return (dy * dy + dx * dx).astype(np.float64)
+    sy, sx = f.sampling
+    return (dy * sy) ** 2 + (dx * sx) ** 2
+
+
+def _across_slices(query: np.ndarray, f: _Features, scales: Sequence[tuple[float, float]]) -> list[np.ndarray]:
+    """Exact 3-D distances at the ``query`` voxels from one stack of per-slice feature transforms, in
     each unit system ``(s, dz)`` of ``scales``: the squared Euclidean distance separates, ``min over
-    target slices z' of ((z - z') dz)^2 + s * sq[z']``. The slices are visited outwards from each
+    target slices z' of ((z - z') dz)^2 + s * sq[z']`` (``sq``: the squared in-plane distance). The slices are visited outwards from each
     voxel's own, and a voxel stops once the slice gap alone is at least its best distance so far in
     every system, so a surface costs a few slices per voxel rather than every slice of the volume;
     the systems share each slice's lookups (a voxel closed in one system cannot improve there)."""
@@ -132,8 +154,7 @@ def _across_slices(query: np.ndarray, rows: np.ndarray, sq: np.ndarray,
     depth = query.shape[0]
     at_plane = yq * query.shape[2] + xq                 # each voxel's in-plane offset
     slot = np.full(3 * depth, -1, dtype=np.int64)       # target slice -> its row in sq; -1 off the stack too
-    slot[depth + rows] = np.arange(len(rows))
-    flat = sq.reshape(len(rows), -1)
+    slot[depth + f.rows] = np.arange(len(f.rows))
     bests = [np.full(len(zq), np.inf) for _ in scales]
     open_ = np.arange(len(zq))                          # voxels a farther slice could still improve
     for k in range(depth):
@@ -146,27 +167,27 @@ def _across_slices(query: np.ndarray, rows: np.ndarray, sq: np.ndarray,
             break
         if k == _OUTWARD_SLICES:  # the rest at once, in blocks: far surfaces would cost a pass per slice
             for best, (s, dz), gap in zip(bests, scales, gaps):
-                _every_slice(best, open_[best[open_] > gap], zq, at_plane, rows, flat, s, dz)
+                _every_slice(best, open_[best[open_] > gap], zq, yq, xq, at_plane, f, s, dz)
             break
         for z in {k, -k}:
             row = slot[zq[open_] + (depth + z)]
             hit = row >= 0
             at = open_[hit]
-            vals = flat[row[hit], at_plane[at]]
+            vals = _sq_at(f, row[hit], at_plane[at], yq[at], xq[at])
             for best, (s, _), gap in zip(bests, scales, gaps):
                 best[at] = np.minimum(best[at], (vals * s if s != 1.0 else vals) + gap)
     return [np.sqrt(best) for best in bests]
 
 
-def _every_slice(best: np.ndarray, open_: np.ndarray, zq: np.ndarray, at_plane: np.ndarray, rows: np.ndarray,
-                 flat: np.ndarray, s: float, dz: float) -> None:
+def _every_slice(best: np.ndarray, open_: np.ndarray, zq: np.ndarray, yq: np.ndarray, xq: np.ndarray,
+                 at_plane: np.ndarray, f: _Features, s: float, dz: float) -> None:
     """``best`` at the ``open_`` voxels lowered to the minimum over every target slice (in blocks of at
     most ``_PAIRS`` slice-voxel pairs)."""
-    step = max(1, _PAIRS // max(len(rows), 1))
+    step = max(1, _PAIRS // max(len(f.rows), 1))
     for a in range(0, len(open_), step):
         at = open_[a:a + step]
-        gap = rows[:, None].astype(np.float64) - zq[None, at]
-        vals = flat[:, at_plane[at]]
+        gap = f.rows[:, None].astype(np.float64) - zq[None, at]
+        vals = _sq_at(f, slice(None), at_plane[at], yq[at], xq[at])
         best[at] = np.minimum(best[at], ((vals * s if s != 1.0 else vals) + (gap * gap) * (dz * dz)).min(axis=0))
 
 
@@ -199,18 +220,18 @@ def _both_unit_systems(pb: np.ndarray, rb: np.ndarray, sp: np.ndarray | None) ->
     voxels)."""
     if pb.ndim != 3 or pb.shape[0] * max(int(pb.sum()), int(rb.sum())) > _SLICEWISE_LIMIT:
         return None
-    unit_rb, unit_pb = _slice_sq_distances(rb, None), _slice_sq_distances(pb, None)
-    if sp is None or sp[1] == sp[2]:  # one stack of squares per direction serves both systems
+    unit_rb, unit_pb = _slice_features(rb, None), _slice_features(pb, None)
+    if sp is None or sp[1] == sp[2]:  # one transform per slice and direction serves both systems
         mm = (1.0, 1.0) if sp is None else (float(sp[1]) ** 2, float(sp[0]))
-        d_pr, u_pr = _across_slices(pb, *unit_rb, [mm, (1.0, 1.0)])
-        d_rp, u_rp = _across_slices(rb, *unit_pb, [mm, (1.0, 1.0)])
+        d_pr, u_pr = _across_slices(pb, unit_rb, [mm, (1.0, 1.0)])
+        d_rp, u_rp = _across_slices(rb, unit_pb, [mm, (1.0, 1.0)])
         return d_pr, d_rp, u_pr, u_rp
     in_plane = (float(sp[1]), float(sp[2]))
     mm = (1.0, float(sp[0]))
-    (d_pr,) = _across_slices(pb, *_slice_sq_distances(rb, in_plane), [mm])
-    (d_rp,) = _across_slices(rb, *_slice_sq_distances(pb, in_plane), [mm])
-    (u_pr,) = _across_slices(pb, *unit_rb, [(1.0, 1.0)])
-    (u_rp,) = _across_slices(rb, *unit_pb, [(1.0, 1.0)])
+    (d_pr,) = _across_slices(pb, _slice_features(rb, in_plane), [mm])
+    (d_rp,) = _across_slices(rb, _slice_features(pb, in_plane), [mm])
+    (u_pr,) = _across_slices(pb, unit_rb, [(1.0, 1.0)])
+    (u_rp,) = _across_slices(rb, unit_pb, [(1.0, 1.0)])
     return d_pr, d_rp, u_pr, u_rp
 
 
@@ -234,7 +255,7 @@ def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] |
     ref = np.atleast_1d(np.asarray(ref, dtype=bool))
     n_pred, n_ref = int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
     out: dict[str, float | int | bool] = {
-        "dice": dice(pred, ref), "n_pred": n_pred, "n_ref": n_ref,
+        "dice": 1.0 if n_pred == n_ref == 0 else 0.0, "n_pred": n_pred, "n_ref": n_ref,
         "empty_pred": n_pred == 0, "empty_ref": n_ref == 0,
     }
     if n_pred == 0 and n_ref == 0:
@@ -245,8 +266,9 @@ def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] |
         out.update({"asd": worst, "assd": worst, "hd95": worst})
         out.update({k: diagonal(pred.shape, None) for k in LEGACY_KEYS})
         return out
-    box = _union_box(pred, ref)  # crop once for both unit systems
+    box = _union_box(pred, ref)  # crop once for the overlap and both unit systems
     pred, ref = pred[box], ref[box]
+    out["dice"] = 2.0 * int(np.count_nonzero(pred & ref)) / float(n_pred + n_ref)  # as dice(): no overlap outside
     sp = _normalize_spacing(spacing, pred.ndim)
     if pred.ndim == 3:
         (pred, ref), sp = _slices_first((pred, ref), sp)
