@@ -140,6 +140,12 @@ class StepInfo:
       ``weight`` and ``progress()`` 1.0 from the first step. The conformance kit sets it, so that a
       loss whose weight is still ramping up (zero at iteration 0) is checked at full strength; a
       method's own ramps should follow it too (read ``progress()`` or the flag). Training never sets it.
+    * ``backward_now(losses)``: backpropagate these ``*loss*`` terms at once and get them back detached,
+      for a step whose later passes never read this part's graph (MONA's equivariance pass reads only
+      detached logits): the part's activations are freed before those passes run. The trainer still
+      sums the returned values into the logged total; the gradients add up to those of one backward
+      of the whole, to rounding. Outside the trainer's step (tests, the conformance kit's gradient
+      check) it returns the terms as they are.
 
     ``generator`` is the trainer's seeded generator on the batch's device (checkpointed with the
     run): every random draw a method makes for augmentations, views, noise, feature perturbations
@@ -154,6 +160,17 @@ class StepInfo:
     total: int
     force_ramps: bool = False
     generator: torch.Generator | None = None
+    backward: Callable[[Tensor], None] | None = None   # set by the trainer's step: see backward_now
+
+    def backward_now(self, losses: dict[str, Any]) -> dict[str, Any]:
+        """The ``*loss*`` terms of ``losses`` backpropagated now (their sum, once) and returned
+        detached; every other entry as it is. Without the trainer's hook: ``losses`` unchanged."""
+        live = [k for k, v in losses.items()
+                if "loss" in k and not k.startswith("_") and torch.is_tensor(v) and v.requires_grad]
+        if self.backward is None or not live:
+            return losses
+        self.backward(torch.stack([losses[k].float() for k in live]).sum())
+        return {k: (v.detach() if k in live else v) for k, v in losses.items()}
 
     def rng(self, device: torch.device) -> torch.Generator:
         """The trainer's generator when it lives on ``device``, else the device's global one."""

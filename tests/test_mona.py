@@ -167,6 +167,34 @@ def test_fine_tuning_stage_resumes_exactly() -> None:
     assert {k: float(v) for k, v in b.train_step().items()} == expected
 
 
+def test_the_first_pass_is_backpropagated_before_the_equivariance_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fine-tuning step backpropagates its first student pass before the equivariance pass runs
+    (that pass reads only detached logits; the first pass's activations are freed: the paper's batch
+    in less memory), and a step so split moves the networks as one backward of the whole does."""
+    import copy
+
+    split, whole = _mona_trainer(), _mona_trainer()
+    split.stage_index = 1
+    split.train_step()                                         # into the stage (its teacher and banks set up)
+    state = copy.deepcopy(split.state_dict())
+    start = [p.detach().clone() for p in split.method.parameters()]
+    order: list[str] = []
+    reco = type(split.method.reco)
+    equivariance = reco.equivariance
+    monkeypatch.setattr(reco, "equivariance", lambda self, *a: order.append("equivariance") or equivariance(self, *a))
+    monkeypatch.setattr(split, "backward", lambda loss: order.append("backward") or type(split).backward(split, loss))
+    monkeypatch.setattr(whole, "backward", None)   # no hook: every term backpropagated at the end
+    got = {k: float(v) for k, v in split.train_step().items()}
+    assert order == ["backward", "equivariance"]
+    order.clear()
+    whole.load_state_dict(state)   # the same networks, data and generators (the global one too)
+    assert {k: float(v) for k, v in whole.train_step().items()} == got
+    assert order == ["equivariance"]
+    for (name, a), b in zip(split.method.named_parameters(), whole.method.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
+    assert any(not torch.equal(a, b) for a, b in zip(split.method.parameters(), start))   # the step did move them
+
+
 def test_teacher_heads_follow_by_ema_only() -> None:
     trainer = build("mona")
     method = trainer.method

@@ -21,6 +21,7 @@ resumed run continues as if it had never stopped. AMP (bf16) runs on CUDA only.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -199,9 +200,10 @@ class Trainer:
             group["lr"] = self.lr_at(self.iteration)
         batch = self.next_batch()
         self.method.train()
+        self.optimizer.zero_grad(set_to_none=True)   # before the step: a part may backpropagate early
         with autocast(self.device, self.cfg.amp):
-            out = self.method.training_step(batch, info)
-        total = self.optimise(out, self.optimizer, "")
+            out = self.method.training_step(batch, dataclasses.replace(info, backward=self.backward))
+        total = self.optimise(out, self.optimizer, "", zero=False)
         for name, optimizer in self.extra.items():
             with autocast(self.device, self.cfg.amp):
                 extra_out = self.method.extra_step(name, batch, info)
@@ -215,16 +217,27 @@ class Trainer:
         self.log.add(logged)
         return logged
 
-    def optimise(self, out: dict[str, Tensor | float], optimizer: torch.optim.Optimizer, what: str) -> Tensor:
-        """Sum the ``*loss*`` terms, backpropagate, step; returns the (detached) total."""
+    def optimise(self, out: dict[str, Tensor | float], optimizer: torch.optim.Optimizer, what: str,
+                 zero: bool = True) -> Tensor:
+        """Sum the ``*loss*`` terms, backpropagate (those not backpropagated already by
+        ``StepInfo.backward_now``), step; returns the (detached) total. ``zero``: clear the gradients
+        first (False where the caller cleared them before the step)."""
         terms = [v for k, v in out.items() if "loss" in k and not k.startswith("_")]
         if not terms or not all(torch.is_tensor(t) for t in terms):
             raise BenchError(f"method '{self.method.name}' returned no '*loss*' tensor term{what}")
         total = torch.stack([t.float() for t in terms]).sum()  # type: ignore[union-attr]
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        if zero:
+            optimizer.zero_grad(set_to_none=True)
+        if total.requires_grad:
+            total.backward()
         optimizer.step()
         return total.detach()
+
+    def backward(self, loss: Tensor) -> None:
+        """``StepInfo.backward_now``'s hook: a part of the step's loss backpropagated at once (outside
+        autocast, as the step's final backward)."""
+        with torch.autocast(self.device.type, enabled=False):
+            loss.backward()
 
     def evaluation_progress(self, weights: str, done: int, cases: int, started: float) -> None:
         """``progress.json`` during the test-set evaluation after training; first this session's own

@@ -207,6 +207,11 @@ class AnatomicalReconstruction(nn.Module):
                 losses["loss_diversity"] = cfg.w_diversity * div
             del fused, t_fused  # 1.5 GB at 256 px, batch 24; the equivariance pass below does not read them
         if cfg.consistency_loss:
+            if not cfg.symmetric_equivariance:
+                # the equivariance pass reads only detached logits: backpropagate this pass first and
+                # free its activations before the second one runs (peak 6.4 -> 5.8 GB at 256 px, batch 24)
+                losses = step.backward_now(losses)
+                del out
             conf_all = torch.cat([torch.ones_like(y_l, dtype=conf.dtype), conf])
             eqv = self.equivariance(torch.cat([x_l, x_s2]), logits, labels, conf_all, g)
             losses["loss_consistency"] = cfg.w_consistency * eqv
