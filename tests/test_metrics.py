@@ -147,7 +147,8 @@ def test_slice_wise_distances_equal_medpy(spacing: tuple[float, ...] | None, lim
 
 
 @pytest.mark.parametrize("outward, pairs", [(8, 4_000_000), (1, 50)], ids=["outwards", "every-slice-in-blocks"])
-@pytest.mark.parametrize("spacing", [(2.0, 1.0, 1.0), (10.0, 1.5, 1.5), None], ids=["thin", "acdc-like", "voxels"])
+@pytest.mark.parametrize("spacing", [(2.0, 1.0, 1.0), (10.0, 1.5, 1.5), (3.0, 0.7, 1.3), None],
+                         ids=["thin", "acdc-like", "anisotropic-in-plane", "voxels"])
 def test_the_nearest_surface_several_slices_away_in_either_direction(spacing: tuple[float, ...] | None, outward: int,
                                                                      pairs: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The search outwards from each voxel's slice stops only when the slice gap alone exceeds the
@@ -169,15 +170,18 @@ def test_the_nearest_surface_several_slices_away_in_either_direction(spacing: tu
         assert_distances_equal_medpy(a, b, spacing)
 
 
+@pytest.mark.parametrize("in_plane", [(1.5, 1.5), (1.2, 1.7)], ids=["square-pixels", "oblong-pixels"])
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_slices_on_any_axis_take_the_slice_wise_path_and_equal_medpy(axis: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slices_on_any_axis_take_the_slice_wise_path_and_equal_medpy(axis: int, in_plane: tuple[float, float],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A stack of 10 mm slices on axis 0, 1 or 2 gives medpy's values, through the per-slice path
-    (one 2-D transform per slice, never four 3-D ones)."""
+    (one 2-D transform per slice, never four 3-D ones), with square or oblong pixels."""
     from medpy.metric import binary as mb
 
     from sslbench.report import metrics
 
     shape, sp = [40, 48, 44], [1.5, 1.5, 1.5]
+    sp[(axis + 1) % 3], sp[(axis + 2) % 3] = in_plane
     shape[axis], sp[axis] = 8, 10.0
     grids = np.ogrid[tuple(slice(0, n) for n in shape)]
     ref = sum(((g - n / 2) * s) ** 2 for g, n, s in zip(grids, shape, sp)) < 28.0 ** 2

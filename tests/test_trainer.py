@@ -1,6 +1,7 @@
 """Trainer mechanics: schedules, NaN guard, checkpoint files, best-model selection."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -53,6 +54,37 @@ def test_nan_guard_names_the_loss(tmp_path: Path) -> None:
         t.fit()
     state = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)
     assert state["iteration"] == 4                     # the last good checkpoint is kept
+
+
+class DetachedUNet(UNetL):
+    """A step whose every loss term is cut from the graph (a bug): it would train nothing."""
+
+    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+        return {"loss_sup": ce_dice_loss(self.student(batch.x_l), batch.y_l).detach()}
+
+
+class EarlyUNet(UNetL):
+    """The whole loss backpropagated early through ``step.backward_now``: nothing left for the end."""
+
+    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+        return step.backward_now({"loss_sup": ce_dice_loss(self.student(batch.x_l), batch.y_l)})
+
+
+def test_a_step_whose_terms_carry_no_gradient_is_refused_unless_backpropagated_early() -> None:
+    from sslbench.base.errors import BenchError
+
+    with pytest.raises(BenchError, match="no '\\*loss\\*' term carries a gradient"):
+        build(DetachedUNet, cfg=dataclasses.replace(TINY, iterations=4)).train_step()
+    early, whole = (build(EarlyUNet, cfg=dataclasses.replace(TINY, iterations=4)) for _ in range(2))
+    whole.backward = None                                  # no hook: the loss backpropagated at the end
+    state = copy.deepcopy(early.state_dict())
+    before = [p.detach().clone() for p in early.method.parameters()]
+    loss = float(early.train_step()["loss"])
+    whole.load_state_dict(state)                           # the same start, generators included
+    assert float(whole.train_step()["loss"]) == loss
+    for a, b, c in zip(early.method.parameters(), whole.method.parameters(), before):
+        torch.testing.assert_close(a, b)                   # the same step, backpropagated at once
+    assert any(not torch.equal(a, c) for a, c in zip(early.method.parameters(), before))
 
 
 def test_fit_selects_best_and_logs(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ def _slice_features(target: np.ndarray, sampling: tuple[float, float] | None) ->
     for i, z in enumerate(rows):
         ndimage.distance_transform_edt(~target[z], sampling=sampling, return_distances=False, return_indices=True,
                                        indices=ft[:, i])
-    flat = ft.reshape(2, len(rows), -1)
+    flat = ft.reshape(2, len(rows), target.shape[1] * target.shape[2])
     return _Features(rows, flat[0], flat[1], sampling)
 
 

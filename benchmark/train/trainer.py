@@ -201,9 +201,10 @@ class Trainer:
         batch = self.next_batch()
         self.method.train()
         self.optimizer.zero_grad(set_to_none=True)   # before the step: a part may backpropagate early
+        self.early_backward = False
         with autocast(self.device, self.cfg.amp):
             out = self.method.training_step(batch, dataclasses.replace(info, backward=self.backward))
-        total = self.optimise(out, self.optimizer, "", zero=False)
+        total = self.optimise(out, self.optimizer, "", zero=False, early=self.early_backward)
         for name, optimizer in self.extra.items():
             with autocast(self.device, self.cfg.amp):
                 extra_out = self.method.extra_step(name, batch, info)
@@ -218,10 +219,11 @@ class Trainer:
         return logged
 
     def optimise(self, out: dict[str, Tensor | float], optimizer: torch.optim.Optimizer, what: str,
-                 zero: bool = True) -> Tensor:
-        """Sum the ``*loss*`` terms, backpropagate (those not backpropagated already by
-        ``StepInfo.backward_now``), step; returns the (detached) total. ``zero``: clear the gradients
-        first (False where the caller cleared them before the step)."""
+                 zero: bool = True, early: bool = False) -> Tensor:
+        """Sum the ``*loss*`` terms, backpropagate, step; returns the (detached) total. ``zero``:
+        clear the gradients first (False where the caller cleared them before the step); ``early``:
+        a part was backpropagated already (``StepInfo.backward_now``), so the rest may hold no
+        gradient at all."""
         terms = [v for k, v in out.items() if "loss" in k and not k.startswith("_")]
         if not terms or not all(torch.is_tensor(t) for t in terms):
             raise BenchError(f"method '{self.method.name}' returned no '*loss*' tensor term{what}")
@@ -230,6 +232,9 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
         if total.requires_grad:
             total.backward()
+        elif not early:
+            raise BenchError(f"method '{self.method.name}': no '*loss*' term{what} carries a gradient (all "
+                             "detached or computed under no_grad), so the step would train nothing")
         optimizer.step()
         return total.detach()
 
@@ -238,6 +243,7 @@ class Trainer:
         autocast, as the step's final backward)."""
         with torch.autocast(self.device.type, enabled=False):
             loss.backward()
+        self.early_backward = True
 
     def evaluation_progress(self, weights: str, done: int, cases: int, started: float) -> None:
         """``progress.json`` during the test-set evaluation after training; first this session's own
