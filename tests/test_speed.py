@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .test_cli import bench
 
 TINY = ("--steps", "2", "--warmup", "1", "--set", "train.image_size=32", "--set", "train.batch_size=4",
@@ -76,6 +78,28 @@ def test_the_bare_loops_do_the_steps_work_and_the_ratio_is_of_medians() -> None:
     times = iter([3.0, 2.0, 5.0, 2.0, 4.0, 1.0])  # bench, bare per round: medians 4.0 and 2.0
     out = compare("mt", mt, lambda fn, n: next(times), steps=1, rounds=3, warmup=0)
     assert out["ratio"] == 2.0 and out["bench_step_s"] == 4.0 and out["bare_step_s"] == 2.0
+
+
+def test_the_bare_step_backpropagates_early_where_the_method_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MONA's fine-tuning step backpropagates its first pass early (StepInfo.backward_now); the bare
+    loop offers it the same hook, so both sides of the overhead ratio do the same work in the same
+    memory."""
+    import torch
+
+    from sslbench.method import StepInfo
+    from sslbench.run.overhead import bare_method_step
+
+    hooked: list[bool] = []
+    real = StepInfo.backward_now
+    monkeypatch.setattr(StepInfo, "backward_now", lambda self, losses: hooked.append(self.backward is not None)
+                        or real(self, losses))
+    mona = _tiny_trainer("mona")
+    mona.stage_index = 1
+    mona.train_step()                                      # into the fine-tuning stage
+    before = [p.detach().clone() for p in mona.method.optim_parameters()]
+    bare_method_step(mona, mona.next_batch())()
+    assert hooked == [True, True]                          # the trainer's step, then the bare one
+    assert not all(torch.equal(a, b) for a, b in zip(before, mona.method.optim_parameters()))
 
 
 def test_bench_speed_vs_bare_reports_the_overhead_of_each_method() -> None:

@@ -14,9 +14,13 @@ shared machine falls on both sides alike.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import statistics
 from collections.abc import Callable
 from typing import Any
+
+import torch
+from torch import Tensor
 
 from sslbench.method import Batch, SSLMethod, StepInfo
 from sslbench.nn import ce_dice_loss
@@ -68,11 +72,20 @@ def bare_method_step(trainer: Trainer, batch: Batch) -> Callable[[], None]:
     counter = [trainer.iteration]
 
     def step() -> None:
+        early: list[bool] = []
+
+        def backward(loss: Tensor) -> None:  # StepInfo.backward_now, as the trainer's step offers it
+            with torch.autocast(device.type, enabled=False):
+                loss.backward()
+            early.append(True)
+
         info = StepInfo(stage, counter[0], total, False, trainer.generator)
         method.train()
+        opt.zero_grad(set_to_none=True)
         with autocast(device, amp):
-            out = method.training_step(batch, info)
-        trainer.optimise(out, opt, "")  # the loss terms summed, backward, SGD: the step's own arithmetic
+            out = method.training_step(batch, dataclasses.replace(info, backward=backward))
+        # the loss terms summed, backward, SGD: the step's own arithmetic
+        trainer.optimise(out, opt, "", zero=False, early=bool(early))
         for name, optimizer in extra.items():
             with autocast(device, amp):
                 extra_out = method.extra_step(name, batch, info)
