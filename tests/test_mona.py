@@ -195,6 +195,16 @@ def test_the_first_pass_is_backpropagated_before_the_equivariance_pass(monkeypat
     assert any(not torch.equal(a, b) for a, b in zip(split.method.parameters(), start))   # the step did move them
 
 
+def test_the_symmetric_equivariance_keeps_one_backward() -> None:
+    """Both directions of Eq. 6 read the first pass's graph (``T(f(x))`` trains the first pass), so
+    that pass is not backpropagated early there: the fine-tuning step runs and trains through it."""
+    trainer = _mona_trainer(symmetric_equivariance=True)
+    trainer.stage_index = 1
+    for _ in range(2):
+        out = trainer.train_step()
+    assert "loss_consistency" in out and all(torch.isfinite(torch.as_tensor(v)) for v in out.values())
+
+
 def test_teacher_heads_follow_by_ema_only() -> None:
     trainer = build("mona")
     method = trainer.method

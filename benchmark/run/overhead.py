@@ -19,9 +19,6 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from sslbench.method import Batch, SSLMethod, StepInfo
 from sslbench.nn import ce_dice_loss
 from sslbench.train.precision import autocast
@@ -72,20 +69,14 @@ def bare_method_step(trainer: Trainer, batch: Batch) -> Callable[[], None]:
     counter = [trainer.iteration]
 
     def step() -> None:
-        early: list[bool] = []
-
-        def backward(loss: Tensor) -> None:  # StepInfo.backward_now, as the trainer's step offers it
-            with torch.autocast(device.type, enabled=False):
-                loss.backward()
-            early.append(True)
-
         info = StepInfo(stage, counter[0], total, False, trainer.generator)
         method.train()
         opt.zero_grad(set_to_none=True)
-        with autocast(device, amp):
-            out = method.training_step(batch, dataclasses.replace(info, backward=backward))
+        trainer.early_backward = False
+        with autocast(device, amp):  # with the trainer's early-backward hook, as its own step offers it
+            out = method.training_step(batch, dataclasses.replace(info, backward=trainer.backward))
         # the loss terms summed, backward, SGD: the step's own arithmetic
-        trainer.optimise(out, opt, "", zero=False, early=bool(early))
+        trainer.optimise(out, opt, "", zero=False, early=trainer.early_backward)
         for name, optimizer in extra.items():
             with autocast(device, amp):
                 extra_out = method.extra_step(name, batch, info)

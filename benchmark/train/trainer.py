@@ -87,6 +87,7 @@ class Trainer:
         self.stage_index = 0
         self.iteration = 0
         self.force_ramps = False
+        self.early_backward = False  # this step backpropagated a part early (StepInfo.backward_now)
         self.elapsed: dict[str, float] = {}  # seconds per stage, summed over resumed sessions
         self.spent = {"validation": 0.0, "checkpoint": 0.0}  # the part of them in each chore
         self.log = LossLog(self.files, desc)
