@@ -36,7 +36,7 @@ from sslbench.base.registry import Registry, RegistryError
 from sslbench.nn.augment import default_generator
 from sslbench.nn.ema import EMATeacher
 from sslbench.nn.ramps import sigmoid_rampup, ssl4mis_consistency_weight
-from sslbench.nn.unet import UNet, build_unet
+from sslbench.nn.unet import build_unet
 
 __all__ = [
     "METHODS", "Batch", "ConfigError", "ConsistencyConfig", "ExtraOptimizer", "Losses", "MethodConfig", "MethodContext",

@@ -198,6 +198,37 @@ def test_slices_on_any_axis_take_the_slice_wise_path_and_equal_medpy(axis: int, 
     np.testing.assert_allclose([m["asd_legacy"], m["hd95_legacy"]], [mb.asd(pred, ref), mb.hd95(pred, ref)], rtol=1e-9)
 
 
+@pytest.mark.parametrize("spacing", [None, (2.0, 0.5, 0.5), (2.0, 0.7, 1.3)], ids=["pixels", "mm", "oblong-mm"])
+def test_a_stack_shallower_than_the_outward_pass_leaves_far_voxels_open_and_equal_medpy(spacing) -> None:  # noqa: ANN001
+    """Three slices, the two surfaces far apart in-plane: after every slice is visited voxels are still
+    open (their distance exceeds the deepest gap), and their best distances must still be returned."""
+    pred, ref = np.zeros((3, 40, 60), dtype=bool), np.zeros((3, 40, 60), dtype=bool)
+    pred[0, 5:12, 3:9] = True
+    ref[1:3, 25:36, 40:57] = True
+    assert_distances_equal_medpy(pred, ref, spacing)
+
+
+def test_squared_pixel_distances_in_int64_equal_int32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices too large for int32 squares take int64 ones: forced here, the values are medpy's."""
+    from sslbench.report import metrics
+
+    pred, ref, _ = random_case(3)
+    before = metrics.binary_metrics(pred, ref, (4.0, 1.0, 1.0))
+    monkeypatch.setattr(metrics, "_INT32_SQUARES", 0)
+    types = []
+    features = metrics._slice_features
+
+    def recorded(target: np.ndarray, sampling: tuple[float, float] | None) -> metrics._Features:
+        f = features(target, sampling)
+        types.append(None if f.sq is None else f.sq.dtype)
+        return f
+
+    monkeypatch.setattr(metrics, "_slice_features", recorded)
+    assert metrics.binary_metrics(pred, ref, (4.0, 1.0, 1.0)) == before
+    assert np.dtype(np.int64) in types
+    assert_distances_equal_medpy(pred, ref, (4.0, 1.0, 1.0))
+
+
 def test_a_zero_dimensional_mask_is_one_voxel() -> None:
     m = binary_metrics(np.array(True), np.array(True))
     assert m["dice"] == 1.0 and all(m[k] == 0.0 for k in ("asd", "assd", "hd95", "asd_legacy", "hd95_legacy"))

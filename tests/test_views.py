@@ -3,7 +3,6 @@ tags or units; captions state the protocol the records state; the tidy export. R
 by hand here (two datasets, two profiles, a tagged variant), so each view is checked on known numbers."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 

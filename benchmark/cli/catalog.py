@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from sslbench.base.errors import BenchError, DataError
+from sslbench.base.errors import DataError
 from sslbench.cli.app import csv_list, load_plugins, main, output_file, plugin_option, user_errors
 
 

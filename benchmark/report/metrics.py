@@ -72,10 +72,10 @@ def _union_box(pred: np.ndarray, ref: np.ndarray) -> tuple[slice, ...]:
     whole volume: every surface voxel and its nearest counterpart lie in it). Found from two
     reductions along memory order (whole rows of the first axis; the OR of the planes for the
     others), not from every voxel's coordinates: reducing along a short last axis (slices stored
-    last) directly costs ten times more."""
-    both = pred | ref
-    plane = both.any(axis=0)
-    hits = [both.reshape(both.shape[0], -1).any(axis=1)]
+    last) directly costs ten times more. Each mask is reduced on its own: their union would be a
+    third volume-sized array, written only to be read back."""
+    plane = pred.any(axis=0) | ref.any(axis=0)
+    hits = [pred.reshape(pred.shape[0], -1).any(axis=1) | ref.reshape(ref.shape[0], -1).any(axis=1)]
     hits += [plane.any(axis=tuple(a for a in range(plane.ndim) if a != axis)) for axis in range(plane.ndim)]
     box = []
     for hit in hits:
@@ -107,38 +107,60 @@ _SLICEWISE_LIMIT = 200_000_000
 # in blocks of at most _PAIRS (slice, voxel) pairs
 _OUTWARD_SLICES = 8
 _PAIRS = 4_000_000
+# squared pixel distances are int32 below this (a slice under ~32k pixels a side), else int64
+_INT32_SQUARES = 2**31
 
 
 class _Features(NamedTuple):
-    """Per target slice, the in-plane position of each pixel's nearest target voxel (scipy's feature
-    transform), from which squared distances are formed only where a query looks them up."""
+    """Per target slice, what a lookup needs to form a query voxel's squared in-plane distance to the
+    nearest target voxel (from scipy's feature transform of that slice). In pixels (``sampling``
+    None), the squared distances themselves, as exact integers: one gather per lookup. With an
+    in-plane spacing, the nearest voxel's row and column, squared and scaled only where looked up."""
 
     rows: np.ndarray                       # the slices (axis 0) that hold target voxels
-    fy: np.ndarray                         # (len(rows), H * W): row of each pixel's nearest target voxel
-    fx: np.ndarray                         # and its column
+    sq: np.ndarray | None                  # (len(rows), H * W): squared pixel distance; None with sampling
+    fy: np.ndarray | None                  # (len(rows), H * W): row of each pixel's nearest target voxel
+    fx: np.ndarray | None                  # and its column
     sampling: tuple[float, float] | None   # in-plane spacing; None: pixels
 
 
 def _slice_features(target: np.ndarray, sampling: tuple[float, float] | None) -> _Features:
     """The feature transform of every slice that holds ``target`` voxels. Only the nearest voxel's
     indices are taken from scipy: its distances cost as much again as the transform (a float64 array
-    per slice, squared, summed and rooted, which the lookups would square again)."""
+    per slice, squared, summed and rooted). In pixels they become integer squares in place, three
+    passes over the index arrays, cheaper than a second gather and the arithmetic at every lookup."""
     rows = np.flatnonzero(target.any(axis=(1, 2)))
-    ft = np.empty((2, len(rows), *target.shape[1:]), dtype=np.int32)
+    _, h, w = target.shape
+    if sampling is not None:
+        ft = np.empty((2, len(rows), h, w), dtype=np.int32)
+        for i, z in enumerate(rows):
+            ndimage.distance_transform_edt(~target[z], sampling=sampling, return_distances=False,
+                                           return_indices=True, indices=ft[:, i])
+        flat = ft.reshape(2, len(rows), h * w)
+        return _Features(rows, None, flat[0], flat[1], sampling)
+    sq_type = np.int32 if (h - 1) ** 2 + (w - 1) ** 2 < _INT32_SQUARES else np.int64  # no square overflows
+    sq = np.empty((len(rows), h, w), dtype=sq_type)
+    ft = np.empty((2, h, w), dtype=np.int32)      # one slice's transform, reused while it is in cache
+    dx = np.empty((h, w), dtype=sq_type)
+    ys, xs = np.arange(h, dtype=sq_type)[:, None], np.arange(w, dtype=sq_type)
     for i, z in enumerate(rows):
-        ndimage.distance_transform_edt(~target[z], sampling=sampling, return_distances=False, return_indices=True,
-                                       indices=ft[:, i])
-    flat = ft.reshape(2, len(rows), target.shape[1] * target.shape[2])
-    return _Features(rows, flat[0], flat[1], sampling)
+        ndimage.distance_transform_edt(~target[z], return_distances=False, return_indices=True, indices=ft)
+        dy = sq[i]
+        np.subtract(ft[0], ys, out=dy)
+        np.multiply(dy, dy, out=dy)
+        np.subtract(ft[1], xs, out=dx)
+        np.multiply(dx, dx, out=dx)
+        np.add(dy, dx, out=dy)
+    return _Features(rows, sq.reshape(len(rows), h * w), None, None, None)
 
 
 def _sq_at(f: _Features, rows: np.ndarray | slice, planes: np.ndarray, yq: np.ndarray, xq: np.ndarray) -> np.ndarray:
     """Squared in-plane distances at slice rows ``rows`` and in-plane offsets ``planes`` of query
     voxels at ``(yq, xq)`` (indices broadcast as numpy's). In pixels the squares are exact integers."""
+    if f.sq is not None:
+        return f.sq[rows, planes].astype(np.float64)
     dy = f.fy[rows, planes] - yq
     dx = f.fx[rows, planes] - xq
-    if f.sampling is None:
-        return (dy * dy + dx * dx).astype(np.float64)
     sy, sx = f.sampling
     return (dy * sy) ** 2 + (dx * sx) ** 2
 
@@ -146,36 +168,52 @@ def _sq_at(f: _Features, rows: np.ndarray | slice, planes: np.ndarray, yq: np.nd
 def _across_slices(query: np.ndarray, f: _Features, scales: Sequence[tuple[float, float]]) -> list[np.ndarray]:
     """Exact 3-D distances at the ``query`` voxels from one stack of per-slice feature transforms, in
     each unit system ``(s, dz)`` of ``scales``: the squared Euclidean distance separates, ``min over
-    target slices z' of ((z - z') dz)^2 + s * sq[z']`` (``sq``: the squared in-plane distance). The slices are visited outwards from each
-    voxel's own, and a voxel stops once the slice gap alone is at least its best distance so far in
-    every system, so a surface costs a few slices per voxel rather than every slice of the volume;
-    the systems share each slice's lookups (a voxel closed in one system cannot improve there)."""
-    zq, yq, xq = np.nonzero(query)
-    depth = query.shape[0]
-    at_plane = yq * query.shape[2] + xq                 # each voxel's in-plane offset
+    target slices z' of ((z - z') dz)^2 + s * sq[z']`` (``sq``: the squared in-plane distance). The
+    slices are visited outwards from each voxel's own, and a voxel stops once the slice gap alone is
+    at least its best distance so far in every system, so a surface costs a few slices per voxel
+    rather than every slice of the volume; the systems share each slice's lookups (a voxel closed in
+    one system cannot improve there). The voxels still open are kept compact (their own copies of
+    position and best distances), so each pass reads and writes contiguous arrays."""
+    depth, height, width = query.shape
+    flat = np.flatnonzero(query)                        # one pass in memory order (np.nonzero makes three)
+    zq, at_plane = np.divmod(flat, height * width)      # each voxel's slice and in-plane offset
+    yq, xq = np.divmod(at_plane, width)
     slot = np.full(3 * depth, -1, dtype=np.int64)       # target slice -> its row in sq; -1 off the stack too
     slot[depth + f.rows] = np.arange(len(f.rows))
-    bests = [np.full(len(zq), np.inf) for _ in scales]
-    open_ = np.arange(len(zq))                          # voxels a farther slice could still improve
+    bests = [np.full(len(zq), np.inf) for _ in scales]  # written back as voxels close
+    idx, zo, po, yo, xo = np.arange(len(zq)), zq + depth, at_plane, yq, xq  # the open voxels
+    bo = [np.full(len(zq), np.inf) for _ in scales]     # and their best squared distances so far
     for k in range(depth):
         gaps = [float(k * k) * (dz * dz) for _, dz in scales]
-        still = bests[0][open_] > gaps[0]
-        for best, gap in zip(bests[1:], gaps[1:]):
-            still |= best[open_] > gap
-        open_ = open_[still]
-        if not len(open_):
-            break
+        still = bo[0] > gaps[0]
+        for b, gap in zip(bo[1:], gaps[1:]):
+            still |= b > gap
+        if not still.all():
+            shut = ~still
+            for best, b in zip(bests, bo):
+                best[idx[shut]] = b[shut]
+            idx, zo, po, yo, xo = idx[still], zo[still], po[still], yo[still], xo[still]
+            bo = [b[still] for b in bo]
+        if not len(idx):
+            return [np.sqrt(best) for best in bests]
         if k == _OUTWARD_SLICES:  # the rest at once, in blocks: far surfaces would cost a pass per slice
-            for best, (s, dz), gap in zip(bests, scales, gaps):
-                _every_slice(best, open_[best[open_] > gap], zq, yq, xq, at_plane, f, s, dz)
-            break
+            for best, b, (s, dz), gap in zip(bests, bo, scales, gaps):
+                best[idx] = b
+                _every_slice(best, idx[b > gap], zq, yq, xq, at_plane, f, s, dz)
+            return [np.sqrt(best) for best in bests]
         for z in {k, -k}:
-            row = slot[zq[open_] + (depth + z)]
+            row = slot[zo + z]
             hit = row >= 0
-            at = open_[hit]
-            vals = _sq_at(f, row[hit], at_plane[at], yq[at], xq[at])
-            for best, (s, _), gap in zip(bests, scales, gaps):
-                best[at] = np.minimum(best[at], (vals * s if s != 1.0 else vals) + gap)
+            if hit.all():  # every open voxel has a target slice at this gap: no selection
+                vals = _sq_at(f, row, po, yo, xo)
+                for b, (s, _), gap in zip(bo, scales, gaps):
+                    np.minimum(b, (vals * s if s != 1.0 else vals) + gap, out=b)
+            else:
+                vals = _sq_at(f, row[hit], po[hit], yo[hit], xo[hit])
+                for b, (s, _), gap in zip(bo, scales, gaps):
+                    b[hit] = np.minimum(b[hit], (vals * s if s != 1.0 else vals) + gap)
+    for best, b in zip(bests, bo):  # every slice visited (a stack no deeper than the outward pass)
+        best[idx] = b
     return [np.sqrt(best) for best in bests]
 
 
@@ -218,7 +256,7 @@ def _both_unit_systems(pb: np.ndarray, rb: np.ndarray, sp: np.ndarray | None) ->
     spacing is isotropic), instead of four 3-D transforms: the slices of a short-axis MR or CT volume
     are few and far apart. None where the 3-D transforms are cheaper (many slices and many surface
     voxels)."""
-    if pb.ndim != 3 or pb.shape[0] * max(int(pb.sum()), int(rb.sum())) > _SLICEWISE_LIMIT:
+    if pb.ndim != 3 or pb.shape[0] * max(int(np.count_nonzero(pb)), int(np.count_nonzero(rb))) > _SLICEWISE_LIMIT:
         return None
     unit_rb, unit_pb = _slice_features(rb, None), _slice_features(pb, None)
     if sp is None or sp[1] == sp[2]:  # one transform per slice and direction serves both systems
