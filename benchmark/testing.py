@@ -4,6 +4,7 @@
     check_method("my-method")                                 # raises AssertionError naming the failed check
     check_method("my-method", plugins=["my_lab.my_method"])   # a plugin module (or $BENCH_PLUGINS)
     run_checks("my-method", ["my_lab.my_method"])             # `bench check`: ok / FAILED lines, True or False
+    with track(3): check_gradients("my-method")               # one check on the 3-D track (a tiny VNet)
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .train.conformance import (
                                 NUM_CLASSES,
                                 STEPS,
                                 TINY,
+                                TINY_3D,
                                 WHAT,
                                 build,
                                 check_autocast,
@@ -28,8 +30,9 @@ from .train.conformance import (
                                 resolve_method,
                                 run_checks,
                                 tiny_data,
+                                track,
 )
 
-__all__ = ["CHECKS", "NUM_CLASSES", "STEPS", "TINY", "WHAT", "build", "check_autocast", "check_determinism",
+__all__ = ["CHECKS", "NUM_CLASSES", "STEPS", "TINY", "TINY_3D", "WHAT", "build", "check_autocast", "check_determinism",
            "check_eval_nets", "check_gradients", "check_losses", "check_method", "check_predict", "check_pretrain",
-           "check_resume", "check_teachers", "check_validated", "resolve_method", "run_checks", "tiny_data"]
+           "check_resume", "check_teachers", "check_validated", "resolve_method", "run_checks", "tiny_data", "track"]

@@ -12,8 +12,8 @@ import torch
 
 from sslbench.method import METHODS, build_method
 from sslbench.run.specs import resolve
-from sslbench.run.speed import synthetic_volumes
 from sslbench.train.conformance import autocast_steps
+from sslbench.train.kit_runs import tiny_volumes
 from sslbench.train.trainer import Trainer
 
 
@@ -31,7 +31,7 @@ def build_3d(name: str, stage: int, device: str = "cpu", amp: bool = False) -> T
                                                    f"train.amp={str(amp).lower()}"])
     torch.manual_seed(0)
     method = build_method(METHODS.get(name), cfg.method, cfg.train, 2, torch.device(device))
-    trainer = Trainer(method, synthetic_volumes(8, cfg.train.patch_size, torch.device(device)), cfg.train, 0,
+    trainer = Trainer(method, tiny_volumes(8, cfg.train.patch_size, torch.device(device)), cfg.train, 0,
                       progress=False, desc=name)
     trainer.stage_index = stage
     trainer.optimizer, trainer.extra = trainer.make_optimizers()

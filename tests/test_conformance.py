@@ -7,15 +7,38 @@ import torch
 from sslbench.nn.losses import ce_dice_loss, softmax_mse
 from sslbench.method import METHODS, Batch, Losses, StepInfo
 from sslbench.methods.mean_teacher import MeanTeacher
-from sslbench.testing import CHECKS, check_gradients
+from sslbench.testing import CHECKS, check_gradients, check_method, run_checks, track
 
 NAMES = METHODS.names()
+NAMES_3D = [n for n in NAMES if 3 in METHODS.get(n).dims]  # the methods of the 3-D track (LA, VNet)
 
 
 @pytest.mark.parametrize("check", [c for c in CHECKS if c != "autocast"])
 @pytest.mark.parametrize("name", NAMES)
 def test_conformance(name: str, check: str) -> None:
     CHECKS[check](name)
+
+
+@pytest.mark.parametrize("check", [c for c in CHECKS if c != "autocast"])
+@pytest.mark.parametrize("name", NAMES_3D)
+def test_conformance_in_3d(name: str, check: str) -> None:
+    with track(3):
+        CHECKS[check](name)
+
+
+def test_the_3d_track_is_checked_for_the_methods_of_its_docs_table() -> None:
+    assert sorted(NAMES_3D) == ["bcp", "cps", "mt", "uamt", "unet-f", "unet-l"]
+
+
+def test_every_3d_method_under_autocast_in_one_fresh_process() -> None:
+    """Check 10 on the 3-D track (``--3d``) for every method of it, in one new process."""
+    import subprocess
+    import sys
+
+    refs = [f"{METHODS.get(n).__module__}:{METHODS.get(n).__qualname__}" for n in NAMES_3D]
+    done = subprocess.run([sys.executable, "-m", "sslbench.train.autocast_probe", "--3d", *refs], capture_output=True,
+                          text=True, timeout=1800, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_every_method_under_autocast_in_one_fresh_process() -> None:
@@ -47,3 +70,85 @@ class DeadConsistencyMT(MeanTeacher):
 def test_gradient_check_catches_a_dead_loss() -> None:
     with pytest.raises(AssertionError, match="loss_cons"):
         check_gradients(DeadConsistencyMT)
+
+
+class DeadIn3D(MeanTeacher):
+    """Right on slices, but in 3-D its consistency is cut from the graph: only the 3-D track sees it."""
+
+    name = "dead-in-3d"
+
+    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+        out = super().training_step(batch, step)
+        if self.ctx.dims == 3:
+            out["loss_cons"] = out["loss_cons"].detach()
+        return out
+
+
+class FlatIn3D(MeanTeacher):
+    """predict drops the depth axis of a 3-D crop (a 2-D habit): the 3-D predict check catches it."""
+
+    name = "flat-in-3d"
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().predict(x)
+        return out[:, :, out.shape[2] // 2] if out.dim() == 5 else out
+
+
+def test_a_defect_of_the_3d_path_alone_fails_the_3d_track() -> None:
+    lines: list[str] = []
+    assert run_checks(DeadIn3D, report=lines.append) is False
+    assert len(lines) == len(CHECKS) + 2  # every 2-D check, the 3-D losses check, then the failure
+    assert all(line.startswith("ok ") and " in 3-D: " not in line for line in lines[:len(CHECKS)])
+    assert lines[len(CHECKS)].startswith("ok  losses       in 3-D: ")
+    assert lines[-1].startswith("FAILED gradients in 3-D: dead-in-3d in 3-D [stage 'train']: 'loss_cons' carries no "
+                                "gradient")
+    with pytest.raises(AssertionError, match="conformance check 'predict' in 3-D failed: flat-in-3d in 3-D: predict "
+                                             r"shape \(2, 2, 32, 32\), expected \(2, 2, 16, 32, 32\)"):
+        check_method(FlatIn3D, report=None)
+
+
+def test_a_method_of_one_track_is_checked_on_that_track_only() -> None:
+    class Only3D(MeanTeacher):
+        name = "only-3d"
+        dims = (3,)
+
+    lines: list[str] = []
+    assert run_checks(Only3D, report=lines.append) is True
+    assert len(lines) == len(CHECKS) + 1 and all(" in 3-D: " in line for line in lines[:-1])
+    assert lines[-1] == f"only-3d: all {len(CHECKS)} conformance checks passed (10 in 3-D)"
+    lines.clear()
+    check_method(MeanTeacher, report=lines.append)  # both tracks, 2-D first
+    assert [" in 3-D: " in line for line in lines[:-1]] == [False] * len(CHECKS) + [True] * len(CHECKS)
+    assert lines[-1] == f"mt: all {2 * len(CHECKS)} conformance checks passed (10 in 2-D, 10 in 3-D)"
+
+
+class ClashIn3D(MeanTeacher):
+    """Its 3-D step fails under autocast (as a dtype clash would): only the 3-D autocast check, run in a
+    fresh process with ``--3d``, sees it."""
+
+    name = "clash-in-3d"
+
+    def training_step(self, batch: Batch, step: StepInfo) -> Losses:
+        if self.ctx.dims == 3 and torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("expected scalar type BFloat16 but found Float")
+        return super().training_step(batch, step)
+
+
+def test_the_autocast_check_runs_the_3d_track_in_its_fresh_process() -> None:
+    from sslbench.testing import check_autocast
+
+    check_autocast(ClashIn3D)  # 2-D: passes
+    with track(3), pytest.raises(AssertionError, match=r"clash-in-3d in 3-D \[stage 'train'\]: the step fails under "
+                                                       "bf16 autocast"):
+        check_autocast(ClashIn3D)
+
+
+def test_each_track_keeps_its_own_shared_runs() -> None:
+    from sslbench.nn.unet import UNet
+    from sslbench.nn.vnet import VNet
+    from sslbench.train.kit_runs import reference_run, trajectory
+
+    for dims, net in ((2, UNet), (3, VNet), (2, UNet)):
+        with track(dims):
+            assert isinstance(reference_run("mt").trainer.method.student, net)
+            assert trajectory("mt").label == ("mt in 3-D" if dims == 3 else "mt")

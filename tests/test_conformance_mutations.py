@@ -296,14 +296,14 @@ def test_check_method_loads_the_plugin_modules_it_is_given(plugin_module) -> Non
     assert "conformance-sample" not in METHODS
     lines: list[str] = []
     check_method("conformance-sample", plugins=[module], report=lines.append)
-    assert lines[-1] == f"conformance-sample: all {len(CHECKS)} conformance checks passed"
+    assert lines[-1] == f"conformance-sample: all {2 * len(CHECKS)} conformance checks passed (10 in 2-D, 10 in 3-D)"  # UNet-L's dims
 
 
 def test_run_checks_loads_bench_plugins(plugin_module, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("BENCH_PLUGINS", plugin_module("conformance_env_plugin", "conformance-env"))
     lines: list[str] = []
     assert run_checks("conformance-env", report=lines.append) is True
-    assert lines[-1] == f"conformance-env: all {len(CHECKS)} conformance checks passed"
+    assert lines[-1] == f"conformance-env: all {2 * len(CHECKS)} conformance checks passed (10 in 2-D, 10 in 3-D)"  # UNet-L's dims
 
 
 def test_an_unknown_name_says_how_to_pass_the_plugin() -> None:

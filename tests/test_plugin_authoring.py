@@ -65,7 +65,9 @@ def test_check_method_says_what_it_checked() -> None:
 
     lines: list[str] = []
     check_method("unet-l", report=lines.append)
-    assert [line.split()[1] for line in lines[:-1]] == ["losses", "gradients", "predict", "resume", "determinism",
-                                                        "pretrain", "eval-nets", "teachers", "validated", "autocast"]
+    checks = ["losses", "gradients", "predict", "resume", "determinism", "pretrain", "eval-nets", "teachers",
+              "validated", "autocast"]
+    assert [line.split()[1] for line in lines[:-1]] == checks * 2   # on slices, then on LA's 3-D track
     assert all(line.startswith("ok ") for line in lines[:-1])
-    assert lines[-1] == "unet-l: all 10 conformance checks passed"
+    assert all(" in 3-D: " in line for line in lines[len(checks):-1])
+    assert lines[-1] == "unet-l: all 20 conformance checks passed (10 in 2-D, 10 in 3-D)"

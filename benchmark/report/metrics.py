@@ -69,11 +69,11 @@ def _border(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
 
 def _union_box(pred: np.ndarray, ref: np.ndarray) -> tuple[slice, ...]:
     """The bounding box of both masks plus a one-voxel margin (distances inside it are those of the
-    whole volume: every surface voxel and its nearest counterpart lie in it). Found from two
-    reductions along memory order (whole rows of the first axis; the OR of the planes for the
-    others), not from every voxel's coordinates: reducing along a short last axis (slices stored
-    last) directly costs ten times more. Each mask is reduced on its own: their union would be a
-    third volume-sized array, written only to be read back."""
+    whole volume: every surface voxel and its nearest counterpart lie in it). Found from reductions
+    along memory order (whole rows of the first axis; the OR of the planes for the others), not from
+    every voxel's coordinates: reducing along a short last axis (slices stored last) directly costs
+    ten times more. Each mask is reduced on its own (four reductions): their union would be a third
+    volume-sized array, written only to be read back."""
     plane = pred.any(axis=0) | ref.any(axis=0)
     hits = [pred.reshape(pred.shape[0], -1).any(axis=1) | ref.reshape(ref.shape[0], -1).any(axis=1)]
     hits += [plane.any(axis=tuple(a for a in range(plane.ndim) if a != axis)) for axis in range(plane.ndim)]

@@ -30,11 +30,11 @@ from sslbench.report.metrics import volume_metrics
 from sslbench.run.environment import pick_device, seed_everything
 from sslbench.run.overhead import compare, stage_step
 from sslbench.run.specs import resolve, scope_overrides
-from sslbench.train.kit_runs import NUM_CLASSES, tiny_data
+from sslbench.train.kit_runs import NUM_CLASSES, tiny_data, tiny_volumes
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import precision
 from sslbench.train.trainer import TrainData, Trainer
-from sslbench.train.volumes import VolumeData, volume_data
+from sslbench.train.volumes import VolumeData
 
 BASELINE = "unet-l"
 
@@ -59,20 +59,6 @@ def synthetic_data(n: int, size: int, device: torch.device, seed: int = 0) -> Tr
     data = tiny_data(seed, n, size)
     return TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled)),
                      positions=data.positions.to(device) if data.positions is not None else None)
-
-
-def synthetic_volumes(n: int, patch: Sequence[int], device: torch.device, seed: int = 0) -> VolumeData:
-    """Smooth random volumes a little larger than the crop (labels: the positive half), half labeled."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    shape = (patch[0] + 4, patch[1] + 8, patch[2] + 8)
-    volumes = []
-    for _ in range(n):
-        image = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 2.0)
-        image /= image.std() + 1e-8
-        volumes.append((image, (image > 0).astype(np.uint8)))
-    return volume_data(volumes, range(n // 2), range(n // 2, n), patch, device)
 
 
 def _sync(device: torch.device) -> None:
@@ -101,7 +87,7 @@ def measure_method(name: str, profile: str, overrides: Sequence[str], device: to
     method = build_method(cls, cfg.method, cfg.train, 2 if cfg.train.dims == 3 else NUM_CLASSES, device)
     data: TrainData | VolumeData
     if cfg.train.dims == 3:
-        data = synthetic_volumes(max(2 * cfg.train.batch_size, 8), cfg.train.patch_size, device)
+        data = tiny_volumes(max(2 * cfg.train.batch_size, 8), cfg.train.patch_size, device)
     else:
         data = synthetic_data(max(4 * cfg.train.batch_size, 16), cfg.train.image_size, device)
     trainer = Trainer(method, data, cfg.train, 0, progress=False, desc=name)

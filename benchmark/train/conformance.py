@@ -9,7 +9,10 @@ A term that is zero by design on an untrained network (a confidence threshold no
 ramp-up) would fail check 2: the plugin says so with ``conformance_config``, a dict of its config
 overrides under which every term is active (UniMatch: ``{"conf_thresh": 0.0}``).
 
-Runs on the CPU with a tiny UNet (base width 4, 32 x 32 slices, 3 classes, batch 4) in seconds. Two
+Runs on the CPU with a tiny UNet (base width 4, 32 x 32 slices, 3 classes, batch 4) in seconds; a
+method whose ``dims`` holds 3 (it runs on the 3-D track) passes every check there too, on a tiny VNet
+(base width 4, 16 x 32 x 32 crops of smooth volumes, 2 classes, batch 4), each message saying "in
+3-D". Two
 runs are shared: the reference run (seed 0, four steps of the first stage as training takes them)
 serves checks 1 and 3-6, the trajectory (``STEPS`` steps of every stage in a row, ramps forced, the
 trainer's own ``next_stage`` between stages so ``start_stage`` runs) checks 7-9.
@@ -19,7 +22,8 @@ trainer's own ``next_stage`` between stages so ``start_stage`` runs) checks 7-9.
    its stage (teachers diverged, memory banks holding keys: an empty bank contributes nothing), sends
    a non-zero gradient to the trained parameters (catches USB's mean-teacher bug: a consistency term
    between two teacher outputs);
-3. ``predict``: returns (B, K, H, W) and leaves train/eval flags and BN statistics untouched;
+3. ``predict``: returns (B, K, H, W) logits ((B, K, D, H, W) of a crop in 3-D) and leaves train/eval
+   flags and BN statistics untouched;
 4. ``resume``: a checkpoint round trip (trainer state -> fresh trainer) reproduces the next step's
    losses exactly;
 5. ``determinism``: a second run with the reference run's seed gives its losses;
@@ -65,18 +69,23 @@ from sslbench.train.kit_runs import (
                                     REFERENCE_STEPS,
                                     STEPS,
                                     TINY,
+                                    TINY_3D,
                                     MethodRef,
-                                    method_label,
-                                    loss_values,
                                     build,
+                                    current_track,
+                                    loss_values,
+                                    method_label,
+                                    num_classes,
                                     reference_run,
                                     resolve_method,
+                                    tiny_config,
                                     tiny_data,
+                                    track,
                                     trajectory,
 )
 
-__all__ = ["CHECKS", "NUM_CLASSES", "STEPS", "TINY", "WHAT", "build", "check_method", "resolve_method", "run_checks",
-           "tiny_data"]
+__all__ = ["CHECKS", "NUM_CLASSES", "STEPS", "TINY", "TINY_3D", "WHAT", "build", "check_method", "resolve_method",
+           "run_checks", "tiny_data", "track"]
 
 
 def check_losses(name: MethodRef) -> None:
@@ -120,8 +129,7 @@ ZERO_BY_DESIGN = (
     "outputs that get no gradient, as USB's mean-teacher bug).")
 
 
-def _assert_gradients(name: MethodRef, stage: str, terms: dict, params: list) -> None:  # type: ignore[type-arg]
-    label = method_label(name)
+def _assert_gradients(label: str, stage: str, terms: dict, params: list) -> None:  # type: ignore[type-arg]
     for key, term in terms.items():
         assert torch.is_tensor(term) and term.requires_grad, (
             f"{label} [stage '{stage}']: '{key}' carries no gradient (ramps at full strength, after one step of "
@@ -139,10 +147,16 @@ def check_predict(name: MethodRef) -> None:
     method.train()
     flags = [m.training for m in method.modules()]
     buffers = copy.deepcopy({k: v for k, v in method.state_dict().items()})
-    x = run.trainer.data.images[:3]
+    cfg = tiny_config()
+    if cfg.dims == 3:  # a batch of crops, as the sliding window feeds them
+        size: tuple[int, ...] = tuple(cfg.patch_size)
+        x = torch.rand(2, 1, *size, generator=torch.Generator().manual_seed(0))
+    else:
+        size = (cfg.image_size, cfg.image_size)
+        x = run.trainer.data.images[:3]
     out = method.predict(x)
-    assert out.shape == (3, NUM_CLASSES, TINY.image_size, TINY.image_size), \
-        f"{run.label}: predict shape {tuple(out.shape)}"
+    assert tuple(out.shape) == (len(x), num_classes(), *size), \
+        f"{run.label}: predict shape {tuple(out.shape)}, expected {(len(x), num_classes(), *size)}"
     assert [m.training for m in method.modules()] == flags, f"{run.label}: predict changed train/eval flags"
     for k, v in method.state_dict().items():
         assert torch.equal(v, buffers[k]), f"{run.label}: predict changed state '{k}'"
@@ -262,7 +276,7 @@ def check_autocast(name: MethodRef) -> None:
     if cls.__module__ != "__main__" and "<locals>" not in cls.__qualname__:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         done = subprocess.run([sys.executable, "-m", "sslbench.train.autocast_probe",
-                               f"{cls.__module__}:{cls.__qualname__}"],
+                               *(["--3d"] if current_track() == 3 else []), f"{cls.__module__}:{cls.__qualname__}"],
                               capture_output=True, text=True, env=env, check=False, timeout=1800)
         if done.returncode == 0:
             return
@@ -282,7 +296,7 @@ WHAT = {
     "losses": "two steps return finite scalar terms, at least one '*loss*'",
     "gradients": "every '*loss*' term of every stage sends gradient to the trained networks (ramps at full "
                  "strength; settings from conformance_config)",
-    "predict": "predict gives (B, K, H, W) logits and changes no train/eval flag or state",
+    "predict": "predict gives (B, K, H, W) logits (a crop's: (B, K, D, H, W)) and changes no train/eval flag or state",
     "resume": "a checkpoint round trip reproduces the next step exactly",
     "determinism": "a second run with one seed gives the same losses (CPU)",
     "pretrain": "a 'pretrain' stage, if any, comes first (the first stage of any name is the losses check's)",
@@ -295,48 +309,71 @@ WHAT = {
 }
 
 
+def tracks(cls: type[SSLMethod]) -> list[int]:
+    """The tracks a method is checked on: each of its ``dims`` (2-D, and 3-D where it runs on LA's)."""
+    return sorted(d for d in set(cls.dims) if d in (2, 3)) or [2]
+
+
+def _line(dims: int, check: str) -> str:
+    return f"ok  {check:<12} {WHAT[check]}" if dims == 2 else f"ok  {check:<12} in 3-D: {WHAT[check]}"
+
+
 def check_method(name: MethodRef, plugins: Sequence[str] | str = (),
                  report: Callable[[str], None] | None = print) -> None:
-    """Run every check of the contract on a tiny network; raises AssertionError naming the first that
-    fails, and says what passed (``report=None``: silent). ``plugins``: modules that register the
-    method (imported first, as ``$BENCH_PLUGINS``)."""
+    """Run every check of the contract on a tiny network, on each track the method runs on (2-D, and
+    3-D where its ``dims`` holds 3); raises AssertionError naming the first that fails, and says what
+    passed (``report=None``: silent). ``plugins``: modules that register the method (imported first,
+    as ``$BENCH_PLUGINS``)."""
     if plugins is None or callable(plugins):  # the former signature check_method(name, report)
         plugins, report = (), plugins  # type: ignore[assignment]
     cls = resolve_method(name, plugins)
-    for check, fn in CHECKS.items():
-        try:
-            fn(cls)
-        except AssertionError as exc:
-            raise AssertionError(f"conformance check '{check}' failed: {exc}") from exc
-        if report is not None:
-            report(f"ok  {check:<12} {WHAT[check]}")
+    for dims in tracks(cls):
+        with track(dims):
+            for check, fn in CHECKS.items():
+                try:
+                    fn(cls)
+                except AssertionError as exc:
+                    where = "" if dims == 2 else " in 3-D"
+                    raise AssertionError(f"conformance check '{check}'{where} failed: {exc}") from exc
+                if report is not None:
+                    report(_line(dims, check))
     if report is not None:
-        report(f"{method_label(name)}: all {len(CHECKS)} conformance checks passed")
+        report(_passed(name, cls))
+
+
+def _passed(name: MethodRef, cls: type[SSLMethod]) -> str:
+    dims = tracks(cls)
+    where = "" if dims == [2] else " (" + ", ".join(f"{len(CHECKS)} in {d}-D" for d in dims) + ")"
+    return f"{method_label(name)}: all {len(CHECKS) * len(dims)} conformance checks passed{where}"
 
 
 def run_checks(name: MethodRef, plugins: Sequence[str] | str = (), report: Callable[[str], None] = print) -> bool:
-    """``bench check``: the checks one by one, an ``ok  <check>  <what>`` line for each that passed;
-    at the first failure one line ``FAILED <check>: <message>`` (no traceback) and False; True when
-    all passed. A method that cannot be found or loaded is ``FAILED load: ...``."""
+    """``bench check``: the checks one by one, on each track the method runs on, an ``ok  <check>
+    <what>`` line for each that passed (``in 3-D:`` on the 3-D track); at the first failure one line
+    ``FAILED <check>: <message>`` (no traceback) and False; True when all passed. A method that cannot
+    be found or loaded is ``FAILED load: ...``."""
     try:
         cls = resolve_method(name, plugins)
     except BenchError as exc:
         report(f"FAILED load: {exc}")
         return False
-    for check, fn in CHECKS.items():
-        try:
-            fn(cls)
-        except AssertionError as exc:
-            report(f"FAILED {check}: {exc}")
-            return False
-        except BenchError as exc:  # the suite's own refusal (a bad stage length, a bad setting): its line says it all
-            report(f"FAILED {check}: {exc}")
-            return False
-        except Exception as exc:  # noqa: BLE001 - a plugin's own error is a failed check, said in one line
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            report(f"FAILED {check}: {type(exc).__name__}: {exc} (raised at {frame.filename}:{frame.lineno} in "
-                   f"{frame.name})")
-            return False
-        report(f"ok  {check:<12} {WHAT[check]}")
-    report(f"{method_label(name)}: all {len(CHECKS)} conformance checks passed")
+    for dims in tracks(cls):
+        with track(dims):
+            for check, fn in CHECKS.items():
+                failed = f"FAILED {check}" + ("" if dims == 2 else " in 3-D")
+                try:
+                    fn(cls)
+                except AssertionError as exc:
+                    report(f"{failed}: {exc}")
+                    return False
+                except BenchError as exc:  # the suite's own refusal (a bad stage length, a bad setting): its line says it all
+                    report(f"{failed}: {exc}")
+                    return False
+                except Exception as exc:  # noqa: BLE001 - a plugin's own error is a failed check, said in one line
+                    frame = traceback.extract_tb(exc.__traceback__)[-1]
+                    report(f"{failed}: {type(exc).__name__}: {exc} (raised at {frame.filename}:{frame.lineno} in "
+                           f"{frame.name})")
+                    return False
+                report(_line(dims, check))
+    report(_passed(name, cls))
     return True

@@ -1,14 +1,19 @@
 """The conformance kit's runs: a tiny trainer of any method (``build``) on tiny smooth data, and the two
-runs its checks share (the reference run and the trajectory), each computed once per method class."""
+runs its checks share (the reference run and the trajectory), each computed once per method class and
+track. A method whose ``dims`` holds 3 is checked on the 3-D track as well (``track(3)``): a tiny VNet
+on 16^3 crops of smooth volumes, two classes as LA's."""
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from scipy import ndimage
 from torch import nn
@@ -18,10 +23,16 @@ from sslbench.base.errors import RegistryError
 from sslbench.base.run_files import RunFiles
 from sslbench.method import METHODS, SSLMethod, build_method
 from sslbench.train.trainer import TrainData, Trainer
+from sslbench.train.volumes import VolumeData, volume_data
 
 TINY = TrainConfig(iterations=8, pretrain_iterations=4, batch_size=4, labeled_bs=2, image_size=32,
                    base_width=4, val_every=4, log_every=4, amp=False)
 NUM_CLASSES = 3
+# the 3-D track: UA-MT's VNet (four halvings) on crops of 20 x 40 x 40 volumes, as the 3-D phantom's quick
+# profile (its bottleneck holds 1 x 2 x 2 values: batch norm trains on one sample, as BCP's mixed halves)
+TINY_3D = dataclasses.replace(TINY, dims=3, patch_size=(16, 32, 32), stride_xy=16, stride_z=8)
+NUM_CLASSES_3D = 2  # LA's background and atrium
+_TRACK: ContextVar[int] = ContextVar("conformance_track", default=2)
 T = TypeVar("T")
 STEPS = 2  # steps per stage of the run the eval-nets, teachers and validated checks share
 
@@ -37,6 +48,43 @@ def tiny_data(seed: int = 0, n: int = 12, size: int = 32) -> TrainData:
     idx = torch.arange(n)
     positions = (idx % 4 + 0.5) / 4  # volumes of four slices
     return TrainData(images[:, None], labels, idx[: n // 2], idx[n // 2:], positions)
+
+
+def tiny_volumes(n: int, patch: Sequence[int], device: torch.device, seed: int = 0) -> VolumeData:
+    """Smooth random volumes a little larger than the crop (labels: the positive half), half labeled."""
+    rng = np.random.default_rng(seed)
+    shape = (patch[0] + 4, patch[1] + 8, patch[2] + 8)
+    volumes = []
+    for _ in range(n):
+        image = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 2.0)
+        image /= image.std() + 1e-8
+        volumes.append((image, (image > 0).astype(np.uint8)))
+    return volume_data(volumes, range(n // 2), range(n // 2, n), patch, device)
+
+
+@contextmanager
+def track(dims: int) -> Iterator[None]:
+    """The checks inside run on the 2-D track (tiny UNet on slices) or the 3-D one (tiny VNet on crops)."""
+    if dims not in (2, 3):
+        raise ValueError(f"a track is 2-D or 3-D, not {dims}-D")
+    token = _TRACK.set(dims)
+    try:
+        yield
+    finally:
+        _TRACK.reset(token)
+
+
+def current_track() -> int:
+    return _TRACK.get()
+
+
+def tiny_config() -> TrainConfig:
+    """The kit's training settings on the current track."""
+    return TINY_3D if _TRACK.get() == 3 else TINY
+
+
+def num_classes() -> int:
+    return NUM_CLASSES_3D if _TRACK.get() == 3 else NUM_CLASSES
 
 
 MethodRef = str | type[SSLMethod]
@@ -61,19 +109,28 @@ def resolve_method(name: MethodRef, plugins: Sequence[str] | str = ()) -> type[S
 
 
 def method_label(name: MethodRef) -> str:
-    return name if isinstance(name, str) else getattr(name, "name", "") or name.__name__
+    """The method's name, and "in 3-D" on the 3-D track (every check's message starts with it)."""
+    label = name if isinstance(name, str) else getattr(name, "name", "") or name.__name__
+    return f"{label} in 3-D" if _TRACK.get() == 3 else label
 
 
-def build(name: MethodRef, seed: int = 0, cfg: TrainConfig = TINY, device: str = "cpu",
+def build(name: MethodRef, seed: int = 0, cfg: TrainConfig | None = None, device: str = "cpu",
           folder: Path | None = None) -> Trainer:
-    """A tiny trainer for a registered method name or a method class; ``folder``: its run folder
-    (none: checkpoints in memory)."""
+    """A tiny trainer for a registered method name or a method class; ``cfg``: its training settings
+    (default: the current track's; ``dims = 3`` trains a VNet on tiny volumes); ``folder``: its run
+    folder (none: checkpoints in memory)."""
     cls = resolve_method(name)
+    cfg = tiny_config() if cfg is None else cfg
     torch.manual_seed(seed)
-    method = build_method(cls, dataclasses.replace(cls.Config(), **cls.conformance_config), cfg, NUM_CLASSES,
-                          torch.device(device))
-    data = tiny_data()
-    data = TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled, data.positions)))
+    method = build_method(cls, dataclasses.replace(cls.Config(), **cls.conformance_config), cfg,
+                          NUM_CLASSES_3D if cfg.dims == 3 else NUM_CLASSES, torch.device(device))
+    data: TrainData | VolumeData
+    if cfg.dims == 3:
+        data = tiny_volumes(8, cfg.patch_size, torch.device(device))
+    else:
+        data = tiny_data()
+        data = TrainData(*(t.to(device) for t in (data.images, data.labels, data.labeled, data.unlabeled,
+                                                 data.positions)))
     files = None
     if folder is not None:
         files = RunFiles(folder)
@@ -99,6 +156,7 @@ def _fingerprint(cls: type[SSLMethod]) -> list[object]:
 
 def _shared(kind: str, cls: type[SSLMethod], compute: Callable[[type[SSLMethod]], T]) -> T:
     key = _fingerprint(cls)
+    kind = f"{kind} {_TRACK.get()}-D"  # each track keeps its own runs
     kept = _RUNS.get(kind)
     if kept is not None and len(kept[0]) == len(key) and all(a is b for a, b in zip(kept[0], key)):
         return kept[1]  # type: ignore[return-value]
