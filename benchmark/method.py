@@ -369,9 +369,19 @@ def register_method(name: str) -> Callable[[type[SSLMethod]], type[SSLMethod]]:
     return deco
 
 
+def method_dims(cls: type[SSLMethod]) -> tuple[int, ...]:
+    """The tracks a method class runs on, its ``dims`` checked: a tuple of 2 and / or 3 (a plugin that
+    writes ``dims = 3``, as ``train.dims`` reads, gets one line that says how to write it)."""
+    dims = cls.dims
+    if not isinstance(dims, (tuple, list)) or not dims or any(d not in (2, 3) for d in dims):
+        raise ConfigError(f"method '{cls.name or cls.__name__}': dims must be a tuple of the tracks it runs on, (2,), "
+                          f"(3,) or (2, 3), not {dims!r}")
+    return tuple(sorted(set(dims)))
+
+
 def check_dims(cls: type[SSLMethod], train: TrainConfig) -> None:
     """Refuse a method on a track its release does not run (a 2-D method on LA's volumes)."""
-    if train.dims not in cls.dims:
+    if train.dims not in method_dims(cls):
         raise ConfigError(f"method '{cls.name}' is written for {' and '.join(f'{d}-D' for d in cls.dims)} training, "
                           f"not {train.dims}-D (train.dims = {train.dims}): its release has no 3-D version here")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .train.conformance import (
                                 CHECKS,
                                 NUM_CLASSES,
+                                NUM_CLASSES_3D,
                                 STEPS,
                                 TINY,
                                 TINY_3D,
@@ -27,12 +28,14 @@ from .train.conformance import (
                                 check_resume,
                                 check_teachers,
                                 check_validated,
+                                num_classes,
                                 resolve_method,
                                 run_checks,
                                 tiny_data,
                                 track,
 )
 
-__all__ = ["CHECKS", "NUM_CLASSES", "STEPS", "TINY", "TINY_3D", "WHAT", "build", "check_autocast", "check_determinism",
-           "check_eval_nets", "check_gradients", "check_losses", "check_method", "check_predict", "check_pretrain",
-           "check_resume", "check_teachers", "check_validated", "resolve_method", "run_checks", "tiny_data", "track"]
+__all__ = ["CHECKS", "NUM_CLASSES", "NUM_CLASSES_3D", "STEPS", "TINY", "TINY_3D", "WHAT", "build", "check_autocast",
+           "check_determinism", "check_eval_nets", "check_gradients", "check_losses", "check_method", "check_predict",
+           "check_pretrain", "check_resume", "check_teachers", "check_validated", "num_classes", "resolve_method",
+           "run_checks", "tiny_data", "track"]

@@ -100,9 +100,8 @@ def test_a_defect_of_the_3d_path_alone_fails_the_3d_track() -> None:
     assert len(lines) == len(CHECKS) + 2  # every 2-D check, the 3-D losses check, then the failure
     assert all(line.startswith("ok ") and " in 3-D: " not in line for line in lines[:len(CHECKS)])
     assert lines[len(CHECKS)].startswith("ok  losses       in 3-D: ")
-    assert lines[-1].startswith("FAILED gradients in 3-D: dead-in-3d in 3-D [stage 'train']: 'loss_cons' carries no "
-                                "gradient")
-    with pytest.raises(AssertionError, match="conformance check 'predict' in 3-D failed: flat-in-3d in 3-D: predict "
+    assert lines[-1].startswith("FAILED gradients in 3-D: dead-in-3d [stage 'train']: 'loss_cons' carries no gradient")
+    with pytest.raises(AssertionError, match="conformance check 'predict' in 3-D failed: flat-in-3d: predict "
                                              r"shape \(2, 2, 32, 32\), expected \(2, 2, 16, 32, 32\)"):
         check_method(FlatIn3D, report=None)
 
@@ -138,17 +137,41 @@ def test_the_autocast_check_runs_the_3d_track_in_its_fresh_process() -> None:
     from sslbench.testing import check_autocast
 
     check_autocast(ClashIn3D)  # 2-D: passes
-    with track(3), pytest.raises(AssertionError, match=r"clash-in-3d in 3-D \[stage 'train'\]: the step fails under "
-                                                       "bf16 autocast"):
+    with track(3), pytest.raises(AssertionError, match=r"clash-in-3d \[stage 'train'\]: the step fails under bf16 "
+                                                       "autocast"):
         check_autocast(ClashIn3D)
 
 
 def test_each_track_keeps_its_own_shared_runs() -> None:
     from sslbench.nn.unet import UNet
     from sslbench.nn.vnet import VNet
-    from sslbench.train.kit_runs import reference_run, trajectory
+    from sslbench.train.kit_runs import current_track, reference_run, trajectory
 
     for dims, net in ((2, UNet), (3, VNet), (2, UNet)):
         with track(dims):
             assert isinstance(reference_run("mt").trainer.method.student, net)
-            assert trajectory("mt").label == ("mt in 3-D" if dims == 3 else "mt")
+            assert trajectory("mt").label == "mt" and current_track() == dims
+
+
+@pytest.mark.parametrize("dims", [3, (), (2, 4), [True], "23"], ids=["int", "empty", "four", "bool", "str"])
+def test_a_malformed_dims_is_one_failed_line(dims: object) -> None:
+    class BadDims(MeanTeacher):
+        name = "bad-dims"
+
+    BadDims.dims = dims  # type: ignore[assignment]
+    lines: list[str] = []
+    assert run_checks(BadDims, report=lines.append) is False
+    assert lines == [f"FAILED dims: method 'bad-dims': dims must be a tuple of the tracks it runs on, (2,), (3,) or "
+                     f"(2, 3), not {dims!r}"]
+    with pytest.raises(AssertionError, match="conformance check 'dims' failed: method 'bad-dims': dims must be"):
+        check_method(BadDims, report=None)
+
+
+def test_the_summary_names_the_tracks_whatever_track_the_caller_is_on() -> None:
+    from sslbench.methods.abd import ABD
+
+    lines: list[str] = []
+    with track(3):
+        assert run_checks(ABD, report=lines.append) is True
+    assert lines[-1] == f"abd: all {len(CHECKS)} conformance checks passed"
+    assert not any(" in 3-D: " in line for line in lines)

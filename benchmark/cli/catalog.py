@@ -202,7 +202,8 @@ def prepare(dataset: str, raw: Path | None, kind: str | None, cache: Path | None
 def check_cmd(name: str, plugins: tuple[str, ...]) -> None:
     """Run the conformance kit on method NAME (a plugin: with --plugin MODULE or $BENCH_PLUGINS): on a
     tiny network on the CPU, in seconds, its losses, gradients, prediction, resume, determinism,
-    stages, teachers and evaluated networks. Prints one line per check; exit code 1 when one fails.
+    stages, teachers, evaluated networks and autocast; a method whose dims holds 3 again on a tiny
+    VNet (lines "in 3-D:"). Prints one line per check; exit code 1 when one fails.
 
     \b
     bench check mt

@@ -62,10 +62,11 @@ from collections.abc import Callable, Sequence
 import torch
 
 from sslbench.base.errors import BenchError
-from sslbench.method import SSLMethod
+from sslbench.method import SSLMethod, method_dims
 from sslbench.train.trainer import Trainer
 from sslbench.train.kit_runs import (
                                     NUM_CLASSES,
+                                    NUM_CLASSES_3D,
                                     REFERENCE_STEPS,
                                     STEPS,
                                     TINY,
@@ -84,8 +85,8 @@ from sslbench.train.kit_runs import (
                                     trajectory,
 )
 
-__all__ = ["CHECKS", "NUM_CLASSES", "STEPS", "TINY", "TINY_3D", "WHAT", "build", "check_method", "resolve_method",
-           "run_checks", "tiny_data", "track"]
+__all__ = ["CHECKS", "NUM_CLASSES", "NUM_CLASSES_3D", "STEPS", "TINY", "TINY_3D", "WHAT", "build", "check_method",
+           "num_classes", "resolve_method", "run_checks", "tiny_data", "track"]
 
 
 def check_losses(name: MethodRef) -> None:
@@ -252,7 +253,7 @@ def autocast_steps(*classes: type[SSLMethod],
     """Check 10 in this process: a step of every stage of every class under bf16 autocast, then the
     same in fp32 (bf16 first, so what a method caches on first use, even a table several methods
     share, is built under autocast). ``make``: the trainer of a class in a stage (default the kit's
-    tiny 2-D one; the 3-D tests pass a VNet trainer)."""
+    tiny one on the current track; the 3-D tests pass one of the 3-D phantom's settings)."""
     for precision in ("under bf16 autocast", "in fp32 after it"):
         for cls, index, stage in [(c, i, s) for c in classes for i, s in enumerate(c.stages)]:
             label = method_label(cls)
@@ -309,9 +310,10 @@ WHAT = {
 }
 
 
-def tracks(cls: type[SSLMethod]) -> list[int]:
-    """The tracks a method is checked on: each of its ``dims`` (2-D, and 3-D where it runs on LA's)."""
-    return sorted(d for d in set(cls.dims) if d in (2, 3)) or [2]
+def tracks(cls: type[SSLMethod]) -> tuple[int, ...]:
+    """The tracks a method is checked on: each of its ``dims`` (2-D, and 3-D where it runs on LA's); a
+    ``dims`` that is not a tuple of 2 and / or 3 is a ``ConfigError`` naming it."""
+    return method_dims(cls)
 
 
 def _line(dims: int, check: str) -> str:
@@ -327,7 +329,11 @@ def check_method(name: MethodRef, plugins: Sequence[str] | str = (),
     if plugins is None or callable(plugins):  # the former signature check_method(name, report)
         plugins, report = (), plugins  # type: ignore[assignment]
     cls = resolve_method(name, plugins)
-    for dims in tracks(cls):
+    try:
+        on = tracks(cls)
+    except BenchError as exc:
+        raise AssertionError(f"conformance check 'dims' failed: {exc}") from exc
+    for dims in on:
         with track(dims):
             for check, fn in CHECKS.items():
                 try:
@@ -343,7 +349,7 @@ def check_method(name: MethodRef, plugins: Sequence[str] | str = (),
 
 def _passed(name: MethodRef, cls: type[SSLMethod]) -> str:
     dims = tracks(cls)
-    where = "" if dims == [2] else " (" + ", ".join(f"{len(CHECKS)} in {d}-D" for d in dims) + ")"
+    where = "" if dims == (2,) else " (" + ", ".join(f"{len(CHECKS)} in {d}-D" for d in dims) + ")"
     return f"{method_label(name)}: all {len(CHECKS) * len(dims)} conformance checks passed{where}"
 
 
@@ -357,7 +363,12 @@ def run_checks(name: MethodRef, plugins: Sequence[str] | str = (), report: Calla
     except BenchError as exc:
         report(f"FAILED load: {exc}")
         return False
-    for dims in tracks(cls):
+    try:
+        on = tracks(cls)
+    except BenchError as exc:
+        report(f"FAILED dims: {exc}")
+        return False
+    for dims in on:
         with track(dims):
             for check, fn in CHECKS.items():
                 failed = f"FAILED {check}" + ("" if dims == 2 else " in 3-D")

@@ -1,7 +1,7 @@
 """The conformance kit's runs: a tiny trainer of any method (``build``) on tiny smooth data, and the two
 runs its checks share (the reference run and the trajectory), each computed once per method class and
 track. A method whose ``dims`` holds 3 is checked on the 3-D track as well (``track(3)``): a tiny VNet
-on 16^3 crops of smooth volumes, two classes as LA's."""
+on 16 x 32 x 32 crops of smooth volumes, two classes as LA's."""
 from __future__ import annotations
 
 import copy
@@ -109,9 +109,7 @@ def resolve_method(name: MethodRef, plugins: Sequence[str] | str = ()) -> type[S
 
 
 def method_label(name: MethodRef) -> str:
-    """The method's name, and "in 3-D" on the 3-D track (every check's message starts with it)."""
-    label = name if isinstance(name, str) else getattr(name, "name", "") or name.__name__
-    return f"{label} in 3-D" if _TRACK.get() == 3 else label
+    return name if isinstance(name, str) else getattr(name, "name", "") or name.__name__
 
 
 def build(name: MethodRef, seed: int = 0, cfg: TrainConfig | None = None, device: str = "cpu",
