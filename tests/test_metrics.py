@@ -232,3 +232,12 @@ def test_squared_pixel_distances_in_int64_equal_int32(monkeypatch: pytest.Monkey
 def test_a_zero_dimensional_mask_is_one_voxel() -> None:
     m = binary_metrics(np.array(True), np.array(True))
     assert m["dice"] == 1.0 and all(m[k] == 0.0 for k in ("asd", "assd", "hd95", "asd_legacy", "hd95_legacy"))
+
+
+@pytest.mark.parametrize("fn", [binary_metrics, surface_distances], ids=["binary_metrics", "surface_distances"])
+def test_masks_of_different_shapes_are_refused(fn) -> None:  # noqa: ANN001
+    """Two masks that broadcast (or that a crop would cut to one box) must not give a number."""
+    a, b = np.zeros((4, 8, 8), bool), np.zeros((4, 8, 1), bool)
+    a[1, 2:5, 2:5] = b[1, 2:5, 0] = True
+    with pytest.raises(ValueError, match=r"prediction shape \(4, 8, 8\) != reference shape \(4, 8, 1\)"):
+        fn(a, b)

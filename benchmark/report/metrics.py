@@ -89,6 +89,8 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float
     """Directed surface distances (pred->ref, ref->pred) of two non-empty binary masks."""
     pred = np.atleast_1d(np.asarray(pred, dtype=bool))
     ref = np.atleast_1d(np.asarray(ref, dtype=bool))
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} != reference shape {ref.shape}")
     if not pred.any() or not ref.any():
         raise ValueError("surface distances need two non-empty masks")
     sp = _normalize_spacing(spacing, pred.ndim)
@@ -291,6 +293,8 @@ def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] |
     """All metrics of one class in one volume, with the empty-mask policy applied."""
     pred = np.atleast_1d(np.asarray(pred, dtype=bool))  # a 0-d mask is one voxel, as medpy reads it
     ref = np.atleast_1d(np.asarray(ref, dtype=bool))
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} != reference shape {ref.shape}")
     n_pred, n_ref = int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
     out: dict[str, float | int | bool] = {
         "dice": 1.0 if n_pred == n_ref == 0 else 0.0, "n_pred": n_pred, "n_ref": n_ref,
