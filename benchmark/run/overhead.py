@@ -14,7 +14,6 @@ shared machine falls on both sides alike.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -71,12 +70,7 @@ def bare_method_step(trainer: Trainer, batch: Batch) -> Callable[[], None]:
     def step() -> None:
         info = StepInfo(stage, counter[0], total, False, trainer.generator)
         method.train()
-        opt.zero_grad(set_to_none=True)
-        trainer.early_backward = False
-        with autocast(device, amp):  # with the trainer's early-backward hook, as its own step offers it
-            out = method.training_step(batch, dataclasses.replace(info, backward=trainer.backward))
-        # the loss terms summed, backward, SGD: the step's own arithmetic
-        trainer.optimise(out, opt, "", zero=False, early=trainer.early_backward)
+        out, _ = trainer.method_step(batch, info, opt)  # the step's own arithmetic, early-backward hook included
         for name, optimizer in extra.items():
             with autocast(device, amp):
                 extra_out = method.extra_step(name, batch, info)

@@ -30,7 +30,7 @@ from sslbench.report.metrics import volume_metrics
 from sslbench.run.environment import pick_device, seed_everything
 from sslbench.run.overhead import compare, stage_step
 from sslbench.run.specs import resolve, scope_overrides
-from sslbench.train.kit_runs import NUM_CLASSES, tiny_data, tiny_volumes
+from sslbench.train.kit_runs import NUM_CLASSES, NUM_CLASSES_3D, tiny_data, tiny_volumes
 from sslbench.train.peak_memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from sslbench.train.precision import precision
 from sslbench.train.trainer import TrainData, Trainer
@@ -84,7 +84,7 @@ def measure_method(name: str, profile: str, overrides: Sequence[str], device: to
     cls = METHODS.get(name)
     cfg = resolve(name, profile, dataset, overrides)
     seed_everything(0)
-    method = build_method(cls, cfg.method, cfg.train, 2 if cfg.train.dims == 3 else NUM_CLASSES, device)
+    method = build_method(cls, cfg.method, cfg.train, NUM_CLASSES_3D if cfg.train.dims == 3 else NUM_CLASSES, device)
     data: TrainData | VolumeData
     if cfg.train.dims == 3:
         data = tiny_volumes(max(2 * cfg.train.batch_size, 8), cfg.train.patch_size, device)

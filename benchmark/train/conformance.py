@@ -310,12 +310,6 @@ WHAT = {
 }
 
 
-def tracks(cls: type[SSLMethod]) -> tuple[int, ...]:
-    """The tracks a method is checked on: each of its ``dims`` (2-D, and 3-D where it runs on LA's); a
-    ``dims`` that is not a tuple of 2 and / or 3 is a ``ConfigError`` naming it."""
-    return method_dims(cls)
-
-
 def _line(dims: int, check: str) -> str:
     return f"ok  {check:<12} {WHAT[check]}" if dims == 2 else f"ok  {check:<12} in 3-D: {WHAT[check]}"
 
@@ -330,7 +324,7 @@ def check_method(name: MethodRef, plugins: Sequence[str] | str = (),
         plugins, report = (), plugins  # type: ignore[assignment]
     cls = resolve_method(name, plugins)
     try:
-        on = tracks(cls)
+        on = method_dims(cls)  # each track the method runs on; a malformed dims: ConfigError
     except BenchError as exc:
         raise AssertionError(f"conformance check 'dims' failed: {exc}") from exc
     for dims in on:
@@ -348,7 +342,7 @@ def check_method(name: MethodRef, plugins: Sequence[str] | str = (),
 
 
 def _passed(name: MethodRef, cls: type[SSLMethod]) -> str:
-    dims = tracks(cls)
+    dims = method_dims(cls)
     where = "" if dims == (2,) else " (" + ", ".join(f"{len(CHECKS)} in {d}-D" for d in dims) + ")"
     return f"{method_label(name)}: all {len(CHECKS) * len(dims)} conformance checks passed{where}"
 
@@ -364,7 +358,7 @@ def run_checks(name: MethodRef, plugins: Sequence[str] | str = (), report: Calla
         report(f"FAILED load: {exc}")
         return False
     try:
-        on = tracks(cls)
+        on = method_dims(cls)  # each track the method runs on; a malformed dims: ConfigError
     except BenchError as exc:
         report(f"FAILED dims: {exc}")
         return False

@@ -201,11 +201,7 @@ class Trainer:
             group["lr"] = self.lr_at(self.iteration)
         batch = self.next_batch()
         self.method.train()
-        self.optimizer.zero_grad(set_to_none=True)   # before the step: a part may backpropagate early
-        self.early_backward = False
-        with autocast(self.device, self.cfg.amp):
-            out = self.method.training_step(batch, dataclasses.replace(info, backward=self.backward))
-        total = self.optimise(out, self.optimizer, "", zero=False, early=self.early_backward)
+        out, total = self.method_step(batch, info, self.optimizer)
         for name, optimizer in self.extra.items():
             with autocast(self.device, self.cfg.amp):
                 extra_out = self.method.extra_step(name, batch, info)
@@ -218,6 +214,17 @@ class Trainer:
         logged["loss"] = total
         self.log.add(logged)
         return logged
+
+    def method_step(self, batch: Batch, info: StepInfo,
+                    optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor | float], Tensor]:
+        """The method's ``training_step`` with the early-backward hook (``StepInfo.backward_now``), the
+        rest of its loss backpropagated, one step of ``optimizer``: the step's arithmetic, which
+        ``bench speed --vs-bare``'s bare loop runs too. Returns the step's terms and detached total."""
+        optimizer.zero_grad(set_to_none=True)   # before the step: a part may backpropagate early
+        self.early_backward = False
+        with autocast(self.device, self.cfg.amp):
+            out = self.method.training_step(batch, dataclasses.replace(info, backward=self.backward))
+        return out, self.optimise(out, optimizer, "", zero=False, early=self.early_backward)
 
     def optimise(self, out: dict[str, Tensor | float], optimizer: torch.optim.Optimizer, what: str,
                  zero: bool = True, early: bool = False) -> Tensor:
