@@ -1,9 +1,10 @@
 """The 3-D track's steps under bf16 autocast, checked on the CPU without a GPU.
 
-The conformance kit's ``autocast`` check does this for every method on the 2-D kit trainer (a step of
-each stage under the CPU's bf16 autocast, then one in fp32 in the same process); the kit has no 3-D
-trainer, so the 3-D methods get the same check here, on a tiny VNet run of synthetic volumes.
-``build_3d`` serves the GPU tests too.
+The conformance kit's ``autocast`` check (a step of each stage under the CPU's bf16 autocast, then one
+in fp32) runs the 3-D track on its own tiny crops (16 x 32 x 32) in a fresh process
+(``tests/test_conformance.py``). This runs it in this process on the trainer a ``synthetic-la`` run
+builds (its profile's patch size, a VNet of width 4), the configuration the GPU tests use:
+``build_3d`` serves them too.
 """
 from __future__ import annotations
 
