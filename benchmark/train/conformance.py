@@ -11,11 +11,11 @@ overrides under which every term is active (UniMatch: ``{"conf_thresh": 0.0}``).
 
 Runs on the CPU with a tiny UNet (base width 4, 32 x 32 slices, 3 classes, batch 4) in seconds; a
 method whose ``dims`` holds 3 (it runs on the 3-D track) passes every check there too, on a tiny VNet
-(base width 4, 16 x 32 x 32 crops of smooth volumes, 2 classes, batch 4), each message saying "in
-3-D". Two
-runs are shared: the reference run (seed 0, four steps of the first stage as training takes them)
-serves checks 1 and 3-6, the trajectory (``STEPS`` steps of every stage in a row, ramps forced, the
-trainer's own ``next_stage`` between stages so ``start_stage`` runs) checks 7-9.
+(base width 4, 16 x 32 x 32 crops of smooth volumes, 2 classes, batch 4), each message saying
+"in 3-D". Two runs are shared per track: the reference run (seed 0, four steps of the first stage
+as training takes them) serves checks 1 and 3-6, the trajectory (``STEPS`` steps of every stage in
+a row, ramps forced, the trainer's own ``next_stage`` between stages so ``start_stage`` runs)
+checks 7-9.
 
 1. ``losses``: ``training_step`` returns finite scalars with at least one ``*loss*`` key;
 2. ``gradients``: every ``*loss*`` term, with ramps forced to their final value and after one step of
